@@ -1,0 +1,57 @@
+"""Builds the FastAPI application over the services made by the composition root."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+import ember
+from ember.api import errors, functions
+from ember.api.limits import BodyLimit
+from ember.api.schemas import ErrorBody, Health
+
+if TYPE_CHECKING:
+    from ember.bootstrap import Services
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody} for code in (400, 404, 409, 413, 429, 500)
+}
+
+
+def create_app(services: Services) -> FastAPI:
+    """The API app; its lifespan starts and stops ``services``."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="Ember",
+        version=ember.__version__,
+        description="A self-hosted serverless platform for Python functions.",
+        lifespan=lifespan,
+        responses=_ERRORS,
+    )
+    app.state.services = services
+    errors.install(app)
+    app.include_router(functions.router)
+
+    @app.get("/healthz", response_model=Health, tags=["system"])
+    async def healthz() -> Health:
+        return Health(status="ok", version=ember.__version__)
+
+    limits = services.limits
+    code_body = limits.max_code_bytes * 4 // 3 + 64 * 1024
+
+    def limit_for(path: str) -> int:
+        return limits.max_sync_payload_bytes if path.endswith("/invoke") else code_body
+
+    app.add_middleware(BodyLimit, limit_for=limit_for)
+    return app

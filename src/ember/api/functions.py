@@ -1,0 +1,174 @@
+"""Routes of functions, their code, versions and aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from ember.api.schemas import (
+    AliasIn,
+    AliasList,
+    AliasOut,
+    CodeIn,
+    FunctionCreate,
+    FunctionList,
+    FunctionOut,
+    FunctionPatch,
+    PublishIn,
+    PublishOut,
+    VersionList,
+    VersionOut,
+)
+from ember.control import FunctionService
+from ember.errors import InvalidSpec
+
+router = APIRouter(tags=["functions"])
+
+
+def _service(request: Request) -> FunctionService:
+    service: FunctionService = request.app.state.services.functions
+    return service
+
+
+@router.post("/functions", status_code=status.HTTP_201_CREATED, response_model=FunctionOut)
+def create_function(body: FunctionCreate, request: Request) -> FunctionOut:
+    """Create a function from its config and a base64 zip of its code."""
+    created = _service(request).create(
+        body.name, body.config.to_json(), body.code.decode()
+    )
+    return FunctionOut.of(created)
+
+
+@router.get("/functions", response_model=FunctionList)
+def list_functions(
+    request: Request,
+    prefix: str = "",
+    tag: Annotated[str | None, Query(description="key or key=value")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> FunctionList:
+    page = _service(request).list(prefix=prefix, tag=tag, limit=limit, cursor=cursor)
+    return FunctionList(
+        functions=[FunctionOut.of(f) for f in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/functions/{name}", response_model=FunctionOut)
+def get_function(name: str, request: Request) -> FunctionOut:
+    return FunctionOut.of(_service(request).get(name))
+
+
+@router.patch("/functions/{name}", response_model=FunctionOut)
+def update_function(name: str, body: FunctionPatch, request: Request) -> FunctionOut:
+    """Replace the given top-level config fields of ``latest``."""
+    patch = body.config.model_dump(exclude_unset=True, by_alias=True)
+    return FunctionOut.of(_service(request).update_config(name, patch))
+
+
+@router.put("/functions/{name}/code", response_model=FunctionOut)
+def update_code(name: str, body: CodeIn, request: Request) -> FunctionOut:
+    """Replace the code of ``latest``."""
+    return FunctionOut.of(_service(request).update_code(name, body.decode()))
+
+
+@router.get(
+    "/functions/{name}/code",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}}},
+)
+def download_code(name: str, request: Request, qualifier: str = "latest") -> Response:
+    """The zip archive of ``latest`` or of a version."""
+    service = _service(request)
+    code = service.get(name).code if qualifier == "latest" else None
+    if code is None:
+        code = service.get_version(name, _version_number(qualifier)).code
+    return Response(
+        service.code_zip(code),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{name}.zip"'},
+    )
+
+
+def _version_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidSpec(f"{text!r} is not a version number", {"field": "qualifier"})
+    return int(text)
+
+
+@router.delete("/functions/{name}", response_model=FunctionOut)
+def delete_function(name: str, request: Request) -> FunctionOut:
+    """Delete the function with all its versions and aliases."""
+    return FunctionOut.of(_service(request).delete(name))
+
+
+@router.post("/functions/{name}/disable", response_model=FunctionOut)
+def disable_function(name: str, request: Request) -> FunctionOut:
+    """Refuse invocations until enabled again."""
+    return FunctionOut.of(_service(request).set_enabled(name, False))
+
+
+@router.post("/functions/{name}/enable", response_model=FunctionOut)
+def enable_function(name: str, request: Request) -> FunctionOut:
+    return FunctionOut.of(_service(request).set_enabled(name, True))
+
+
+@router.post(
+    "/functions/{name}/versions",
+    response_model=PublishOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": PublishOut, "description": "latest was unchanged"}},
+)
+def publish_version(
+    name: str, request: Request, response: Response, body: PublishIn | None = None
+) -> PublishOut:
+    """Publish ``latest`` as a new immutable version."""
+    version, created = _service(request).publish(name, body.description if body else "")
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return PublishOut(**VersionOut.of(version).model_dump(), created=created)
+
+
+@router.get("/functions/{name}/versions", response_model=VersionList)
+def list_versions(name: str, request: Request) -> VersionList:
+    return VersionList(versions=[VersionOut.of(v) for v in _service(request).list_versions(name)])
+
+
+@router.get("/functions/{name}/versions/{number}", response_model=VersionOut)
+def get_version(name: str, number: int, request: Request) -> VersionOut:
+    return VersionOut.of(_service(request).get_version(name, number))
+
+
+@router.delete("/functions/{name}/versions/{number}", response_model=VersionOut)
+def delete_version(name: str, number: int, request: Request) -> VersionOut:
+    """Delete one version; refused while an alias points at it."""
+    return VersionOut.of(_service(request).delete_version(name, number))
+
+
+@router.put("/functions/{name}/aliases/{alias}", response_model=AliasOut)
+def set_alias(
+    name: str, alias: str, body: AliasIn, request: Request, response: Response
+) -> AliasOut:
+    """Create or move an alias, optionally splitting traffic with a second version."""
+    found, created = _service(request).set_alias(
+        name, alias, version=body.version, additional_version=body.additional_version,
+        weight=body.weight, description=body.description,
+    )
+    if created:
+        response.status_code = status.HTTP_201_CREATED
+    return AliasOut.of(found)
+
+
+@router.get("/functions/{name}/aliases", response_model=AliasList)
+def list_aliases(name: str, request: Request) -> AliasList:
+    return AliasList(aliases=[AliasOut.of(a) for a in _service(request).list_aliases(name)])
+
+
+@router.get("/functions/{name}/aliases/{alias}", response_model=AliasOut)
+def get_alias(name: str, alias: str, request: Request) -> AliasOut:
+    return AliasOut.of(_service(request).get_alias(name, alias))
+
+
+@router.delete("/functions/{name}/aliases/{alias}", response_model=AliasOut)
+def delete_alias(name: str, alias: str, request: Request) -> AliasOut:
+    return AliasOut.of(_service(request).delete_alias(name, alias))

@@ -1,0 +1,76 @@
+"""The composition root: builds every service from Settings, starts and stops them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ember.artifacts import ArtifactLimits, FilesystemArtifactStore
+from ember.clock import Clock, SystemClock
+from ember.control import FunctionService
+from ember.settings import MIB, Settings
+from ember.store import SqlMetadataStore
+from ember.store.migrate import upgrade
+from ember.store.sql import create_engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits the API enforces."""
+
+    max_code_bytes: int
+    max_sync_payload_bytes: int
+    max_async_payload_bytes: int
+
+
+@dataclass
+class Services:
+    """Everything the API needs, built once per server."""
+
+    settings: Settings
+    clock: Clock
+    limits: Limits
+    store: SqlMetadataStore
+    functions: FunctionService
+
+    async def start(self) -> None:
+        log.info("ember data in %s, metadata at %s", self.settings.home, _safe_url(self.settings))
+
+    async def close(self) -> None:
+        self.store.close()
+
+
+def _safe_url(settings: Settings) -> str:
+    url = settings.resolved_database_url()
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
+
+
+def build(settings: Settings, clock: Clock | None = None) -> Services:
+    """Make every service from ``settings``; migrates the metadata store."""
+    clock = clock or SystemClock()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.resolved_database_url())
+    upgrade(engine)
+    store = SqlMetadataStore(engine, clock)
+    limits = Limits(
+        max_code_bytes=int(settings.max_code_mb * MIB),
+        max_sync_payload_bytes=int(settings.max_sync_payload_mb * MIB),
+        max_async_payload_bytes=int(settings.max_async_payload_kb * 1024),
+    )
+    artifacts = FilesystemArtifactStore(
+        settings.home / "artifacts",
+        ArtifactLimits(
+            max_zip_bytes=limits.max_code_bytes,
+            max_entries=settings.max_code_entries,
+            max_unpacked_bytes=int(settings.max_unpacked_mb * MIB),
+        ),
+    )
+    functions = FunctionService(store, artifacts, clock)
+    return Services(
+        settings=settings, clock=clock, limits=limits, store=store, functions=functions
+    )

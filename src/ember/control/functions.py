@@ -1,0 +1,202 @@
+"""The lifecycle of functions: create, read, update, delete, disable, publish and alias."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from ember.artifacts import ArtifactStore
+from ember.clock import Clock, utcnow
+from ember.control.validation import from_validation_error, invalid_spec
+from ember.errors import Conflict, FunctionNotFound, InvalidSpec
+from ember.model.function import (
+    RESERVED_ALIASES,
+    Alias,
+    CodeRef,
+    Function,
+    FunctionConfig,
+    Version,
+    check_name,
+)
+from ember.store.base import MetadataStore, Page
+
+log = logging.getLogger(__name__)
+
+
+def parse_config(data: dict[str, Any] | None) -> FunctionConfig:
+    try:
+        return FunctionConfig.model_validate(data or {})
+    except ValidationError as exc:
+        raise from_validation_error(exc, "config") from exc
+
+
+def checked_name(kind: str, value: str, field: str = "name") -> str:
+    try:
+        return check_name(kind, value)
+    except ValueError as exc:
+        raise invalid_spec([{"field": field, "message": str(exc)}]) from exc
+
+
+class FunctionService:
+    """Every lifecycle rule of functions, versions and aliases. Thread-safe: it holds no
+    state of its own beyond the stores, which are."""
+
+    def __init__(self, store: MetadataStore, artifacts: ArtifactStore, clock: Clock) -> None:
+        self._store = store
+        self._artifacts = artifacts
+        self._clock = clock
+
+    # functions ---------------------------------------------------------------------------
+
+    def create(self, name: str, config: dict[str, Any] | None, code_zip: bytes) -> Function:
+        """Create a function from a config and a zip of its code.
+
+        Raises InvalidSpec (bad name or field), InvalidCode (unsafe archive), PayloadTooLarge,
+        Conflict (name taken). Nothing is stored when any of them is raised."""
+        checked_name("function", name)
+        parsed = parse_config(config)
+        self._ensure_absent(name)
+        code = self._artifacts.put(code_zip)
+        now = utcnow(self._clock)
+        function = Function(name, parsed, code, True, now, now)
+        try:
+            return self._store.create_function(function)
+        except Exception:
+            self._collect(code.sha256)
+            raise
+
+    def _ensure_absent(self, name: str) -> None:
+        try:
+            self._store.get_function(name)
+        except FunctionNotFound:
+            return
+        raise Conflict(
+            f"function {name!r} already exists: update it, or delete it first", {"function": name}
+        )
+
+    def get(self, name: str) -> Function:
+        return self._store.get_function(name)
+
+    def list(
+        self, *, prefix: str = "", tag: str | None = None, limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[Function]:
+        """List functions by name; ``tag`` is ``key`` or ``key=value``."""
+        if not 1 <= limit <= 1000:
+            raise InvalidSpec("limit must be between 1 and 1000", {"field": "limit"})
+        parsed_tag = None
+        if tag:
+            key, sep, value = tag.partition("=")
+            parsed_tag = (key, value if sep else None)
+        return self._store.list_functions(
+            prefix=prefix, tag=parsed_tag, limit=limit, cursor=cursor
+        )
+
+    def update_config(self, name: str, patch: dict[str, Any]) -> Function:
+        """Merge ``patch`` into the top-level fields of ``latest``'s config."""
+        current = self._store.get_function(name)
+        try:
+            config = current.config.merged(patch)
+        except ValidationError as exc:
+            raise from_validation_error(exc, "config") from exc
+        return self._store.update_function(name, config=config)
+
+    def update_code(self, name: str, code_zip: bytes) -> Function:
+        current = self._store.get_function(name)
+        code = self._artifacts.put(code_zip)
+        try:
+            updated = self._store.update_function(name, code=code)
+        except Exception:
+            self._collect(code.sha256)
+            raise
+        self._collect(current.code.sha256)
+        return updated
+
+    def set_enabled(self, name: str, enabled: bool) -> Function:
+        return self._store.update_function(name, enabled=enabled)
+
+    def delete(self, name: str) -> Function:
+        """Delete the function with all its versions and aliases."""
+        codes = {v.code.sha256 for v in self._store.list_versions(name)}
+        deleted = self._store.delete_function(name)
+        for sha256 in codes | {deleted.code.sha256}:
+            self._collect(sha256)
+        return deleted
+
+    def _collect(self, sha256: str) -> None:
+        """Remove an artifact nothing references any more."""
+        if not self._store.code_in_use(sha256):
+            self._artifacts.delete(sha256)
+
+    def code_path(self, code: CodeRef) -> str:
+        return str(self._artifacts.path(code.sha256))
+
+    def code_zip(self, code: CodeRef) -> bytes:
+        return self._artifacts.read(code.sha256)
+
+    # versions ----------------------------------------------------------------------------
+
+    def publish(self, name: str, description: str = "") -> tuple[Version, bool]:
+        """Snapshot ``latest``; returns (version, created). An unchanged ``latest`` returns
+        the newest existing version with ``created`` False."""
+        if len(description) > 256:
+            raise InvalidSpec(
+                "description is longer than 256 characters", {"field": "description"}
+            )
+        return self._store.publish_version(name, description)
+
+    def get_version(self, name: str, number: int) -> Version:
+        return self._store.get_version(name, number)
+
+    def list_versions(self, name: str) -> list[Version]:
+        return self._store.list_versions(name)
+
+    def delete_version(self, name: str, number: int) -> Version:
+        deleted = self._store.delete_version(name, number)
+        self._collect(deleted.code.sha256)
+        return deleted
+
+    # aliases -----------------------------------------------------------------------------
+
+    def set_alias(
+        self, name: str, alias: str, *, version: int, additional_version: int | None = None,
+        weight: float | None = None, description: str = "",
+    ) -> tuple[Alias, bool]:
+        """Point ``alias`` at ``version``; with ``additional_version`` and ``weight``
+        (0 < weight < 1) that share of traffic goes to the additional version."""
+        checked_name("alias", alias, "alias")
+        errors = []
+        if alias in RESERVED_ALIASES:
+            errors.append({"field": "alias", "message": f"{alias!r} is reserved"})
+        if version < 1:
+            errors.append({"field": "version", "message": "versions start at 1"})
+        if (additional_version is None) != (weight is None):
+            errors.append({
+                "field": "weight" if weight is None else "additional_version",
+                "message": "additional_version and weight go together",
+            })
+        if weight is not None and not 0 < weight < 1:
+            errors.append({"field": "weight", "message": "weight must be between 0 and 1"})
+        if additional_version is not None and additional_version == version:
+            errors.append({
+                "field": "additional_version", "message": "must differ from version",
+            })
+        if len(description) > 256:
+            errors.append({"field": "description", "message": "longer than 256 characters"})
+        if errors:
+            raise invalid_spec(errors)
+        return self._store.put_alias(
+            name, alias, version=version, additional_version=additional_version,
+            weight=weight, description=description,
+        )
+
+    def get_alias(self, name: str, alias: str) -> Alias:
+        return self._store.get_alias(name, alias)
+
+    def list_aliases(self, name: str) -> list[Alias]:
+        return self._store.list_aliases(name)
+
+    def delete_alias(self, name: str, alias: str) -> Alias:
+        return self._store.delete_alias(name, alias)

@@ -1,0 +1,224 @@
+"""Functions, their config, versions, aliases and qualifiers.
+
+A Function is a name plus its mutable ``latest`` config and code. Publishing snapshots
+``latest`` into an immutable numbered Version; an Alias names a version, optionally splitting
+traffic with a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+ALIAS_RE = NAME_RE
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*[.:][A-Za-z_][A-Za-z0-9_]*$")
+LAYER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}(:[1-9][0-9]*)?$")
+RESERVED_ALIASES = frozenset({"latest"})
+RESERVED_ENV_PREFIX = "EMBER_"
+MAX_TIMEOUT_S = 900.0
+MAX_ENVIRONMENT_BYTES = 4096
+
+
+def check_name(kind: str, value: str) -> str:
+    """Validate a function, alias or trigger name; raise ValueError naming the rule."""
+    if not NAME_RE.match(value):
+        raise ValueError(
+            f"{kind} name {value!r} is invalid: it must start with a letter and hold at most "
+            "64 letters, digits, '-' or '_'"
+        )
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Destination(_Strict):
+    """Where the outcome of an async invocation goes: another function, or the dead letters."""
+
+    kind: Literal["function", "dead_letter"] = "function"
+    function: str | None = None
+    qualifier: str = "latest"
+
+    @model_validator(mode="after")
+    def _target(self) -> Destination:
+        if self.kind == "function":
+            if not self.function:
+                raise ValueError("a function destination needs 'function'")
+            check_name("function", self.function)
+        return self
+
+
+class AsyncConfig(_Strict):
+    """How async invocations of a function are retried and where their outcomes go."""
+
+    max_retries: Annotated[int, Field(ge=0, le=8)] = 3
+    max_event_age_s: Annotated[int, Field(ge=60, le=21600)] = 21600
+    on_success: Destination | None = None
+    on_failure: Destination | None = None
+
+
+class FunctionConfig(_Strict):
+    """The configuration of a function; unknown fields are refused."""
+
+    runtime: Literal["python3"] = "python3"
+    kind: Literal["event", "web", "custom"] = "event"
+    handler: str = "main.handler"
+    description: Annotated[str, Field(max_length=256)] = ""
+    memory_mb: Annotated[int, Field(ge=64, le=16384)] = 256
+    timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 60.0
+    environment: dict[str, str] = Field(default_factory=dict)
+    layers: Annotated[list[str], Field(max_length=5)] = Field(default_factory=list)
+    concurrency: Annotated[int, Field(ge=1, le=1000)] = 1
+    min_instances: Annotated[int, Field(ge=0, le=100)] = 0
+    max_instances: Annotated[int, Field(ge=1, le=1000)] = 100
+    keep_alive_s: Annotated[float, Field(ge=0, le=86400)] = 120.0
+    initializer: str | None = None
+    initializer_timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 30.0
+    pre_stop: str | None = None
+    async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("handler", "initializer", "pre_stop")
+    @classmethod
+    def _entrypoint(cls, value: str | None) -> str | None:
+        if value is not None and not ENTRYPOINT_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not an entry point: use 'module.function' or 'package.module:function'"
+            )
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not ENV_KEY_RE.match(key):
+                raise ValueError(f"environment variable name {key!r} is invalid")
+            if key.upper().startswith(RESERVED_ENV_PREFIX):
+                raise ValueError(f"environment variable {key!r} uses the reserved prefix EMBER_")
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in value.items())
+        if size > MAX_ENVIRONMENT_BYTES:
+            raise ValueError(f"environment is {size} bytes, over the {MAX_ENVIRONMENT_BYTES} limit")
+        return value
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, value: list[str]) -> list[str]:
+        for layer in value:
+            if not LAYER_RE.match(layer):
+                raise ValueError(f"layer {layer!r} is invalid: use 'name' or 'name:version'")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 50:
+            raise ValueError("at most 50 tags")
+        for key, tag in value.items():
+            if not key or len(key) > 128 or len(tag) > 256:
+                raise ValueError(f"tag {key!r}: keys are 1-128 characters, values at most 256")
+        return value
+
+    @model_validator(mode="after")
+    def _instances(self) -> FunctionConfig:
+        if self.min_instances > self.max_instances:
+            raise ValueError(
+                f"min_instances ({self.min_instances}) is above max_instances ({self.max_instances})"
+            )
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def merged(self, patch: dict[str, Any]) -> FunctionConfig:
+        """A new config with the top-level fields of ``patch`` replacing this one's."""
+        return FunctionConfig.model_validate({**self.to_json(), **patch})
+
+    def digest(self) -> str:
+        return hashlib.sha256(orjson.dumps(self.to_json(), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(frozen=True)
+class CodeRef:
+    """The code of a function or version: an artifact by its sha256."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    config: FunctionConfig
+    code: CodeRef
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    last_version: int = 0
+
+
+@dataclass(frozen=True)
+class Version:
+    function: str
+    number: int
+    config: FunctionConfig
+    code: CodeRef
+    description: str
+    created_at: datetime
+
+    def same_content(self, config: FunctionConfig, code: CodeRef) -> bool:
+        return self.code.sha256 == code.sha256 and self.config.digest() == config.digest()
+
+
+@dataclass(frozen=True)
+class TrafficSplit:
+    """The second version of an alias and the share of traffic it gets (0 < weight < 1)."""
+
+    version: int
+    weight: float
+
+
+@dataclass(frozen=True)
+class Alias:
+    function: str
+    name: str
+    version: int
+    description: str
+    created_at: datetime
+    updated_at: datetime
+    split: TrafficSplit | None = None
+
+    def versions(self) -> tuple[int, ...]:
+        return (self.version,) if self.split is None else (self.version, self.split.version)
+
+
+@dataclass(frozen=True)
+class Qualifier:
+    """What an invocation or trigger targets: ``latest``, a version number or an alias."""
+
+    kind: Literal["latest", "version", "alias"]
+    value: str = "latest"
+    version: int | None = field(default=None, compare=False)
+
+    @classmethod
+    def parse(cls, text: str | None) -> Qualifier:
+        if text is None or text == "" or text == "latest" or text == "$LATEST":
+            return cls("latest")
+        if text.isdigit():
+            number = int(text)
+            if number < 1:
+                raise ValueError(f"version {text!r} is invalid: versions start at 1")
+            return cls("version", text, number)
+        check_name("alias", text)
+        return cls("alias", text)
+
+    def __str__(self) -> str:
+        return self.value

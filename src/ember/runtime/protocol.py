@@ -1,0 +1,173 @@
+"""The wire format between the server and its instances (and its zygote).
+
+A frame is a 4-byte big-endian length followed by a msgpack map of that many bytes. Every
+map has a ``"t"`` key naming the message type; the constants below are the whole
+vocabulary. Byte strings stay byte strings (``use_bin_type``), text stays text.
+
+Instance conversation (server ⇄ instance), in order:
+
+    instance → server   hello       {"id": instance_id, "pid": int}
+    server → instance   init        {"spec": {...}}            (after the sandbox holds the pid)
+    instance → server   ready       {"init_ms": float}
+                     or init_error  {"error": {"type", "message", "traceback"}}   then exits
+    server → instance   invoke      {"id", "payload", "content_type", "deadline", "qualifier",
+                                     "attempt"}
+    instance → server   log*        {"id", "level", "ts", "line"}   (all before the reply)
+    instance → server   result      {"id", "body", "content_type", "duration_ms"}
+                     or error       {"id", "error": {"type", "message", "traceback", "kind"}}
+    server → instance   stop        {}                          pre_stop runs, then exit 0
+
+Zygote conversation (server ⇄ zygote):
+
+    zygote → server     hello       {"pid": int}
+    server → zygote     spawn       {"req": int, "id": instance_id, "connect": socket_path}
+    zygote → server     spawned     {"req": int, "pid": int}
+                     or spawn_error {"req": int, "error": str}
+    zygote → server     exited      {"pid": int, "status": int | None, "signal": int | None}
+
+This module runs inside instances: standard library and msgpack only. The asyncio helpers
+take duck-typed streams so that importing this module never imports asyncio.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+if TYPE_CHECKING:
+    import asyncio
+
+HELLO = "hello"
+INIT = "init"
+READY = "ready"
+INIT_ERROR = "init_error"
+INVOKE = "invoke"
+LOG = "log"
+RESULT = "result"
+ERROR = "error"
+STOP = "stop"
+SPAWN = "spawn"
+SPAWNED = "spawned"
+SPAWN_ERROR = "spawn_error"
+EXITED = "exited"
+
+# Error kinds an instance reports, so the server can pick the right Ember error without
+# parsing messages: the handler raised, the payload could not be decoded, the return value
+# could not be encoded, or the handler ran out of memory (RLIMIT_AS gave a MemoryError).
+KIND_HANDLER = "handler"
+KIND_PAYLOAD = "payload"
+KIND_RESULT = "result"
+KIND_MEMORY = "memory"
+
+# Generous: sync payloads are at most 6 MiB, and a frame also carries results and logs.
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+_HEADER = struct.Struct(">I")
+
+Message = dict[str, Any]
+
+
+class ProtocolError(Exception):
+    """A frame was malformed, too large, or not a map with a ``"t"`` key."""
+
+
+def encode(message: Message) -> bytes:
+    """One frame: the length header and the msgpack body."""
+    body = msgpack.packb(message, use_bin_type=True)
+    if len(body) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {len(body)} bytes is over the {MAX_FRAME_BYTES} limit")
+    return _HEADER.pack(len(body)) + body
+
+
+def decode(body: bytes) -> Message:
+    """The message of one frame body (without its header)."""
+    try:
+        message = msgpack.unpackb(body, raw=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise ProtocolError(f"undecodable frame: {exc}") from exc
+    if not isinstance(message, dict) or not isinstance(message.get("t"), str):
+        raise ProtocolError("a frame must be a map with a 't' key")
+    return message
+
+
+def _length(header: bytes) -> int:
+    (length,) = _HEADER.unpack(header)
+    if length > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {length} bytes is over the {MAX_FRAME_BYTES} limit")
+    return int(length)
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    received = 0
+    while received < size:
+        count = sock.recv_into(view[received:], size - received)
+        if count == 0:
+            if received == 0:
+                return None
+            raise ProtocolError("connection closed in the middle of a frame")
+        received += count
+    return bytes(buffer)
+
+
+def read_frame(sock: socket.socket) -> Message | None:
+    """Read one message from a blocking socket; ``None`` when the peer closed cleanly."""
+    header = _recv_exactly(sock, _HEADER.size)
+    if header is None:
+        return None
+    length = _length(header)
+    body = _recv_exactly(sock, length) if length else b""
+    if body is None:
+        raise ProtocolError("connection closed in the middle of a frame")
+    return decode(body)
+
+
+class FrameSocket:
+    """A blocking socket that sends whole frames from any thread (one lock per socket).
+
+    Log reader threads and the main loop of an instance share one connection; the lock keeps
+    their frames from interleaving.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, message: Message) -> None:
+        """Send one frame; raises ``OSError`` when the server is gone."""
+        data = encode(message)
+        with self._lock:
+            self.sock.sendall(data)
+
+    def recv(self) -> Message | None:
+        """Read one frame; only one thread (the main loop) reads."""
+        return read_frame(self.sock)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def read_frame_async(reader: asyncio.StreamReader) -> Message | None:
+    """Read one message from an asyncio stream; ``None`` at a clean end of stream."""
+    try:
+        header = await reader.readexactly(_HEADER.size)
+    except EOFError as exc:  # IncompleteReadError is an EOFError; avoids importing asyncio
+        if getattr(exc, "partial", b""):
+            raise ProtocolError("connection closed in the middle of a frame") from exc
+        return None
+    length = _length(header)
+    try:
+        body = await reader.readexactly(length) if length else b""
+    except EOFError as exc:
+        raise ProtocolError("connection closed in the middle of a frame") from exc
+    return decode(body)
+
+
+def write_frame_async(writer: asyncio.StreamWriter, message: Message) -> None:
+    """Queue one frame on an asyncio stream (the caller drains when it needs to)."""
+    writer.write(encode(message))

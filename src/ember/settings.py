@@ -1,0 +1,62 @@
+"""Typed settings of an Ember server, read from the environment (``EMBER_*``) and CLI flags.
+
+Only the composition root (``bootstrap.py``) and the CLI entry that starts the server read
+these; every other component receives what it needs through its constructor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Server settings. Each field can be set as ``EMBER_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="EMBER_", extra="ignore", frozen=True)
+
+    home: Path = Field(default=Path(".ember"), description="data directory")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; SQLite in $EMBER_HOME when unset"
+    )
+    max_code_mb: float = Field(default=50, gt=0, le=1024, description="largest zipped upload")
+    max_unpacked_mb: float = Field(default=500, gt=0, le=8192)
+    max_code_entries: int = Field(default=10_000, ge=1)
+    max_sync_payload_mb: float = Field(default=6, gt=0, le=100)
+    max_async_payload_kb: float = Field(default=256, gt=0, le=10240)
+    zygote: bool = Field(default=True, description="fork instances from a warm zygote")
+    max_instances: int = Field(default=200, ge=1, le=10_000, description="instances per server")
+    queue_depth: int = Field(default=100, ge=0, description="waiting invocations per version")
+    queue_wait_s: float = Field(default=10.0, ge=0, description="longest wait for an instance")
+    log_retention: int = Field(default=10_000, ge=100, description="log lines kept per function")
+    log_level: str = "info"
+
+    @field_validator("home")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _driver(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        # Users write the URL their other tools accept; Ember talks to PostgreSQL via psycopg 3.
+        for prefix in ("postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        if not value.startswith(("sqlite", "postgresql+psycopg")):
+            raise ValueError(
+                f"EMBER_DATABASE_URL {value!r} is not supported: use sqlite:///PATH or "
+                "postgresql://USER@HOST:PORT/DB"
+            )
+        return value
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'ember.db'}"

@@ -1,0 +1,59 @@
+"""The one SQLAlchemy schema shared by SQLite and PostgreSQL; migrations create exactly this."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+functions = sa.Table(
+    "functions",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("code_sha256", sa.String(64), nullable=False),
+    sa.Column("code_size", sa.BigInteger, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    # Version numbers are never reused, even after a version is deleted.
+    sa.Column("last_version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+versions = sa.Table(
+    "versions",
+    metadata,
+    sa.Column(
+        "function",
+        sa.String(64),
+        sa.ForeignKey("functions.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("code_sha256", sa.String(64), nullable=False),
+    sa.Column("code_size", sa.BigInteger, nullable=False),
+    sa.Column("description", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column(
+        "function",
+        sa.String(64),
+        sa.ForeignKey("functions.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("additional_version", sa.Integer, nullable=True),
+    sa.Column("weight", sa.Float, nullable=True),
+    sa.Column("description", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+sa.Index("ix_versions_code", versions.c.code_sha256)
+sa.Index("ix_functions_code", functions.c.code_sha256)

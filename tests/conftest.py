@@ -1,0 +1,90 @@
+"""Shared fixtures. Set EMBER_DATABASE_URL=postgresql://… to run the suite on PostgreSQL:
+a fresh database is created for the run and emptied before each test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ember.settings import Settings
+
+_BASE_URL = os.environ.get("EMBER_DATABASE_URL", "")
+
+
+def _admin_url(url: str) -> str:
+    return Settings(database_url=url).resolved_database_url()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _database() -> Iterator[None]:
+    """A database of this run's own on the configured PostgreSQL server."""
+    if not _BASE_URL:
+        yield
+        return
+    admin = sa.create_engine(_admin_url(_BASE_URL), isolation_level="AUTOCOMMIT")
+    name = f"ember_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.make_url(_admin_url(_BASE_URL)).set(database=name)
+    os.environ["EMBER_DATABASE_URL"] = url.render_as_string(hide_password=False)
+    try:
+        yield
+    finally:
+        os.environ["EMBER_DATABASE_URL"] = _BASE_URL
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _empty_database(_database: None) -> None:
+    if not _BASE_URL:
+        return
+    engine = sa.create_engine(Settings().resolved_database_url())
+    try:
+        with engine.begin() as conn:
+            tables = [
+                r[0]
+                for r in conn.exec_driver_sql(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                    "AND tablename <> 'alembic_version'"
+                )
+            ]
+            if tables:
+                conn.exec_driver_sql(
+                    "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"
+                )
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(home: Path) -> Settings:
+    return Settings(home=home)
+
+
+def make_zip(files: dict[str, str | bytes]) -> bytes:
+    """A zip archive holding ``files`` (name → content)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in files.items():
+            zf.writestr(name, content)
+    return buf.getvalue()
+
+
+HELLO = {"main.py": "def handler(event, context):\n    return {'hello': event}\n"}
