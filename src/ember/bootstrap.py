@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ember.artifacts import ArtifactLimits, FilesystemArtifactStore
 from ember.clock import Clock, SystemClock
 from ember.control import FunctionService
+from ember.observability.logs import LogStore
+from ember.observability.metrics import Metrics
+from ember.observability.stats import StatsStore
+from ember.pool.launcher import Launcher
+from ember.pool.pool import PoolManager
+from ember.router import Router
 from ember.settings import MIB, Settings
 from ember.store import SqlMetadataStore
 from ember.store.migrate import upgrade
@@ -34,12 +42,22 @@ class Services:
     limits: Limits
     store: SqlMetadataStore
     functions: FunctionService
+    logs: LogStore
+    stats: StatsStore
+    metrics: Metrics
+    router: Router
 
     async def start(self) -> None:
         log.info("ember data in %s, metadata at %s", self.settings.home, _safe_url(self.settings))
+        await self.router.start()
 
     async def close(self) -> None:
-        self.store.close()
+        try:
+            await self.router.close()
+        finally:
+            self.logs.close()
+            self.stats.close()
+            self.store.close()
 
 
 def _safe_url(settings: Settings) -> str:
@@ -71,6 +89,29 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         ),
     )
     functions = FunctionService(store, artifacts, clock)
-    return Services(
-        settings=settings, clock=clock, limits=limits, store=store, functions=functions
+    logs = LogStore(settings.home / "logs.db", retention=settings.log_retention)
+    stats = StatsStore(settings.home / "stats.db")
+    metrics = Metrics()
+    sink = _LateSink()
+    launcher = Launcher(settings.home / "run", use_zygote=settings.zygote, log_sink=sink)
+    pools = PoolManager(
+        launcher, clock, max_instances=settings.max_instances,
+        queue_depth=settings.queue_depth, queue_wait_s=settings.queue_wait_s,
     )
+    router = Router(functions, pools, logs, stats, metrics, clock)
+    sink.target = router.on_log
+    metrics.watch_instances(pools.counts)
+    return Services(
+        settings=settings, clock=clock, limits=limits, store=store, functions=functions,
+        logs=logs, stats=stats, metrics=metrics, router=router,
+    )
+
+
+class _LateSink:
+    """Breaks the launcher → router → pools → launcher cycle: bound once the router exists."""
+
+    target: Callable[..., None] | None = None
+
+    def __call__(self, *args: Any) -> None:
+        if self.target is not None:
+            self.target(*args)

@@ -42,6 +42,8 @@ class EmberError(Exception):
         super().__init__(message)
         self.message = message
         self.details: dict[str, Any] = details or {}
+        # Response headers that belong with this error (e.g. the request id of an invocation).
+        self.headers: dict[str, str] = {}
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "details": self.details}

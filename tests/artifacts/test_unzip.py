@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from ember.artifacts import ArtifactLimits, FilesystemArtifactStore, open_archive
-from ember.artifacts import unzip
+from ember.artifacts import ArtifactLimits, FilesystemArtifactStore, open_archive, unzip
 from ember.errors import InvalidCode, PayloadTooLarge
 
 SMALL = ArtifactLimits(max_zip_bytes=64 * 1024, max_entries=20, max_unpacked_bytes=4096)
@@ -123,9 +122,8 @@ def test_symlinks_inside_the_archive_are_created_as_symlinks(tmp_path: Path) -> 
         link("pkg/deep/up", "../.."),
         link("dangling", "missing/file"),
     )
-    code = FilesystemArtifactStore(tmp_path, SMALL).path(
-        FilesystemArtifactStore(tmp_path, SMALL).put(data).sha256
-    )
+    store = FilesystemArtifactStore(tmp_path, SMALL)
+    code = store.path(store.put(data).sha256)
     assert os.readlink(code / "lib") == "pkg"
     assert (code / "lib" / "mod.py").read_bytes() == b"X = 1\n"
     assert (code / "pkg" / "alias.py").read_bytes() == b"X = 1\n"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 import ember
-from ember.api import errors, functions
+from ember.api import errors, functions, invoke
 from ember.api.limits import BodyLimit
 from ember.api.schemas import ErrorBody, Health
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ember.bootstrap import Services
 
 _ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (400, 404, 409, 413, 429, 500)
+    code: {"model": ErrorBody} for code in (400, 404, 409, 413, 429, 500, 502, 504)
 }
 
 
@@ -42,6 +42,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     errors.install(app)
     app.include_router(functions.router)
+    app.include_router(invoke.router)
 
     @app.get("/healthz", response_model=Health, tags=["system"])
     async def healthz() -> Health:

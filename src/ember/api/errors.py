@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 
 
 def error_response(err: EmberError) -> JSONResponse:
-    return JSONResponse({"error": err.to_dict()}, status_code=err.http_status)
+    return JSONResponse(
+        {"error": err.to_dict()}, status_code=err.http_status, headers=err.headers or None
+    )
 
 
 def install(app: FastAPI) -> None:

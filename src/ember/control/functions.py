@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -47,6 +48,16 @@ class FunctionService:
         self._store = store
         self._artifacts = artifacts
         self._clock = clock
+        self._listeners: list[Callable[[str], None]] = []
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(function_name)`` after every change to a function, its versions
+        or aliases (from whichever thread made the change)."""
+        self._listeners.append(listener)
+
+    def _changed(self, name: str) -> None:
+        for listener in self._listeners:
+            listener(name)
 
     # functions ---------------------------------------------------------------------------
 
@@ -62,10 +73,12 @@ class FunctionService:
         now = utcnow(self._clock)
         function = Function(name, parsed, code, True, now, now)
         try:
-            return self._store.create_function(function)
+            created = self._store.create_function(function)
         except Exception:
             self._collect(code.sha256)
             raise
+        self._changed(name)
+        return created
 
     def _ensure_absent(self, name: str) -> None:
         try:
@@ -101,7 +114,9 @@ class FunctionService:
             config = current.config.merged(patch)
         except ValidationError as exc:
             raise from_validation_error(exc, "config") from exc
-        return self._store.update_function(name, config=config)
+        updated = self._store.update_function(name, config=config)
+        self._changed(name)
+        return updated
 
     def update_code(self, name: str, code_zip: bytes) -> Function:
         current = self._store.get_function(name)
@@ -112,10 +127,13 @@ class FunctionService:
             self._collect(code.sha256)
             raise
         self._collect(current.code.sha256)
+        self._changed(name)
         return updated
 
     def set_enabled(self, name: str, enabled: bool) -> Function:
-        return self._store.update_function(name, enabled=enabled)
+        updated = self._store.update_function(name, enabled=enabled)
+        self._changed(name)
+        return updated
 
     def delete(self, name: str) -> Function:
         """Delete the function with all its versions and aliases."""
@@ -123,6 +141,7 @@ class FunctionService:
         deleted = self._store.delete_function(name)
         for sha256 in codes | {deleted.code.sha256}:
             self._collect(sha256)
+        self._changed(name)
         return deleted
 
     def _collect(self, sha256: str) -> None:
@@ -145,7 +164,10 @@ class FunctionService:
             raise InvalidSpec(
                 "description is longer than 256 characters", {"field": "description"}
             )
-        return self._store.publish_version(name, description)
+        published = self._store.publish_version(name, description)
+        if published[1]:
+            self._changed(name)
+        return published
 
     def get_version(self, name: str, number: int) -> Version:
         return self._store.get_version(name, number)
@@ -156,6 +178,7 @@ class FunctionService:
     def delete_version(self, name: str, number: int) -> Version:
         deleted = self._store.delete_version(name, number)
         self._collect(deleted.code.sha256)
+        self._changed(name)
         return deleted
 
     # aliases -----------------------------------------------------------------------------
@@ -187,10 +210,12 @@ class FunctionService:
             errors.append({"field": "description", "message": "longer than 256 characters"})
         if errors:
             raise invalid_spec(errors)
-        return self._store.put_alias(
+        result = self._store.put_alias(
             name, alias, version=version, additional_version=additional_version,
             weight=weight, description=description,
         )
+        self._changed(name)
+        return result
 
     def get_alias(self, name: str, alias: str) -> Alias:
         return self._store.get_alias(name, alias)
@@ -199,4 +224,6 @@ class FunctionService:
         return self._store.list_aliases(name)
 
     def delete_alias(self, name: str, alias: str) -> Alias:
-        return self._store.delete_alias(name, alias)
+        deleted = self._store.delete_alias(name, alias)
+        self._changed(name)
+        return deleted

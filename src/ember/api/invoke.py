@@ -1,0 +1,107 @@
+"""Invocation, logs, statistics and metrics routes."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from ember.errors import InvalidSpec
+from ember.observability.logs import LogRecord
+
+router = APIRouter(tags=["invocation"])
+
+_INVOKE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the function's answer, with X-Ember-* headers",
+        "content": {"application/json": {}, "application/octet-stream": {}, "text/plain": {}},
+    },
+}
+
+
+@router.post("/functions/{name}/invoke", response_class=Response, responses=_INVOKE_RESPONSES)
+async def invoke(
+    name: str,
+    request: Request,
+    qualifier: Annotated[str | None, Query(description="latest, a version or an alias")] = None,
+    x_ember_invocation_type: Annotated[str, Header()] = "sync",
+    x_ember_log_type: Annotated[str | None, Header(description="Tail: return the log tail")] = None,
+) -> Response:
+    """Run the function with the request body as its event; the answer is its result."""
+    if x_ember_invocation_type.lower() != "sync":
+        raise InvalidSpec(
+            f"invocation type {x_ember_invocation_type!r} is not supported: use sync",
+            {"field": "X-Ember-Invocation-Type"},
+        )
+    body = await request.body()
+    content_type = request.headers.get("content-type", "application/json" if body else "")
+    tail = (x_ember_log_type or "").lower() == "tail"
+    result = await request.app.state.services.router.invoke(
+        name, qualifier, body, content_type, log_tail=tail
+    )
+    headers = result.headers()
+    if tail and result.log_tail is not None:
+        headers["X-Ember-Log-Tail"] = base64.b64encode(result.log_tail.encode()).decode()
+    return Response(result.body, media_type=result.content_type, headers=headers)
+
+
+def _record(r: LogRecord) -> dict[str, Any]:
+    return {
+        "id": r.id, "ts": r.ts, "request_id": r.request_id, "level": r.level, "line": r.line,
+        "version": r.version, "instance": r.instance,
+    }
+
+
+@router.get("/functions/{name}/logs")
+def get_logs(
+    name: str,
+    request: Request,
+    request_id: str | None = None,
+    level: Annotated[str | None, Query(description="lowest level shown")] = None,
+    since: Annotated[float | None, Query(description="unix time")] = None,
+    until: Annotated[float | None, Query(description="unix time")] = None,
+    grep: Annotated[str | None, Query(description="text the line contains")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of an earlier answer")] = None,
+) -> dict[str, Any]:
+    """Log lines of the function, oldest first; ``next_cursor`` polls for newer ones."""
+    services = request.app.state.services
+    services.functions.get(name)
+    after = None
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise InvalidSpec("cursor is not valid", {"field": "cursor"})
+        after = int(cursor)
+    services.logs.flush()
+    records = services.logs.query(
+        name, request_id=request_id, level=level, since=since, until=until, grep=grep,
+        limit=limit, cursor=after,
+    )
+    next_cursor = str(records[-1].id) if records else cursor
+    return {"logs": [_record(r) for r in records], "next_cursor": next_cursor}
+
+
+@router.get("/functions/{name}/stats")
+def get_stats(
+    name: str,
+    request: Request,
+    window_s: Annotated[float, Query(gt=0, le=7 * 86400)] = 900,
+) -> dict[str, Any]:
+    """Invocations, errors, timeouts, throttles, cold starts and duration percentiles over
+    the window, with one point per minute."""
+    services = request.app.state.services
+    services.functions.get(name)
+    services.stats.flush()
+    stats: dict[str, Any] = services.stats.stats(
+        name, now=services.clock.time(), window_s=window_s
+    )
+    return stats
+
+
+@router.get("/metrics", response_class=Response, tags=["system"])
+def metrics(request: Request) -> Response:
+    """Prometheus metrics."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(request.app.state.services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

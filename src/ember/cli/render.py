@@ -1,0 +1,257 @@
+"""How the CLI shows answers: Rich tables and panels for people, plain JSON for machines.
+
+Everything a person reads goes through an ``Output``; with ``--json`` stdout holds the JSON of
+the answer and nothing else, while notes and errors go to stderr either way.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ember.client import AliasOut, FunctionOut, LogLine, VersionOut
+from ember.errors import EmberError
+
+
+def jsonable(value: Any) -> Any:
+    """The JSON form of an SDK result, as the server sent it."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    return value
+
+
+class Output:
+    """Where a command writes: stdout for its answer, stderr for everything else."""
+
+    def __init__(self, json_mode: bool) -> None:
+        self.json_mode = json_mode
+        self.out = Console(highlight=False)
+        self.err = Console(stderr=True, highlight=False)
+
+    def show(self, answer: Any, human: RenderableType | None = None) -> None:
+        """The answer: its JSON with ``--json``, else ``human`` (or nothing)."""
+        if self.json_mode:
+            self.json(jsonable(answer))
+        elif human is not None:
+            self.out.print(human)
+
+    def json(self, value: Any) -> None:
+        typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+    def note(self, message: str | Text) -> None:
+        """A line for people, on stderr so that stdout stays the answer."""
+        self.err.print(message if isinstance(message, Text) else Text(message))
+
+    def done(self, message: str | Text) -> None:
+        """What a command did: on stdout for people, nothing with ``--json``."""
+        if not self.json_mode:
+            self.out.print(message if isinstance(message, Text) else Text(message))
+
+    def error(self, err: EmberError) -> None:
+        typer.echo(f"Error [{err.code}]: {err.message}", err=True)
+        errors = err.details.get("errors")
+        if isinstance(errors, list):
+            for item in errors:
+                if isinstance(item, Mapping):
+                    typer.echo(f"  - {item.get('field', '?')}: {item.get('message', '')}", err=True)
+
+    def uploading(self, what: str) -> Any:
+        """A spinner on stderr while ``what`` uploads, only on a terminal."""
+        if sys.stderr.isatty() and not self.json_mode:
+            return self.err.status(Text(what), spinner="dots")
+        return _Nothing()
+
+
+class _Nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+# values ----------------------------------------------------------------------------------------
+
+
+def size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def when(value: datetime | float | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int | float):
+        value = datetime.fromtimestamp(value, UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def traffic(version: int, additional: int | None, weight: float | None) -> str:
+    if additional is None or weight is None:
+        return str(version)
+    return f"{version} ({1 - weight:.0%}) + {additional} ({weight:.0%})"
+
+
+def _mapping(value: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+
+
+def _grid(title: str, rows: Iterable[tuple[str, Any]]) -> Panel:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    for key, value in rows:
+        grid.add_row(key, Text("-" if value is None or value == "" else str(value)))
+    return Panel(grid, title=Text(title), title_align="left", expand=False)
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _cells(*values: Any) -> list[Text]:
+    return [Text("-" if value is None or value == "" else str(value)) for value in values]
+
+
+# resources -------------------------------------------------------------------------------------
+
+
+def function_panel(f: FunctionOut) -> Panel:
+    c = f.config
+    return _grid(
+        f"function {f.name}",
+        [
+            ("state", f.state),
+            ("description", c.description),
+            ("runtime", c.runtime),
+            ("kind", c.kind),
+            ("handler", c.handler),
+            ("memory", f"{c.memory_mb} MiB"),
+            ("timeout", f"{c.timeout_s:g} s"),
+            ("concurrency", c.concurrency),
+            ("instances", f"{c.min_instances}-{c.max_instances}"),
+            ("keep alive", f"{c.keep_alive_s:g} s"),
+            ("initializer", c.initializer),
+            ("environment", _mapping(c.environment)),
+            ("layers", ", ".join(c.layers)),
+            ("tags", _mapping(c.tags)),
+            ("async retries", c.async_.max_retries),
+            ("code", f"{size(f.code.size)}, sha256 {f.code.sha256}"),
+            ("last version", f.last_version or "-"),
+            ("created", when(f.created_at)),
+            ("updated", when(f.updated_at)),
+        ],
+    )
+
+
+def functions_table(functions: Iterable[FunctionOut]) -> Table:
+    table = _table("NAME", "STATE", "HANDLER", "MEMORY", "TIMEOUT", "VERSION", "CODE", "UPDATED")
+    for f in functions:
+        table.add_row(*_cells(
+            f.name, f.state, f.config.handler, f"{f.config.memory_mb} MiB",
+            f"{f.config.timeout_s:g} s", f.last_version or "-", size(f.code.size),
+            when(f.updated_at),
+        ))
+    return table
+
+
+def version_panel(v: VersionOut) -> Panel:
+    return _grid(
+        f"{v.function} version {v.version}",
+        [
+            ("description", v.description),
+            ("handler", v.config.handler),
+            ("memory", f"{v.config.memory_mb} MiB"),
+            ("timeout", f"{v.config.timeout_s:g} s"),
+            ("environment", _mapping(v.config.environment)),
+            ("code", f"{size(v.code.size)}, sha256 {v.code.sha256}"),
+            ("created", when(v.created_at)),
+        ],
+    )
+
+
+def versions_table(versions: Iterable[VersionOut]) -> Table:
+    table = _table("VERSION", "DESCRIPTION", "CODE SHA256", "SIZE", "CREATED")
+    for v in versions:
+        table.add_row(*_cells(
+            v.version, v.description, v.code.sha256[:12], size(v.code.size), when(v.created_at)
+        ))
+    return table
+
+
+def alias_panel(a: AliasOut) -> Panel:
+    return _grid(
+        f"{a.function} alias {a.name}",
+        [
+            ("version", a.version),
+            ("additional version", a.additional_version),
+            ("weight", None if a.weight is None else f"{a.weight:g}"),
+            ("traffic", traffic(a.version, a.additional_version, a.weight)),
+            ("description", a.description),
+            ("created", when(a.created_at)),
+            ("updated", when(a.updated_at)),
+        ],
+    )
+
+
+def aliases_table(aliases: Iterable[AliasOut]) -> Table:
+    table = _table("ALIAS", "TRAFFIC", "DESCRIPTION", "UPDATED")
+    for a in aliases:
+        table.add_row(*_cells(
+            a.name, traffic(a.version, a.additional_version, a.weight), a.description,
+            when(a.updated_at),
+        ))
+    return table
+
+
+def stats_table(stats: Mapping[str, Any]) -> Table:
+    """The stats dict flattened into ``key``/``value`` rows (nested keys joined by dots)."""
+    table = _table("STATISTIC", "VALUE")
+    for key, value in _flatten(stats):
+        table.add_row(*_cells(key, f"{value:g}" if isinstance(value, float) else value))
+    return table
+
+
+def _flatten(value: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(item, Mapping) and item:
+            yield from _flatten(item, name + ".")
+        else:
+            yield name, json.dumps(item) if isinstance(item, list | Mapping) else item
+
+
+_LEVEL_STYLES = {"error": "red", "warning": "yellow", "warn": "yellow", "debug": "dim"}
+
+
+def log_line(line: LogLine) -> Text:
+    text = Text(when(line.ts), style="dim")
+    text.append(f" {line.level.upper():<7}", style=_LEVEL_STYLES.get(line.level.lower(), ""))
+    if line.request_id:
+        text.append(f" {line.request_id[:8]}", style="cyan")
+    text.append(f" {line.line}")
+    return text

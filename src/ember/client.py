@@ -1,0 +1,323 @@
+"""The Python SDK: ``Client`` and ``AsyncClient`` over Ember's HTTP API.
+
+    from ember.client import Client
+
+    with Client() as ember:                      # EMBER_URL, else http://127.0.0.1:8080
+        ember.create_function("hello", Path("hello/"), {"memory_mb": 512})
+        ember.publish_version("hello")
+        print(ember.invoke("hello", {"name": "Ada"}).json())
+
+Both clients offer the same methods with the same parameters (the async ones are awaited);
+each is documented in ``ember.sdk.calls``, where every route is described once. An error
+answer raises the same ``ember.errors`` class the server raised (``FunctionNotFound``,
+``InvalidSpec``, ``Conflict``…); a server that cannot be reached raises
+``ServiceUnavailable``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from functools import wraps
+from types import TracebackType
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+import httpx
+
+from ember.api.schemas import (
+    AliasOut,
+    CodeOut,
+    FunctionList,
+    FunctionOut,
+    Health,
+    PublishOut,
+    VersionOut,
+)
+from ember.errors import ServiceUnavailable
+from ember.sdk import calls
+from ember.sdk.calls import Call, Code
+from ember.sdk.results import InvocationResult, LogLine, LogPage, error_from_response
+
+__all__ = [
+    "DEFAULT_URL",
+    "AliasOut",
+    "AsyncClient",
+    "Client",
+    "Code",
+    "CodeOut",
+    "FunctionList",
+    "FunctionOut",
+    "Health",
+    "InvocationResult",
+    "LogLine",
+    "LogPage",
+    "PublishOut",
+    "VersionOut",
+]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _base_url(explicit: str | None, http_base: httpx.URL | None = None) -> str:
+    if explicit:
+        return explicit.rstrip("/")
+    if http_base is not None and str(http_base):
+        return str(http_base).rstrip("/")
+    return (os.environ.get("EMBER_URL") or DEFAULT_URL).rstrip("/")
+
+
+def _transport_error(base_url: str, exc: httpx.TransportError) -> ServiceUnavailable:
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return ServiceUnavailable(
+            f"cannot reach the Ember server at {base_url} ({exc}): start one with "
+            "`ember server`, or set EMBER_URL (or --url) to a running server's URL",
+            {"url": base_url},
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return ServiceUnavailable(
+            f"the Ember server at {base_url} did not answer in time ({type(exc).__name__})",
+            {"url": base_url},
+        )
+    return ServiceUnavailable(
+        f"the connection to the Ember server at {base_url} failed: {exc!r}", {"url": base_url}
+    )
+
+
+def _answer(call: Call[T], response: httpx.Response) -> T:
+    if call.check and not response.is_success:
+        raise error_from_response(response)
+    return call.parse(response)
+
+
+class _Route(Generic[P, T]):
+    """A client method made from a route description: on a ``Client`` it sends the call and
+    returns the result, on an ``AsyncClient`` it returns a coroutine of it. This is what lets
+    each route be written once and still be fully typed on both clients."""
+
+    def __init__(self, build: Callable[P, Call[T]]) -> None:
+        self._build = build
+        self.__doc__ = build.__doc__
+        self._bound = self._signature(bound=True)
+        self._unbound = self._signature(bound=False)
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> Callable[..., Any]: ...
+
+    @overload
+    def __get__(self, obj: Client, owner: type[Any] | None = None) -> Callable[P, T]: ...
+
+    @overload
+    def __get__(
+        self, obj: AsyncClient, owner: type[Any] | None = None
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        build = self._build
+        if obj is None:
+            # Read on the class (help(), docs): an unbound method taking the client first.
+            @wraps(build)
+            def unbound(client: Any, /, *args: Any, **kwargs: Any) -> Any:
+                return client._send(build(*args, **kwargs))
+
+            unbound.__signature__ = self._unbound  # type: ignore[attr-defined]
+            return unbound
+
+        @wraps(build)
+        def method(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return obj._send(build(*args, **kwargs))
+
+        method.__signature__ = self._bound  # type: ignore[attr-defined]
+        return method
+
+    def _signature(self, *, bound: bool) -> inspect.Signature:
+        """The builder's signature, returning what the call parses to (for help())."""
+        signature = inspect.signature(self._build)
+        returns = signature.return_annotation
+        if isinstance(returns, str) and returns.startswith("Call[") and returns.endswith("]"):
+            returns = returns[len("Call[") : -1]
+        parameters = list(signature.parameters.values())
+        if not bound:
+            parameters.insert(0, inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY))
+        return signature.replace(parameters=parameters, return_annotation=returns)
+
+
+class _Routes:
+    """The methods both clients share, one per route (documented in ``ember.sdk.calls``)."""
+
+    create_function = _Route(calls.create_function)
+    get_function = _Route(calls.get_function)
+    list_functions = _Route(calls.list_functions)
+    update_function = _Route(calls.update_function)
+    update_code = _Route(calls.update_code)
+    download_code = _Route(calls.download_code)
+    delete_function = _Route(calls.delete_function)
+    disable_function = _Route(calls.disable_function)
+    enable_function = _Route(calls.enable_function)
+    publish_version = _Route(calls.publish_version)
+    list_versions = _Route(calls.list_versions)
+    get_version = _Route(calls.get_version)
+    delete_version = _Route(calls.delete_version)
+    set_alias = _Route(calls.set_alias)
+    get_alias = _Route(calls.get_alias)
+    list_aliases = _Route(calls.list_aliases)
+    delete_alias = _Route(calls.delete_alias)
+    invoke = _Route(calls.invoke)
+    get_logs = _Route(calls.get_logs)
+    get_stats = _Route(calls.get_stats)
+    health = _Route(calls.health)
+
+
+class Client(_Routes):
+    """A synchronous client of one Ember server.
+
+    Args:
+        base_url: the server's URL; ``EMBER_URL`` when None, else ``http://127.0.0.1:8080``.
+        timeout: seconds to wait for an answer (``invoke`` can wait longer per call).
+        transport: an httpx transport to send requests through (tests use a mock one).
+        http: an httpx.Client to use instead of making one (a FastAPI ``TestClient``
+            works); its base URL is used when ``base_url`` is None. It is not closed by
+            ``close()``.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        timeout: float = 60,
+        transport: httpx.BaseTransport | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.base_url = _base_url(base_url, http.base_url if http is not None else None)
+        self._owned = http is None
+        self._http = http or httpx.Client(timeout=timeout, transport=transport)
+
+    def _send(self, call: Call[T]) -> T:
+        try:
+            response = self._http.request(
+                call.method,
+                self.base_url + call.path,
+                params=call.params,
+                json=call.json,
+                content=call.content,
+                headers=call.headers,
+                timeout=call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TransportError as exc:
+            raise _transport_error(self.base_url, exc) from exc
+        return _answer(call, response)
+
+    def iter_functions(
+        self, *, prefix: str = "", tag: str | None = None, page_size: int | None = None
+    ) -> Iterator[FunctionOut]:
+        """Every function matching ``prefix`` and ``tag`` (see ``list_functions``), fetching
+        page after page as the iteration goes."""
+        cursor: str | None = None
+        while True:
+            page = self._send(
+                calls.list_functions(prefix=prefix, tag=tag, limit=page_size, cursor=cursor)
+            )
+            yield from page.functions
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def close(self) -> None:
+        """Close the connections (not those of an ``http`` client passed in)."""
+        if self._owned:
+            self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.base_url!r})"
+
+
+class AsyncClient(_Routes):
+    """An asyncio client of one Ember server: ``Client``'s methods, awaited.
+
+    Args:
+        base_url: the server's URL; ``EMBER_URL`` when None, else ``http://127.0.0.1:8080``.
+        timeout: seconds to wait for an answer.
+        transport: an httpx async transport (``httpx.ASGITransport(app=...)`` in tests).
+        http: an httpx.AsyncClient to use instead of making one; not closed by ``aclose()``.
+
+    Code given as a directory is zipped in the calling thread, before the request is sent.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        timeout: float = 60,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.base_url = _base_url(base_url, http.base_url if http is not None else None)
+        self._owned = http is None
+        self._http = http or httpx.AsyncClient(timeout=timeout, transport=transport)
+
+    async def _send(self, call: Call[T]) -> T:
+        try:
+            response = await self._http.request(
+                call.method,
+                self.base_url + call.path,
+                params=call.params,
+                json=call.json,
+                content=call.content,
+                headers=call.headers,
+                timeout=call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TransportError as exc:
+            raise _transport_error(self.base_url, exc) from exc
+        return _answer(call, response)
+
+    async def iter_functions(
+        self, *, prefix: str = "", tag: str | None = None, page_size: int | None = None
+    ) -> AsyncIterator[FunctionOut]:
+        """Every function matching ``prefix`` and ``tag``, page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self._send(
+                calls.list_functions(prefix=prefix, tag=tag, limit=page_size, cursor=cursor)
+            )
+            for function in page.functions:
+                yield function
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    async def aclose(self) -> None:
+        """Close the connections (not those of an ``http`` client passed in)."""
+        if self._owned:
+            await self._http.aclose()
+
+    async def close(self) -> None:
+        """The same as ``aclose()``."""
+        await self.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncClient({self.base_url!r})"

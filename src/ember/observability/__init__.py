@@ -1,0 +1,1 @@
+"""What happened: invocation logs, invocation records with statistics, Prometheus metrics."""

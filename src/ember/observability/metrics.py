@@ -1,0 +1,66 @@
+"""Prometheus metrics of one server, in a registry of its own (no global state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ember.observability.stats import InvocationRecord
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+# (function, version, state) -> count, read when Prometheus scrapes.
+InstanceCounts = Callable[[], Iterable[tuple[str, str, str, int]]]
+
+
+class _Instances(Collector):
+    def __init__(self, counts: InstanceCounts) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "ember_instances", "Function instances by state", labels=["function", "version",
+                                                                        "state"]
+        )
+        for function, version, state, count in self._counts():
+            family.add_metric([function, version, state], count)
+        yield family
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._invocations = Counter(
+            "ember_invocations", "Invocations by outcome",
+            ["function", "version", "outcome"], registry=self.registry,
+        )
+        self._cold = Counter(
+            "ember_cold_starts", "Invocations that started an instance",
+            ["function", "version"], registry=self.registry,
+        )
+        self._duration = Histogram(
+            "ember_invocation_duration_seconds", "Time from request to answer",
+            ["function"], buckets=_BUCKETS, registry=self.registry,
+        )
+        self._init = Histogram(
+            "ember_init_duration_seconds", "Cold start time of instances",
+            ["function"], buckets=_BUCKETS, registry=self.registry,
+        )
+
+    def watch_instances(self, counts: InstanceCounts) -> None:
+        self.registry.register(_Instances(counts))
+
+    def observe(self, r: InvocationRecord) -> None:
+        self._invocations.labels(r.function, r.version, r.outcome).inc()
+        if r.outcome == "throttled":
+            return
+        self._duration.labels(r.function).observe(r.total_ms / 1000)
+        if r.cold:
+            self._cold.labels(r.function, r.version).inc()
+            self._init.labels(r.function).observe(r.init_ms / 1000)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,531 @@
+"""One instance as the server sees it: a process serving one function version, one request
+at a time, over a framed Unix socket (``ember.runtime.protocol``).
+
+State machine::
+
+    starting ──ready──▶ idle ⇄ busy ──stop──▶ draining ──▶ gone
+        └──init error / timeout / crash / kill (from any state)──────────▶ gone
+
+``Launcher.launch`` returns instances already ``idle``. One task reads the socket for the
+instance's whole life: ``log`` frames go to the log sink as they arrive (so a request's
+logs reach the sink before its result), replies resolve the pending invocation, the end
+of the stream means the process is dying. How it died (exit status, signal, the sandbox's
+out-of-memory counter) decides the error the caller gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ember.errors import (
+    FunctionError,
+    FunctionOutOfMemory,
+    FunctionTimeout,
+    InitError,
+    InstanceCrashed,
+    InvalidPayload,
+)
+from ember.runtime import protocol
+from ember.runtime.protocol import Message, read_frame_async, write_frame_async
+from ember.sandbox import Limits, Sandbox
+
+if TYPE_CHECKING:
+    from ember.model.function import FunctionConfig
+
+logger = logging.getLogger(__name__)
+
+LogSink = Callable[[str | None, str, float, str], None]
+"""Receives every log line of an instance: (request_id, level, unix_ts, line).
+
+``request_id`` is ``None`` for lines written outside an invocation (while pre_stop runs, or
+from a background thread between requests); lines of the initializer carry the id passed
+to ``Launcher.launch``."""
+
+# After the socket closes, how long the process gets to finish dying before it is killed.
+_EXIT_GRACE_S = 1.0
+
+
+class InstanceState(enum.Enum):
+    """Where an instance is in its life; see the module docstring for the transitions."""
+
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    DRAINING = "draining"
+    GONE = "gone"
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How an instance process ended: an exit code or the signal that killed it."""
+
+    code: int | None = None
+    signal: int | None = None
+    reason: str = ""
+
+    @classmethod
+    def from_returncode(cls, returncode: int) -> ExitStatus:
+        """From ``subprocess`` style return codes, where ``-N`` means killed by signal N."""
+        return cls(signal=-returncode) if returncode < 0 else cls(code=returncode)
+
+    @property
+    def signal_name(self) -> str | None:
+        if self.signal is None:
+            return None
+        try:
+            return signal.Signals(self.signal).name
+        except ValueError:
+            return f"signal {self.signal}"
+
+    def describe(self) -> str:
+        text = (
+            f"killed by {self.signal_name}"
+            if self.signal is not None
+            else f"exited with status {self.code}"
+        )
+        return f"{text} ({self.reason})" if self.reason else text
+
+    def details(self) -> dict[str, Any]:
+        """The fields an error's ``details`` carry about this exit."""
+        found: dict[str, Any] = {"exit_code": self.code, "signal": self.signal}
+        if self.signal is not None:
+            found["signal_name"] = self.signal_name
+        if self.reason:
+            found["reason"] = self.reason
+        return found
+
+
+class ProcessHandle(Protocol):
+    """The process behind an instance, whichever way it was started."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def kill(self) -> None:
+        """SIGKILL the process unless it is known to have exited."""
+        ...
+
+    async def wait(self) -> ExitStatus:
+        """Wait for the process to end (it is reaped by whoever started it)."""
+        ...
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """Everything needed to start an instance of one function version.
+
+    ``code_dir`` and ``layer_dirs`` are unpacked, read-only directories; ``environment`` is
+    the function's own (the ``EMBER_*`` variables are added at launch).
+    """
+
+    function: str
+    version: str
+    code_dir: Path
+    handler: str
+    environment: dict[str, str]
+    memory_mb: int
+    timeout_s: float
+    initializer: str | None = None
+    initializer_timeout_s: float = 30.0
+    pre_stop: str | None = None
+    layer_dirs: tuple[Path, ...] = ()
+
+    @classmethod
+    def from_config(
+        cls,
+        function: str,
+        version: str,
+        code_dir: Path,
+        config: FunctionConfig,
+        layer_dirs: tuple[Path, ...] = (),
+    ) -> InstanceSpec:
+        """The spec of a function version from its ``FunctionConfig``."""
+        return cls(
+            function=function,
+            version=version,
+            code_dir=code_dir,
+            handler=config.handler,
+            environment=dict(config.environment),
+            memory_mb=config.memory_mb,
+            timeout_s=config.timeout_s,
+            initializer=config.initializer,
+            initializer_timeout_s=config.initializer_timeout_s,
+            pre_stop=config.pre_stop,
+            layer_dirs=layer_dirs,
+        )
+
+    def limits(self) -> Limits:
+        return Limits(memory_mb=self.memory_mb)
+
+    def environment_for(self, base: dict[str, str]) -> dict[str, str]:
+        """The full environment of the instance: ``base``, the function's, then ``EMBER_*``."""
+        return {
+            **base,
+            **self.environment,
+            "EMBER_FUNCTION_NAME": self.function,
+            "EMBER_FUNCTION_VERSION": self.version,
+            "EMBER_MEMORY_MB": str(self.memory_mb),
+        }
+
+    def to_runtime(self, base_environment: dict[str, str]) -> dict[str, Any]:
+        """The ``spec`` map of the ``init`` message."""
+        return {
+            "function": self.function,
+            "version": self.version,
+            "code_dir": str(self.code_dir),
+            "layer_dirs": [str(p) for p in self.layer_dirs],
+            "handler": self.handler,
+            "initializer": self.initializer,
+            "initializer_timeout_s": self.initializer_timeout_s,
+            "pre_stop": self.pre_stop,
+            "memory_mb": self.memory_mb,
+            "timeout_s": self.timeout_s,
+            "env": self.environment_for(base_environment),
+        }
+
+
+@dataclass
+class InvokeResult:
+    """What a handler returned, encoded by the runtime."""
+
+    body: bytes
+    content_type: str
+    duration_ms: float  # measured by the instance around the handler call
+
+
+@dataclass
+class _Pending:
+    request_id: str | None
+    future: asyncio.Future[Message | None] = field(repr=False)
+
+
+class Instance:
+    """The server's handle on one instance process.
+
+    Attributes:
+        id: a random token, also the name of its socket handshake and cgroup.
+        pid: the process id.
+        spec: the function version it serves.
+        init_ms: import plus initializer time, measured inside the instance.
+        start_ms: the whole cold start (spawn, sandbox, handshake, init), measured here.
+        state: an ``InstanceState``.
+        last_used: ``time.monotonic()`` when the last invocation ended (or it became ready).
+        invocations: how many invocations it answered.
+        exit_status: how the process ended, once it is gone.
+    """
+
+    def __init__(
+        self,
+        instance_id: str,
+        spec: InstanceSpec,
+        process: ProcessHandle,
+        sandbox: Sandbox,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        log_sink: LogSink,
+        on_gone: Callable[[Instance], None] | None = None,
+    ) -> None:
+        self.id = instance_id
+        self.spec = spec
+        self.pid = process.pid
+        self.init_ms = 0.0
+        self.start_ms = 0.0
+        self.state = InstanceState.STARTING
+        self.last_used = time.monotonic()
+        self.invocations = 0
+        self.exit_status: ExitStatus | None = None
+        self.out_of_memory = False
+        self._process = process
+        self._sandbox = sandbox
+        self._reader = reader
+        self._writer = writer
+        self._sink = log_sink
+        self._on_gone = on_gone
+        self._pending: _Pending | None = None
+        self._read_task: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[ExitStatus] | None = None
+        self._sink_failed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<Instance {self.id} {self.spec.function}:{self.spec.version} pid={self.pid} "
+            f"{self.state.value}>"
+        )
+
+    @property
+    def alive(self) -> bool:
+        """Whether the instance can still serve (it may be busy)."""
+        return self._closing is None and self.state is not InstanceState.GONE
+
+    # -- start ---------------------------------------------------------------------------
+
+    async def initialize(
+        self, runtime_spec: dict[str, Any], timeout_s: float, request_id: str | None = None
+    ) -> None:
+        """Send ``init`` and wait for ``ready``; the launcher's half of a cold start.
+
+        Raises:
+            InitError: the import or the initializer failed or ran past ``timeout_s``, or
+                the process died first; the instance is then gone.
+        """
+        self._read_task = asyncio.get_running_loop().create_task(
+            self._read_loop(), name=f"ember-instance-{self.id}"
+        )
+        try:
+            reply = await self._exchange(
+                {"t": protocol.INIT, "spec": runtime_spec}, request_id, timeout_s
+            )
+        except TimeoutError:
+            self.kill()
+            await self.wait_gone()
+            message = f"initialization of {self.spec.function} timed out after {timeout_s:g} s"
+            raise InitError(message, {"type": "InitTimeout", "message": message,
+                                      "traceback": "", "timeout_s": timeout_s}) from None
+        except asyncio.CancelledError:
+            self.kill()
+            raise
+        if reply is None:
+            status = await self.wait_gone()
+            kind = "FunctionOutOfMemory" if self.out_of_memory else "InstanceCrashed"
+            message = f"the instance died during initialization: {status.describe()}"
+            raise InitError(message, {"type": kind, "message": message, "traceback": "",
+                                      **status.details()})
+        if reply["t"] == protocol.INIT_ERROR:
+            error = _error_fields(reply)
+            await self.stop(grace_s=_EXIT_GRACE_S)  # it exits by itself; make sure
+            raise InitError(f"{error['type']}: {error['message']}", error)
+        self.init_ms = float(reply.get("init_ms", 0.0))
+        self.state = InstanceState.IDLE
+        self.last_used = time.monotonic()
+
+    # -- invoke --------------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        request_id: str,
+        payload: bytes,
+        content_type: str,
+        *,
+        deadline: float | None = None,
+        qualifier: str = "latest",
+        attempt: int = 1,
+    ) -> InvokeResult:
+        """Run the handler once and return what it returned.
+
+        Args:
+            request_id: tags the invocation's logs and its context.
+            payload: the request body; JSON content types are parsed for the handler.
+            content_type: the payload's media type.
+            deadline: Unix time (``time.time()``) by which the handler must be done;
+                defaults to now plus the spec's ``timeout_s``.
+            qualifier: what the caller targeted, shown to the handler.
+            attempt: 1 for the first try.
+
+        Raises:
+            FunctionError: the handler raised, or its return value is not JSON encodable
+                (details: type, message, traceback).
+            InvalidPayload: the payload claims JSON and is not.
+            FunctionTimeout: the deadline passed; the instance was killed (gone).
+            FunctionOutOfMemory: the instance went over its memory; it is gone.
+            InstanceCrashed: the process died mid-request, or was already gone (details:
+                exit_code, signal, signal_name).
+            RuntimeError: the instance is busy or starting — a caller bug, not a failure.
+        """
+        if not self.alive:
+            raise InstanceCrashed(f"instance {self.id} is gone", self._gone_details())
+        if self.state is not InstanceState.IDLE:
+            raise RuntimeError(f"instance {self.id} is {self.state.value}, not idle")
+        self.state = InstanceState.BUSY
+        started = time.time()
+        if deadline is None:
+            deadline = started + self.spec.timeout_s
+        message = {
+            "t": protocol.INVOKE,
+            "id": request_id,
+            "payload": payload,
+            "content_type": content_type,
+            "deadline": deadline,
+            "qualifier": qualifier,
+            "attempt": attempt,
+        }
+        try:
+            reply = await self._exchange(message, request_id, deadline - started)
+        except TimeoutError:
+            self.kill()
+            await self.wait_gone()
+            timeout = deadline - started
+            raise FunctionTimeout(
+                f"{self.spec.function} timed out after {timeout:.3g} s",
+                {"request_id": request_id, "timeout_s": round(timeout, 3)},
+            ) from None
+        except asyncio.CancelledError:
+            # Nobody waits for the answer any more, and the instance cannot be interrupted
+            # cleanly: drop it rather than leave it busy with an orphan.
+            self.kill()
+            raise
+        if reply is None:
+            status = await self.wait_gone()
+            if self.out_of_memory:
+                raise FunctionOutOfMemory(self._oom_message(), {"request_id": request_id,
+                                                                **status.details()})
+            raise InstanceCrashed(
+                f"the instance of {self.spec.function} died during the invocation: "
+                f"{status.describe()}",
+                {"request_id": request_id, **status.details()},
+            )
+        self.invocations += 1
+        self.last_used = time.monotonic()
+        if self.state is InstanceState.BUSY:
+            self.state = InstanceState.IDLE
+        if reply["t"] == protocol.RESULT:
+            return InvokeResult(
+                body=bytes(reply["body"]),
+                content_type=str(reply["content_type"]),
+                duration_ms=float(reply["duration_ms"]),
+            )
+        error = _error_fields(reply)
+        kind = reply["error"].get("kind", protocol.KIND_HANDLER)
+        if kind == protocol.KIND_MEMORY:
+            self.kill()  # a MemoryError may leave the process half-broken: do not reuse it
+            raise FunctionOutOfMemory(self._oom_message(), {"request_id": request_id, **error})
+        if kind == protocol.KIND_PAYLOAD:
+            raise InvalidPayload(f"the payload is not valid JSON: {error['message']}", error)
+        raise FunctionError(f"{error['type']}: {error['message']}", error)
+
+    def _oom_message(self) -> str:
+        return f"{self.spec.function} went over its memory limit of {self.spec.memory_mb} MB"
+
+    async def _exchange(
+        self, message: Message, request_id: str | None, timeout_s: float
+    ) -> Message | None:
+        """Send ``message`` and wait for the reply frame; ``None`` when the connection ended
+        first. Raises ``TimeoutError`` after ``timeout_s``."""
+        future: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
+        self._pending = _Pending(request_id, future)
+        try:
+            # A failed write means the process is dying: the reader resolves the future.
+            with contextlib.suppress(ConnectionError, OSError):
+                write_frame_async(self._writer, message)
+                await self._writer.drain()
+            return await asyncio.wait_for(future, max(timeout_s, 0.0))
+        finally:
+            self._pending = None
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                message = await read_frame_async(self._reader)
+                if message is None:
+                    break
+                if message["t"] == protocol.LOG:
+                    self._log(message)
+                    continue
+                pending = self._pending
+                if pending is not None and not pending.future.done():
+                    pending.future.set_result(message)
+        except (ConnectionError, OSError, protocol.ProtocolError) as exc:
+            logger.warning("instance %s: connection lost: %s", self.id, exc)
+        finally:
+            pending = self._pending
+            if pending is not None and not pending.future.done():
+                pending.future.set_result(None)
+            self._begin_close(kill=False)
+
+    def _log(self, message: Message) -> None:
+        request_id = message.get("id")
+        if request_id is None and self.state is InstanceState.STARTING and self._pending:
+            request_id = self._pending.request_id
+        try:
+            self._sink(
+                request_id,
+                str(message.get("level", "INFO")),
+                float(message.get("ts") or time.time()),
+                str(message.get("line", "")),
+            )
+        except Exception:
+            if not self._sink_failed:
+                self._sink_failed = True
+                logger.exception("instance %s: the log sink failed; later failures are quiet",
+                                 self.id)
+
+    # -- stop ----------------------------------------------------------------------------
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Ask the instance to stop (its pre_stop hook runs), wait up to ``grace_s``, then
+        kill it. A running invocation may finish within the grace. Idempotent."""
+        if self._closing is None:
+            if self.state is not InstanceState.BUSY:
+                self.state = InstanceState.DRAINING
+            with contextlib.suppress(ConnectionError, OSError):
+                write_frame_async(self._writer, {"t": protocol.STOP})
+                await self._writer.drain()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._process.wait()), grace_s)
+            self.kill()
+        await self.wait_gone()
+
+    def kill(self) -> None:
+        """SIGKILL the process now; the instance is gone. Idempotent."""
+        self._process.kill()
+        self._begin_close(kill=True)
+
+    async def wait_gone(self) -> ExitStatus:
+        """Wait until the process has ended and everything it held is released."""
+        if self._closing is None:
+            await asyncio.shield(self._process.wait())
+            self._begin_close(kill=False)
+        assert self._closing is not None
+        return await asyncio.shield(self._closing)
+
+    def _begin_close(self, *, kill: bool) -> None:
+        if kill:
+            self._process.kill()
+        if self._closing is None:
+            self.state = InstanceState.GONE
+            self._closing = asyncio.get_running_loop().create_task(self._close())
+
+    async def _close(self) -> ExitStatus:
+        try:
+            status = await asyncio.wait_for(asyncio.shield(self._process.wait()), _EXIT_GRACE_S)
+        except TimeoutError:
+            # The socket closed but the process lingers (it closed the fd itself?): end it.
+            self._process.kill()
+            status = await self._process.wait()
+        self.exit_status = status
+        with contextlib.suppress(OSError):
+            self.out_of_memory = status.signal == signal.SIGKILL and self._sandbox.out_of_memory()
+        self._writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._writer.wait_closed()
+        if self._read_task is not None and self._read_task is not asyncio.current_task():
+            await self._read_task
+        try:
+            self._sandbox.close()
+        except OSError as exc:
+            logger.warning("instance %s: cannot release its sandbox: %s", self.id, exc)
+        if self._on_gone is not None:
+            self._on_gone(self)
+        return status
+
+    def _gone_details(self) -> dict[str, Any]:
+        return self.exit_status.details() if self.exit_status is not None else {}
+
+
+def _error_fields(reply: Message) -> dict[str, Any]:
+    error = reply.get("error") or {}
+    return {
+        "type": str(error.get("type", "Error")),
+        "message": str(error.get("message", "")),
+        "traceback": str(error.get("traceback", "")),
+    }

@@ -1,0 +1,333 @@
+"""Instances per function version: cold starts, warm reuse, a bounded wait queue,
+keep-alive then reclaim, min instances, and one server-wide instance limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ember.clock import Clock
+from ember.errors import TooManyRequests
+from ember.pool.instance import Instance, InstanceSpec
+from ember.pool.launcher import Launcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PoolKey:
+    """One pool per function version; ``digest`` tells two contents of ``latest`` apart."""
+
+    function: str
+    version: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    max_instances: int
+    min_instances: int
+    keep_alive_s: float
+
+
+class Capacity:
+    """The server-wide instance limit, shared by every pool."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def try_take(self) -> bool:
+        if self.used >= self.limit:
+            return False
+        self.used += 1
+        return True
+
+    def give(self) -> None:
+        self.used -= 1
+
+
+class VersionPool:
+    """The instances of one version. All methods run on the event loop."""
+
+    def __init__(
+        self, key: PoolKey, spec: InstanceSpec, config: PoolConfig, manager: PoolManager
+    ) -> None:
+        self.key = key
+        self.spec = spec
+        self.config = config
+        self._manager = manager
+        self.idle: list[Instance] = []  # most recently used last: reuse it, reclaim the others
+        self.busy: set[Instance] = set()
+        self.starting = 0
+        self.draining = False
+        self._waiters: deque[asyncio.Future[Instance | None]] = deque()
+        self._provisioning: asyncio.Task[None] | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.idle) + len(self.busy) + self.starting
+
+    async def acquire(self) -> tuple[Instance, bool]:
+        """An instance for one request, and whether it was cold-started for it.
+
+        Raises TooManyRequests when the version's wait queue is full or the wait is over,
+        InitError when a cold start fails."""
+        while True:
+            instance = self._pop_idle()
+            if instance is not None:
+                return instance, False
+            if self.size < self.config.max_instances and self._manager.reserve():
+                return await self._start(), True
+            instance = await self._wait()
+            if instance is not None:
+                self.busy.add(instance)
+                return instance, False
+
+    def _pop_idle(self) -> Instance | None:
+        while self.idle:
+            instance = self.idle.pop()
+            if instance.alive:
+                self.busy.add(instance)
+                return instance
+            self._manager.capacity.give()
+        return None
+
+    async def _start(self) -> Instance:
+        self.starting += 1
+        try:
+            instance = await self._manager.launcher.launch(self.spec)
+        except BaseException:
+            self._manager.capacity.give()
+            self._wake(None)
+            raise
+        finally:
+            self.starting -= 1
+        self.busy.add(instance)
+        return instance
+
+    async def _wait(self) -> Instance | None:
+        if len(self._waiters) >= self._manager.queue_depth:
+            raise TooManyRequests(
+                f"{self.key.function} (version {self.key.version}) has {self.size} instances "
+                f"busy (max_instances {self.config.max_instances}) and {len(self._waiters)} "
+                "requests waiting: retry later or raise max_instances",
+                {"function": self.key.function, "max_instances": self.config.max_instances},
+            )
+        future: asyncio.Future[Instance | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        handed = False
+        try:
+            async with asyncio.timeout(self._manager.queue_wait_s):
+                instance = await future
+                handed = True
+                return instance
+        except TimeoutError:
+            raise TooManyRequests(
+                f"no instance of {self.key.function} was free within "
+                f"{self._manager.queue_wait_s:g} s: retry later or raise max_instances",
+                {"function": self.key.function, "max_instances": self.config.max_instances},
+            ) from None
+        finally:
+            if future in self._waiters:
+                self._waiters.remove(future)
+            elif not handed and future.done() and not future.cancelled():
+                # Given an instance (or the right to start one) just as the wait was
+                # abandoned: pass it on instead of losing it.
+                self._pass_on(future.result())
+
+    def _pass_on(self, instance: Instance | None) -> None:
+        if instance is not None and not self._wake(instance):
+            self.idle.append(instance)
+        elif instance is None:
+            self._wake(None)
+
+    def release(self, instance: Instance) -> None:
+        """Give back an instance after a request; a dead one frees its capacity."""
+        self.busy.discard(instance)
+        if not instance.alive or self.draining:
+            if instance.alive:
+                self._manager.stop_later(instance)
+            self._manager.capacity.give()
+            self._wake(None)
+            return
+        instance.last_used = self._manager.clock.monotonic()
+        self._pass_on(instance)
+
+    def _wake(self, instance: Instance | None) -> bool:
+        """Hand ``instance`` (or, with None, the right to start one) to the first waiter."""
+        while self._waiters:
+            future = self._waiters.popleft()
+            if not future.done():
+                future.set_result(instance)
+                return True
+        if instance is None:
+            self._manager.capacity_freed()
+        return False
+
+    def has_waiters(self) -> bool:
+        return any(not f.done() for f in self._waiters)
+
+    def wake_one(self) -> None:
+        self._wake(None)
+
+    def expired(self, now: float) -> list[Instance]:
+        """Idle instances past keep-alive, beyond the ones min_instances keeps."""
+        keep = 0 if self.draining else self.config.min_instances
+        expired = []
+        for instance in list(self.idle):  # oldest first
+            if len(self.idle) + len(self.busy) <= keep:
+                break
+            if self.draining or now - instance.last_used >= self.config.keep_alive_s:
+                self.idle.remove(instance)
+                expired.append(instance)
+        return expired
+
+    def evict_oldest_idle(self) -> Instance | None:
+        if not self.idle:
+            return None
+        return self.idle.pop(0)
+
+    def provision(self) -> None:
+        """Start instances in the background until min_instances are up."""
+        if self.draining or (self._provisioning and not self._provisioning.done()):
+            return
+        if self.size >= self.config.min_instances:
+            return
+        self._provisioning = asyncio.get_running_loop().create_task(self._provision())
+
+    async def _provision(self) -> None:
+        while not self.draining and self.size < self.config.min_instances:
+            if not self._manager.reserve():
+                log.warning("no capacity to keep %s warm", self.key)
+                return
+            try:
+                instance = await self._start()
+            except Exception as exc:
+                log.warning("could not start a min instance of %s: %s", self.key, exc)
+                return
+            self.release(instance)
+
+    def instances(self) -> Iterator[Instance]:
+        yield from self.idle
+        yield from self.busy
+
+
+class PoolManager:
+    """Every pool of the server, the shared capacity, and the reaper of idle instances."""
+
+    def __init__(
+        self, launcher: Launcher, clock: Clock, *, max_instances: int, queue_depth: int,
+        queue_wait_s: float, reap_interval_s: float = 1.0,
+    ) -> None:
+        self.launcher = launcher
+        self.clock = clock
+        self.capacity = Capacity(max_instances)
+        self.queue_depth = queue_depth
+        self.queue_wait_s = queue_wait_s
+        self._reap_interval_s = reap_interval_s
+        self._pools: dict[PoolKey, VersionPool] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    def pool(self, key: PoolKey, spec: InstanceSpec, config: PoolConfig) -> VersionPool:
+        pool = self._pools.get(key)
+        if pool is None or pool.draining:
+            pool = self._pools[key] = VersionPool(key, spec, config, self)
+        elif pool.config != config:
+            pool.config = config
+        return pool
+
+    def pools(self) -> list[VersionPool]:
+        return list(self._pools.values())
+
+    def reserve(self) -> bool:
+        """Take one unit of server capacity, reclaiming an idle instance elsewhere if full."""
+        if self.capacity.try_take():
+            return True
+        victim = self._least_recently_used_idle()
+        if victim is None:
+            return False
+        self.stop_later(victim)
+        # The victim's unit moves to the caller.
+        return True
+
+    def _least_recently_used_idle(self) -> Instance | None:
+        best: tuple[float, VersionPool] | None = None
+        for pool in self._pools.values():
+            if pool.idle and (best is None or pool.idle[0].last_used < best[0]):
+                best = (pool.idle[0].last_used, pool)
+        return best[1].evict_oldest_idle() if best else None
+
+    def capacity_freed(self) -> None:
+        """Capacity came back: let a pool waiting on the server limit start an instance."""
+        for pool in self._pools.values():
+            if pool.has_waiters() and pool.size < pool.config.max_instances:
+                pool.wake_one()
+                return
+
+    def stop_later(self, instance: Instance) -> None:
+        task = asyncio.get_running_loop().create_task(self._stop(instance))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _stop(self, instance: Instance) -> None:
+        try:
+            await instance.stop()
+        except Exception:
+            log.exception("stopping instance %s", instance.id)
+            instance.kill()
+
+    def drain(self, function: str, keep: set[PoolKey]) -> None:
+        """Retire the pools of ``function`` not in ``keep``: idle instances stop now, busy
+        ones when their request ends."""
+        for key, pool in list(self._pools.items()):
+            if key.function == function and key not in keep:
+                pool.draining = True
+                self._reclaim(pool)
+
+    def _reclaim(self, pool: VersionPool) -> None:
+        for instance in pool.expired(self.clock.monotonic()):
+            self.stop_later(instance)
+            self.capacity.give()
+        if pool.draining and pool.size == 0 and self._pools.get(pool.key) is pool:
+            del self._pools[pool.key]
+
+    async def start(self) -> None:
+        await self.launcher.start()
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await self.clock.sleep(self._reap_interval_s)
+            self.reap()
+
+    def reap(self) -> None:
+        """Reclaim instances idle past keep-alive; keep min_instances up."""
+        for pool in list(self._pools.values()):
+            self._reclaim(pool)
+            if not pool.draining:
+                pool.provision()
+
+    def counts(self) -> Iterator[tuple[str, str, str, int]]:
+        for pool in self._pools.values():
+            yield pool.key.function, pool.key.version, "idle", len(pool.idle)
+            yield pool.key.function, pool.key.version, "busy", len(pool.busy)
+            yield pool.key.function, pool.key.version, "starting", pool.starting
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        stops = [self._stop(i) for p in self._pools.values() for i in p.instances()]
+        for pool in self._pools.values():
+            pool.draining = True
+        await asyncio.gather(*stops, return_exceptions=True)
+        await asyncio.gather(*self._stopping, return_exceptions=True)
+        self._pools.clear()
+        await self.launcher.close()

@@ -1,0 +1,342 @@
+"""Router.invoke: resolve → acquire → dispatch → release, with logs and a record of each
+invocation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ember.clock import Clock
+from ember.control import FunctionService
+from ember.errors import (
+    EmberError,
+    FunctionDisabled,
+    FunctionTimeout,
+    InvalidSpec,
+    TooManyRequests,
+)
+from ember.model.function import Function, Qualifier, Version
+from ember.observability.logs import LogStore
+from ember.observability.metrics import Metrics
+from ember.observability.stats import (
+    ERROR,
+    SUCCESS,
+    THROTTLED,
+    TIMEOUT,
+    InvocationRecord,
+    StatsStore,
+)
+from ember.pool.instance import InstanceSpec
+from ember.pool.pool import PoolKey, PoolManager
+from ember.router.traffic import Route, Target
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_BYTES = 4096
+
+
+@dataclass
+class InvocationResult:
+    """The answer of one invocation and how it ran."""
+
+    request_id: str
+    version: str
+    cold: bool
+    init_ms: float
+    duration_ms: float
+    total_ms: float
+    body: bytes
+    content_type: str
+    log_tail: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-Ember-Request-Id": self.request_id,
+            "X-Ember-Version": self.version,
+            "X-Ember-Cold-Start": "true" if self.cold else "false",
+            "X-Ember-Init-Ms": f"{self.init_ms:.3f}",
+            "X-Ember-Duration-Ms": f"{self.duration_ms:.3f}",
+        }
+
+
+@dataclass
+class _InFlight:
+    function: str
+    version: str
+    instance: str = ""
+    tail: deque[str] | None = None
+    tail_bytes: int = 0
+    lines: list[str] = field(default_factory=list)
+
+    def keep(self, line: str) -> None:
+        if self.tail is None:
+            return
+        self.tail.append(line)
+        self.tail_bytes += len(line) + 1
+        while self.tail_bytes > LOG_TAIL_BYTES and len(self.tail) > 1:
+            self.tail_bytes -= len(self.tail.popleft()) + 1
+
+    def tail_text(self) -> str | None:
+        if self.tail is None:
+            return None
+        text = "\n".join(self.tail)
+        return text[-LOG_TAIL_BYTES:]
+
+
+class Router:
+    """Runs invocations. Resolution is cached and dropped whenever the control plane
+    changes a function, so the warm path touches no database."""
+
+    def __init__(
+        self, functions: FunctionService, pools: PoolManager, logs: LogStore,
+        stats: StatsStore, metrics: Metrics, clock: Clock, rng: random.Random | None = None,
+    ) -> None:
+        self._functions = functions
+        self._pools = pools
+        self._logs = logs
+        self._stats = stats
+        self._metrics = metrics
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._routes: dict[tuple[str, str], Route] = {}
+        self._inflight: dict[str, _InFlight] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        functions.on_change(self._changed_from_any_thread)
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self._pools.start()
+        # Bring min_instances up for every function that asks for them.
+        names = await asyncio.to_thread(self._provisioned_functions)
+        for name in names:
+            await self._reconcile(name)
+
+    def _provisioned_functions(self) -> list[str]:
+        names = []
+        cursor = None
+        while True:
+            page = self._functions.list(limit=1000, cursor=cursor)
+            names.extend(f.name for f in page.items if f.config.min_instances > 0)
+            if page.next_cursor is None:
+                return names
+            cursor = page.next_cursor
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._pools.close()
+
+    # logs from instances -----------------------------------------------------------------
+
+    def on_log(self, request_id: str | None, level: str, ts: float, line: str,
+               function: str | None = None, version: str | None = None,
+               instance: str = "") -> None:
+        """A line an instance wrote; lines of a request are tagged with its function."""
+        flight = self._inflight.get(request_id) if request_id else None
+        if flight is not None:
+            flight.keep(f"{level} {line}")
+            function, version, instance = flight.function, flight.version, flight.instance
+        if function is None or version is None:
+            log.debug("log line of no known invocation: %s", line)
+            return
+        self._logs.append(function, version, instance, request_id, level, ts, line)
+
+    # invocation --------------------------------------------------------------------------
+
+    async def invoke(
+        self, name: str, qualifier: str | None, payload: bytes, content_type: str, *,
+        request_id: str | None = None, mode: str = "sync", log_tail: bool = False,
+        attempt: int = 1,
+    ) -> InvocationResult:
+        """Run ``name`` at ``qualifier`` with ``payload``.
+
+        Raises FunctionNotFound / VersionNotFound / AliasNotFound, FunctionDisabled,
+        TooManyRequests, InitError, FunctionError, FunctionTimeout, FunctionOutOfMemory,
+        InstanceCrashed — each with the request id in its headers."""
+        request_id = request_id or str(uuid.uuid4())
+        started = self._clock.monotonic()
+        wall = self._clock.time()
+        version = "?"
+        cold = False
+        init_ms = 0.0
+        try:
+            route = await self._route(name, qualifier)
+            if not route.enabled:
+                raise FunctionDisabled(
+                    f"function {name!r} is disabled: enable it to invoke it",
+                    {"function": name},
+                )
+            target = route.pick(self._rng)
+            version = target.version
+            pool = self._pools.pool(target.key, self._spec(target), target.pool_config())
+            flight = _InFlight(name, version, tail=deque() if log_tail else None)
+            self._inflight[request_id] = flight
+            try:
+                instance, cold = await pool.acquire()
+                init_ms = instance.init_ms if cold else 0.0
+                flight.instance = instance.id
+                try:
+                    answer = await instance.invoke(
+                        request_id, payload, content_type,
+                        deadline=self._clock.time() + target.config.timeout_s,
+                        qualifier=qualifier or "latest", attempt=attempt,
+                    )
+                finally:
+                    pool.release(instance)
+            finally:
+                self._inflight.pop(request_id, None)
+        except EmberError as err:
+            total_ms = (self._clock.monotonic() - started) * 1000
+            if version != "?":  # resolved: a run was attempted or throttled
+                self._record(wall, name, version, request_id, mode, cold, init_ms, 0.0,
+                             total_ms, _outcome(err), err.code)
+            err.headers.update({
+                "X-Ember-Request-Id": request_id,
+                "X-Ember-Version": version,
+                "X-Ember-Cold-Start": "true" if cold else "false",
+            })
+            if log_tail and "flight" in locals():
+                tail = flight.tail_text()
+                if tail:
+                    err.details.setdefault("log_tail", tail)
+            raise
+        total_ms = (self._clock.monotonic() - started) * 1000
+        self._record(wall, name, version, request_id, mode, cold, init_ms, answer.duration_ms,
+                     total_ms, SUCCESS, None)
+        return InvocationResult(
+            request_id=request_id,
+            version=version,
+            cold=cold,
+            init_ms=init_ms,
+            duration_ms=answer.duration_ms,
+            total_ms=total_ms,
+            body=answer.body,
+            content_type=answer.content_type,
+            log_tail=flight.tail_text(),
+        )
+
+    def _record(
+        self, ts: float, function: str, version: str, request_id: str, mode: str, cold: bool,
+        init_ms: float, run_ms: float, total_ms: float, outcome: str, error_code: str | None,
+    ) -> None:
+        record = InvocationRecord(ts, function, version, request_id, mode, cold, init_ms,
+                                  run_ms, total_ms, outcome, error_code)
+        self._stats.record(record)
+        self._metrics.observe(record)
+
+    def _spec(self, target: Target) -> InstanceSpec:
+        config = target.config
+        return InstanceSpec(
+            function=target.key.function,
+            version=target.version,
+            code_dir=Path(target.code_dir),
+            handler=config.handler,
+            environment=dict(config.environment),
+            memory_mb=config.memory_mb,
+            timeout_s=config.timeout_s,
+            initializer=config.initializer,
+            initializer_timeout_s=config.initializer_timeout_s,
+            pre_stop=config.pre_stop,
+        )
+
+    # resolution --------------------------------------------------------------------------
+
+    async def _route(self, name: str, qualifier: str | None) -> Route:
+        key = (name, qualifier or "latest")
+        route = self._routes.get(key)
+        if route is None:
+            route = await asyncio.to_thread(self._resolve, name, qualifier)
+            self._routes[key] = route
+        return route
+
+    def _resolve(self, name: str, qualifier: str | None) -> Route:
+        try:
+            parsed = Qualifier.parse(qualifier)
+        except ValueError as exc:
+            raise InvalidSpec(str(exc), {"field": "qualifier"}) from exc
+        function = self._functions.get(name)
+        if parsed.kind == "latest":
+            return Route(function.enabled, self._latest_target(function))
+        if parsed.kind == "version":
+            assert parsed.version is not None
+            version = self._functions.get_version(name, parsed.version)
+            return Route(function.enabled, self._version_target(version))
+        alias = self._functions.get_alias(name, parsed.value)
+        primary = self._version_target(self._functions.get_version(name, alias.version))
+        if alias.split is None:
+            return Route(function.enabled, primary)
+        extra = self._version_target(self._functions.get_version(name, alias.split.version))
+        return Route(function.enabled, primary, extra, alias.split.weight)
+
+    def _latest_target(self, function: Function) -> Target:
+        digest = f"{function.code.sha256[:16]}-{function.config.digest()[:16]}"
+        return Target(
+            PoolKey(function.name, "latest", digest),
+            function.config,
+            self._functions.code_path(function.code),
+        )
+
+    def _version_target(self, version: Version) -> Target:
+        return Target(
+            PoolKey(version.function, str(version.number), version.code.sha256[:16]),
+            version.config,
+            self._functions.code_path(version.code),
+        )
+
+    # reacting to control-plane changes ----------------------------------------------------
+
+    def _changed_from_any_thread(self, name: str) -> None:
+        if self._loop is None or self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._schedule_reconcile, name)
+
+    def _schedule_reconcile(self, name: str) -> None:
+        for key in [k for k in self._routes if k[0] == name]:
+            del self._routes[key]
+        task = asyncio.get_running_loop().create_task(self._reconcile(name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reconcile(self, name: str) -> None:
+        """Retire pools of content that no qualifier reaches any more; keep min_instances
+        warm for ``latest`` and every version an alias points at."""
+        try:
+            keep, warm = await asyncio.to_thread(self._reachable, name)
+        except EmberError:
+            keep, warm = set(), []
+        self._pools.drain(name, keep)
+        for target in warm:
+            pool = self._pools.pool(target.key, self._spec(target), target.pool_config())
+            pool.provision()
+
+    def _reachable(self, name: str) -> tuple[set[PoolKey], list[Target]]:
+        function = self._functions.get(name)
+        if not function.enabled:
+            return set(), []
+        latest = self._latest_target(function)
+        versions = {v.number: self._version_target(v) for v in self._functions.list_versions(name)}
+        keep = {latest.key, *(t.key for t in versions.values())}
+        warm = [latest] if latest.config.min_instances else []
+        for alias in self._functions.list_aliases(name):
+            for number in alias.versions():
+                target = versions.get(number)
+                if target is not None and target.config.min_instances and target not in warm:
+                    warm.append(target)
+        return keep, warm
+
+
+def _outcome(err: EmberError) -> str:
+    if isinstance(err, TooManyRequests):
+        return THROTTLED
+    if isinstance(err, FunctionTimeout):
+        return TIMEOUT
+    return ERROR

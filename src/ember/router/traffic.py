@@ -1,0 +1,48 @@
+"""Qualifier → version: ``latest``, a version number, or an alias with an optional
+weighted split between two versions."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ember.model.function import FunctionConfig
+from ember.pool.pool import PoolConfig, PoolKey
+
+
+@dataclass(frozen=True)
+class Target:
+    """One version an invocation can run: its pool and the config to run it with."""
+
+    key: PoolKey
+    config: FunctionConfig
+    code_dir: str
+
+    @property
+    def version(self) -> str:
+        return self.key.version
+
+    def pool_config(self) -> PoolConfig:
+        return PoolConfig(
+            max_instances=self.config.max_instances,
+            min_instances=self.config.min_instances,
+            keep_alive_s=self.config.keep_alive_s,
+        )
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a (function, qualifier) pair sends traffic."""
+
+    enabled: bool
+    primary: Target
+    additional: Target | None = None
+    weight: float = 0.0
+
+    def pick(self, rng: random.Random) -> Target:
+        if self.additional is not None and rng.random() < self.weight:
+            return self.additional
+        return self.primary
+
+    def targets(self) -> list[Target]:
+        return [self.primary] if self.additional is None else [self.primary, self.additional]

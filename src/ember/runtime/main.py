@@ -1,0 +1,319 @@
+"""The instance main loop: load the user's handler, then serve invocations one at a time.
+
+An instance is started either by the zygote (a fork that calls ``run``) or as a fresh
+interpreter::
+
+    python -P -m ember.runtime.main SOCKET_PATH INSTANCE_ID PARENT_PID
+
+Either way it connects to the server's socket, says hello, waits for the ``init`` message
+(sent once the sandbox holds this process, so no user code runs outside its limits), sets
+up the function's directory, path and environment, imports the handler, runs the
+initializer and answers ``ready`` — then loops on ``invoke`` until ``stop`` or the end of
+the connection. The protocol is described in ``ember.runtime.protocol``.
+
+Standard library and msgpack only: this module is what every instance imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ember.runtime import protocol
+from ember.runtime.capture import LogCapture
+from ember.runtime.context import Context, function_logger
+from ember.runtime.protocol import FrameSocket, Message
+
+_PR_SET_PDEATHSIG = 1
+_RUNTIME_DIR = str(Path(__file__).resolve().parent)
+
+
+def set_parent_death_signal(expected_parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies; exit if it already has.
+
+    The check after ``prctl`` closes the race where the parent died between the fork and
+    the call: the process was then re-parented and the signal would never come.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl here: the instance then only notices when its socket closes
+    if os.getppid() != expected_parent:
+        os._exit(1)
+
+
+def load_entrypoint(entry: str) -> Callable[..., Any]:
+    """Import ``module.function`` or ``package.module:function`` and return the callable."""
+    if ":" in entry:
+        module_name, _, attribute = entry.partition(":")
+    else:
+        module_name, _, attribute = entry.rpartition(".")
+    if not module_name or not attribute:
+        raise ValueError(
+            f"{entry!r} is not an entry point: use 'module.function' or 'package.module:function'"
+        )
+    module = importlib.import_module(module_name)
+    try:
+        target = getattr(module, attribute)
+    except AttributeError:
+        raise AttributeError(
+            f"{entry!r}: module {module_name!r} has no attribute {attribute!r}"
+        ) from None
+    if not callable(target):
+        raise TypeError(f"{entry!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def is_json(content_type: str) -> bool:
+    """``application/json`` or any ``+json`` media type, parameters ignored."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def decode_event(payload: bytes, content_type: str) -> Any:
+    """The event a handler receives: parsed JSON (``None`` for an empty body) or raw bytes."""
+    if not is_json(content_type):
+        return payload
+    if not payload.strip():
+        return None
+    return json.loads(payload)
+
+
+def encode_result(value: Any) -> tuple[bytes, str]:
+    """The body and content type for a handler's return value.
+
+    Raises ``TypeError`` or ``ValueError`` when the value cannot be JSON encoded.
+    """
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value), "application/octet-stream"
+    if isinstance(value, str):
+        return value.encode("utf-8"), "text/plain; charset=utf-8"
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8"), "application/json"
+
+
+def describe_error(exc: BaseException, kind: str = protocol.KIND_HANDLER) -> dict[str, str]:
+    """The error map of an ``error``/``init_error`` frame, the runtime's frames left out."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_RUNTIME_DIR):
+        tb = tb.tb_next
+    if tb is None:
+        tb = exc.__traceback__
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, tb)),
+        "kind": kind,
+    }
+
+
+class Runtime:
+    """One function instance: its handler, its hooks and the event loop of async handlers."""
+
+    def __init__(self, conn: FrameSocket, capture: LogCapture, spec: dict[str, Any]) -> None:
+        self.conn = conn
+        self.capture = capture
+        self.spec = spec
+        self.handler: Callable[..., Any] | None = None
+        self._loop: Any = None  # one asyncio loop for the instance's life, made on first use
+
+    def context(self, request_id: str | None, deadline: float, qualifier: str = "",
+                attempt: int = 1) -> Context:
+        return Context(
+            request_id=request_id,
+            function_name=self.spec["function"],
+            function_version=self.spec["version"],
+            qualifier=qualifier,
+            memory_limit_mb=self.spec["memory_mb"],
+            deadline=deadline,
+            attempt=attempt,
+            logger=function_logger(),
+        )
+
+    def initialize(self) -> bool:
+        """Set up the process and load the code; sends ``ready`` or ``init_error``."""
+        started = time.perf_counter()
+        spec = self.spec
+        try:
+            os.chdir(spec["code_dir"])
+            sys.path[:0] = [spec["code_dir"], *spec.get("layer_dirs", ())]
+            os.environ.clear()
+            os.environ.update(spec["env"])
+            if "TZ" in os.environ:
+                time.tzset()
+            importlib.invalidate_caches()
+            self.handler = load_entrypoint(spec["handler"])
+            if spec.get("initializer"):
+                init = load_entrypoint(spec["initializer"])
+                deadline = time.time() + float(spec.get("initializer_timeout_s", 30.0))
+                self.call_hook(init, self.context(None, deadline))
+        except BaseException as exc:
+            self.capture.flush()
+            self.conn.send({"t": protocol.INIT_ERROR, "error": describe_error(exc)})
+            return False
+        self.capture.flush()
+        init_ms = (time.perf_counter() - started) * 1000
+        self.conn.send({"t": protocol.READY, "init_ms": init_ms})
+        return True
+
+    def resolve(self, value: Any) -> Any:
+        """Run an awaitable to completion on the instance's loop; other values pass through."""
+        if not hasattr(type(value), "__await__"):
+            return value
+        if self._loop is None:
+            import asyncio
+
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+        return self._loop.run_until_complete(value)
+
+    def call_hook(self, hook: Callable[..., Any], context: Context) -> Any:
+        """Call an initializer or pre_stop hook, with the context if it takes an argument."""
+        import inspect
+
+        try:
+            takes_context = bool(inspect.signature(hook).parameters)
+        except (TypeError, ValueError):
+            takes_context = True
+        return self.resolve(hook(context) if takes_context else hook())
+
+    def invoke(self, message: Message) -> None:
+        """Run the handler for one ``invoke`` message and send its logs, then its reply."""
+        request_id = message["id"]
+        self.capture.request_id = request_id
+        reply: Message
+        try:
+            event = decode_event(message.get("payload") or b"", message.get("content_type", ""))
+        except ValueError as exc:
+            reply = self._error(request_id, exc, protocol.KIND_PAYLOAD)
+        else:
+            reply = self._run_handler(message, event)
+        self.capture.flush()
+        self.conn.send(reply)
+        self.capture.request_id = None
+
+    def _run_handler(self, message: Message, event: Any) -> Message:
+        request_id = message["id"]
+        context = self.context(
+            request_id,
+            float(message.get("deadline") or time.time() + float(self.spec["timeout_s"])),
+            message.get("qualifier", ""),
+            int(message.get("attempt", 1)),
+        )
+        assert self.handler is not None
+        started = time.perf_counter()
+        try:
+            value = self.resolve(self.handler(event, context))
+        except MemoryError as exc:
+            return self._error(request_id, exc, protocol.KIND_MEMORY)
+        except BaseException as exc:  # SystemExit from a handler is its failure too
+            return self._error(request_id, exc, protocol.KIND_HANDLER)
+        duration_ms = (time.perf_counter() - started) * 1000
+        try:
+            body, content_type = encode_result(value)
+        except (TypeError, ValueError) as exc:
+            error = describe_error(exc, protocol.KIND_RESULT)
+            error["message"] = f"return value is not JSON serializable: {exc}"
+            return {"t": protocol.ERROR, "id": request_id, "error": error}
+        return {
+            "t": protocol.RESULT,
+            "id": request_id,
+            "body": body,
+            "content_type": content_type,
+            "duration_ms": duration_ms,
+        }
+
+    @staticmethod
+    def _error(request_id: str, exc: BaseException, kind: str) -> Message:
+        return {"t": protocol.ERROR, "id": request_id, "error": describe_error(exc, kind)}
+
+    def stop(self) -> None:
+        """Run pre_stop (its failure is logged, not fatal) and flush the logs."""
+        entry = self.spec.get("pre_stop")
+        if entry:
+            try:
+                hook = load_entrypoint(entry)
+                self.call_hook(hook, self.context(None, time.time() + 5.0))
+            except BaseException:
+                traceback.print_exc()
+        import logging
+
+        logging.shutdown()  # user handlers (files, buffers) get their final flush
+        self.capture.flush()
+
+    def serve(self) -> None:
+        """Answer invocations until ``stop`` or the server closes the connection."""
+        while True:
+            message = self.conn.recv()
+            if message is None:
+                return
+            kind = message["t"]
+            if kind == protocol.INVOKE:
+                self.invoke(message)
+            elif kind == protocol.STOP:
+                self.stop()
+                return
+
+
+def run(connect_path: str, instance_id: str, parent_pid: int) -> int:
+    """Be an instance: connect, initialize, serve. Returns the exit status to use."""
+    set_parent_death_signal(parent_pid)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(connect_path)
+    except OSError as exc:
+        print(f"ember instance {instance_id}: cannot connect to {connect_path}: {exc}",
+              file=sys.stderr)
+        return 2
+    conn = FrameSocket(sock)
+    capture = LogCapture(conn)
+    capture.start()
+    try:
+        conn.send({"t": protocol.HELLO, "id": instance_id, "pid": os.getpid()})
+        message = conn.recv()
+        if message is None or message["t"] != protocol.INIT:
+            return 0
+        runtime = Runtime(conn, capture, message["spec"])
+        if not runtime.initialize():
+            return 1
+        runtime.serve()
+        return 0
+    except (OSError, protocol.ProtocolError):
+        return 0  # the server went away; nobody is left to tell
+    finally:
+        conn.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry of a fresh-interpreter instance; always leaves through ``os._exit``.
+
+    ``os._exit`` because user code may leave non-daemon threads behind, which would keep a
+    normal interpreter shutdown waiting forever.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3:
+        print("usage: python -m ember.runtime.main SOCKET_PATH INSTANCE_ID PARENT_PID",
+              file=sys.stderr)
+        os._exit(2)
+    status = 1
+    try:
+        status = run(args[0], args[1], int(args[2]))
+    finally:
+        os._exit(status)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""What a sandbox is: the limits put around one instance process, and who makes them.
+
+The launcher asks a ``SandboxFactory`` for a ``Sandbox`` per instance, attaches the
+instance's pid to it *before* sending the ``init`` message (so no user code ever runs
+outside its limits), asks it after a death whether memory was the cause, and closes it
+once the process is gone.
+
+Implementations: ``process.py`` (resource limits on the process; memory by RLIMIT_AS) and
+``cgroups.py`` (memory by a cgroup of its own, v1 or v2).
+
+Headroom: ``memory_mb`` is what the function may use, but the interpreter and the runtime
+need memory of their own before the first line of user code runs. Each implementation
+adds a documented allowance on top of ``memory_mb`` rather than starving small functions:
+
+- cgroups count resident pages the instance itself touches. A zygote-forked instance
+  shares the zygote's pages (charged to the zygote), and starts by touching a few MiB;
+  a fresh interpreter's boot is charged before it joins. ``CGROUP_HEADROOM_MB`` (32 MiB)
+  covers the runtime's own buffers, log threads and the frames of a 6 MiB payload.
+- RLIMIT_AS counts virtual address space, which a Python process has far more of than
+  resident memory (shared libraries, thread stacks, allocator arenas). The limit is set to
+  the address space the instance has already mapped when it is attached, plus
+  ``memory_mb``: what the interpreter needed is free, every byte the function maps counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+CGROUP_HEADROOM_MB = 32
+DEFAULT_OPEN_FILES = 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits of one instance.
+
+    Attributes:
+        memory_mb: the function's configured memory; the sandbox adds its headroom.
+        open_files: the RLIMIT_NOFILE of the instance (soft and hard).
+    """
+
+    memory_mb: int
+    open_files: int = DEFAULT_OPEN_FILES
+
+    def __post_init__(self) -> None:
+        if self.memory_mb <= 0:
+            raise ValueError(f"memory_mb must be positive, not {self.memory_mb}")
+        if self.open_files <= 0:
+            raise ValueError(f"open_files must be positive, not {self.open_files}")
+
+
+class Sandbox(Protocol):
+    """The limits around one instance process."""
+
+    def attach(self, pid: int) -> None:
+        """Put the process ``pid`` under the limits; raises ``OSError`` when it cannot."""
+        ...
+
+    def out_of_memory(self) -> bool:
+        """Whether the limit was hit hard enough to kill the process (ask after its death)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the sandbox holds; call once the process is gone. Idempotent."""
+        ...
+
+
+class SandboxFactory(Protocol):
+    """Makes the sandbox of each new instance."""
+
+    @property
+    def name(self) -> str:
+        """A short word for logs and diagnostics: ``"cgroup-v1"``, ``"rlimit"``…"""
+        ...
+
+    def create(self, instance_id: str, limits: Limits) -> Sandbox:
+        """A sandbox for the instance ``instance_id``; raises ``OSError`` when it cannot."""
+        ...
+
+    def close(self) -> None:
+        """Release what the factory holds, once every sandbox it made is closed."""
+        ...

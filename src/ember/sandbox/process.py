@@ -1,0 +1,89 @@
+"""The plain process sandbox: resource limits applied to the instance from outside.
+
+Limits are set with ``prlimit`` on the instance's pid (Linux), so the same code serves
+zygote-forked instances and fresh interpreters and nothing has to run inside the child.
+Memory is bounded by RLIMIT_AS (see ``base.py`` for the headroom): an allocation past it
+fails and the handler sees a ``MemoryError``, which the launcher reports as
+``FunctionOutOfMemory``. That is a weaker guarantee than a cgroup — memory that is mapped
+but never touched counts, and C code may crash instead of raising — and is the fallback
+when cgroups cannot be used.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from pathlib import Path
+
+from ember.sandbox.base import Limits
+
+_MIB = 1024 * 1024
+
+
+def mapped_bytes(pid: int) -> int | None:
+    """The address space ``pid`` has mapped (``VmSize``), or ``None`` when unknown."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def limit_open_files(pid: int, open_files: int) -> None:
+    """Set RLIMIT_NOFILE of ``pid``; never above the hard limit it already has."""
+    if not hasattr(resource, "prlimit"):
+        return
+    _, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    value = open_files if hard == resource.RLIM_INFINITY else min(open_files, hard)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (value, value))
+
+
+def limit_address_space(pid: int, memory_mb: int) -> int | None:
+    """Set RLIMIT_AS of ``pid`` to what it has mapped plus ``memory_mb``; the limit or None."""
+    if not hasattr(resource, "prlimit"):
+        return None
+    baseline = mapped_bytes(pid)
+    if baseline is None:
+        return None
+    limit = baseline + memory_mb * _MIB
+    resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
+    return limit
+
+
+class ProcessSandbox:
+    """Resource limits on one instance process (memory by RLIMIT_AS)."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.address_space_limit: int | None = None
+
+    def attach(self, pid: int) -> None:
+        """Apply RLIMIT_NOFILE and RLIMIT_AS to ``pid``."""
+        limit_open_files(pid, self.limits.open_files)
+        self.address_space_limit = limit_address_space(pid, self.limits.memory_mb)
+
+    def out_of_memory(self) -> bool:
+        """Always ``False``: under RLIMIT_AS memory shows as a ``MemoryError`` in the handler."""
+        return False
+
+    def close(self) -> None:
+        """Nothing to release: the limits die with the process."""
+
+
+class ProcessSandboxFactory:
+    """Makes ``ProcessSandbox``es; works wherever ``prlimit`` does (Linux)."""
+
+    name = "rlimit"
+
+    def __init__(self) -> None:
+        self.supported = sys.platform.startswith("linux") and hasattr(resource, "prlimit")
+
+    def create(self, instance_id: str, limits: Limits) -> ProcessSandbox:
+        """A sandbox applying ``limits``; ``instance_id`` is not needed here."""
+        return ProcessSandbox(limits)
+
+    def close(self) -> None:
+        """Nothing to release."""
