@@ -40,8 +40,10 @@ class ManualClock:
     """A clock that moves only when a test calls ``advance``; sleepers wake when it passes
     their deadline."""
 
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self._now = start
+    def __init__(self, start: float | None = None) -> None:
+        # Wall time starts at the real time: deadlines handed to instance processes are
+        # compared with their own clocks.
+        self._now = time.time() if start is None else start
         self._mono = 0.0
         self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
 

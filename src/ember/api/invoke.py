@@ -35,7 +35,7 @@ async def invoke(
             {"field": "X-Ember-Invocation-Type"},
         )
     body = await request.body()
-    content_type = request.headers.get("content-type", "application/json" if body else "")
+    content_type = request.headers.get("content-type") or "application/json"
     tail = (x_ember_log_type or "").lower() == "tail"
     result = await request.app.state.services.router.invoke(
         name, qualifier, body, content_type, log_tail=tail

@@ -25,7 +25,7 @@ from ember.errors import EmberError
 UrlOption = Annotated[
     str | None,
     typer.Option(
-        "--url", help="URL of the Ember server [env: EMBER_URL; default http://127.0.0.1:8080]",
+        "--url", help="URL of the Ember server (env EMBER_URL; default http://127.0.0.1:8080)",
         show_default=False,
     ),
 ]
@@ -108,7 +108,9 @@ def command(group: typer.Typer, name: str | None = None, **settings: Any) -> Cal
         ]
 
         @functools.wraps(fn)
-        def run(*args: Any, _ctx: typer.Context, _url: str | None, _json: bool, **kwargs: Any) -> None:
+        def run(
+            *args: Any, _ctx: typer.Context, _url: str | None, _json: bool, **kwargs: Any
+        ) -> None:
             root = _ctx.find_root().obj
             given = root if isinstance(root, GlobalOptions) else GlobalOptions()
             output = Output(_json or given.json)
@@ -165,7 +167,9 @@ def parse_assignment(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise typer.BadParameter(f"{text!r}: the value is not YAML: {exc}", param_hint="--set") from exc
+        raise typer.BadParameter(
+            f"{text!r}: the value is not YAML: {exc}", param_hint="--set"
+        ) from exc
     return path, value
 
 

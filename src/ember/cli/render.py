@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, is_dataclass
+from dataclasses import fields, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", by_alias=True)
     if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
+        return {f.name: jsonable(getattr(value, f.name)) for f in fields(value) if f.repr}
     if isinstance(value, list | tuple):
         return [jsonable(item) for item in value]
     if isinstance(value, Mapping):
@@ -160,7 +160,8 @@ def function_panel(f: FunctionOut) -> Panel:
             ("layers", ", ".join(c.layers)),
             ("tags", _mapping(c.tags)),
             ("async retries", c.async_.max_retries),
-            ("code", f"{size(f.code.size)}, sha256 {f.code.sha256}"),
+            ("code size", size(f.code.size)),
+            ("code sha256", f.code.sha256),
             ("last version", f.last_version or "-"),
             ("created", when(f.created_at)),
             ("updated", when(f.updated_at)),
@@ -169,12 +170,11 @@ def function_panel(f: FunctionOut) -> Panel:
 
 
 def functions_table(functions: Iterable[FunctionOut]) -> Table:
-    table = _table("NAME", "STATE", "HANDLER", "MEMORY", "TIMEOUT", "VERSION", "CODE", "UPDATED")
+    table = _table("NAME", "STATE", "HANDLER", "MEMORY", "VERSION", "CODE", "UPDATED")
     for f in functions:
         table.add_row(*_cells(
             f.name, f.state, f.config.handler, f"{f.config.memory_mb} MiB",
-            f"{f.config.timeout_s:g} s", f.last_version or "-", size(f.code.size),
-            when(f.updated_at),
+            f.last_version or "-", size(f.code.size), when(f.updated_at),
         ))
     return table
 
@@ -188,7 +188,8 @@ def version_panel(v: VersionOut) -> Panel:
             ("memory", f"{v.config.memory_mb} MiB"),
             ("timeout", f"{v.config.timeout_s:g} s"),
             ("environment", _mapping(v.config.environment)),
-            ("code", f"{size(v.code.size)}, sha256 {v.code.sha256}"),
+            ("code size", size(v.code.size)),
+            ("code sha256", v.code.sha256),
             ("created", when(v.created_at)),
         ],
     )

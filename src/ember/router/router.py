@@ -234,18 +234,8 @@ class Router:
         self._metrics.observe(record)
 
     def _spec(self, target: Target) -> InstanceSpec:
-        config = target.config
-        return InstanceSpec(
-            function=target.key.function,
-            version=target.version,
-            code_dir=Path(target.code_dir),
-            handler=config.handler,
-            environment=dict(config.environment),
-            memory_mb=config.memory_mb,
-            timeout_s=config.timeout_s,
-            initializer=config.initializer,
-            initializer_timeout_s=config.initializer_timeout_s,
-            pre_stop=config.pre_stop,
+        return InstanceSpec.from_config(
+            target.key.function, target.version, Path(target.code_dir), target.config
         )
 
     # resolution --------------------------------------------------------------------------

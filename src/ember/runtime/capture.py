@@ -200,7 +200,9 @@ class LogCapture:
         if self._broken:
             return
         try:
-            self.conn.send({"t": LOG, "id": self.request_id, "level": level, "ts": ts, "line": line})
+            self.conn.send(
+                {"t": LOG, "id": self.request_id, "level": level, "ts": ts, "line": line}
+            )
         except OSError:
             # The server is gone; keep draining the pipe so writers never block, and let
             # the main loop notice the closed connection.

@@ -16,6 +16,7 @@ Standard library and msgpack only: this module is what every instance imports.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -37,6 +38,14 @@ _PR_SET_PDEATHSIG = 1
 _RUNTIME_DIR = str(Path(__file__).resolve().parent)
 
 
+@functools.cache
+def _libc() -> Any:
+    # Cached so that the zygote loads it once and its forks find it ready.
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def set_parent_death_signal(expected_parent: int) -> None:
     """Ask Linux to SIGKILL this process when its parent dies; exit if it already has.
 
@@ -44,11 +53,8 @@ def set_parent_death_signal(expected_parent: int) -> None:
     the call: the process was then re-parented and the signal would never come.
     """
     if sys.platform.startswith("linux"):
-        import ctypes
-
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         except (OSError, AttributeError):
             pass  # no prctl here: the instance then only notices when its socket closes
     if os.getppid() != expected_parent:

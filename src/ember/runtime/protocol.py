@@ -36,7 +36,7 @@ import struct
 import threading
 from typing import TYPE_CHECKING, Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped, unused-ignore]
 
 if TYPE_CHECKING:
     import asyncio
@@ -77,7 +77,7 @@ class ProtocolError(Exception):
 
 def encode(message: Message) -> bytes:
     """One frame: the length header and the msgpack body."""
-    body = msgpack.packb(message, use_bin_type=True)
+    body: bytes = msgpack.packb(message, use_bin_type=True)
     if len(body) > MAX_FRAME_BYTES:
         raise ProtocolError(f"frame of {len(body)} bytes is over the {MAX_FRAME_BYTES} limit")
     return _HEADER.pack(len(body)) + body

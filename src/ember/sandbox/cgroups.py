@@ -206,7 +206,9 @@ class CgroupSandboxFactory:
         try:
             directory.mkdir()
         except OSError as exc:
-            raise CgroupUnavailable(f"cannot create a cgroup under {hierarchy.path}: {exc}") from exc
+            raise CgroupUnavailable(
+                f"cannot create a cgroup under {hierarchy.path}: {exc}"
+            ) from exc
         factory = cls(hierarchy, directory)
         try:
             # A trial instance cgroup proves the limit files are writable, not only mkdir.

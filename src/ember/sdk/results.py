@@ -79,8 +79,13 @@ class InvocationResult:
         headers = response.headers
         error = None if response.is_success else error_from_response(response)
         request_id = headers.get("x-ember-request-id")
-        if error is not None and request_id:
-            error.details.setdefault("request_id", request_id)
+        log_tail = _base64_text(headers.get("x-ember-log-tail"))
+        if error is not None:
+            if request_id:
+                error.details.setdefault("request_id", request_id)
+            # A failed invocation carries its log tail in the error's details.
+            if log_tail is None and isinstance(error.details.get("log_tail"), str):
+                log_tail = error.details["log_tail"]
         return cls(
             status_code=response.status_code,
             body=response.content,
@@ -90,7 +95,7 @@ class InvocationResult:
             cold_start=headers.get("x-ember-cold-start", "").lower() == "true",
             init_ms=_number(headers.get("x-ember-init-ms")),
             duration_ms=_number(headers.get("x-ember-duration-ms")),
-            log_tail=_base64_text(headers.get("x-ember-log-tail")),
+            log_tail=log_tail,
             error=error,
         )
 

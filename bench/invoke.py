@@ -1,0 +1,272 @@
+"""Ember's invoke path against raw baselines measured in the same run.
+
+    bash bench/run.sh [--quick]
+
+Prints cold start (zygote vs fresh interpreter vs a bare fork / interpreter start), warm
+sync invoke latency over HTTP (vs a bare uvicorn app returning the same JSON, and vs a raw
+Unix-socket round trip) and throughput at 1 and 32 concurrent clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import msgpack
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+HANDLER = "def handler(event, context):\n    return {'ok': True, 'echo': event}\n"
+EVENT = {"n": 1}
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+def start_ember(home: Path, zygote: bool) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "EMBER_HOME": str(home), "EMBER_ZYGOTE": "1" if zygote else "0",
+           "EMBER_LOG_LEVEL": "warning", "EMBER_QUEUE_DEPTH": "1000"}
+    env.pop("EMBER_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv/bin/ember"), "server", "--port", str(port)], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_up(url + "/healthz", proc)
+    return proc, url
+
+
+def start_baseline() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [PY, "-m", "uvicorn", "baseline_app:app", "--port", str(port), "--log-level",
+         "warning", "--no-access-log"],
+        cwd=ROOT / "bench", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_up(url, proc)
+    return proc, url
+
+
+def code_zip() -> str:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("main.py", HANDLER)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def deploy(url: str, name: str, **config: object) -> None:
+    answer = httpx.post(f"{url}/functions",
+                        json={"name": name, "config": config, "code": {"zip": code_zip()}})
+    answer.raise_for_status()
+
+
+def sequential_latency(url: str, n: int) -> list[float]:
+    samples = []
+    with httpx.Client() as client:
+        for _ in range(min(50, n)):
+            client.post(url, json=EVENT)
+        for _ in range(n):
+            t = time.perf_counter()
+            answer = client.post(url, json=EVENT)
+            samples.append((time.perf_counter() - t) * 1000)
+            answer.raise_for_status()
+    return samples
+
+
+async def _throughput(url: str, clients: int, seconds: float) -> float:
+    done = 0
+    stop = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < stop:
+                answer = await client.post(url, json=EVENT)
+                answer.raise_for_status()
+                done += 1
+        for _ in range(clients):  # warm every connection and instance
+            await client.post(url, json=EVENT)
+        started = time.perf_counter()
+        stop = started + seconds
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return done / (time.perf_counter() - started)
+
+
+def throughput(url: str, clients: int, seconds: float) -> float:
+    return asyncio.run(_throughput(url, clients, seconds))
+
+
+def cold_starts(url: str, name: str, n: int) -> tuple[list[float], list[float], list[float]]:
+    """Each sample changes an env var of ``latest`` (a new pool) and times the first call."""
+    totals, inits, warm = [], [], []
+    with httpx.Client(timeout=30) as client:
+        for i in range(n):
+            client.patch(f"{url}/functions/{name}",
+                         json={"config": {"environment": {"N": str(i)}}}).raise_for_status()
+            time.sleep(0.02)  # let the old pool drain outside the measurement
+            t = time.perf_counter()
+            answer = client.post(f"{url}/functions/{name}/invoke", json=EVENT)
+            totals.append((time.perf_counter() - t) * 1000)
+            answer.raise_for_status()
+            assert answer.headers["x-ember-cold-start"] == "true", answer.headers
+            inits.append(float(answer.headers["x-ember-init-ms"]))
+            t = time.perf_counter()
+            client.post(f"{url}/functions/{name}/invoke", json=EVENT).raise_for_status()
+            warm.append((time.perf_counter() - t) * 1000)
+    return totals, inits, warm
+
+
+def raw_fork_ms(n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        samples.append((time.perf_counter() - t) * 1000)
+    return samples
+
+
+def raw_interpreter_ms(n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        subprocess.run([PY, "-c", "pass"], check=True)
+        samples.append((time.perf_counter() - t) * 1000)
+    return samples
+
+
+def raw_unix_roundtrip_ms(n: int) -> list[float]:
+    """A length-prefixed msgpack frame to a thread and back over a Unix socket pair."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    def echo() -> None:
+        while True:
+            head = b.recv(4)
+            if not head:
+                return
+            size = int.from_bytes(head, "big")
+            body = b.recv(size)
+            b.sendall(head + body)
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    frame = msgpack.packb({"t": "invoke", "id": "x" * 36, "payload": b'{"n": 1}'})
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        a.sendall(len(frame).to_bytes(4, "big") + frame)
+        head = a.recv(4)
+        a.recv(int.from_bytes(head, "big"))
+        samples.append((time.perf_counter() - t) * 1000)
+    a.close()
+    thread.join(timeout=1)
+    b.close()
+    return samples
+
+
+def row(label: str, p50: float, p99: float, base: float | None = None) -> str:
+    ratio = f"{p50 / base:6.2f}x" if base else ""
+    return f"  {label:<46} p50 {p50:8.3f} ms   p99 {p99:8.3f} ms   {ratio}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer samples")
+    args = parser.parse_args()
+    n_cold = 20 if args.quick else 60
+    n_warm = 500 if args.quick else 3000
+    seconds = 2.0 if args.quick else 5.0
+
+    tmp = Path(tempfile.mkdtemp(prefix="ember-bench-"))
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
+
+    print("\ncold start (client-measured first invoke of a new instance)")
+    fork = raw_fork_ms(200)
+    interp = raw_interpreter_ms(20)
+    print(row("raw os.fork + exit + wait", pct(fork, 50), pct(fork, 99)))
+    print(row("raw `python -c pass`", pct(interp, 50), pct(interp, 99)))
+    results = {}
+    for zygote in (True, False):
+        proc, url = start_ember(tmp / f"home-{zygote}", zygote)
+        try:
+            deploy(url, "cold", keep_alive_s=1)
+            totals, inits, warm = cold_starts(url, "cold", n_cold)
+        finally:
+            proc.terminate()
+            proc.wait()
+        label = "zygote" if zygote else "fresh interpreter"
+        overhead = [t - w for t, w in zip(totals, warm, strict=True)]
+        results[zygote] = overhead
+        print(row(f"ember cold invoke, {label}", pct(totals, 50), pct(totals, 99)))
+        print(row(f"  instance init (X-Ember-Init-Ms), {label}", pct(inits, 50), pct(inits, 99)))
+        print(row(f"  cold minus warm = platform overhead, {label}",
+                  pct(overhead, 50), pct(overhead, 99), pct(fork, 50)))
+    print(f"  zygote vs fresh interpreter overhead: "
+          f"{pct(results[False], 50) / max(pct(results[True], 50), 1e-6):.1f}x faster")
+
+    print("\nwarm sync invoke over HTTP (sequential, keep-alive)")
+    raw = raw_unix_roundtrip_ms(5000)
+    base_proc, base_url = start_baseline()
+    proc, url = start_ember(tmp / "home-warm", True)
+    try:
+        deploy(url, "warm", max_instances=64)
+        invoke_url = f"{url}/functions/warm/invoke"
+        base = sequential_latency(base_url, n_warm)
+        ember = sequential_latency(invoke_url, n_warm)
+        print(row("raw Unix-socket msgpack round trip", pct(raw, 50), pct(raw, 99)))
+        print(row("raw uvicorn app, same JSON", pct(base, 50), pct(base, 99)))
+        print(row("ember invoke", pct(ember, 50), pct(ember, 99), pct(base, 50)))
+        print(f"  ember overhead above raw uvicorn: p50 {pct(ember, 50) - pct(base, 50):.3f} ms")
+
+        print("\nthroughput (requests/s)")
+        for clients in (1, 32):
+            b = throughput(base_url, clients, seconds)
+            e = throughput(invoke_url, clients, seconds)
+            print(f"  {clients:>2} clients: raw uvicorn {b:8.0f}/s   ember {e:8.0f}/s   "
+                  f"ratio {e / b:5.2f}")
+    finally:
+        proc.terminate()
+        base_proc.terminate()
+        proc.wait()
+        base_proc.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m ember.cli``, the same as ``ember``."""
+
+from ember.cli import main
+
+main()

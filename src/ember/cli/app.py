@@ -1,0 +1,32 @@
+"""The ``ember`` command: its groups and top-level commands, and the global options."""
+
+from __future__ import annotations
+
+import typer
+
+from ember.cli import aliases, deploy, functions, invoke, logs, server, versions
+from ember.cli.common import GlobalOptions, JsonOption, UrlOption, command
+
+app = typer.Typer(
+    name="ember",
+    help="Ember: a self-hosted serverless platform for Python functions.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def _root(ctx: typer.Context, url: UrlOption = None, json_output: JsonOption = False) -> None:
+    # Options given before the command apply to it unless it repeats them.
+    ctx.obj = GlobalOptions(url=url, json=json_output)
+
+
+app.add_typer(functions.app, name="fn")
+app.add_typer(versions.app, name="version")
+app.add_typer(aliases.app, name="alias")
+command(app, "deploy")(deploy.deploy)
+command(functions.app, "deploy")(deploy.deploy)
+command(app, "invoke")(invoke.invoke)
+command(app, "logs")(logs.logs)
+command(app, "stats")(logs.stats)
+app.command("server")(server.server)

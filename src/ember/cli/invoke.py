@@ -1,0 +1,139 @@
+"""``ember invoke``: run a function once and print its answer.
+
+The answer's body goes to stdout (JSON pretty-printed unless ``--raw``); the request id,
+version, cold or warm start and timings go to stderr, so that stdout can be piped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from ember.cli.common import Session, UsageError
+from ember.client import InvocationResult
+from ember.errors import EmberError
+
+
+def read_data(data: str | None, content_type: str | None) -> Any:
+    """The payload ``--data`` names: inline JSON, ``@file`` or ``-`` (stdin).
+
+    With ``content_type`` the bytes are sent as they are; without, they must be JSON inline,
+    while a file or stdin that is not JSON is sent as raw bytes.
+    """
+    if data is None:
+        return None
+    if data == "-":
+        raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        source = "stdin"
+    elif data.startswith("@"):
+        path = Path(data[1:])
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"--data {data}: {exc.strerror or exc}") from exc
+        source = str(path)
+    else:
+        raw = data.encode()
+        source = ""
+    if content_type is not None:
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        if source:
+            return raw
+        raise typer.BadParameter(
+            f"not JSON ({exc}); send other bytes with --data @FILE or --content-type",
+            param_hint="--data",
+        ) from exc
+
+
+def summary(result: InvocationResult) -> Text:
+    """One line: request id, version, cold or warm, init and run times."""
+    parts = [f"request {result.request_id or '-'}", f"version {result.version or '-'}"]
+    if result.cold_start:
+        init = f", init {result.init_ms:g} ms" if result.init_ms is not None else ""
+        parts.append(f"cold start{init}")
+    else:
+        parts.append("warm")
+    if result.duration_ms is not None:
+        parts.append(f"{result.duration_ms:g} ms")
+    if not result.ok:
+        parts.append(f"status {result.status_code}")
+    return Text(" · ".join(parts), style="dim" if result.ok else "red")
+
+
+def invoke(
+    session: Session,
+    name: Annotated[str, typer.Argument(help="Function name.", show_default=False)],
+    qualifier: Annotated[
+        str, typer.Option("--qualifier", "-q", help="latest, a version number or an alias.")
+    ] = "latest",
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data", "-d", show_default=False,
+            help="Payload: inline JSON, @FILE, or - for stdin. None sends JSON null.",
+        ),
+    ] = None,
+    content_type: Annotated[
+        str | None,
+        typer.Option(help="Send --data as raw bytes with this content type.", show_default=False),
+    ] = None,
+    log_tail: Annotated[
+        bool, typer.Option("--log-tail", help="Print the last 4 KiB of the log to stderr.")
+    ] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="Print the body exactly as received.")] = False,
+    async_: Annotated[
+        bool, typer.Option("--async", help="Queue the invocation; prints its request id.")
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds to wait for the answer.", show_default=False),
+    ] = None,
+) -> None:
+    """Invoke a function and print its answer."""
+    payload = read_data(data, content_type)
+    result = session.client.invoke(
+        name, payload, qualifier=qualifier, content_type=content_type, log_tail=log_tail,
+        mode="async" if async_ else "sync", timeout=timeout, check=False,
+    )
+    output = session.output
+    if result.error is None or session.json:
+        _print_body(result, raw or session.json)
+    output.note(summary(result))
+    if result.log_tail:
+        output.err.rule("log tail", style="dim")
+        output.err.out(result.log_tail.rstrip("\n"), highlight=False)
+        output.err.rule(style="dim")
+    if result.error is not None:
+        _print_failure(session, result.error)
+        raise typer.Exit(1)
+
+
+def _print_body(result: InvocationResult, raw: bool) -> None:
+    if not raw and result.is_json:
+        try:
+            typer.echo(json.dumps(result.json(), indent=2, ensure_ascii=False))
+            return
+        except ValueError:
+            pass
+    if not result.body:
+        return
+    media = (result.content_type or "").split(";", 1)[0].strip()
+    if raw or not (media.startswith("text/") or result.is_json):
+        typer.echo(result.body, nl=False)
+    else:
+        typer.echo(result.text, nl=not result.text.endswith("\n"))
+
+
+def _print_failure(session: Session, error: EmberError) -> None:
+    session.output.error(error)
+    trace = error.details.get("traceback")
+    if isinstance(trace, str) and trace.strip():
+        session.output.err.out(trace.rstrip("\n"), highlight=False)

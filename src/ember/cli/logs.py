@@ -1,0 +1,129 @@
+"""``ember logs`` and ``ember stats``: what a function's instances wrote, and how its
+invocations went."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from ember.cli import render
+from ember.cli.common import Session, parse_duration, parse_time
+from ember.client import LogLine, LogPage
+
+POLL_INTERVAL_S = 1.0
+_SEEN = 10_000  # log lines remembered while following, to drop repeats
+
+Name = Annotated[str, typer.Argument(help="Function name.", show_default=False)]
+
+
+def logs(
+    session: Session,
+    name: Name,
+    request_id: Annotated[
+        str | None, typer.Option(help="Only the lines of this invocation.", show_default=False)
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="From this long ago (10m, 2h) or this ISO time.", show_default=False),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="Up to this long ago or this ISO time.", show_default=False),
+    ] = None,
+    level: Annotated[
+        str | None, typer.Option(help="Only this level (info, error…).", show_default=False)
+    ] = None,
+    grep: Annotated[
+        str | None, typer.Option(help="Only lines containing this text.", show_default=False)
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="At most this many lines.", show_default=False)
+    ] = None,
+    cursor: Annotated[
+        str | None, typer.Option(help="Start after this cursor.", show_default=False)
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
+    ] = False,
+) -> None:
+    """Print a function's log lines, oldest first."""
+    since_at = parse_time(since, "--since") if since else None
+    until_at = parse_time(until, "--until") if until else None
+
+    def fetch(cursor: str | None, since: datetime | float | None) -> LogPage:
+        return session.client.get_logs(
+            name, request_id=request_id, level=level, since=since, until=until_at, grep=grep,
+            limit=limit, cursor=cursor,
+        )
+
+    if not follow:
+        page = fetch(cursor, since_at)
+        if session.json:
+            session.output.json(page.raw or render.jsonable(page))
+            return
+        for line in page.logs:
+            session.output.out.print(render.log_line(line))
+        if page.next_cursor:
+            session.output.note(f"more lines: add --cursor {page.next_cursor}")
+        return
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how following ends
+        _follow(session, fetch, cursor, since_at)
+
+
+def _follow(
+    session: Session,
+    fetch: Callable[[str | None, datetime | float | None], LogPage],
+    cursor: str | None,
+    since: datetime | float | None,
+) -> None:
+    """Poll with the cursor every second. When the server gives no cursor to go on from,
+    ask again from the newest time seen, and drop the lines already printed."""
+    seen: deque[tuple[object, ...]] = deque(maxlen=_SEEN)
+    seen_set: set[tuple[object, ...]] = set()
+    while True:
+        page = fetch(cursor, None if cursor else since)
+        fresh = 0
+        for line in page.logs:
+            key = (line.ts, line.instance, line.request_id, line.level, line.line)
+            if key in seen_set:
+                continue
+            if len(seen) == seen.maxlen:
+                seen_set.discard(seen[0])
+            seen.append(key)
+            seen_set.add(key)
+            fresh += 1
+            _print_line(session, line)
+        if page.next_cursor:
+            cursor = page.next_cursor
+        elif page.logs:
+            cursor, since = None, max(line.ts for line in page.logs)
+        if not (fresh and page.next_cursor):
+            time.sleep(POLL_INTERVAL_S)
+
+
+def _print_line(session: Session, line: LogLine) -> None:
+    if session.json:
+        typer.echo(json.dumps(render.jsonable(line), ensure_ascii=False))
+    else:
+        session.output.out.print(render.log_line(line))
+
+
+def stats(
+    session: Session,
+    name: Name,
+    window: Annotated[
+        str | None,
+        typer.Option(help="Over this last stretch of time: 15m, 1h, 1d.", show_default=False),
+    ] = None,
+) -> None:
+    """Show statistics of a function's invocations."""
+    window_s = parse_duration(window, "--window") if window else None
+    found = session.client.get_stats(name, window_s=window_s)
+    session.output.show(found, render.stats_table(found))

@@ -1,0 +1,312 @@
+"""Cold starts: make a new instance process, sandbox it, and bring it to ``ready``.
+
+A launch, in order:
+
+1. a sandbox (cgroup or rlimits) is made for the new instance id;
+2. the process is forked by the zygote, or a fresh interpreter is started
+   (``python -P -m ember.runtime.main``) when the zygote is off or keeps dying;
+3. the process connects to the launcher's Unix socket and says hello with its id and pid;
+4. the sandbox takes the pid — the process waits for ``init`` meanwhile, so no user code
+   ever runs outside its limits;
+5. ``init`` is sent; the instance imports the handler and runs the initializer, within
+   ``initializer_timeout_s`` for both, and answers ``ready``.
+
+Instances inherit only a small part of the server's environment (``INHERITED_ENVIRONMENT``)
+plus the function's own variables: the server's secrets (database URL and such) never
+reach user code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ember.errors import EmberError, InstanceCrashed
+from ember.pool.instance import ExitStatus, Instance, InstanceSpec, LogSink, ProcessHandle
+from ember.pool.zygote import Zygote, ZygoteDied, start_runtime_process
+from ember.runtime import protocol
+from ember.runtime.protocol import read_frame_async
+from ember.sandbox import Sandbox, SandboxFactory, choose_sandbox_factory
+
+logger = logging.getLogger(__name__)
+
+INHERITED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "HOME")
+
+# AF_UNIX paths are limited to 108 bytes; past this the sockets go to a short temp dir.
+_MAX_SOCKET_PATH = 100
+_HELLO_TIMEOUT_S = 5.0
+
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class SubprocessHandle:
+    """A fresh-interpreter instance process (a ``ProcessHandle``)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+
+    async def wait(self) -> ExitStatus:
+        return ExitStatus.from_returncode(await self.process.wait())
+
+
+class Launcher:
+    """Starts instances (cold starts) and owns their processes, zygote and sockets.
+
+    Args:
+        work_dir: where the Unix socket lives (a short temp dir is used instead when the
+            path would be too long for AF_UNIX).
+        use_zygote: fork instances from a zygote (fast) instead of fresh interpreters.
+        log_sink: receives every log line of every instance (see ``LogSink``).
+        use_cgroups: ``True`` requires cgroups, ``False`` uses rlimits, ``None`` picks
+            cgroups when they work and warns once otherwise.
+        python: the interpreter for the zygote and fresh instances; it must import ember.
+        spawn_timeout_s: how long a new process may take to connect.
+        environment: the server environment the instances' variables are taken from
+            (only ``INHERITED_ENVIRONMENT``); defaults to ``os.environ``.
+    """
+
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        use_zygote: bool = True,
+        log_sink: LogSink,
+        use_cgroups: bool | None = None,
+        python: str = sys.executable,
+        spawn_timeout_s: float = 10.0,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
+        self.work_dir = Path(work_dir)
+        self.use_zygote = use_zygote
+        self.log_sink = log_sink
+        self.use_cgroups = use_cgroups
+        self.python = python
+        self.spawn_timeout_s = spawn_timeout_s
+        source = os.environ if environment is None else environment
+        self.instance_environment = {k: source[k] for k in INHERITED_ENVIRONMENT if k in source}
+        # The interpreter itself may need PYTHONPATH to find ember; user code gets the
+        # function's environment once the runtime has loaded.
+        self.process_environment = dict(self.instance_environment)
+        if "PYTHONPATH" in source:
+            self.process_environment["PYTHONPATH"] = source["PYTHONPATH"]
+        # Two malloc arenas instead of 8 per core: less address space per instance, which
+        # matters under RLIMIT_AS and costs nothing to a process serving one request at a time.
+        self.process_environment.setdefault("MALLOC_ARENA_MAX", "2")
+        self.zygote: Zygote | None = None
+        self.zygote_starts = 0
+        self.sandboxes: SandboxFactory | None = None
+        self._instances: dict[str, Instance] = {}
+        self._hellos: dict[str, asyncio.Future[tuple[int, Stream]]] = {}
+        self._server: asyncio.Server | None = None
+        self._socket_dir: Path | None = None
+        self._temp_dir: Path | None = None
+        self._zygote_lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def instances(self) -> list[Instance]:
+        """The instances launched and not gone yet."""
+        return list(self._instances.values())
+
+    @property
+    def socket_path(self) -> Path:
+        assert self._socket_dir is not None, "Launcher.start() was not called"
+        return self._socket_dir / "instances.sock"
+
+    async def start(self) -> None:
+        """Pick the sandbox, listen for instances and start the zygote (if used).
+
+        Raises:
+            CgroupUnavailable: ``use_cgroups=True`` and cgroups cannot be used here.
+            ZygoteDied: the zygote did not start.
+        """
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._socket_dir = self.work_dir
+        if len(str(self.socket_path)) > _MAX_SOCKET_PATH:
+            self._temp_dir = Path(tempfile.mkdtemp(prefix="ember-"))
+            self._socket_dir = self._temp_dir
+        self.sandboxes = choose_sandbox_factory(self.use_cgroups)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        self._server = await asyncio.start_unix_server(self._on_connect, path=str(self.socket_path))
+        os.chmod(self.socket_path, 0o600)
+        if self.use_zygote:
+            await self._ensure_zygote()
+
+    async def launch(
+        self,
+        spec: InstanceSpec,
+        *,
+        request_id: str | None = None,
+        log_sink: LogSink | None = None,
+    ) -> Instance:
+        """Cold-start an instance of ``spec``; returns it idle, after ``ready``.
+
+        Args:
+            spec: the function version to serve.
+            request_id: the request that caused the cold start; the initializer's log lines
+                are tagged with it.
+            log_sink: this instance's log sink instead of the launcher's.
+
+        Raises:
+            InitError: the import or the initializer failed, or ran past
+                ``initializer_timeout_s`` (details: type, message, traceback).
+            InstanceCrashed: the process died or did not connect before initializing.
+            EmberError: the sandbox could not be set up.
+        """
+        if self._closed or self.sandboxes is None:
+            raise RuntimeError("the launcher is not running")
+        started = time.perf_counter()
+        instance_id = secrets.token_hex(8)
+        try:
+            sandbox = self.sandboxes.create(instance_id, spec.limits())
+        except OSError as exc:
+            raise EmberError(f"cannot create the sandbox of an instance: {exc}") from exc
+        process: ProcessHandle | None = None
+        try:
+            hello: asyncio.Future[tuple[int, Stream]] = asyncio.get_running_loop().create_future()
+            self._hellos[instance_id] = hello
+            try:
+                process = await self._spawn(instance_id)
+                reader, writer = await self._await_hello(instance_id, hello, process)
+            finally:
+                self._hellos.pop(instance_id, None)
+            try:
+                sandbox.attach(process.pid)
+            except OSError as exc:
+                writer.close()
+                raise EmberError(
+                    f"cannot put instance {instance_id} in its sandbox: {exc}"
+                ) from exc
+        except BaseException:
+            if process is not None:
+                process.kill()
+                await process.wait()
+            _close_sandbox(sandbox)
+            raise
+        instance = Instance(instance_id, spec, process, sandbox, reader, writer,
+                            log_sink or self.log_sink, on_gone=self._forget)
+        self._instances[instance_id] = instance
+        await instance.initialize(
+            spec.to_runtime(self.instance_environment), spec.initializer_timeout_s, request_id
+        )
+        instance.start_ms = (time.perf_counter() - started) * 1000
+        return instance
+
+    async def close(self) -> None:
+        """Kill every instance and the zygote, and release sockets and cgroups."""
+        self._closed = True
+        instances = list(self._instances.values())
+        for instance in instances:
+            instance.kill()
+        await asyncio.gather(*(i.wait_gone() for i in instances), return_exceptions=True)
+        if self.zygote is not None:
+            await self.zygote.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
+        if self.sandboxes is not None:
+            self.sandboxes.close()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+
+    # -- processes -----------------------------------------------------------------------
+
+    async def _ensure_zygote(self) -> Zygote:
+        async with self._zygote_lock:
+            if self.zygote is None or not self.zygote.alive:
+                if self.zygote is not None:
+                    logger.warning("the zygote (pid %s) exited; starting a new one",
+                                   self.zygote.pid)
+                    await self.zygote.close()
+                self.zygote = await Zygote.start(
+                    self.socket_path.with_name("zygote.sock"),
+                    python=self.python, env=self.process_environment, cwd=self.work_dir,
+                    timeout_s=self.spawn_timeout_s,
+                )
+                self.zygote_starts += 1
+            return self.zygote
+
+    async def _spawn(self, instance_id: str) -> ProcessHandle:
+        if self.use_zygote:
+            for _ in range(2):  # a zygote that died is replaced once per spawn
+                try:
+                    zygote = await self._ensure_zygote()
+                    return await zygote.spawn(instance_id, str(self.socket_path),
+                                              self.spawn_timeout_s)
+                except ZygoteDied as exc:
+                    reason = exc
+            logger.warning("the zygote keeps failing (%s): starting a fresh interpreter", reason)
+        process = await start_runtime_process(
+            "ember.runtime.main",
+            [str(self.socket_path), instance_id, str(os.getpid())],
+            python=self.python, env=self.process_environment, cwd=self.work_dir,
+        )
+        return SubprocessHandle(process)
+
+    async def _await_hello(
+        self, instance_id: str, hello: asyncio.Future[tuple[int, Stream]], process: ProcessHandle
+    ) -> Stream:
+        exited = asyncio.get_running_loop().create_task(process.wait())
+        try:
+            waits: set[asyncio.Future[Any]] = {hello, exited}
+            await asyncio.wait(waits, timeout=self.spawn_timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+        if not hello.done():
+            status = exited.result().describe() if exited.done() and not exited.cancelled() \
+                else f"it did not connect within {self.spawn_timeout_s:g} s"
+            raise InstanceCrashed(f"instance {instance_id} failed to start: {status}",
+                                  {"instance": instance_id})
+        pid, stream = hello.result()
+        if pid != process.pid:
+            stream[1].close()
+            raise InstanceCrashed(f"instance {instance_id} said hello from pid {pid}, "
+                                  f"not {process.pid}", {"instance": instance_id})
+        return stream
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A new connection: it must say hello with the id of a launch waiting for it."""
+        try:
+            message = await asyncio.wait_for(read_frame_async(reader), _HELLO_TIMEOUT_S)
+        except (TimeoutError, ConnectionError, OSError, protocol.ProtocolError):
+            message = None
+        waiting = None
+        if message is not None and message["t"] == protocol.HELLO:
+            waiting = self._hellos.get(str(message.get("id")))
+        if waiting is None or waiting.done() or message is None:
+            writer.close()  # a stranger, or a launch that gave up: the instance exits
+            return
+        waiting.set_result((int(message["pid"]), (reader, writer)))
+
+    def _forget(self, instance: Instance) -> None:
+        self._instances.pop(instance.id, None)
+
+
+def _close_sandbox(sandbox: Sandbox) -> None:
+    try:
+        sandbox.close()
+    except OSError as exc:
+        logger.warning("cannot release a sandbox: %s", exc)

@@ -1,0 +1,252 @@
+"""The server's side of the zygote: start it, ask it to fork instances, learn how they end.
+
+The zygote (``ember.runtime.zygote``) is a Python process with the runtime already
+imported; forking it gives a new instance in a millisecond or two, against tens of
+milliseconds to boot a fresh interpreter. It reaps its children and reports every exit,
+which the ``Instance`` needs to tell an out-of-memory kill or a crash from a clean exit.
+
+The zygote is started with the server's pid and sets PDEATHSIG, so it dies with the
+server; its children set PDEATHSIG against it, so they die with it. When it dies anyway,
+every exit still awaited resolves as SIGKILL with the reason "the zygote exited", and the
+launcher starts a new zygote on its next spawn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ember.pool.instance import ExitStatus
+from ember.runtime import protocol
+from ember.runtime.protocol import Message, read_frame_async, write_frame_async
+
+logger = logging.getLogger(__name__)
+
+_ZYGOTE_EXITED = ExitStatus(signal=signal.SIGKILL, reason="the zygote exited")
+
+
+class ZygoteDied(RuntimeError):
+    """The zygote is not running (it exited, or never started); a new one can be started."""
+
+
+class ZygoteChild:
+    """An instance process forked by the zygote (a ``ProcessHandle``)."""
+
+    def __init__(self, pid: int, exited: asyncio.Future[ExitStatus]) -> None:
+        self._pid = pid
+        self._exited = exited
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    def kill(self) -> None:
+        """SIGKILL the child, unless its exit was already reported (its pid may be reused)."""
+        if not self._exited.done():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+
+    async def wait(self) -> ExitStatus:
+        """Wait for the zygote to report the child's exit."""
+        return await asyncio.shield(self._exited)
+
+
+async def start_runtime_process(
+    module: str, args: list[str], *, python: str, env: Mapping[str, str] | None, cwd: Path | None
+) -> asyncio.subprocess.Process:
+    """``python -P -m module args…`` with no stdin/stdout; stderr stays the server's so a
+    failure to even start the runtime is visible. ``-P`` keeps the server's working
+    directory off the child's import path."""
+    return await asyncio.create_subprocess_exec(
+        python, "-P", "-m", module, *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+    )
+
+
+class Zygote:
+    """A running zygote and its control connection."""
+
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.process = process
+        self._reader = reader
+        self._writer = writer
+        self._requests = itertools.count(1)
+        self._spawns: dict[int, asyncio.Future[ZygoteChild]] = {}
+        self._exits: dict[int, asyncio.Future[ExitStatus]] = {}
+        self._dead = False
+        self._read_task = asyncio.get_running_loop().create_task(
+            self._read_loop(), name=f"ember-zygote-{process.pid}"
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return not self._dead
+
+    @classmethod
+    async def start(
+        cls,
+        socket_path: Path,
+        *,
+        python: str = sys.executable,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout_s: float = 10.0,
+    ) -> Zygote:
+        """Start a zygote that connects back on ``socket_path`` (created, then removed).
+
+        Raises:
+            ZygoteDied: the zygote exited or did not connect within ``timeout_s``.
+        """
+        loop = asyncio.get_running_loop()
+        connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+        connected = loop.create_future()
+
+        def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if connected.done():
+                writer.close()  # one zygote, one connection
+            else:
+                connected.set_result((reader, writer))
+
+        with contextlib.suppress(FileNotFoundError):
+            socket_path.unlink()
+        server = await asyncio.start_unix_server(on_connect, path=str(socket_path))
+        process: asyncio.subprocess.Process | None = None
+        try:
+            os.chmod(socket_path, 0o600)
+            process = await start_runtime_process(
+                "ember.runtime.zygote", [str(socket_path), str(os.getpid())],
+                python=python, env=env, cwd=cwd,
+            )
+            exited = loop.create_task(process.wait())
+            waits: set[asyncio.Future[Any]] = {connected, exited}
+            await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            exited.cancel()
+            if not connected.done():
+                raise ZygoteDied(
+                    f"the zygote did not connect within {timeout_s:g} s"
+                    if process.returncode is None
+                    else f"the zygote exited with status {process.returncode} before connecting"
+                )
+            reader, writer = connected.result()
+            hello = await asyncio.wait_for(read_frame_async(reader), timeout_s)
+            if hello is None or hello["t"] != protocol.HELLO:
+                writer.close()
+                raise ZygoteDied("the zygote closed its connection before saying hello")
+        except BaseException:
+            if process is not None and process.returncode is None:
+                process.kill()
+                await process.wait()
+            raise
+        finally:
+            server.close()
+            with contextlib.suppress(FileNotFoundError):
+                socket_path.unlink()
+        return cls(process, reader, writer)
+
+    async def spawn(self, instance_id: str, connect_path: str, timeout_s: float = 10.0
+                    ) -> ZygoteChild:
+        """Fork an instance that will connect to ``connect_path`` and say hello as
+        ``instance_id``.
+
+        Raises:
+            ZygoteDied: the zygote is gone (start a new one and retry).
+            OSError: the zygote could not fork.
+        """
+        if self._dead:
+            raise ZygoteDied("the zygote is not running")
+        request = next(self._requests)
+        future: asyncio.Future[ZygoteChild] = asyncio.get_running_loop().create_future()
+        self._spawns[request] = future
+        try:
+            write_frame_async(
+                self._writer,
+                {"t": protocol.SPAWN, "req": request, "id": instance_id, "connect": connect_path},
+            )
+            await self._writer.drain()
+        except (ConnectionError, OSError) as exc:
+            self._spawns.pop(request, None)
+            raise ZygoteDied(f"the zygote connection is broken: {exc}") from exc
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        finally:
+            self._spawns.pop(request, None)
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                message = await read_frame_async(self._reader)
+                if message is None:
+                    break
+                self._dispatch(message, loop)
+        except (ConnectionError, OSError, protocol.ProtocolError) as exc:
+            logger.warning("zygote %s: connection lost: %s", self.pid, exc)
+        finally:
+            self._dead = True
+            for spawn in self._spawns.values():
+                if not spawn.done():
+                    spawn.set_exception(ZygoteDied("the zygote exited during a spawn"))
+            # Its children die with it (PDEATHSIG) and nobody is left to report how.
+            for exit_future in self._exits.values():
+                if not exit_future.done():
+                    exit_future.set_result(_ZYGOTE_EXITED)
+            self._exits.clear()
+
+    def _dispatch(self, message: Message, loop: asyncio.AbstractEventLoop) -> None:
+        kind = message["t"]
+        if kind == protocol.SPAWNED:
+            pid = int(message["pid"])
+            # A pid is only reused after its exit was reported (reaping comes first in the
+            # zygote's single thread), so a fresh future never meets a stale exit.
+            exited: asyncio.Future[ExitStatus] = loop.create_future()
+            self._exits[pid] = exited
+            spawn = self._spawns.get(int(message["req"]))
+            if spawn is not None and not spawn.done():
+                spawn.set_result(ZygoteChild(pid, exited))
+            else:  # its caller gave up: nobody will use this child
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        elif kind == protocol.SPAWN_ERROR:
+            spawn = self._spawns.get(int(message["req"]))
+            if spawn is not None and not spawn.done():
+                spawn.set_exception(OSError(f"the zygote cannot fork: {message.get('error')}"))
+        elif kind == protocol.EXITED:
+            exit_future = self._exits.pop(int(message["pid"]), None)
+            if exit_future is not None and not exit_future.done():
+                exit_future.set_result(
+                    ExitStatus(code=message.get("status"), signal=message.get("signal"))
+                )
+
+    async def close(self, timeout_s: float = 2.0) -> None:
+        """Close the control connection (the zygote exits, its children with it); kill it
+        if it lingers."""
+        self._writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._writer.wait_closed()
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout_s)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+        await self._read_task

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from ember.api import create_app
+from ember.bootstrap import Services, build
+from ember.clock import Clock
+from ember.settings import Settings
+from tests.conftest import make_zip
+
+
+class Ember:
+    """An in-process server on one event loop, driven through its HTTP API."""
+
+    def __init__(self, http: httpx.AsyncClient, services: Services) -> None:
+        self.http = http
+        self.services = services
+
+    async def deploy(self, name: str, source: str, **config: Any) -> dict[str, Any]:
+        code = {"zip": base64.b64encode(make_zip({"main.py": source})).decode()}
+        answer = await self.http.post(
+            "/functions", json={"name": name, "config": config, "code": code}
+        )
+        assert answer.status_code == 201, answer.text
+        await self.settle()
+        return dict(answer.json())
+
+    async def update_code(self, name: str, source: str) -> None:
+        code = {"zip": base64.b64encode(make_zip({"main.py": source})).decode()}
+        answer = await self.http.put(f"/functions/{name}/code", json=code)
+        assert answer.status_code == 200, answer.text
+        await self.settle()
+
+    async def invoke(self, name: str, event: Any = None, **params: Any) -> httpx.Response:
+        headers = params.pop("headers", {})
+        return await self.http.post(
+            f"/functions/{name}/invoke", json=event, params=params, headers=headers
+        )
+
+    async def settle(self) -> None:
+        """Let control-plane change notifications reach the router."""
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+
+    def instances(self, name: str) -> int:
+        return sum(p.size for p in self.services.router._pools.pools() if p.key.function == name)
+
+
+@asynccontextmanager
+async def running(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Ember]:
+    services = build(settings, clock)
+    app = create_app(services)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ember",
+                                     timeout=60) as http:
+            yield Ember(http, services)
+
+
+Scenario = Callable[[Ember], Awaitable[None]]
+
+
+@pytest.fixture
+def run(settings: Settings) -> Callable[..., None]:
+    """Run an async scenario against a fresh in-process server."""
+
+    def runner(scenario: Scenario, clock: Clock | None = None, **overrides: Any) -> None:
+        async def main() -> None:
+            async with running(settings.model_copy(update=overrides), clock) as ember:
+                await scenario(ember)
+
+        asyncio.run(main())
+
+    return runner

@@ -1,0 +1,403 @@
+"""The invoke path end to end in one process: API → router → pool → real instances."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ember.clock import ManualClock
+from tests.router.conftest import Ember
+
+ECHO = """
+import os
+
+def handler(event, context):
+    return {"event": event, "pid": os.getpid(), "version": context.function_version}
+"""
+
+Run = Callable[..., None]
+
+
+def test_cold_then_warm(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("echo", ECHO)
+        first = await ember.invoke("echo", {"n": 1})
+        assert first.status_code == 200, first.text
+        assert first.json()["event"] == {"n": 1}
+        assert first.headers["x-ember-cold-start"] == "true"
+        assert float(first.headers["x-ember-init-ms"]) > 0
+        assert first.headers["x-ember-version"] == "latest"
+        assert len(first.headers["x-ember-request-id"]) == 36
+        second = await ember.invoke("echo", {"n": 2})
+        assert second.headers["x-ember-cold-start"] == "false"
+        assert second.headers["x-ember-init-ms"] == "0.000"
+        assert second.json()["pid"] == first.json()["pid"]
+        assert float(second.headers["x-ember-duration-ms"]) >= 0
+
+    run(scenario)
+
+
+def test_keep_alive_reclaims_then_scales_to_zero(run: Run) -> None:
+    clock = ManualClock()
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("echo", ECHO, keep_alive_s=30)
+        first = await ember.invoke("echo")
+        assert ember.instances("echo") == 1
+        clock.advance(10)
+        await ember.settle()
+        assert ember.instances("echo") == 1
+        warm = await ember.invoke("echo")
+        assert warm.headers["x-ember-cold-start"] == "false"
+        clock.advance(31)
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if ember.instances("echo") == 0:
+                break
+        assert ember.instances("echo") == 0
+        again = await ember.invoke("echo")
+        assert again.headers["x-ember-cold-start"] == "true"
+        assert again.json()["pid"] != first.json()["pid"]
+
+    run(scenario, clock)
+
+
+def test_min_instances_kept_warm(run: Run) -> None:
+    clock = ManualClock()
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("warm", ECHO, min_instances=1, keep_alive_s=5)
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if ember.instances("warm") == 1:
+                break
+        # Its start may still be finishing: wait until the instance is idle.
+        await asyncio.sleep(0.3)
+        first = await ember.invoke("warm")
+        assert first.headers["x-ember-cold-start"] == "false", first.headers
+        clock.advance(60)
+        await ember.settle()
+        assert ember.instances("warm") == 1
+
+    run(scenario, clock)
+
+
+def test_alias_split_follows_weights(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("split", ECHO)
+        await ember.http.post("/functions/split/versions")
+        await ember.update_code("split", ECHO + "\n# v2\n")
+        await ember.http.post("/functions/split/versions")
+        answer = await ember.http.put(
+            "/functions/split/aliases/live",
+            json={"version": 1, "additional_version": 2, "weight": 0.3},
+        )
+        assert answer.status_code == 201
+        n = 400
+        seen = {"1": 0, "2": 0}
+        for _ in range(n):
+            result = await ember.invoke("split", qualifier="live")
+            assert result.status_code == 200
+            version = result.headers["x-ember-version"]
+            assert result.json()["version"] == version
+            seen[version] += 1
+        # Binomial(400, 0.3): mean 120, sd ~9.2; 4.5 sd keeps false failures below 1e-5.
+        sd = math.sqrt(n * 0.3 * 0.7)
+        assert abs(seen["2"] - n * 0.3) < 4.5 * sd, seen
+        pinned = await ember.invoke("split", qualifier="2")
+        assert pinned.headers["x-ember-version"] == "2"
+
+    run(scenario)
+
+
+SLOW = """
+import time
+
+def handler(event, context):
+    time.sleep(event["sleep"])
+    return "done"
+"""
+
+
+def test_max_instances_and_queue_give_429(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("slow", SLOW, max_instances=1)
+        calls = [ember.invoke("slow", {"sleep": 1.0}) for _ in range(3)]
+        answers = await asyncio.gather(*calls)
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [200, 200, 429], [a.text for a in answers]
+        throttled = next(a for a in answers if a.status_code == 429)
+        assert throttled.json()["error"]["code"] == "TooManyRequests"
+        assert ember.instances("slow") == 1
+
+    run(scenario, queue_depth=1)
+
+
+def test_queue_wait_bounded(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("slow", SLOW, max_instances=1)
+        answers = await asyncio.gather(
+            ember.invoke("slow", {"sleep": 1.5}), ember.invoke("slow", {"sleep": 0})
+        )
+        assert sorted(a.status_code for a in answers) == [200, 429]
+
+    run(scenario, queue_wait_s=0.3)
+
+
+def test_200_concurrent_with_four_instances(run: Run) -> None:
+    source = """
+import os, time
+
+def handler(event, context):
+    time.sleep(0.005)
+    return {"i": event["i"], "pid": os.getpid()}
+"""
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("busy", source, max_instances=4)
+        peak = 0
+        done = False
+
+        async def watch() -> None:
+            nonlocal peak
+            while not done:
+                peak = max(peak, ember.instances("busy"))
+                await asyncio.sleep(0.002)
+
+        watcher = asyncio.create_task(watch())
+        answers = await asyncio.gather(*(ember.invoke("busy", {"i": i}) for i in range(200)))
+        done = True
+        await watcher
+        assert all(a.status_code == 200 for a in answers), [
+            a.text for a in answers if a.status_code != 200
+        ][:3]
+        assert sorted(a.json()["i"] for a in answers) == list(range(200))
+        assert len({a.json()["pid"] for a in answers}) <= 4
+        assert peak <= 4
+
+    run(scenario, queue_depth=500, queue_wait_s=60)
+
+
+def test_faults_are_reported_and_the_platform_survives(run: Run) -> None:
+    source = """
+import os, signal, time
+
+def handler(event, context):
+    kind = event["kind"]
+    if kind == "raise":
+        raise ValueError("bad input: 42")
+    if kind == "exit":
+        os._exit(3)
+    if kind == "segv":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if kind == "sleep":
+        time.sleep(30)
+    if kind == "oom":
+        hog = bytearray(400 * 1024 * 1024)
+        hog[::4096] = b"x" * len(hog[::4096])
+        return len(hog)
+    return "fine"
+"""
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("faulty", source, timeout_s=1, memory_mb=128)
+        expect = {
+            "raise": (502, "FunctionError"),
+            "exit": (502, "InstanceCrashed"),
+            "segv": (502, "InstanceCrashed"),
+            "sleep": (504, "FunctionTimeout"),
+            "oom": (502, "FunctionOutOfMemory"),
+        }
+        for kind, (status, code) in expect.items():
+            answer = await ember.invoke("faulty", {"kind": kind})
+            assert answer.status_code == status, (kind, answer.text)
+            error = answer.json()["error"]
+            assert error["code"] == code, (kind, error)
+            assert answer.headers["x-ember-request-id"]
+            ok = await ember.invoke("faulty", {"kind": "ok"})
+            assert ok.status_code == 200 and ok.text == "fine", (kind, ok.text)
+        raised = await ember.invoke("faulty", {"kind": "raise"})
+        details = raised.json()["error"]["details"]
+        assert details["type"] == "ValueError"
+        assert "bad input: 42" in details["message"]
+        assert "Traceback" in details["traceback"]
+
+    run(scenario)
+
+
+def test_init_error(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("broken", "import no_such_module\n")
+        answer = await ember.invoke("broken")
+        assert answer.status_code == 502
+        error = answer.json()["error"]
+        assert error["code"] == "InitError"
+        assert "no_such_module" in error["message"] + str(error["details"])
+        await ember.deploy(
+            "badinit", ECHO + "\ndef init(ctx):\n    raise RuntimeError('no db')\n",
+            initializer="main.init",
+        )
+        answer = await ember.invoke("badinit")
+        assert answer.json()["error"]["code"] == "InitError"
+        assert "no db" in str(answer.json()["error"])
+
+    run(scenario)
+
+
+def test_environment_async_handler_and_context(run: Run) -> None:
+    source = """
+import asyncio, os
+
+async def handler(event, context):
+    await asyncio.sleep(0)
+    return {
+        "greeting": os.environ["GREETING"],
+        "name": context.function_name,
+        "memory": context.memory_limit_mb,
+        "remaining": context.get_remaining_time_ms(),
+        "request_id": context.request_id,
+    }
+"""
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("ctx", source, environment={"GREETING": "hej"}, timeout_s=5)
+        answer = await ember.invoke("ctx")
+        body = answer.json()
+        assert body["greeting"] == "hej"
+        assert body["name"] == "ctx"
+        assert body["memory"] == 256
+        assert 0 < body["remaining"] <= 5000
+        assert body["request_id"] == answer.headers["x-ember-request-id"]
+
+    run(scenario)
+
+
+def test_disabled_function_refuses_and_code_update_is_picked_up(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("fn", "def handler(e, c):\n    return 1\n")
+        assert (await ember.invoke("fn")).json() == 1
+        await ember.http.post("/functions/fn/disable")
+        await ember.settle()
+        refused = await ember.invoke("fn")
+        assert refused.status_code == 409
+        assert refused.json()["error"]["code"] == "FunctionDisabled"
+        await ember.http.post("/functions/fn/enable")
+        await ember.update_code("fn", "def handler(e, c):\n    return 2\n")
+        answer = await ember.invoke("fn")
+        assert answer.json() == 2 and answer.headers["x-ember-cold-start"] == "true"
+        missing = await ember.invoke("ghost")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "FunctionNotFound"
+
+    run(scenario)
+
+
+def test_raw_payloads(run: Run) -> None:
+    source = """
+def handler(event, context):
+    if isinstance(event, bytes):
+        return event[::-1]
+    return "text: " + str(event)
+"""
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("raw", source)
+        answer = await ember.http.post(
+            "/functions/raw/invoke", content=b"\x00\x01abc",
+            headers={"content-type": "application/octet-stream"},
+        )
+        assert answer.content == b"cba\x01\x00"
+        assert answer.headers["content-type"] == "application/octet-stream"
+        text = await ember.invoke("raw", {"a": 1})
+        assert text.text == "text: {'a': 1}"
+        assert text.headers["content-type"].startswith("text/plain")
+
+    run(scenario)
+
+
+LOGGER = """
+import logging, os, sys
+
+def handler(event, context):
+    print("out", event["n"])
+    print("err", event["n"], file=sys.stderr)
+    os.write(1, b"raw fd write\\n")
+    logging.getLogger("app").warning("careful %s", event["n"])
+    context.logger.info("via context")
+    return event["n"]
+"""
+
+
+def test_logs_per_request_and_filters(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("logger", LOGGER)
+        first = await ember.invoke("logger", {"n": 1}, headers={"X-Ember-Log-Type": "Tail"})
+        tail = base64.b64decode(first.headers["x-ember-log-tail"]).decode()
+        assert "out 1" in tail and "careful 1" in tail
+        second = await ember.invoke("logger", {"n": 2})
+        rid1 = first.headers["x-ember-request-id"]
+        rid2 = second.headers["x-ember-request-id"]
+
+        async def logs(**params: Any) -> list[dict[str, Any]]:
+            answer = await ember.http.get("/functions/logger/logs", params=params)
+            assert answer.status_code == 200, answer.text
+            return list(answer.json()["logs"])
+
+        mine = await logs(request_id=rid1)
+        lines = [r["line"] for r in mine]
+        assert "out 1" in lines and "err 1" in lines and "raw fd write" in lines
+        assert any("careful 1" in line for line in lines)
+        assert all(r["request_id"] == rid1 for r in mine)
+        levels = {r["line"]: r["level"] for r in mine}
+        assert levels["out 1"] == "INFO" and levels["err 1"] == "ERROR"
+        warnings = await logs(level="WARNING")
+        assert {r["request_id"] for r in warnings} == {rid1, rid2}
+        assert all(r["level"] in ("WARNING", "ERROR", "CRITICAL") for r in warnings)
+        grep = await logs(grep="CAREFUL 2")
+        assert [r["request_id"] for r in grep] == [rid2]
+        everything = await logs()
+        assert len(await logs(since=everything[-1]["ts"])) >= 1
+        assert await logs(until=everything[0]["ts"] - 1) == []
+        newer = await ember.http.get(
+            "/functions/logger/logs", params={"cursor": str(everything[-1]["id"])}
+        )
+        assert newer.json()["logs"] == []
+        bad = await ember.http.get("/functions/logger/logs", params={"level": "LOUD"})
+        assert bad.status_code == 400
+
+    run(scenario)
+
+
+def test_stats_and_metrics(run: Run) -> None:
+    source = """
+def handler(event, context):
+    if event.get("fail"):
+        raise RuntimeError("no")
+    return "ok"
+"""
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("counted", source)
+        for _ in range(4):
+            await ember.invoke("counted", {})
+        await ember.invoke("counted", {"fail": True})
+        answer = await ember.http.get("/functions/counted/stats", params={"window_s": 600})
+        stats = answer.json()
+        assert stats["invocations"] == 5
+        assert stats["errors"] == 1
+        assert stats["cold_starts"] == 1
+        assert stats["throttles"] == 0 and stats["timeouts"] == 0
+        assert stats["duration_ms"]["p50"] > 0
+        assert stats["duration_ms"]["p99"] >= stats["duration_ms"]["p50"]
+        assert sum(p["invocations"] for p in stats["series"]) == 5
+        metrics = (await ember.http.get("/metrics")).text
+        assert 'ember_invocations_total{function="counted",outcome="success",version="latest"} 4.0' in metrics
+        assert 'ember_invocations_total{function="counted",outcome="error",version="latest"} 1.0' in metrics
+        assert 'ember_cold_starts_total{function="counted",version="latest"} 1.0' in metrics
+        assert 'ember_instances{function="counted",state="idle",version="latest"} 1.0' in metrics
+        assert "ember_invocation_duration_seconds_bucket" in metrics
+
+    run(scenario)
