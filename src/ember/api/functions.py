@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import BaseModel
 
 from ember.api.schemas import (
     AliasIn,
@@ -48,7 +49,7 @@ def list_functions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> FunctionList:
-    page = _service(request).list(prefix=prefix, tag=tag, limit=limit, cursor=cursor)
+    page = _service(request).list_functions(prefix=prefix, tag=tag, limit=limit, cursor=cursor)
     return FunctionList(
         functions=[FunctionOut.of(f) for f in page.items], next_cursor=page.next_cursor
     )
@@ -62,7 +63,7 @@ def get_function(name: str, request: Request) -> FunctionOut:
 @router.patch("/functions/{name}", response_model=FunctionOut)
 def update_function(name: str, body: FunctionPatch, request: Request) -> FunctionOut:
     """Replace the given top-level config fields of ``latest``."""
-    patch = body.config.model_dump(exclude_unset=True, by_alias=True)
+    patch = cast(BaseModel, body.config).model_dump(exclude_unset=True, by_alias=True)
     return FunctionOut.of(_service(request).update_config(name, patch))
 
 

@@ -36,7 +36,7 @@ def _partial(model: type[BaseModel], name: str) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for field_name, info in model.model_fields.items():
         fields[field_name] = (
-            info.annotation | None,
+            info.annotation | None,  # type: ignore[operator]
             Field(default=None, alias=info.alias, description=info.description),
         )
     config = ConfigDict(extra="forbid", populate_by_name=True)

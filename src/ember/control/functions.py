@@ -92,7 +92,7 @@ class FunctionService:
     def get(self, name: str) -> Function:
         return self._store.get_function(name)
 
-    def list(
+    def list_functions(
         self, *, prefix: str = "", tag: str | None = None, limit: int = 100,
         cursor: str | None = None,
     ) -> Page[Function]:

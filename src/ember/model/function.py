@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 ALIAS_RE = NAME_RE
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*[.:][A-Za-z_][A-Za-z0-9_]*$")
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+ENTRYPOINT_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*[.:]{_IDENT}$")
 LAYER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}(:[1-9][0-9]*)?$")
 RESERVED_ALIASES = frozenset({"latest"})
 RESERVED_ENV_PREFIX = "EMBER_"
@@ -92,7 +93,8 @@ class FunctionConfig(_Strict):
     def _entrypoint(cls, value: str | None) -> str | None:
         if value is not None and not ENTRYPOINT_RE.match(value):
             raise ValueError(
-                f"{value!r} is not an entry point: use 'module.function' or 'package.module:function'"
+                f"{value!r} is not an entry point: use 'module.function' or "
+                "'package.module:function'"
             )
         return value
 
@@ -106,7 +108,9 @@ class FunctionConfig(_Strict):
                 raise ValueError(f"environment variable {key!r} uses the reserved prefix EMBER_")
         size = sum(len(k.encode()) + len(v.encode()) for k, v in value.items())
         if size > MAX_ENVIRONMENT_BYTES:
-            raise ValueError(f"environment is {size} bytes, over the {MAX_ENVIRONMENT_BYTES} limit")
+            raise ValueError(
+                f"environment is {size} bytes, over the {MAX_ENVIRONMENT_BYTES} limit"
+            )
         return value
 
     @field_validator("layers")
@@ -131,7 +135,8 @@ class FunctionConfig(_Strict):
     def _instances(self) -> FunctionConfig:
         if self.min_instances > self.max_instances:
             raise ValueError(
-                f"min_instances ({self.min_instances}) is above max_instances ({self.max_instances})"
+                f"min_instances ({self.min_instances}) is above max_instances "
+                f"({self.max_instances})"
             )
         return self
 

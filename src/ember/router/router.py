@@ -120,10 +120,10 @@ class Router:
             await self._reconcile(name)
 
     def _provisioned_functions(self) -> list[str]:
-        names = []
+        names: list[str] = []
         cursor = None
         while True:
-            page = self._functions.list(limit=1000, cursor=cursor)
+            page = self._functions.list_functions(limit=1000, cursor=cursor)
             names.extend(f.name for f in page.items if f.config.min_instances > 0)
             if page.next_cursor is None:
                 return names
