@@ -34,7 +34,7 @@ from ember.api.schemas import (
     PublishOut,
     VersionOut,
 )
-from ember.errors import ServiceUnavailable
+from ember.errors import EmberError, ServiceUnavailable
 from ember.sdk import calls
 from ember.sdk.calls import Call, Code
 from ember.sdk.results import InvocationResult, LogLine, LogPage, error_from_response
@@ -90,7 +90,14 @@ def _transport_error(base_url: str, exc: httpx.TransportError) -> ServiceUnavail
 def _answer(call: Call[T], response: httpx.Response) -> T:
     if call.check and not response.is_success:
         raise error_from_response(response)
-    return call.parse(response)
+    try:
+        return call.parse(response)
+    except ValueError as exc:  # not JSON, or not the shape the route promises
+        raise EmberError(
+            f"unexpected answer to {call.method} {call.path} from {response.request.url.host}: "
+            f"{exc}",
+            {"http_status": response.status_code},
+        ) from exc
 
 
 class _Route(Generic[P, T]):
@@ -191,6 +198,8 @@ class Client(_Routes):
         transport: httpx.BaseTransport | None = None,
         http: httpx.Client | None = None,
     ) -> None:
+        if http is not None and transport is not None:
+            raise ValueError("give either transport or http, not both")
         self.base_url = _base_url(base_url, http.base_url if http is not None else None)
         self._owned = http is None
         self._http = http or httpx.Client(timeout=timeout, transport=transport)
@@ -265,6 +274,8 @@ class AsyncClient(_Routes):
         transport: httpx.AsyncBaseTransport | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
+        if http is not None and transport is not None:
+            raise ValueError("give either transport or http, not both")
         self.base_url = _base_url(base_url, http.base_url if http is not None else None)
         self._owned = http is None
         self._http = http or httpx.AsyncClient(timeout=timeout, transport=transport)

@@ -8,8 +8,9 @@ a directory and cold-starts it; logs land in ``logs``. Every test runs its scena
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import textwrap
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,8 +86,10 @@ class Harness:
         return result
 
 
-def _harness(tmp_path: Path, *, use_zygote: bool, use_cgroups: bool | None = None
-             ) -> Iterator[Harness]:
+@contextlib.contextmanager
+def running_harness(tmp_path: Path, *, use_zygote: bool, use_cgroups: bool | None = None
+                    ) -> Iterator[Harness]:
+    """A started launcher on its own event loop, closed on exit."""
     with asyncio.Runner() as runner:
         holder: list[Harness] = []
         launcher = Launcher(
@@ -107,26 +110,27 @@ def _harness(tmp_path: Path, *, use_zygote: bool, use_cgroups: bool | None = Non
 @pytest.fixture
 def zygote(tmp_path: Path) -> Iterator[Harness]:
     """A launcher forking instances from a zygote."""
-    yield from _harness(tmp_path, use_zygote=True)
+    with running_harness(tmp_path, use_zygote=True) as harness:
+        yield harness
 
 
 @pytest.fixture
 def fresh(tmp_path: Path) -> Iterator[Harness]:
     """A launcher starting each instance as a fresh interpreter."""
-    yield from _harness(tmp_path, use_zygote=False)
+    with running_harness(tmp_path, use_zygote=False) as harness:
+        yield harness
 
 
 @pytest.fixture(params=["zygote", "fresh"])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     """Both ways of starting instances, one after the other."""
-    yield from _harness(tmp_path, use_zygote=request.param == "zygote")
+    with running_harness(tmp_path, use_zygote=request.param == "zygote") as harness:
+        yield harness
 
 
 @pytest.fixture(params=[None, False], ids=["auto-sandbox", "rlimit"])
 def sandboxed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     """The sandbox picked here (cgroups where they work) and the rlimit fallback."""
-    yield from _harness(tmp_path, use_zygote=True, use_cgroups=request.param)
+    with running_harness(tmp_path, use_zygote=True, use_cgroups=request.param) as harness:
+        yield harness
 
-
-HarnessFactory = Callable[..., Iterator[Harness]]
-make_harness: HarnessFactory = _harness

@@ -15,8 +15,10 @@ from ember.errors import (
     FunctionTimeout,
     InstanceCrashed,
     InvalidPayload,
+    PayloadTooLarge,
 )
 from ember.pool.instance import Instance, InstanceState
+from ember.runtime.protocol import MAX_FRAME_BYTES
 from tests.pool.conftest import Harness
 
 pytestmark = pytest.mark.timeout(30)
@@ -397,7 +399,7 @@ def test_busy_instance_refuses_a_second_request(zygote: Harness) -> None:
         with pytest.raises(RuntimeError, match="busy"):
             await zygote.invoke(instance, 0)
         assert (await first).body == b"0.3"
-        assert instance.state is InstanceState.IDLE
+        assert instance.state.value == "idle"  # (mypy keeps the narrowing to BUSY)
 
     zygote.run(scenario())
 
@@ -420,5 +422,98 @@ def test_cancelled_invocation_drops_the_instance(zygote: Harness) -> None:
             await task
         await instance.wait_gone()
         assert instance.state is InstanceState.GONE
+
+    zygote.run(scenario())
+
+
+def test_a_deadline_already_past_spares_the_instance(zygote: Harness) -> None:
+    async def scenario() -> None:
+        instance = await zygote.start("def handler(event, context):\n    return 1\n")
+        with pytest.raises(FunctionTimeout, match="passed before"):
+            await zygote.invoke(instance, {}, deadline=time.time() - 1)
+        assert instance.state is InstanceState.IDLE
+        assert (await zygote.invoke(instance, {})).body == b"1"
+
+    zygote.run(scenario())
+
+
+def test_stop_while_busy_lets_the_invocation_finish(zygote: Harness) -> None:
+    source = """
+        import time
+        def handler(event, context):
+            time.sleep(0.2)
+            return "done"
+    """
+
+    async def scenario() -> None:
+        import asyncio
+
+        instance = await zygote.start(source)
+        running = asyncio.create_task(zygote.invoke(instance, {}))
+        await asyncio.sleep(0.05)
+        stopping = asyncio.create_task(instance.stop(grace_s=5))
+        assert (await running).body == b"done"
+        assert instance.state in (InstanceState.DRAINING, InstanceState.GONE)
+        await stopping
+        assert instance.exit_status is not None and instance.exit_status.code == 0
+
+    zygote.run(scenario())
+
+
+def test_large_payload_and_result(harness: Harness) -> None:
+    source = """
+        import hashlib
+        def handler(event, context):
+            return hashlib.sha256(event).hexdigest().encode() + event
+    """
+
+    async def scenario() -> None:
+        import hashlib
+
+        payload = os.urandom(5 * 1024 * 1024)
+        instance = await harness.start(source)
+        result = await instance.invoke("big", payload, "application/octet-stream")
+        assert result.body[:64] == hashlib.sha256(payload).hexdigest().encode()
+        assert result.body[64:] == payload
+
+    harness.run(scenario())
+
+
+def test_log_flood_and_long_lines(zygote: Harness) -> None:
+    source = """
+        import sys
+        def handler(event, context):
+            for i in range(5000):
+                print(f"line {i}")
+            sys.stdout.write("x" * 200_000 + "\\n")
+            return "ok"
+    """
+
+    async def scenario() -> None:
+        instance = await zygote.start(source)
+        await zygote.invoke(instance, {}, request_id="flood")
+        lines = [log.line for log in zygote.logs]
+        assert lines[:5000] == [f"line {i}" for i in range(5000)]
+        assert "".join(lines[5000:]) == "x" * 200_000
+        assert all(len(line) <= 64 * 1024 for line in lines)
+        assert zygote.events[-1] == "result"
+
+    zygote.run(scenario())
+
+
+def test_oversized_payload_and_result_are_refused(zygote: Harness) -> None:
+    source = f"""
+        def handler(event, context):
+            return b"x" * {MAX_FRAME_BYTES + 1}
+    """
+
+    async def scenario() -> None:
+        instance = await zygote.start(source, memory_mb=512)
+        with pytest.raises(PayloadTooLarge):
+            await instance.invoke("big", b"x" * (MAX_FRAME_BYTES + 1), "text/plain")
+        assert instance.state is InstanceState.IDLE
+        with pytest.raises(FunctionError, match=r"over the \d+ byte limit"):
+            await zygote.invoke(instance, {})
+        assert instance.state is InstanceState.IDLE
 
     zygote.run(scenario())

@@ -77,7 +77,8 @@ def test_get_update_disable_enable_delete(client: Client) -> None:
 
 def test_list_pages_prefix_tag_and_iteration(client: Client) -> None:
     for i in range(5):
-        client.create_function(f"app-{i}", make_zip(HELLO), {"tags": {"team": "a" if i % 2 else "b"}})
+        tags = {"team": "a" if i % 2 else "b"}
+        client.create_function(f"app-{i}", make_zip(HELLO), {"tags": tags})
     client.create_function("other", make_zip(HELLO))
 
     page = client.list_functions(prefix="app-", limit=2)
@@ -234,9 +235,11 @@ def _closed_port() -> int:
 
 
 def test_connection_refused_is_service_unavailable() -> None:
-    with Client(f"http://127.0.0.1:{_closed_port()}", timeout=5) as client:
-        with pytest.raises(ServiceUnavailable) as refused:
-            client.list_functions()
+    with (
+        Client(f"http://127.0.0.1:{_closed_port()}", timeout=5) as client,
+        pytest.raises(ServiceUnavailable) as refused,
+    ):
+        client.list_functions()
     assert "ember server" in refused.value.message and "EMBER_URL" in refused.value.message
 
 
@@ -255,9 +258,11 @@ def test_non_json_error_keeps_status_and_text() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(502, text="Bad Gateway from the proxy")
 
-    with Client("http://ember", transport=httpx.MockTransport(answer)) as client:
-        with pytest.raises(EmberError) as err:
-            client.get_function("x")
+    with (
+        Client("http://ember", transport=httpx.MockTransport(answer)) as client,
+        pytest.raises(EmberError) as err,
+    ):
+        client.get_function("x")
     assert type(err.value) is EmberError
     assert "502" in err.value.message and "Bad Gateway from the proxy" in err.value.message
     assert err.value.details["http_status"] == 502

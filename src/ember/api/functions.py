@@ -79,11 +79,15 @@ def update_code(name: str, body: CodeIn, request: Request) -> FunctionOut:
     responses={200: {"content": {"application/zip": {}}}},
 )
 def download_code(name: str, request: Request, qualifier: str = "latest") -> Response:
-    """The zip archive of ``latest`` or of a version."""
+    """The zip archive of ``latest``, of a version, or of the version an alias points at."""
     service = _service(request)
-    code = service.get(name).code if qualifier == "latest" else None
-    if code is None:
+    if qualifier == "latest":
+        code = service.get(name).code
+    elif qualifier.isdigit():
         code = service.get_version(name, _version_number(qualifier)).code
+    else:
+        alias = service.get_alias(name, qualifier)
+        code = service.get_version(name, alias.version).code
     return Response(
         service.code_zip(code),
         media_type="application/zip",

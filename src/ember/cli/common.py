@@ -153,9 +153,14 @@ def load_mapping(path: Path, what: str = "config file") -> dict[str, Any]:
     return data
 
 
+# Config fields mapping names to strings: an entry set alone keeps its text as it is.
+_STRING_MAPS = frozenset({"environment", "tags"})
+
+
 def parse_assignment(text: str) -> tuple[list[str], Any]:
     """``key=value`` (or ``a.b=value``): the key path and the value read as a YAML scalar,
-    so that ``memory_mb=512`` is a number and ``environment={A: b}`` a mapping.
+    so that ``memory_mb=512`` is a number and ``environment={A: b}`` a mapping. One entry
+    of ``environment`` or ``tags`` (``environment.PORT=8080``) keeps its text.
 
     Raises:
         typer.BadParameter: no ``=``, an empty key, or a value that is not YAML.
@@ -164,6 +169,8 @@ def parse_assignment(text: str) -> tuple[list[str], Any]:
     path = key.strip().split(".")
     if not sep or not all(path):
         raise typer.BadParameter(f"{text!r} is not key=value", param_hint="--set")
+    if len(path) == 2 and path[0] in _STRING_MAPS:
+        return path, raw  # environment.PORT=8080 means the string "8080"
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:

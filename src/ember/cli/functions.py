@@ -34,6 +34,11 @@ def _config(config_file: Path | None, sets: list[str] | None) -> dict[str, Any]:
     return apply_assignments(config, sets or [])
 
 
+def can_ask() -> bool:
+    """Whether a person can answer a confirmation: stdin is a terminal."""
+    return sys.stdin.isatty()
+
+
 def _show(session: Session, function: FunctionOut) -> None:
     session.output.show(function, render.function_panel(function))
 
@@ -139,7 +144,7 @@ def delete(
 ) -> None:
     """Delete a function with all its versions and aliases."""
     if not yes:
-        if not sys.stdin.isatty():
+        if not can_ask():
             raise UsageError(
                 f"not deleting function {name!r}: stdin is not a terminal to confirm on; "
                 "pass --yes"

@@ -89,9 +89,6 @@ def invoke(
         bool, typer.Option("--log-tail", help="Print the last 4 KiB of the log to stderr.")
     ] = False,
     raw: Annotated[bool, typer.Option("--raw", help="Print the body exactly as received.")] = False,
-    async_: Annotated[
-        bool, typer.Option("--async", help="Queue the invocation; prints its request id.")
-    ] = False,
     timeout: Annotated[
         float | None,
         typer.Option(help="Seconds to wait for the answer.", show_default=False),
@@ -101,7 +98,7 @@ def invoke(
     payload = read_data(data, content_type)
     result = session.client.invoke(
         name, payload, qualifier=qualifier, content_type=content_type, log_tail=log_tail,
-        mode="async" if async_ else "sync", timeout=timeout, check=False,
+        timeout=timeout, check=False,
     )
     output = session.output
     if result.error is None or session.json:

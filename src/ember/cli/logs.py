@@ -69,7 +69,7 @@ def logs(
             session.output.json(page.raw or render.jsonable(page))
             return
         for line in page.logs:
-            session.output.out.print(render.log_line(line))
+            session.output.out.print(render.log_line(line), soft_wrap=True)
         if page.next_cursor:
             session.output.note(f"more lines: add --cursor {page.next_cursor}")
         return
@@ -112,7 +112,7 @@ def _print_line(session: Session, line: LogLine) -> None:
     if session.json:
         typer.echo(json.dumps(render.jsonable(line), ensure_ascii=False))
     else:
-        session.output.out.print(render.log_line(line))
+        session.output.out.print(render.log_line(line), soft_wrap=True)
 
 
 def stats(

@@ -57,12 +57,12 @@ class Output:
 
     def note(self, message: str | Text) -> None:
         """A line for people, on stderr so that stdout stays the answer."""
-        self.err.print(message if isinstance(message, Text) else Text(message))
+        self.err.print(message if isinstance(message, Text) else Text(message), soft_wrap=True)
 
     def done(self, message: str | Text) -> None:
         """What a command did: on stdout for people, nothing with ``--json``."""
         if not self.json_mode:
-            self.out.print(message if isinstance(message, Text) else Text(message))
+            self.out.print(message if isinstance(message, Text) else Text(message), soft_wrap=True)
 
     def error(self, err: EmberError) -> None:
         typer.echo(f"Error [{err.code}]: {err.message}", err=True)

@@ -1,16 +1,8 @@
 """The pool: instances of each function version, their cold starts and their lifecycle."""
 
-from ember.pool.instance import (
-    ExitStatus,
-    Instance,
-    InstanceSpec,
-    InstanceState,
-    InvokeResult,
-    LogSink,
-    ProcessHandle,
-)
+from ember.pool.instance import Instance, InstanceSpec, InstanceState, InvokeResult, LogSink
 from ember.pool.launcher import Launcher
-from ember.pool.zygote import Zygote, ZygoteDied
+from ember.pool.zygote import ExitStatus, ProcessHandle, Zygote, ZygoteDied
 
 __all__ = [
     "ExitStatus",

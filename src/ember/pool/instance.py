@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ember.errors import (
     FunctionError,
@@ -33,7 +33,9 @@ from ember.errors import (
     InitError,
     InstanceCrashed,
     InvalidPayload,
+    PayloadTooLarge,
 )
+from ember.pool.zygote import ExitStatus, ProcessHandle
 from ember.runtime import protocol
 from ember.runtime.protocol import Message, read_frame_async, write_frame_async
 from ember.sandbox import Limits, Sandbox
@@ -62,61 +64,6 @@ class InstanceState(enum.Enum):
     BUSY = "busy"
     DRAINING = "draining"
     GONE = "gone"
-
-
-@dataclass(frozen=True)
-class ExitStatus:
-    """How an instance process ended: an exit code or the signal that killed it."""
-
-    code: int | None = None
-    signal: int | None = None
-    reason: str = ""
-
-    @classmethod
-    def from_returncode(cls, returncode: int) -> ExitStatus:
-        """From ``subprocess`` style return codes, where ``-N`` means killed by signal N."""
-        return cls(signal=-returncode) if returncode < 0 else cls(code=returncode)
-
-    @property
-    def signal_name(self) -> str | None:
-        if self.signal is None:
-            return None
-        try:
-            return signal.Signals(self.signal).name
-        except ValueError:
-            return f"signal {self.signal}"
-
-    def describe(self) -> str:
-        text = (
-            f"killed by {self.signal_name}"
-            if self.signal is not None
-            else f"exited with status {self.code}"
-        )
-        return f"{text} ({self.reason})" if self.reason else text
-
-    def details(self) -> dict[str, Any]:
-        """The fields an error's ``details`` carry about this exit."""
-        found: dict[str, Any] = {"exit_code": self.code, "signal": self.signal}
-        if self.signal is not None:
-            found["signal_name"] = self.signal_name
-        if self.reason:
-            found["reason"] = self.reason
-        return found
-
-
-class ProcessHandle(Protocol):
-    """The process behind an instance, whichever way it was started."""
-
-    @property
-    def pid(self) -> int: ...
-
-    def kill(self) -> None:
-        """SIGKILL the process unless it is known to have exited."""
-        ...
-
-    async def wait(self) -> ExitStatus:
-        """Wait for the process to end (it is reaped by whoever started it)."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -254,6 +201,7 @@ class Instance:
         self._read_task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[ExitStatus] | None = None
         self._sink_failed = False
+        self._stopping = False
 
     def __repr__(self) -> str:
         return (
@@ -282,7 +230,7 @@ class Instance:
         )
         try:
             reply = await self._exchange(
-                {"t": protocol.INIT, "spec": runtime_spec}, request_id, timeout_s
+                protocol.encode({"t": protocol.INIT, "spec": runtime_spec}), request_id, timeout_s
             )
         except TimeoutError:
             self.kill()
@@ -334,6 +282,7 @@ class Instance:
             FunctionError: the handler raised, or its return value is not JSON encodable
                 (details: type, message, traceback).
             InvalidPayload: the payload claims JSON and is not.
+            PayloadTooLarge: the payload does not fit in one frame (64 MiB).
             FunctionTimeout: the deadline passed; the instance was killed (gone).
             FunctionOutOfMemory: the instance went over its memory; it is gone.
             InstanceCrashed: the process died mid-request, or was already gone (details:
@@ -344,21 +293,30 @@ class Instance:
             raise InstanceCrashed(f"instance {self.id} is gone", self._gone_details())
         if self.state is not InstanceState.IDLE:
             raise RuntimeError(f"instance {self.id} is {self.state.value}, not idle")
-        self.state = InstanceState.BUSY
         started = time.time()
         if deadline is None:
             deadline = started + self.spec.timeout_s
-        message = {
-            "t": protocol.INVOKE,
-            "id": request_id,
-            "payload": payload,
-            "content_type": content_type,
-            "deadline": deadline,
-            "qualifier": qualifier,
-            "attempt": attempt,
-        }
+        if deadline <= started:
+            # Spent waiting upstream: no reason to kill a healthy instance over it.
+            raise FunctionTimeout(
+                f"the deadline of {self.spec.function} passed before the invocation started",
+                {"request_id": request_id, "timeout_s": 0},
+            )
         try:
-            reply = await self._exchange(message, request_id, deadline - started)
+            frame = protocol.encode({
+                "t": protocol.INVOKE,
+                "id": request_id,
+                "payload": payload,
+                "content_type": content_type,
+                "deadline": deadline,
+                "qualifier": qualifier,
+                "attempt": attempt,
+            })
+        except protocol.ProtocolError as exc:
+            raise PayloadTooLarge(str(exc), {"request_id": request_id}) from exc
+        self.state = InstanceState.BUSY
+        try:
+            reply = await self._exchange(frame, request_id, deadline - started)
         except TimeoutError:
             self.kill()
             await self.wait_gone()
@@ -385,7 +343,7 @@ class Instance:
         self.invocations += 1
         self.last_used = time.monotonic()
         if self.state is InstanceState.BUSY:
-            self.state = InstanceState.IDLE
+            self.state = InstanceState.DRAINING if self._stopping else InstanceState.IDLE
         if reply["t"] == protocol.RESULT:
             return InvokeResult(
                 body=bytes(reply["body"]),
@@ -405,16 +363,16 @@ class Instance:
         return f"{self.spec.function} went over its memory limit of {self.spec.memory_mb} MB"
 
     async def _exchange(
-        self, message: Message, request_id: str | None, timeout_s: float
+        self, frame: bytes, request_id: str | None, timeout_s: float
     ) -> Message | None:
-        """Send ``message`` and wait for the reply frame; ``None`` when the connection ended
-        first. Raises ``TimeoutError`` after ``timeout_s``."""
+        """Send an encoded ``frame`` and wait for the reply; ``None`` when the connection
+        ended first. Raises ``TimeoutError`` after ``timeout_s``."""
         future: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
         self._pending = _Pending(request_id, future)
         try:
             # A failed write means the process is dying: the reader resolves the future.
             with contextlib.suppress(ConnectionError, OSError):
-                write_frame_async(self._writer, message)
+                self._writer.write(frame)
                 await self._writer.drain()
             return await asyncio.wait_for(future, max(timeout_s, 0.0))
         finally:
@@ -464,11 +422,12 @@ class Instance:
     async def stop(self, grace_s: float = 5.0) -> None:
         """Ask the instance to stop (its pre_stop hook runs), wait up to ``grace_s``, then
         kill it. A running invocation may finish within the grace. Idempotent."""
-        if self._closing is None:
-            if self.state is not InstanceState.BUSY:
+        if self._closing is None and not self._stopping:
+            self._stopping = True
+            if self.state is not InstanceState.BUSY:  # a busy one drains when it answers
                 self.state = InstanceState.DRAINING
             with contextlib.suppress(ConnectionError, OSError):
-                write_frame_async(self._writer, {"t": protocol.STOP})
+                write_frame_async(self._writer, {"t": protocol.STOP, "grace_s": grace_s})
                 await self._writer.drain()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._process.wait()), grace_s)
@@ -477,7 +436,6 @@ class Instance:
 
     def kill(self) -> None:
         """SIGKILL the process now; the instance is gone. Idempotent."""
-        self._process.kill()
         self._begin_close(kill=True)
 
     async def wait_gone(self) -> ExitStatus:
@@ -515,7 +473,10 @@ class Instance:
         except OSError as exc:
             logger.warning("instance %s: cannot release its sandbox: %s", self.id, exc)
         if self._on_gone is not None:
-            self._on_gone(self)
+            try:
+                self._on_gone(self)
+            except Exception:
+                logger.exception("instance %s: the on_gone callback failed", self.id)
         return status
 
     def _gone_details(self) -> dict[str, Any]:

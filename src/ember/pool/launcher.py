@@ -31,9 +31,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ember.errors import EmberError, InstanceCrashed
-from ember.pool.instance import ExitStatus, Instance, InstanceSpec, LogSink, ProcessHandle
-from ember.pool.zygote import Zygote, ZygoteDied, start_runtime_process
+from ember.errors import EmberError, InstanceCrashed, ServiceUnavailable
+from ember.pool.instance import Instance, InstanceSpec, LogSink
+from ember.pool.zygote import (
+    ProcessHandle,
+    SubprocessHandle,
+    Zygote,
+    ZygoteDied,
+    start_runtime_process,
+)
 from ember.runtime import protocol
 from ember.runtime.protocol import read_frame_async
 from ember.sandbox import Sandbox, SandboxFactory, choose_sandbox_factory
@@ -47,25 +53,6 @@ _MAX_SOCKET_PATH = 100
 _HELLO_TIMEOUT_S = 5.0
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-class SubprocessHandle:
-    """A fresh-interpreter instance process (a ``ProcessHandle``)."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def kill(self) -> None:
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-
-    async def wait(self) -> ExitStatus:
-        return ExitStatus.from_returncode(await self.process.wait())
 
 
 class Launcher:
@@ -139,6 +126,8 @@ class Launcher:
             CgroupUnavailable: ``use_cgroups=True`` and cgroups cannot be used here.
             ZygoteDied: the zygote did not start.
         """
+        if self._server is not None:
+            raise RuntimeError("the launcher is already started")
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._socket_dir = self.work_dir
         if len(str(self.socket_path)) > _MAX_SOCKET_PATH:
@@ -171,6 +160,7 @@ class Launcher:
             InitError: the import or the initializer failed, or ran past
                 ``initializer_timeout_s`` (details: type, message, traceback).
             InstanceCrashed: the process died or did not connect before initializing.
+            ServiceUnavailable: the launcher was closed meanwhile.
             EmberError: the sandbox could not be set up.
         """
         if self._closed or self.sandboxes is None:
@@ -190,6 +180,9 @@ class Launcher:
                 reader, writer = await self._await_hello(instance_id, hello, process)
             finally:
                 self._hellos.pop(instance_id, None)
+            if self._closed:
+                writer.close()
+                raise ServiceUnavailable("the launcher closed during a cold start")
             try:
                 sandbox.attach(process.pid)
             except OSError as exc:
@@ -223,7 +216,10 @@ class Launcher:
             await self.zygote.close()
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+            # Since Python 3.12 this also waits for open connections; a stranger that never
+            # said hello must not hold the shutdown.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
         if self.sandboxes is not None:
@@ -240,6 +236,7 @@ class Launcher:
                     logger.warning("the zygote (pid %s) exited; starting a new one",
                                    self.zygote.pid)
                     await self.zygote.close()
+                    self.zygote = None
                 self.zygote = await Zygote.start(
                     self.socket_path.with_name("zygote.sock"),
                     python=self.python, env=self.process_environment, cwd=self.work_dir,
@@ -249,13 +246,16 @@ class Launcher:
             return self.zygote
 
     async def _spawn(self, instance_id: str) -> ProcessHandle:
+        if self._closed:  # never restart a zygote for a launch that raced close()
+            raise ServiceUnavailable("the launcher is closed")
         if self.use_zygote:
+            reason: Exception | None = None
             for _ in range(2):  # a zygote that died is replaced once per spawn
                 try:
                     zygote = await self._ensure_zygote()
                     return await zygote.spawn(instance_id, str(self.socket_path),
                                               self.spawn_timeout_s)
-                except ZygoteDied as exc:
+                except (ZygoteDied, OSError) as exc:
                     reason = exc
             logger.warning("the zygote keeps failing (%s): starting a fresh interpreter", reason)
         process = await start_runtime_process(

@@ -1,4 +1,7 @@
-"""The server's side of the zygote: start it, ask it to fork instances, learn how they end.
+"""Instance processes: forked by the zygote, or fresh interpreters; and how they end.
+
+``ProcessHandle`` is what an ``Instance`` needs of its process (pid, kill, wait for the
+``ExitStatus``); ``ZygoteChild`` and ``SubprocessHandle`` are its two kinds.
 
 The zygote (``ember.runtime.zygote``) is a Python process with the runtime already
 imported; forking it gives a new instance in a millisecond or two, against tens of
@@ -21,14 +24,70 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ember.pool.instance import ExitStatus
 from ember.runtime import protocol
 from ember.runtime.protocol import Message, read_frame_async, write_frame_async
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How an instance process ended: an exit code or the signal that killed it."""
+
+    code: int | None = None
+    signal: int | None = None
+    reason: str = ""
+
+    @classmethod
+    def from_returncode(cls, returncode: int) -> ExitStatus:
+        """From ``subprocess`` style return codes, where ``-N`` means killed by signal N."""
+        return cls(signal=-returncode) if returncode < 0 else cls(code=returncode)
+
+    @property
+    def signal_name(self) -> str | None:
+        if self.signal is None:
+            return None
+        try:
+            return signal.Signals(self.signal).name
+        except ValueError:
+            return f"signal {self.signal}"
+
+    def describe(self) -> str:
+        text = (
+            f"killed by {self.signal_name}"
+            if self.signal is not None
+            else f"exited with status {self.code}"
+        )
+        return f"{text} ({self.reason})" if self.reason else text
+
+    def details(self) -> dict[str, Any]:
+        """The fields an error's ``details`` carry about this exit."""
+        found: dict[str, Any] = {"exit_code": self.code, "signal": self.signal}
+        if self.signal is not None:
+            found["signal_name"] = self.signal_name
+        if self.reason:
+            found["reason"] = self.reason
+        return found
+
+
+class ProcessHandle(Protocol):
+    """The process behind an instance, whichever way it was started."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def kill(self) -> None:
+        """SIGKILL the process unless it is known to have exited."""
+        ...
+
+    async def wait(self) -> ExitStatus:
+        """Wait for the process to end (it is reaped by whoever started it)."""
+        ...
+
 
 _ZYGOTE_EXITED = ExitStatus(signal=signal.SIGKILL, reason="the zygote exited")
 
@@ -64,14 +123,35 @@ async def start_runtime_process(
 ) -> asyncio.subprocess.Process:
     """``python -P -m module args…`` with no stdin/stdout; stderr stays the server's so a
     failure to even start the runtime is visible. ``-P`` keeps the server's working
-    directory off the child's import path."""
+    directory off the child's import path; a session of its own keeps a terminal's Ctrl-C
+    (sent to the whole foreground group) away from instances, whose lives the server runs."""
     return await asyncio.create_subprocess_exec(
         python, "-P", "-m", module, *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         env=dict(env) if env is not None else None,
         cwd=cwd,
+        start_new_session=True,
     )
+
+
+class SubprocessHandle:
+    """A fresh-interpreter instance process (a ``ProcessHandle``)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+
+    async def wait(self) -> ExitStatus:
+        return ExitStatus.from_returncode(await self.process.wait())
 
 
 class Zygote:

@@ -31,7 +31,6 @@ from ember.observability.stats import (
     InvocationRecord,
     StatsStore,
 )
-from ember.pool.instance import InstanceSpec
 from ember.pool.pool import PoolKey, PoolManager
 from ember.router.traffic import Route, Target
 
@@ -177,7 +176,7 @@ class Router:
                 )
             target = route.pick(self._rng)
             version = target.version
-            pool = self._pools.pool(target.key, self._spec(target), target.pool_config())
+            pool = self._pools.pool(target.key, target.spec, target.pool_config)
             flight = _InFlight(name, version, tail=deque() if log_tail else None)
             self._inflight[request_id] = flight
             try:
@@ -233,11 +232,6 @@ class Router:
         self._stats.record(record)
         self._metrics.observe(record)
 
-    def _spec(self, target: Target) -> InstanceSpec:
-        return InstanceSpec.from_config(
-            target.key.function, target.version, Path(target.code_dir), target.config
-        )
-
     # resolution --------------------------------------------------------------------------
 
     async def _route(self, name: str, qualifier: str | None) -> Route:
@@ -269,17 +263,17 @@ class Router:
 
     def _latest_target(self, function: Function) -> Target:
         digest = f"{function.code.sha256[:16]}-{function.config.digest()[:16]}"
-        return Target(
+        return Target.of(
             PoolKey(function.name, "latest", digest),
             function.config,
-            self._functions.code_path(function.code),
+            Path(self._functions.code_path(function.code)),
         )
 
     def _version_target(self, version: Version) -> Target:
-        return Target(
+        return Target.of(
             PoolKey(version.function, str(version.number), version.code.sha256[:16]),
             version.config,
-            self._functions.code_path(version.code),
+            Path(self._functions.code_path(version.code)),
         )
 
     # reacting to control-plane changes ----------------------------------------------------
@@ -305,7 +299,7 @@ class Router:
             keep, warm = set(), []
         self._pools.drain(name, keep)
         for target in warm:
-            pool = self._pools.pool(target.key, self._spec(target), target.pool_config())
+            pool = self._pools.pool(target.key, target.spec, target.pool_config)
             pool.provision()
 
     def _reachable(self, name: str) -> tuple[set[PoolKey], list[Target]]:

@@ -5,29 +5,38 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from ember.model.function import FunctionConfig
+from ember.pool.instance import InstanceSpec
 from ember.pool.pool import PoolConfig, PoolKey
 
 
 @dataclass(frozen=True)
 class Target:
-    """One version an invocation can run: its pool and the config to run it with."""
+    """One version an invocation can run: its pool and how to start its instances."""
 
     key: PoolKey
     config: FunctionConfig
-    code_dir: str
+    spec: InstanceSpec
+    pool_config: PoolConfig
+
+    @classmethod
+    def of(cls, key: PoolKey, config: FunctionConfig, code_dir: Path) -> Target:
+        return cls(
+            key,
+            config,
+            InstanceSpec.from_config(key.function, key.version, code_dir, config),
+            PoolConfig(
+                max_instances=config.max_instances,
+                min_instances=config.min_instances,
+                keep_alive_s=config.keep_alive_s,
+            ),
+        )
 
     @property
     def version(self) -> str:
         return self.key.version
-
-    def pool_config(self) -> PoolConfig:
-        return PoolConfig(
-            max_instances=self.config.max_instances,
-            min_instances=self.config.min_instances,
-            keep_alive_s=self.config.keep_alive_s,
-        )
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ from ember.runtime.protocol import LOG, FrameSocket
 STDOUT_LEVEL = "INFO"
 STDERR_LEVEL = "ERROR"
 
-# Longer lines are cut into pieces of this size so a runaway write cannot grow a buffer
-# without bound.
+# Longer lines are cut into pieces of this size: a runaway write cannot grow a buffer
+# without bound, and a log store gets entries of a sane size. (A logging record is never
+# cut: its message travels whole, traceback included.)
 MAX_LINE_BYTES = 64 * 1024
 
 # A line no user output plausibly contains; the NUL bytes keep it out of ordinary text.
@@ -194,7 +195,9 @@ class LogCapture:
                 else:
                     self._send(level, ts, str(text))
                     return
-        self._send(level, ts, raw.decode("utf-8", "replace").removesuffix("\r"))
+        raw = raw.removesuffix(b"\r")
+        for start in range(0, max(len(raw), 1), MAX_LINE_BYTES):
+            self._send(level, ts, raw[start : start + MAX_LINE_BYTES].decode("utf-8", "replace"))
 
     def _send(self, level: str, ts: float, line: str) -> None:
         if self._broken:

@@ -16,6 +16,7 @@ Standard library and msgpack only: this module is what every instance imports.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
@@ -35,6 +36,8 @@ from ember.runtime.context import Context, function_logger
 from ember.runtime.protocol import FrameSocket, Message
 
 _PR_SET_PDEATHSIG = 1
+# A result must fit in one frame, with room for the frame's other fields.
+MAX_RESULT_BYTES = protocol.MAX_FRAME_BYTES - 64 * 1024
 _RUNTIME_DIR = str(Path(__file__).resolve().parent)
 
 
@@ -53,10 +56,9 @@ def set_parent_death_signal(expected_parent: int) -> None:
     the call: the process was then re-parented and the signal would never come.
     """
     if sys.platform.startswith("linux"):
-        try:
+        # Without prctl the instance only notices its parent's death when its socket closes.
+        with contextlib.suppress(OSError, AttributeError):
             _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # no prctl here: the instance then only notices when its socket closes
     if os.getppid() != expected_parent:
         os._exit(1)
 
@@ -234,6 +236,11 @@ class Runtime:
             error = describe_error(exc, protocol.KIND_RESULT)
             error["message"] = f"return value is not JSON serializable: {exc}"
             return {"t": protocol.ERROR, "id": request_id, "error": error}
+        if len(body) > MAX_RESULT_BYTES:
+            too_large = ValueError(
+                f"return value is {len(body)} bytes, over the {MAX_RESULT_BYTES} byte limit"
+            )
+            return self._error(request_id, too_large, protocol.KIND_RESULT)
         return {
             "t": protocol.RESULT,
             "id": request_id,
@@ -246,13 +253,16 @@ class Runtime:
     def _error(request_id: str, exc: BaseException, kind: str) -> Message:
         return {"t": protocol.ERROR, "id": request_id, "error": describe_error(exc, kind)}
 
-    def stop(self) -> None:
-        """Run pre_stop (its failure is logged, not fatal) and flush the logs."""
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Run pre_stop (its failure is logged, not fatal) and flush the logs.
+
+        The server kills the instance ``grace_s`` after asking; the hook's context says so.
+        """
         entry = self.spec.get("pre_stop")
         if entry:
             try:
                 hook = load_entrypoint(entry)
-                self.call_hook(hook, self.context(None, time.time() + 5.0))
+                self.call_hook(hook, self.context(None, time.time() + grace_s))
             except BaseException:
                 traceback.print_exc()
         import logging
@@ -270,7 +280,7 @@ class Runtime:
             if kind == protocol.INVOKE:
                 self.invoke(message)
             elif kind == protocol.STOP:
-                self.stop()
+                self.stop(float(message.get("grace_s") or 5.0))
                 return
 
 

@@ -15,7 +15,7 @@ Instance conversation (server ⇄ instance), in order:
     instance → server   log*        {"id", "level", "ts", "line"}   (all before the reply)
     instance → server   result      {"id", "body", "content_type", "duration_ms"}
                      or error       {"id", "error": {"type", "message", "traceback", "kind"}}
-    server → instance   stop        {}                          pre_stop runs, then exit 0
+    server → instance   stop        {"grace_s": float}          pre_stop runs, then exit 0
 
 Zygote conversation (server ⇄ zygote):
 

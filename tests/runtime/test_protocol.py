@@ -1,0 +1,113 @@
+"""Framing: length-prefixed msgpack maps, on blocking sockets and asyncio streams."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+
+import pytest
+
+from ember.runtime import protocol
+from ember.runtime.protocol import (
+    FrameSocket,
+    ProtocolError,
+    decode,
+    encode,
+    read_frame,
+    read_frame_async,
+)
+
+MESSAGE = {"t": protocol.INVOKE, "id": "r1", "payload": b"\x00\xff", "deadline": 1.5,
+           "nested": {"list": [1, "two", None]}}
+
+
+def test_round_trip_keeps_bytes_and_text_apart() -> None:
+    frame = encode(MESSAGE)
+    (length,) = struct.unpack(">I", frame[:4])
+    assert length == len(frame) - 4
+    assert decode(frame[4:]) == MESSAGE
+    assert isinstance(decode(frame[4:])["payload"], bytes)
+
+
+@pytest.mark.parametrize("body", [b"\x93\x01\x02\x03", b"\x81\xa1x\x01", b"\xc1"])
+def test_decode_refuses_what_is_not_a_typed_map(body: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        decode(body)
+
+
+def test_oversized_frames_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(protocol, "MAX_FRAME_BYTES", 64)
+    with pytest.raises(ProtocolError, match="over the 64 limit"):
+        encode({"t": "x", "blob": b"x" * 100})
+    left, right = socket.socketpair()
+    with left, right:
+        left.sendall(struct.pack(">I", 1000))
+        with pytest.raises(ProtocolError):
+            read_frame(right)
+
+
+def test_blocking_sockets_and_end_of_stream() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        sender = FrameSocket(left)
+        # Many threads sending at once never interleave their frames.
+
+        def send_many(n: int) -> None:
+            for _ in range(20):
+                sender.send({"t": "log", "n": n, "pad": b"x" * 5000})
+
+        threads = [threading.Thread(target=send_many, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        received = [read_frame(right) for _ in range(80)]
+        for thread in threads:
+            thread.join()
+        assert sorted(m["n"] for m in received if m) == sorted(list(range(4)) * 20)
+        left.shutdown(socket.SHUT_WR)
+        assert read_frame(right) is None
+
+
+def test_truncated_frame_is_an_error() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        left.sendall(encode(MESSAGE)[:-3])
+        left.shutdown(socket.SHUT_WR)
+        with pytest.raises(ProtocolError, match="middle of a frame"):
+            read_frame(right)
+
+
+def test_async_streams() -> None:
+    async def scenario() -> None:
+        left, right = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=right)
+        try:
+            left.sendall(encode(MESSAGE) + encode({"t": "stop"}))
+            assert await read_frame_async(reader) == MESSAGE
+            assert await read_frame_async(reader) == {"t": "stop"}
+            protocol.write_frame_async(writer, {"t": "ready", "init_ms": 1.0})
+            await writer.drain()
+            assert read_frame(left) == {"t": "ready", "init_ms": 1.0}
+            left.sendall(encode(MESSAGE)[:10])
+            left.shutdown(socket.SHUT_WR)
+            with pytest.raises(ProtocolError):
+                await read_frame_async(reader)
+        finally:
+            left.close()
+            writer.close()
+            await writer.wait_closed()
+
+    asyncio.run(scenario())
+
+
+def test_async_clean_end_of_stream() -> None:
+    async def scenario() -> None:
+        left, right = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=right)
+        left.close()
+        assert await read_frame_async(reader) is None
+        writer.close()
+        await writer.wait_closed()
+
+    asyncio.run(scenario())
