@@ -56,10 +56,13 @@ def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def start_ember(home: Path, zygote: bool) -> tuple[subprocess.Popen[bytes], str]:
+def start_ember(
+    home: Path, zygote: bool, spares: int = 1
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "EMBER_HOME": str(home), "EMBER_ZYGOTE": "1" if zygote else "0",
-           "EMBER_LOG_LEVEL": "warning", "EMBER_QUEUE_DEPTH": "1000"}
+           "EMBER_SPARE_INSTANCES": str(spares), "EMBER_LOG_LEVEL": "warning",
+           "EMBER_QUEUE_DEPTH": "1000"}
     env.pop("EMBER_DATABASE_URL", None)
     proc = subprocess.Popen(
         [str(ROOT / ".venv/bin/ember"), "server", "--port", str(port)], env=env,
@@ -138,7 +141,7 @@ def cold_starts(url: str, name: str, n: int) -> tuple[list[float], list[float], 
         for i in range(n):
             client.patch(f"{url}/functions/{name}",
                          json={"config": {"environment": {"N": str(i)}}}).raise_for_status()
-            time.sleep(0.02)  # let the old pool drain outside the measurement
+            time.sleep(0.1)  # let the old pool drain (and a spare refill) outside the timing
             t = time.perf_counter()
             answer = client.post(f"{url}/functions/{name}/invoke", json=EVENT)
             totals.append((time.perf_counter() - t) * 1000)
@@ -203,7 +206,7 @@ def raw_unix_roundtrip_ms(n: int) -> list[float]:
 
 def row(label: str, p50: float, p99: float, base: float | None = None) -> str:
     ratio = f"{p50 / base:6.2f}x" if base else ""
-    return f"  {label:<46} p50 {p50:8.3f} ms   p99 {p99:8.3f} ms   {ratio}"
+    return f"  {label:<58} p50 {p50:8.3f} ms   p99 {p99:8.3f} ms   {ratio}"
 
 
 def main() -> None:
@@ -223,23 +226,26 @@ def main() -> None:
     print(row("raw os.fork + exit + wait", pct(fork, 50), pct(fork, 99)))
     print(row("raw `python -c pass`", pct(interp, 50), pct(interp, 99)))
     results = {}
-    for zygote in (True, False):
-        proc, url = start_ember(tmp / f"home-{zygote}", zygote)
+    modes = {"zygote + spare": (True, 1), "zygote, no spare": (True, 0),
+             "fresh interpreter": (False, 0)}
+    for label, (zygote, spares) in modes.items():
+        proc, url = start_ember(tmp / f"home-{zygote}-{spares}", zygote, spares)
         try:
             deploy(url, "cold", keep_alive_s=1)
             totals, inits, warm = cold_starts(url, "cold", n_cold)
         finally:
             proc.terminate()
             proc.wait()
-        label = "zygote" if zygote else "fresh interpreter"
         overhead = [t - w for t, w in zip(totals, warm, strict=True)]
-        results[zygote] = overhead
+        results[label] = overhead
         print(row(f"ember cold invoke, {label}", pct(totals, 50), pct(totals, 99)))
         print(row(f"  instance init (X-Ember-Init-Ms), {label}", pct(inits, 50), pct(inits, 99)))
         print(row(f"  cold minus warm = platform overhead, {label}",
                   pct(overhead, 50), pct(overhead, 99), pct(fork, 50)))
-    print(f"  zygote vs fresh interpreter overhead: "
-          f"{pct(results[False], 50) / max(pct(results[True], 50), 1e-6):.1f}x faster")
+    fresh = pct(results["fresh interpreter"], 50)
+    for label in ("zygote + spare", "zygote, no spare"):
+        print(f"  {label} vs fresh interpreter overhead: "
+              f"{fresh / max(pct(results[label], 50), 1e-6):.1f}x faster")
 
     print("\nwarm sync invoke over HTTP (sequential, keep-alive)")
     raw = raw_unix_roundtrip_ms(5000)

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     max_sync_payload_mb: float = Field(default=6, gt=0, le=100)
     max_async_payload_kb: float = Field(default=256, gt=0, le=10240)
     zygote: bool = Field(default=True, description="fork instances from a warm zygote")
+    spare_instances: int = Field(
+        default=1, ge=0, le=1, description="processes kept prepared for the next cold start"
+    )
     max_instances: int = Field(default=200, ge=1, le=10_000, description="instances per server")
     queue_depth: int = Field(default=100, ge=0, description="waiting invocations per version")
     queue_wait_s: float = Field(default=10.0, ge=0, description="longest wait for an instance")

@@ -368,6 +368,17 @@ def test_logs_per_request_and_filters(run: Run) -> None:
         bad = await ember.http.get("/functions/logger/logs", params={"level": "LOUD"})
         assert bad.status_code == 400
 
+        await ember.deploy(
+            "initlog", ECHO + "\ndef init(ctx):\n    print('warming up')\n",
+            initializer="main.init",
+        )
+        cold = await ember.invoke("initlog")
+        answer = await ember.http.get(
+            "/functions/initlog/logs",
+            params={"request_id": cold.headers["x-ember-request-id"]},
+        )
+        assert [r["line"] for r in answer.json()["logs"]] == ["warming up"]
+
     run(scenario)
 
 

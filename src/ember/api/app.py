@@ -54,5 +54,7 @@ def create_app(services: Services) -> FastAPI:
     def limit_for(path: str) -> int:
         return limits.max_sync_payload_bytes if path.endswith("/invoke") else code_body
 
+    # The last middleware added runs first: the body limit applies to the fast path too.
+    app.add_middleware(invoke.InvokeFastPath, router=services.router)
     app.add_middleware(BodyLimit, limit_for=limit_for)
     return app

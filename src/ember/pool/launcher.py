@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from ember.pool.zygote import (
 )
 from ember.runtime import protocol
 from ember.runtime.protocol import read_frame_async
-from ember.sandbox import Sandbox, SandboxFactory, choose_sandbox_factory
+from ember.sandbox import Limits, Sandbox, SandboxFactory, choose_sandbox_factory
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,21 @@ _MAX_SOCKET_PATH = 100
 _HELLO_TIMEOUT_S = 5.0
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+# The limit a spare waits under until a function takes it and sets its own: the largest a
+# function may have, so that taking a spare only ever lowers it (lowering a hard rlimit
+# needs no privilege).
+_SPARE_MEMORY_MB = 16384
+
+
+@dataclass
+class _Prepared:
+    """A runtime process connected and sandboxed, not yet told which function it serves."""
+
+    instance_id: str
+    process: ProcessHandle
+    sandbox: Sandbox
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
 
 
 class Launcher:
@@ -69,6 +85,8 @@ class Launcher:
         spawn_timeout_s: how long a new process may take to connect.
         environment: the server environment the instances' variables are taken from
             (only ``INHERITED_ENVIRONMENT``); defaults to ``os.environ``.
+        spares: how many processes to keep prepared (connected and sandboxed, waiting for
+            a function) so that a cold start skips those steps; 0 or 1.
     """
 
     def __init__(
@@ -81,6 +99,7 @@ class Launcher:
         python: str = sys.executable,
         spawn_timeout_s: float = 10.0,
         environment: Mapping[str, str] | None = None,
+        spares: int = 1,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.use_zygote = use_zygote
@@ -108,6 +127,10 @@ class Launcher:
         self._temp_dir: Path | None = None
         self._zygote_lock = asyncio.Lock()
         self._closed = False
+        self.spares = spares
+        self._spare: _Prepared | None = None
+        self._refilling: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
 
     @property
     def instances(self) -> list[Instance]:
@@ -140,6 +163,7 @@ class Launcher:
         os.chmod(self.socket_path, 0o600)
         if self.use_zygote:
             await self._ensure_zygote()
+        self._refill_spares()
 
     async def launch(
         self,
@@ -166,9 +190,26 @@ class Launcher:
         if self._closed or self.sandboxes is None:
             raise RuntimeError("the launcher is not running")
         started = time.perf_counter()
+        prepared = self._take_spare(spec.limits())
+        if prepared is None:
+            prepared = await self._prepare(spec.limits())
+        instance = Instance(prepared.instance_id, spec, prepared.process, prepared.sandbox,
+                            prepared.reader, prepared.writer, log_sink or self.log_sink,
+                            on_gone=self._forget)
+        self._instances[prepared.instance_id] = instance
+        await instance.initialize(
+            spec.to_runtime(self.instance_environment), spec.initializer_timeout_s, request_id
+        )
+        instance.start_ms = (time.perf_counter() - started) * 1000
+        return instance
+
+    async def _prepare(self, limits: Limits) -> _Prepared:
+        """Steps 1–4: a process of the runtime, connected and inside its sandbox, waiting
+        for ``init``."""
+        assert self.sandboxes is not None
         instance_id = secrets.token_hex(8)
         try:
-            sandbox = self.sandboxes.create(instance_id, spec.limits())
+            sandbox = self.sandboxes.create(instance_id, limits)
         except OSError as exc:
             raise EmberError(f"cannot create the sandbox of an instance: {exc}") from exc
         process: ProcessHandle | None = None
@@ -196,18 +237,69 @@ class Launcher:
                 await process.wait()
             _close_sandbox(sandbox)
             raise
-        instance = Instance(instance_id, spec, process, sandbox, reader, writer,
-                            log_sink or self.log_sink, on_gone=self._forget)
-        self._instances[instance_id] = instance
-        await instance.initialize(
-            spec.to_runtime(self.instance_environment), spec.initializer_timeout_s, request_id
-        )
-        instance.start_ms = (time.perf_counter() - started) * 1000
-        return instance
+        return _Prepared(instance_id, process, sandbox, reader, writer)
+
+    # -- spares --------------------------------------------------------------------------
+    # Moving a process into a cgroup waits for the kernel's RCU grace period (about 15 ms
+    # here), three times the rest of a cold start. A spare is a process prepared ahead,
+    # off the request path: a cold start takes it, sets its limits and sends ``init``.
+
+    def _take_spare(self, limits: Limits) -> _Prepared | None:
+        spare, self._spare = self._spare, None
+        self._refill_spares()
+        if spare is None:
+            return None
+        if spare.reader.at_eof() or spare.writer.is_closing():
+            self._discard(spare)
+            return None
+        try:
+            spare.sandbox.set_limits(limits)
+        except OSError as exc:
+            logger.warning("cannot set the limits of a spare instance: %s", exc)
+            self._discard(spare)
+            return None
+        return spare
+
+    def _refill_spares(self) -> None:
+        if self.spares < 1 or self._closed or self._spare is not None:
+            return
+        if self._refilling is not None and not self._refilling.done():
+            return
+        self._refilling = asyncio.get_running_loop().create_task(self._refill())
+
+    async def _refill(self) -> None:
+        try:
+            spare = await self._prepare(Limits(memory_mb=_SPARE_MEMORY_MB))
+        except Exception as exc:
+            logger.warning("could not prepare a spare instance: %s", exc)
+            return
+        if self._closed or self._spare is not None:
+            self._discard(spare)
+        else:
+            self._spare = spare
+
+    def _discard(self, prepared: _Prepared) -> None:
+        prepared.writer.close()
+        prepared.process.kill()
+        task = asyncio.get_running_loop().create_task(prepared.process.wait())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda _: _close_sandbox(prepared.sandbox))
 
     async def close(self) -> None:
         """Kill every instance and the zygote, and release sockets and cgroups."""
         self._closed = True
+        if self._refilling is not None:
+            self._refilling.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._refilling
+        if self._spare is not None:
+            spare, self._spare = self._spare, None
+            spare.writer.close()
+            spare.process.kill()
+            await spare.process.wait()
+            _close_sandbox(spare.sandbox)
+        await asyncio.gather(*self._background, return_exceptions=True)
         instances = list(self._instances.values())
         for instance in instances:
             instance.kill()

@@ -7,12 +7,12 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ember.clock import Clock
 from ember.errors import TooManyRequests
-from ember.pool.instance import Instance, InstanceSpec
+from ember.pool.instance import Instance, InstanceSpec, LogSink
 from ember.pool.launcher import Launcher
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,9 @@ class VersionPool:
     def size(self) -> int:
         return len(self.idle) + len(self.busy) + self.starting
 
-    async def acquire(self) -> tuple[Instance, bool]:
-        """An instance for one request, and whether it was cold-started for it.
+    async def acquire(self, request_id: str | None = None) -> tuple[Instance, bool]:
+        """An instance for one request, and whether it was cold-started for it
+        (``request_id`` then tags the initializer's log lines).
 
         Raises TooManyRequests when the version's wait queue is full or the wait is over,
         InitError when a cold start fails."""
@@ -82,7 +83,7 @@ class VersionPool:
             if instance is not None:
                 return instance, False
             if self.size < self.config.max_instances and self._manager.reserve():
-                return await self._start(), True
+                return await self._start(request_id), True
             instance = await self._wait()
             if instance is not None:
                 self.busy.add(instance)
@@ -97,10 +98,12 @@ class VersionPool:
             self._manager.capacity.give()
         return None
 
-    async def _start(self) -> Instance:
+    async def _start(self, request_id: str | None = None) -> Instance:
         self.starting += 1
         try:
-            instance = await self._manager.launcher.launch(self.spec)
+            instance = await self._manager.launcher.launch(
+                self.spec, request_id=request_id, log_sink=self._manager.log_sink(self.key)
+            )
         except BaseException:
             self._manager.capacity.give()
             self._wake(None)
@@ -231,8 +234,16 @@ class PoolManager:
         self.queue_wait_s = queue_wait_s
         self._reap_interval_s = reap_interval_s
         self._pools: dict[PoolKey, VersionPool] = {}
+        self._log_sink: Callable[[PoolKey], LogSink | None] = lambda _key: None
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
+
+    def route_logs(self, sink_for: Callable[[PoolKey], LogSink | None]) -> None:
+        """Send the log lines of each pool's instances to ``sink_for(key)``."""
+        self._log_sink = sink_for
+
+    def log_sink(self, key: PoolKey) -> LogSink | None:
+        return self._log_sink(key)
 
     def pool(self, key: PoolKey, spec: InstanceSpec, config: PoolConfig) -> VersionPool:
         pool = self._pools.get(key)

@@ -4,10 +4,12 @@ invocation."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +109,10 @@ class Router:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         functions.on_change(self._changed_from_any_thread)
+        pools.route_logs(self._sink_for)
+
+    def _sink_for(self, key: PoolKey) -> Callable[[str | None, str, float, str], None]:
+        return functools.partial(self.on_log, function=key.function, version=key.version)
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -180,7 +186,7 @@ class Router:
             flight = _InFlight(name, version, tail=deque() if log_tail else None)
             self._inflight[request_id] = flight
             try:
-                instance, cold = await pool.acquire()
+                instance, cold = await pool.acquire(request_id)
                 init_ms = instance.init_ms if cold else 0.0
                 flight.instance = instance.id
                 try:

@@ -57,6 +57,11 @@ class Sandbox(Protocol):
         """Put the process ``pid`` under the limits; raises ``OSError`` when it cannot."""
         ...
 
+    def set_limits(self, limits: Limits) -> None:
+        """Change the limits of the attached process (a spare taken for a function);
+        raises ``OSError`` when it cannot."""
+        ...
+
     def out_of_memory(self) -> bool:
         """Whether the limit was hit hard enough to kill the process (ask after its death)."""
         ...

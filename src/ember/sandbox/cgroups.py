@@ -127,6 +127,7 @@ class CgroupSandbox:
         self.version = version
         self.limits = limits
         self.closed = False
+        self._pid: int | None = None
 
     def _write(self, name: str, value: str) -> None:
         (self.path / name).write_text(value)
@@ -134,12 +135,27 @@ class CgroupSandbox:
     def configure(self) -> None:
         """Create the directory and write the memory limit (swap included where counted)."""
         self.path.mkdir()
-        limit = str((self.limits.memory_mb + CGROUP_HEADROOM_MB) * _MIB)
+        self._write_limits(self.limits, raising=False)  # from unlimited
+
+    def set_limits(self, limits: Limits) -> None:
+        raising = limits.memory_mb >= self.limits.memory_mb
+        self.limits = limits
+        self._write_limits(limits, raising)
+        if self._pid is not None:
+            limit_open_files(self._pid, limits.open_files)
+
+    def _write_limits(self, limits: Limits, raising: bool) -> None:
+        limit = str((limits.memory_mb + CGROUP_HEADROOM_MB) * _MIB)
         if self.version == 1:
-            self._write("memory.limit_in_bytes", limit)
-            # Present only with swap accounting; without it a hog would just swap.
-            if (self.path / "memory.memsw.limit_in_bytes").exists():
-                self._write("memory.memsw.limit_in_bytes", limit)
+            # memory.memsw.limit_in_bytes (present only with swap accounting; without it a
+            # hog would just swap) may never be below memory.limit_in_bytes: raise it
+            # first, lower it last.
+            memsw = self.path / "memory.memsw.limit_in_bytes"
+            names = ["memory.limit_in_bytes"] + (
+                ["memory.memsw.limit_in_bytes"] if memsw.exists() else []
+            )
+            for name in reversed(names) if raising else names:
+                self._write(name, limit)
         else:
             self._write("memory.max", limit)
             if (self.path / "memory.swap.max").exists():
@@ -148,6 +164,7 @@ class CgroupSandbox:
     def attach(self, pid: int) -> None:
         """Move ``pid`` into the cgroup and cap its open files."""
         self._write("cgroup.procs", str(pid))
+        self._pid = pid
         limit_open_files(pid, self.limits.open_files)
 
     def oom_kills(self) -> int:

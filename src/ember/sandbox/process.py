@@ -59,11 +59,28 @@ class ProcessSandbox:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.address_space_limit: int | None = None
+        self._pid: int | None = None
+        self._baseline: int | None = None
 
     def attach(self, pid: int) -> None:
         """Apply RLIMIT_NOFILE and RLIMIT_AS to ``pid``."""
+        self._pid = pid
         limit_open_files(pid, self.limits.open_files)
         self.address_space_limit = limit_address_space(pid, self.limits.memory_mb)
+        if self.address_space_limit is not None:
+            self._baseline = self.address_space_limit - self.limits.memory_mb * _MIB
+
+    def set_limits(self, limits: Limits) -> None:
+        """Re-apply the limits; raising a hard rlimit needs privileges (else ``OSError``)."""
+        self.limits = limits
+        if self._pid is None:
+            return
+        limit_open_files(self._pid, limits.open_files)
+        if self._baseline is not None:
+            # Measured at attach: what the interpreter had mapped before any user code.
+            limit = self._baseline + limits.memory_mb * _MIB
+            resource.prlimit(self._pid, resource.RLIMIT_AS, (limit, limit))
+            self.address_space_limit = limit
 
     def out_of_memory(self) -> bool:
         """Always ``False``: under RLIMIT_AS memory shows as a ``MemoryError`` in the handler."""

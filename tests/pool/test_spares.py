@@ -1,0 +1,87 @@
+"""Spare processes: prepared off the request path, taken by the next cold start."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from ember.sandbox import CGROUP_HEADROOM_MB, CgroupSandbox
+from tests.pool.conftest import Harness
+
+HANDLER = """
+import os
+
+def handler(event, context):
+    return os.getpid()
+"""
+
+
+async def _spare_ready(harness: Harness) -> str:
+    for _ in range(500):
+        spare = harness.launcher._spare
+        if spare is not None:
+            return spare.instance_id
+        await asyncio.sleep(0.01)
+    raise AssertionError("no spare was prepared")
+
+
+def test_a_cold_start_takes_the_spare_and_a_new_one_is_prepared(sandboxed: Harness) -> None:
+    async def scenario() -> None:
+        spare_id = await _spare_ready(sandboxed)
+        instance = await sandboxed.start(HANDLER, memory_mb=200)
+        assert instance.id == spare_id
+        assert (await sandboxed.invoke(instance)).body == str(instance.pid).encode()
+        next_id = await _spare_ready(sandboxed)
+        assert next_id != spare_id
+        sandbox = instance._sandbox
+        if isinstance(sandbox, CgroupSandbox) and sandbox.version == 1:
+            limit = int((sandbox.path / "memory.limit_in_bytes").read_text())
+            assert limit == (200 + CGROUP_HEADROOM_MB) * 1024 * 1024
+        else:
+            assert sandbox.limits.memory_mb == 200
+        await instance.stop()
+
+    sandboxed.run(scenario())
+
+
+def test_a_dead_spare_is_replaced_by_a_normal_cold_start(zygote: Harness) -> None:
+    async def scenario() -> None:
+        await _spare_ready(zygote)
+        spare = zygote.launcher._spare
+        assert spare is not None
+        os.kill(spare.process.pid, signal.SIGKILL)
+        await spare.process.wait()
+        for _ in range(100):  # the end of its connection arrives through the event loop
+            if spare.reader.at_eof():
+                break
+            await asyncio.sleep(0.01)
+        instance = await zygote.start(HANDLER)
+        assert instance.id != spare.instance_id
+        assert (await zygote.invoke(instance)).body == str(instance.pid).encode()
+        await instance.stop()
+
+    zygote.run(scenario())
+
+
+def test_spare_taken_for_a_function_with_a_memory_limit_is_held_to_it(sandboxed: Harness) -> None:
+    source = """
+def handler(event, context):
+    hog = bytearray(300 * 1024 * 1024)
+    hog[::4096] = b"x" * len(hog[::4096])
+    return len(hog)
+"""
+
+    async def scenario() -> None:
+        from ember.errors import FunctionOutOfMemory
+
+        await _spare_ready(sandboxed)
+        instance = await sandboxed.start(source, memory_mb=96)
+        try:
+            await sandboxed.invoke(instance)
+        except FunctionOutOfMemory:
+            pass
+        else:
+            raise AssertionError("a 300 MiB allocation passed a 96 MiB limit")
+
+    sandboxed.run(scenario())
