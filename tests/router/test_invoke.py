@@ -125,6 +125,7 @@ def handler(event, context):
 def test_max_instances_and_queue_give_429(run: Run) -> None:
     async def scenario(ember: Ember) -> None:
         await ember.deploy("slow", SLOW, max_instances=1)
+        await ember.invoke("slow", {"sleep": 0})  # resolved and warm: no race on the start
         calls = [ember.invoke("slow", {"sleep": 1.0}) for _ in range(3)]
         answers = await asyncio.gather(*calls)
         codes = sorted(a.status_code for a in answers)
@@ -139,10 +140,13 @@ def test_max_instances_and_queue_give_429(run: Run) -> None:
 def test_queue_wait_bounded(run: Run) -> None:
     async def scenario(ember: Ember) -> None:
         await ember.deploy("slow", SLOW, max_instances=1)
-        answers = await asyncio.gather(
-            ember.invoke("slow", {"sleep": 1.5}), ember.invoke("slow", {"sleep": 0})
-        )
-        assert sorted(a.status_code for a in answers) == [200, 429]
+        busy = asyncio.create_task(ember.invoke("slow", {"sleep": 1.5}))
+        while ember.instances("slow") == 0:
+            await asyncio.sleep(0.01)
+        waited = await ember.invoke("slow", {"sleep": 0})
+        assert waited.status_code == 429, waited.text
+        assert "0.3 s" in waited.json()["error"]["message"]
+        assert (await busy).status_code == 200
 
     run(scenario, queue_wait_s=0.3)
 
