@@ -89,6 +89,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     functions = FunctionService(store, artifacts, clock)
     logs = LogStore(settings.home / "logs.db", retention=settings.log_retention)
     stats = StatsStore(settings.home / "stats.db")
+    functions.on_delete(logs.delete_function)
+    functions.on_delete(stats.delete_function)
     metrics = Metrics()
     launcher = Launcher(
         settings.home / "run", use_zygote=settings.zygote, log_sink=_unrouted,

@@ -237,7 +237,7 @@ def test_memory_hog_is_out_of_memory(sandboxed: Harness) -> None:
     sandboxed.run(scenario())
 
 
-def test_environment_variables(zygote: Harness) -> None:
+def test_environment_variables(zygote: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     source = """
         import os
         def handler(event, context):
@@ -257,11 +257,8 @@ def test_environment_variables(zygote: Harness) -> None:
         assert result["EMBER_DATABASE_URL"] is None  # the server's own settings stay out
         assert result["PATH"]
 
-    os.environ["EMBER_DATABASE_URL"] = "sqlite:///secret"
-    try:
-        zygote.run(scenario())
-    finally:
-        del os.environ["EMBER_DATABASE_URL"]
+    monkeypatch.setenv("EMBER_DATABASE_URL", "sqlite:///secret")
+    zygote.run(scenario())
 
 
 def test_async_handler_keeps_one_loop(zygote: Harness) -> None:

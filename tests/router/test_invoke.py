@@ -415,4 +415,12 @@ def handler(event, context):
         assert 'ember_instances{function="counted",state="idle",version="latest"} 1.0' in metrics
         assert "ember_invocation_duration_seconds_bucket" in metrics
 
+        # A function deleted and made again starts with no history.
+        assert (await ember.http.delete("/functions/counted")).status_code == 200
+        await ember.deploy("counted", source)
+        fresh = await ember.http.get("/functions/counted/stats")
+        assert fresh.json()["invocations"] == 0
+        logs = await ember.http.get("/functions/counted/logs")
+        assert logs.json()["logs"] == []
+
     run(scenario)

@@ -49,11 +49,17 @@ class FunctionService:
         self._artifacts = artifacts
         self._clock = clock
         self._listeners: list[Callable[[str], None]] = []
+        self._delete_listeners: list[Callable[[str], None]] = []
 
     def on_change(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(function_name)`` after every change to a function, its versions
         or aliases (from whichever thread made the change)."""
         self._listeners.append(listener)
+
+    def on_delete(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(function_name)`` after a function is deleted, so that what is
+        kept about it elsewhere (logs, statistics) goes with it."""
+        self._delete_listeners.append(listener)
 
     def _changed(self, name: str) -> None:
         for listener in self._listeners:
@@ -141,6 +147,8 @@ class FunctionService:
         deleted = self._store.delete_function(name)
         for sha256 in codes | {deleted.code.sha256}:
             self._collect(sha256)
+        for listener in self._delete_listeners:
+            listener(name)
         self._changed(name)
         return deleted
 

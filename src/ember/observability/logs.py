@@ -69,7 +69,7 @@ class LogStore:
         self._read = self._writer.connect()
         self._read_lock = threading.Lock()
         self._retention = retention
-        self._flushes = 0
+        self._since_trim = 0
         self._writer.add_maintenance(self._trim)
 
     def append(
@@ -77,6 +77,7 @@ class LogStore:
         ts: float, line: str,
     ) -> None:
         level = level.upper()
+        self._since_trim += 1
         self._writer.put(
             _INSERT,
             (function, version, instance, request_id, ts, level, LEVELS.get(level, 20),
@@ -127,9 +128,10 @@ class LogStore:
         self._writer.put("DELETE FROM logs WHERE function = ?", (function,))
 
     def _trim(self, conn: sqlite3.Connection) -> None:
-        self._flushes += 1
-        if self._flushes % 20:
+        # Trimming scans every function: do it once a tenth of the retention has come in.
+        if self._since_trim < max(1, self._retention // 10):
             return
+        self._since_trim = 0
         functions = [r[0] for r in conn.execute("SELECT DISTINCT function FROM logs")]
         with conn:
             for function in functions:

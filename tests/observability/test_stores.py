@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from ember.observability.logs import LogStore
+from ember.observability.stats import InvocationRecord, StatsStore, percentile
+
+
+def test_logs_keep_the_newest_lines_per_function(tmp_path: Path) -> None:
+    store = LogStore(tmp_path / "logs.db", retention=100)
+    try:
+        for i in range(450):
+            store.append("a", "latest", "i1", f"r{i}", "INFO", 1000.0 + i, f"line {i}")
+        for i in range(20):
+            store.append("b", "latest", "i2", None, "WARNING", 1000.0 + i, f"other {i}")
+        store.flush()
+        store.append("a", "latest", "i1", "last", "INFO", 2000.0, "last line")
+        store.flush()
+        lines = store.query("a", limit=1000)
+        assert 100 <= len(lines) <= 111
+        assert lines[-1].line == "last line"
+        assert lines[0].line != "line 0"
+        assert len(store.query("b", limit=1000)) == 20
+    finally:
+        store.close()
+
+
+def test_log_query_filters(tmp_path: Path) -> None:
+    store = LogStore(tmp_path / "logs.db")
+    try:
+        store.append("f", "1", "i", "r1", "DEBUG", 10.0, "debug detail")
+        store.append("f", "1", "i", "r1", "ERROR", 11.0, "Boom happened")
+        store.append("f", "2", "i", "r2", "INFO", 12.0, "all good")
+        store.flush()
+        assert [r.line for r in store.query("f", level="ERROR")] == ["Boom happened"]
+        assert [r.line for r in store.query("f", grep="boom")] == ["Boom happened"]
+        assert [r.line for r in store.query("f", request_id="r2")] == ["all good"]
+        assert [r.line for r in store.query("f", since=11.0, until=11.5)] == ["Boom happened"]
+        newest_two = store.query("f", limit=2)
+        assert [r.line for r in newest_two] == ["Boom happened", "all good"]
+        after = store.query("f", cursor=newest_two[0].id)
+        assert [r.line for r in after] == ["all good"]
+        store.delete_function("f")
+        store.flush()
+        assert store.query("f") == []
+    finally:
+        store.close()
+
+
+def test_stats_summary_and_series(tmp_path: Path) -> None:
+    store = StatsStore(tmp_path / "stats.db")
+    try:
+        now = 6000.0
+        for i in range(10):
+            outcome = "error" if i == 9 else "success"
+            store.record(InvocationRecord(now - 120 + i, "f", "1", f"r{i}", "sync", i == 0,
+                                          5.0 if i == 0 else 0.0, float(i), float(i + 1),
+                                          outcome, "FunctionError" if i == 9 else None))
+        store.record(InvocationRecord(now - 10, "f", "1", "t", "sync", False, 0, 0, 0.1,
+                                      "throttled", "TooManyRequests"))
+        store.record(InvocationRecord(now - 5000, "f", "1", "old", "sync", False, 0, 0, 1,
+                                      "success"))
+        store.flush()
+        stats = store.stats("f", now=now, window_s=600)
+        assert stats["invocations"] == 10
+        assert stats["errors"] == 1 and stats["throttles"] == 1 and stats["cold_starts"] == 1
+        assert stats["duration_ms"]["p50"] == 5.0
+        assert stats["duration_ms"]["max"] == 10.0
+        assert [p["invocations"] for p in stats["series"]] == [10, 0]
+        assert stats["series"][1]["throttles"] == 1
+    finally:
+        store.close()
+
+
+def test_percentile_nearest_rank() -> None:
+    assert percentile([], 50) is None
+    assert percentile([1.0], 99) == 1.0
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
