@@ -139,7 +139,8 @@ def test_patch_merges_top_level_fields(api: TestClient) -> None:
 
 def test_update_code_and_download(api: TestClient) -> None:
     before = create(api, "fn")
-    after = api.put("/functions/fn/code", json=code({"main.py": "def handler(e, c):\n  return 2\n"}))
+    source = "def handler(e, c):\n  return 2\n"
+    after = api.put("/functions/fn/code", json=code({"main.py": source}))
     assert after.status_code == 200
     assert after.json()["code"]["sha256"] != before["code"]["sha256"]
     downloaded = api.get("/functions/fn/code")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any
-
 import logging
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Header, Query, Request, Response

@@ -204,7 +204,7 @@ class Launcher:
         return instance
 
     async def _prepare(self, limits: Limits) -> _Prepared:
-        """Steps 1–4: a process of the runtime, connected and inside its sandbox, waiting
+        """Steps 1-4: a process of the runtime, connected and inside its sandbox, waiting
         for ``init``."""
         assert self.sandboxes is not None
         instance_id = secrets.token_hex(8)
