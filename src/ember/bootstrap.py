@@ -13,6 +13,9 @@ from ember.observability.metrics import Metrics
 from ember.observability.stats import StatsStore
 from ember.pool.launcher import Launcher
 from ember.pool.pool import PoolManager
+from ember.queue.base import Queue
+from ember.queue.policy import RetryPolicy
+from ember.queue.worker import AsyncInvoker, WorkerSettings
 from ember.router import Router
 from ember.settings import MIB, Settings
 from ember.store import SqlMetadataStore
@@ -44,13 +47,16 @@ class Services:
     stats: StatsStore
     metrics: Metrics
     router: Router
+    invoker: AsyncInvoker
 
     async def start(self) -> None:
         log.info("ember data in %s, metadata at %s", self.settings.home, _safe_url(self.settings))
         await self.router.start()
+        await self.invoker.start()
 
     async def close(self) -> None:
         try:
+            await self.invoker.close()
             await self.router.close()
         finally:
             self.logs.close()
@@ -102,10 +108,33 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     )
     router = Router(functions, pools, logs, stats, metrics, clock)
     metrics.watch_instances(pools.counts)
+    invoker = AsyncInvoker(
+        _queue(settings), router, functions, clock,
+        WorkerSettings(
+            concurrency=settings.async_concurrency,
+            lease_s=settings.async_lease_s,
+            max_payload_bytes=limits.max_async_payload_bytes,
+        ),
+        RetryPolicy(
+            function_delay_s=settings.async_retry_delay_s,
+            system_base_s=settings.async_system_delay_s,
+        ),
+    )
+    invoker.on_outcome = metrics.async_outcome
     return Services(
         settings=settings, clock=clock, limits=limits, store=store, functions=functions,
-        logs=logs, stats=stats, metrics=metrics, router=router,
+        logs=logs, stats=stats, metrics=metrics, router=router, invoker=invoker,
     )
+
+
+def _queue(settings: Settings) -> Queue:
+    if settings.queue_url:
+        from ember.queue.redis import RedisQueue
+
+        return RedisQueue(settings.queue_url)
+    from ember.queue.embedded import EmbeddedQueue
+
+    return EmbeddedQueue(settings.home / "queue.db")
 
 
 def _unrouted(request_id: str | None, level: str, ts: float, line: str) -> None:

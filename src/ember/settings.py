@@ -37,6 +37,17 @@ class Settings(BaseSettings):
     max_instances: int = Field(default=200, ge=1, le=10_000, description="instances per server")
     queue_depth: int = Field(default=100, ge=0, description="waiting invocations per version")
     queue_wait_s: float = Field(default=10.0, ge=0, description="longest wait for an instance")
+    queue_url: str | None = Field(
+        default=None, description="redis://HOST:PORT/DB for Redis streams; embedded when unset"
+    )
+    async_concurrency: int = Field(default=32, ge=1, le=10_000)
+    async_lease_s: float = Field(default=30, ge=1, le=3600)
+    async_retry_delay_s: float = Field(
+        default=1.0, ge=0, le=3600, description="first delay after a function error, doubled"
+    )
+    async_system_delay_s: float = Field(
+        default=1.0, ge=0, le=3600, description="first delay after a system error, doubled"
+    )
     log_retention: int = Field(default=10_000, ge=100, description="log lines kept per function")
     log_level: str = "info"
 
@@ -58,6 +69,18 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"EMBER_DATABASE_URL {value!r} is not supported: use sqlite:///PATH or "
                 "postgresql://USER@HOST:PORT/DB"
+            )
+        return value
+
+    @field_validator("queue_url")
+    @classmethod
+    def _queue(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"EMBER_QUEUE_URL {value!r} is not supported: use redis://HOST:PORT/DB, or "
+                "leave it unset for the embedded queue"
             )
         return value
 

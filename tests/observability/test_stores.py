@@ -64,6 +64,7 @@ def test_stats_summary_and_series(tmp_path: Path) -> None:
         stats = store.stats("f", now=now, window_s=600)
         assert stats["invocations"] == 10
         assert stats["errors"] == 1 and stats["throttles"] == 1 and stats["cold_starts"] == 1
+        assert stats["retries"] == 0
         assert stats["duration_ms"]["p50"] == 5.0
         assert stats["duration_ms"]["max"] == 10.0
         assert [p["invocations"] for p in stats["series"]] == [10, 0]

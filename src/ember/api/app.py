@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 import ember
-from ember.api import errors, functions, invoke
+from ember.api import errors, functions, invoke, tasks
 from ember.api.limits import BodyLimit
 from ember.api.schemas import ErrorBody, Health
 
@@ -43,6 +43,7 @@ def create_app(services: Services) -> FastAPI:
     errors.install(app)
     app.include_router(functions.router)
     app.include_router(invoke.router)
+    app.include_router(tasks.router)
 
     @app.get("/healthz", response_model=Health, tags=["system"])
     async def healthz() -> Health:
@@ -52,9 +53,10 @@ def create_app(services: Services) -> FastAPI:
     code_body = limits.max_code_bytes * 4 // 3 + 64 * 1024
 
     def limit_for(path: str) -> int:
+        # Async payloads have their own, smaller limit, checked once the mode is known.
         return limits.max_sync_payload_bytes if path.endswith("/invoke") else code_body
 
     # The last middleware added runs first: the body limit applies to the fast path too.
-    app.add_middleware(invoke.InvokeFastPath, router=services.router)
+    app.add_middleware(invoke.InvokeFastPath, services=services)
     app.add_middleware(BodyLimit, limit_for=limit_for)
     return app

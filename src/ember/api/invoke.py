@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
 import logging
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ember.api.errors import error_response
+from ember.api.tasks import AcceptedOut, TaskOut
 from ember.errors import EmberError, InvalidSpec
 from ember.observability.logs import LogRecord
-from ember.router import Router
+
+if TYPE_CHECKING:
+    from ember.bootstrap import Services
 
 log = logging.getLogger(__name__)
 
@@ -32,29 +37,40 @@ async def invoke(
     name: str,
     request: Request,
     qualifier: Annotated[str | None, Query(description="latest, a version or an alias")] = None,
-    x_ember_invocation_type: Annotated[str, Header()] = "sync",
+    x_ember_invocation_type: Annotated[
+        str, Header(description="sync (answer when done) or async (202 once queued)")
+    ] = "sync",
     x_ember_log_type: Annotated[str | None, Header(description="Tail: return the log tail")] = None,
+    x_ember_idempotency_key: Annotated[
+        str | None, Header(description="async: the same key within 24 h returns the first task")
+    ] = None,
 ) -> Response:
-    """Run the function with the request body as its event; the answer is its result.
+    """Run the function with the request body as its event; the answer is its result, or
+    for async invocations 202 with the request id (also the task id).
 
     Served by ``InvokeFastPath``; this declaration documents it in the OpenAPI spec."""
     return await run_invoke(
-        request.app.state.services.router, name, qualifier, await request.body(),
+        request.app.state.services, name, qualifier, await request.body(),
         request.headers.get("content-type"), x_ember_invocation_type, x_ember_log_type,
+        x_ember_idempotency_key,
     )
 
 
 async def run_invoke(
-    router: Router, name: str, qualifier: str | None, body: bytes, content_type: str | None,
-    invocation_type: str | None, log_type: str | None,
+    services: Services, name: str, qualifier: str | None, body: bytes,
+    content_type: str | None, invocation_type: str | None, log_type: str | None,
+    idempotency_key: str | None,
 ) -> Response:
-    if invocation_type and invocation_type.lower() != "sync":
+    mode = (invocation_type or "sync").lower()
+    if mode == "async":
+        return await _accept(services, name, qualifier, body, content_type, idempotency_key)
+    if mode != "sync":
         raise InvalidSpec(
-            f"invocation type {invocation_type!r} is not supported: use sync",
+            f"invocation type {invocation_type!r} is not one of sync, async",
             {"field": "X-Ember-Invocation-Type"},
         )
     tail = (log_type or "").lower() == "tail"
-    result = await router.invoke(
+    result = await services.router.invoke(
         name, qualifier, body, content_type or "application/json", log_tail=tail
     )
     headers = result.headers()
@@ -63,14 +79,29 @@ async def run_invoke(
     return Response(result.body, media_type=result.content_type, headers=headers)
 
 
+async def _accept(
+    services: Services, name: str, qualifier: str | None, body: bytes,
+    content_type: str | None, idempotency_key: str | None,
+) -> Response:
+    task, created = await services.invoker.submit(
+        name, qualifier, body, content_type or "application/json",
+        idempotency_key=idempotency_key,
+    )
+    accepted = AcceptedOut(request_id=task.id, deduplicated=not created, task=TaskOut.of(task))
+    return Response(
+        accepted.model_dump_json(), status_code=202, media_type="application/json",
+        headers={"X-Ember-Request-Id": task.id},
+    )
+
+
 class InvokeFastPath:
     """Serves ``POST /functions/{name}/invoke`` before FastAPI's routing and dependency
     resolution, which cost more than the whole warm invocation behind them. Everything else
     goes on to the app."""
 
-    def __init__(self, app: ASGIApp, router: Router) -> None:
+    def __init__(self, app: ASGIApp, services: Services) -> None:
         self._app = app
-        self._router = router
+        self._services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -93,9 +124,9 @@ class InvokeFastPath:
                 break
         try:
             response = await run_invoke(
-                self._router, name, query.get("qualifier", [None])[-1], b"".join(chunks),
+                self._services, name, query.get("qualifier", [None])[-1], b"".join(chunks),
                 headers.get("content-type"), headers.get("x-ember-invocation-type"),
-                headers.get("x-ember-log-type"),
+                headers.get("x-ember-log-type"), headers.get("x-ember-idempotency-key"),
             )
         except EmberError as err:
             response = error_response(err)
@@ -142,7 +173,7 @@ def get_logs(
 
 
 @router.get("/functions/{name}/stats")
-def get_stats(
+async def get_stats(
     name: str,
     request: Request,
     window_s: Annotated[float, Query(gt=0, le=7 * 86400)] = 900,
@@ -150,17 +181,25 @@ def get_stats(
     """Invocations, errors, timeouts, throttles, cold starts and duration percentiles over
     the window, with one point per minute."""
     services = request.app.state.services
-    services.functions.get(name)
-    services.stats.flush()
-    stats: dict[str, Any] = services.stats.stats(
-        name, now=services.clock.time(), window_s=window_s
+    await asyncio.to_thread(services.functions.get, name)
+    now = services.clock.time()
+    await asyncio.to_thread(services.stats.flush)
+    stats: dict[str, Any] = await asyncio.to_thread(
+        services.stats.stats, name, now=now, window_s=window_s
     )
+    figures = await services.invoker.queue.figures(name, now=now)
+    stats["queue"] = dataclasses.asdict(figures)
     return stats
 
 
 @router.get("/metrics", response_class=Response, tags=["system"])
-def metrics(request: Request) -> Response:
+async def metrics(request: Request) -> Response:
     """Prometheus metrics."""
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    return Response(request.app.state.services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    services = request.app.state.services
+    functions = await asyncio.to_thread(services.functions.all_functions)
+    names = [f.name for f in functions]
+    await services.metrics.refresh_queue(services.invoker.queue, names, services.clock.time())
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+

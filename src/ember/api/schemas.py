@@ -77,6 +77,7 @@ class CodeOut(BaseModel):
 class FunctionOut(BaseModel):
     name: str
     state: Literal["enabled", "disabled"]
+    async_state: Literal["running", "paused"]
     config: FunctionConfig
     code: CodeOut
     last_version: int
@@ -88,6 +89,7 @@ class FunctionOut(BaseModel):
         return cls(
             name=f.name,
             state="enabled" if f.enabled else "disabled",
+            async_state="paused" if f.async_paused else "running",
             config=f.config,
             code=CodeOut(sha256=f.code.sha256, size=f.code.size),
             last_version=f.last_version,

@@ -113,6 +113,17 @@ class FunctionService:
             prefix=prefix, tag=parsed_tag, limit=limit, cursor=cursor
         )
 
+    def all_functions(self) -> list[Function]:
+        """Every function, page after page."""
+        found: list[Function] = []
+        cursor = None
+        while True:
+            page = self._store.list_functions(limit=1000, cursor=cursor)
+            found.extend(page.items)
+            if page.next_cursor is None:
+                return found
+            cursor = page.next_cursor
+
     def update_config(self, name: str, patch: dict[str, Any]) -> Function:
         """Merge ``patch`` into the top-level fields of ``latest``'s config."""
         current = self._store.get_function(name)
@@ -133,6 +144,13 @@ class FunctionService:
             self._collect(code.sha256)
             raise
         self._collect(current.code.sha256)
+        self._changed(name)
+        return updated
+
+    def set_async_paused(self, name: str, paused: bool) -> Function:
+        """Pause or resume the processing of the function's async events; paused events
+        stay queued."""
+        updated = self._store.update_function(name, async_paused=paused)
         self._changed(name)
         return updated
 

@@ -62,7 +62,8 @@ class AsyncConfig(_Strict):
     """How async invocations of a function are retried and where their outcomes go."""
 
     max_retries: Annotated[int, Field(ge=0, le=8)] = 3
-    max_event_age_s: Annotated[int, Field(ge=60, le=21600)] = 21600
+    max_event_age_s: Annotated[int, Field(ge=1, le=21600)] = 21600
+    max_concurrency: Annotated[int | None, Field(ge=1, le=1000)] = None
     on_success: Destination | None = None
     on_failure: Destination | None = None
 
@@ -168,6 +169,7 @@ class Function:
     created_at: datetime
     updated_at: datetime
     last_version: int = 0
+    async_paused: bool = False
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ember.observability.stats import InvocationRecord
+from ember.queue.base import Queue
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -49,6 +50,38 @@ class Metrics:
             "ember_init_duration_seconds", "Cold start time of instances",
             ["function"], buckets=_BUCKETS, registry=self.registry,
         )
+
+        self._async = Counter(
+            "ember_async_events", "Async events by what became of an attempt",
+            ["function", "outcome"], registry=self.registry,
+        )
+        queue_labels = ["function"]
+        self._queue = {
+            "depth": Gauge("ember_queue_depth", "Async events queued or running",
+                           queue_labels, registry=self.registry),
+            "leased": Gauge("ember_queue_running", "Async events being processed",
+                            queue_labels, registry=self.registry),
+            "delayed": Gauge("ember_queue_delayed", "Async events waiting for a retry",
+                             queue_labels, registry=self.registry),
+            "oldest_age_s": Gauge("ember_queue_oldest_age_seconds",
+                                  "Age of the oldest queued async event", queue_labels,
+                                  registry=self.registry),
+            "dead_letters": Gauge("ember_dead_letters", "Dead letters kept", queue_labels,
+                                  registry=self.registry),
+        }
+
+    def async_outcome(self, function: str, outcome: str) -> None:
+        self._async.labels(function, outcome).inc()
+
+    async def refresh_queue(self, queue: Queue, functions: list[str], now: float) -> None:
+        """Read the queue's figures for every function (Prometheus asks on its schedule)."""
+        for gauge in self._queue.values():
+            gauge.clear()
+        for function in functions:
+            figures = await queue.figures(function, now=now)
+            for name, gauge in self._queue.items():
+                value = getattr(figures, name)
+                gauge.labels(function).set(value if value is not None else 0)
 
     def watch_instances(self, counts: InstanceCounts) -> None:
         self.registry.register(_Instances(counts))

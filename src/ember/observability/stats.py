@@ -26,13 +26,14 @@ CREATE TABLE IF NOT EXISTS invocations (
     run_ms REAL NOT NULL,
     total_ms REAL NOT NULL,
     outcome TEXT NOT NULL,
-    error_code TEXT
+    error_code TEXT,
+    attempt INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS ix_invocations_function ON invocations (function, ts);
 """
 _INSERT = (
     "INSERT INTO invocations (ts, function, version, request_id, mode, cold, init_ms, run_ms, "
-    "total_ms, outcome, error_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "total_ms, outcome, error_code, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 # Outcomes of an invocation; every error outcome but "throttled" ran (or tried to run) code.
@@ -55,6 +56,7 @@ class InvocationRecord:
     total_ms: float
     outcome: str
     error_code: str | None = None
+    attempt: int = 1
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -66,7 +68,7 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 
 def summarize(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
-    """Counts and percentiles over rows of (ts, cold, total_ms, outcome, init_ms)."""
+    """Counts and percentiles over rows of (ts, cold, total_ms, outcome, init_ms, attempt)."""
     ran = [r for r in rows if r[3] != THROTTLED]
     durations = sorted(r[2] for r in ran)
     cold = [r for r in ran if r[1]]
@@ -77,6 +79,7 @@ def summarize(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
         "timeouts": sum(1 for r in ran if r[3] == TIMEOUT),
         "throttles": len(rows) - len(ran),
         "cold_starts": len(cold),
+        "retries": sum(1 for r in ran if r[5] > 1),
         "duration_ms": {
             "p50": percentile(durations, 50),
             "p90": percentile(durations, 90),
@@ -102,7 +105,7 @@ class StatsStore:
         self._writer.put(
             _INSERT,
             (r.ts, r.function, r.version, r.request_id, r.mode, int(r.cold), r.init_ms,
-             r.run_ms, r.total_ms, r.outcome, r.error_code),
+             r.run_ms, r.total_ms, r.outcome, r.error_code, r.attempt),
         )
 
     def flush(self) -> None:
@@ -113,7 +116,7 @@ class StatsStore:
         since = now - window_s
         with self._read_lock:
             rows = self._read.execute(
-                "SELECT ts, cold, total_ms, outcome, init_ms FROM invocations "
+                "SELECT ts, cold, total_ms, outcome, init_ms, attempt FROM invocations "
                 "WHERE function = ? AND ts >= ? ORDER BY ts",
                 (function, since),
             ).fetchall()
@@ -129,6 +132,7 @@ class StatsStore:
                 "errors": point["errors"],
                 "throttles": point["throttles"],
                 "cold_starts": point["cold_starts"],
+                "retries": point["retries"],
                 "p50_ms": point["duration_ms"]["p50"],
                 "p99_ms": point["duration_ms"]["p99"],
             })

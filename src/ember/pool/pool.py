@@ -66,15 +66,21 @@ class VersionPool:
         self.starting = 0
         self.draining = False
         self._waiters: deque[asyncio.Future[Instance | None]] = deque()
+        # Async (background) work waits behind every synchronous caller, so that a deep
+        # async backlog never starves request/response traffic.
+        self._background: deque[asyncio.Future[Instance | None]] = deque()
         self._provisioning: asyncio.Task[None] | None = None
 
     @property
     def size(self) -> int:
         return len(self.idle) + len(self.busy) + self.starting
 
-    async def acquire(self, request_id: str | None = None) -> tuple[Instance, bool]:
+    async def acquire(
+        self, request_id: str | None = None, *, background: bool = False
+    ) -> tuple[Instance, bool]:
         """An instance for one request, and whether it was cold-started for it
-        (``request_id`` then tags the initializer's log lines).
+        (``request_id`` then tags the initializer's log lines). ``background`` requests
+        are served after every waiting foreground one.
 
         Raises TooManyRequests when the version's wait queue is full or the wait is over,
         InitError when a cold start fails."""
@@ -84,7 +90,7 @@ class VersionPool:
                 return instance, False
             if self.size < self.config.max_instances and self._manager.reserve():
                 return await self._start(request_id), True
-            instance = await self._wait()
+            instance = await self._wait(self._background if background else self._waiters)
             if instance is not None:
                 self.busy.add(instance)
                 return instance, False
@@ -113,16 +119,16 @@ class VersionPool:
         self.busy.add(instance)
         return instance
 
-    async def _wait(self) -> Instance | None:
-        if len(self._waiters) >= self._manager.queue_depth:
+    async def _wait(self, waiters: deque[asyncio.Future[Instance | None]]) -> Instance | None:
+        if len(waiters) >= self._manager.queue_depth:
             raise TooManyRequests(
                 f"{self.key.function} (version {self.key.version}) has {self.size} instances "
-                f"busy (max_instances {self.config.max_instances}) and {len(self._waiters)} "
+                f"busy (max_instances {self.config.max_instances}) and {len(waiters)} "
                 "requests waiting: retry later or raise max_instances",
                 {"function": self.key.function, "max_instances": self.config.max_instances},
             )
         future: asyncio.Future[Instance | None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
+        waiters.append(future)
         handed = False
         try:
             async with asyncio.timeout(self._manager.queue_wait_s):
@@ -136,8 +142,8 @@ class VersionPool:
                 {"function": self.key.function, "max_instances": self.config.max_instances},
             ) from None
         finally:
-            if future in self._waiters:
-                self._waiters.remove(future)
+            if future in waiters:
+                waiters.remove(future)
             elif not handed and future.done() and not future.cancelled():
                 # Given an instance (or the right to start one) just as the wait was
                 # abandoned: pass it on instead of losing it.
@@ -163,17 +169,18 @@ class VersionPool:
 
     def _wake(self, instance: Instance | None) -> bool:
         """Hand ``instance`` (or, with None, the right to start one) to the first waiter."""
-        while self._waiters:
-            future = self._waiters.popleft()
-            if not future.done():
-                future.set_result(instance)
-                return True
+        for waiters in (self._waiters, self._background):
+            while waiters:
+                future = waiters.popleft()
+                if not future.done():
+                    future.set_result(instance)
+                    return True
         if instance is None:
             self._manager.capacity_freed()
         return False
 
     def has_waiters(self) -> bool:
-        return any(not f.done() for f in self._waiters)
+        return any(not f.done() for f in (*self._waiters, *self._background))
 
     def wake_one(self) -> None:
         self._wake(None)

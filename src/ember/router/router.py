@@ -125,14 +125,7 @@ class Router:
             await self._reconcile(name)
 
     def _provisioned_functions(self) -> list[str]:
-        names: list[str] = []
-        cursor = None
-        while True:
-            page = self._functions.list_functions(limit=1000, cursor=cursor)
-            names.extend(f.name for f in page.items if f.config.min_instances > 0)
-            if page.next_cursor is None:
-                return names
-            cursor = page.next_cursor
+        return [f.name for f in self._functions.all_functions() if f.config.min_instances > 0]
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -160,9 +153,10 @@ class Router:
     async def invoke(
         self, name: str, qualifier: str | None, payload: bytes, content_type: str, *,
         request_id: str | None = None, mode: str = "sync", log_tail: bool = False,
-        attempt: int = 1,
+        attempt: int = 1, background: bool = False,
     ) -> InvocationResult:
-        """Run ``name`` at ``qualifier`` with ``payload``.
+        """Run ``name`` at ``qualifier`` with ``payload``; ``background`` (async) work
+        waits for an instance behind synchronous callers.
 
         Raises FunctionNotFound / VersionNotFound / AliasNotFound, FunctionDisabled,
         TooManyRequests, InitError, FunctionError, FunctionTimeout, FunctionOutOfMemory,
@@ -186,7 +180,7 @@ class Router:
             flight = _InFlight(name, version, tail=deque() if log_tail else None)
             self._inflight[request_id] = flight
             try:
-                instance, cold = await pool.acquire(request_id)
+                instance, cold = await pool.acquire(request_id, background=background)
                 init_ms = instance.init_ms if cold else 0.0
                 flight.instance = instance.id
                 try:
@@ -203,7 +197,7 @@ class Router:
             total_ms = (self._clock.monotonic() - started) * 1000
             if version != "?":  # resolved: a run was attempted or throttled
                 self._record(wall, name, version, request_id, mode, cold, init_ms, 0.0,
-                             total_ms, _outcome(err), err.code)
+                             total_ms, _outcome(err), err.code, attempt)
             err.headers.update({
                 "X-Ember-Request-Id": request_id,
                 "X-Ember-Version": version,
@@ -216,7 +210,7 @@ class Router:
             raise
         total_ms = (self._clock.monotonic() - started) * 1000
         self._record(wall, name, version, request_id, mode, cold, init_ms, answer.duration_ms,
-                     total_ms, SUCCESS, None)
+                     total_ms, SUCCESS, None, attempt)
         return InvocationResult(
             request_id=request_id,
             version=version,
@@ -232,9 +226,10 @@ class Router:
     def _record(
         self, ts: float, function: str, version: str, request_id: str, mode: str, cold: bool,
         init_ms: float, run_ms: float, total_ms: float, outcome: str, error_code: str | None,
+        attempt: int,
     ) -> None:
         record = InvocationRecord(ts, function, version, request_id, mode, cold, init_ms,
-                                  run_ms, total_ms, outcome, error_code)
+                                  run_ms, total_ms, outcome, error_code, attempt)
         self._stats.record(record)
         self._metrics.observe(record)
 

@@ -40,7 +40,7 @@ class MetadataStore(Protocol):
 
     def update_function(
         self, name: str, *, config: FunctionConfig | None = None, code: CodeRef | None = None,
-        enabled: bool | None = None,
+        enabled: bool | None = None, async_paused: bool | None = None,
     ) -> Function: ...
 
     def delete_function(self, name: str) -> Function:

@@ -14,6 +14,8 @@ functions = sa.Table(
     sa.Column("code_sha256", sa.String(64), nullable=False),
     sa.Column("code_size", sa.BigInteger, nullable=False),
     sa.Column("enabled", sa.Boolean, nullable=False),
+    # Async events of a paused function stay queued until it is resumed.
+    sa.Column("async_paused", sa.Boolean, nullable=False, server_default=sa.false()),
     # Version numbers are never reused, even after a version is deleted.
     sa.Column("last_version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

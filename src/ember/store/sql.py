@@ -116,6 +116,7 @@ class SqlMetadataStore:
                     code_sha256=function.code.sha256,
                     code_size=function.code.size,
                     enabled=function.enabled,
+                    async_paused=function.async_paused,
                     last_version=0,
                     created_at=function.created_at,
                     updated_at=function.updated_at,
@@ -166,9 +167,11 @@ class SqlMetadataStore:
 
     def update_function(
         self, name: str, *, config: FunctionConfig | None = None, code: CodeRef | None = None,
-        enabled: bool | None = None,
+        enabled: bool | None = None, async_paused: bool | None = None,
     ) -> Function:
         values: dict[str, Any] = {"updated_at": utcnow(self._clock)}
+        if async_paused is not None:
+            values["async_paused"] = async_paused
         if config is not None:
             values["config"] = config.to_json()
         if code is not None:
@@ -370,6 +373,7 @@ def _function_from_row(row: Any) -> Function:
         created_at=_utc(row["created_at"]),
         updated_at=_utc(row["updated_at"]),
         last_version=row["last_version"],
+        async_paused=row["async_paused"],
     )
 
 

@@ -1,0 +1,59 @@
+"""When a failed async attempt is tried again: function errors a bounded number of times,
+system errors with exponential backoff and full jitter until the event's maximum age."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ember.errors import (
+    AliasNotFound,
+    EmberError,
+    FunctionDisabled,
+    FunctionNotFound,
+    InstanceCrashed,
+    InvalidRequest,
+    ServiceUnavailable,
+    TooManyRequests,
+    VersionNotFound,
+)
+
+# The platform, not the function, failed: retried until the event is too old.
+SYSTEM_ERRORS: tuple[type[EmberError], ...] = (
+    InstanceCrashed, TooManyRequests, ServiceUnavailable, FunctionDisabled,
+)
+# Nothing can run: retrying would fail the same way.
+PERMANENT_ERRORS: tuple[type[EmberError], ...] = (
+    FunctionNotFound, VersionNotFound, AliasNotFound, InvalidRequest,
+)
+
+
+def kind_of(error: EmberError) -> str:
+    """``system``, ``permanent`` or ``function`` (the handler raised, timed out, ran out
+    of memory or failed to initialize)."""
+    if isinstance(error, SYSTEM_ERRORS):
+        return "system"
+    if isinstance(error, PERMANENT_ERRORS):
+        return "permanent"
+    return "function"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Delays between attempts. Function errors wait ``function_delay_s`` doubled per
+    attempt; system errors back off exponentially from ``system_base_s`` up to
+    ``system_max_s`` with jitter (a delay between half and all of the ceiling), so that a fleet of failing events does not retry in
+    lockstep."""
+
+    function_delay_s: float = 1.0
+    function_max_s: float = 300.0
+    system_base_s: float = 1.0
+    system_max_s: float = 300.0
+
+    def function_delay(self, attempt: int) -> float:
+        """Delay before attempt ``attempt + 1`` after ``attempt`` function errors."""
+        return float(min(self.function_max_s, self.function_delay_s * 2 ** max(0, attempt - 1)))
+
+    def system_delay(self, attempt: int, rng: random.Random) -> float:
+        ceiling = min(self.system_max_s, self.system_base_s * 2 ** max(0, attempt - 1))
+        return rng.uniform(ceiling / 2, ceiling)

@@ -1,0 +1,413 @@
+"""The async worker: claims queued events, runs them through the router, and decides what
+each outcome means — done, retried, expired, dead-lettered, sent to a destination."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ember.clock import Clock
+from ember.control import FunctionService
+from ember.errors import EmberError, FunctionNotFound, InvalidSpec, PayloadTooLarge
+from ember.model.function import AsyncConfig, Destination, Qualifier
+from ember.model.invocation import Attempt, Event, Task
+from ember.queue.base import Delivery, Queue
+from ember.queue.policy import RetryPolicy, kind_of
+from ember.router import InvocationResult, Router
+
+log = logging.getLogger(__name__)
+
+DEDUP_WINDOW_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    concurrency: int = 32            # async invocations running at once on this server
+    lease_s: float = 30.0            # how long a claimed event is ours without a heartbeat
+    poll_interval_s: float = 0.1     # how often an idle worker looks for due retries
+    max_payload_bytes: int = 256 * 1024
+    shutdown_grace_s: float = 10.0
+
+
+class AsyncInvoker:
+    """Accepts async invocations into the queue and runs them with at-least-once delivery."""
+
+    def __init__(
+        self, queue: Queue, router: Router, functions: FunctionService, clock: Clock,
+        settings: WorkerSettings = WorkerSettings(), policy: RetryPolicy = RetryPolicy(),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.queue = queue
+        self._router = router
+        self._functions = functions
+        self._clock = clock
+        self._settings = settings
+        self._policy = policy
+        self._rng = rng or random.Random()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._per_function: dict[str, int] = {}
+        self._stopping: set[str] = set()
+        self._paused: set[str] = set()
+        self._limits: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.on_outcome: Callable[[str, str], None] = lambda function, outcome: None
+        functions.on_change(self._changed_from_any_thread)
+        functions.on_delete(self._deleted_from_any_thread)
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.queue.start()
+        self._paused = set(await asyncio.to_thread(self._load_paused))
+        self._loop_task = self._loop.create_task(self._consume())
+
+    def _load_paused(self) -> list[str]:
+        return [f.name for f in self._functions.all_functions() if f.async_paused]
+
+    async def close(self) -> None:
+        """Stop claiming; give running attempts a grace period, then cancel them — their
+        events stay leased and run again after a restart."""
+        self._closing = True
+        self._wake.set()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        running = list(self._running.values())
+        if running:
+            _, pending = await asyncio.wait(running, timeout=self._settings.shutdown_grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.queue.close()
+
+    # accepting ---------------------------------------------------------------------------
+
+    async def submit(
+        self, name: str, qualifier: str | None, payload: bytes, content_type: str, *,
+        idempotency_key: str | None = None,
+    ) -> tuple[Task, bool]:
+        """Queue an invocation durably; returns (task, created). A known idempotency key
+        returns the first task. Raises PayloadTooLarge, FunctionNotFound, InvalidSpec."""
+        if len(payload) > self._settings.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"async payload of {len(payload)} bytes is over the "
+                f"{self._settings.max_payload_bytes} byte limit: send a reference to the "
+                "data instead, or invoke synchronously",
+                {"size": len(payload), "limit": self._settings.max_payload_bytes},
+            )
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= 256:
+            raise InvalidSpec("the idempotency key must be 1 to 256 characters",
+                              {"field": "X-Ember-Idempotency-Key"})
+        try:
+            Qualifier.parse(qualifier)
+        except ValueError as exc:
+            raise InvalidSpec(str(exc), {"field": "qualifier"}) from exc
+        await asyncio.to_thread(self._functions.get, name)
+        event = Event(str(uuid.uuid4()), name, qualifier or "latest", payload, content_type,
+                      self._clock.time())
+        task, created = await self.queue.submit(
+            event, idempotency_key=idempotency_key, dedup_window_s=DEDUP_WINDOW_S,
+            now=self._clock.time(),
+        )
+        if created:
+            self._wake.set()
+        return task, created
+
+    def wake(self) -> None:
+        """Look for claimable events now (something was queued or redriven)."""
+        self._wake.set()
+
+    async def stop(self, task_id: str) -> Task:
+        """Stop a task: a queued one never runs; a running one's instance is killed."""
+        task = await self.queue.stop_queued(task_id, now=self._clock.time())
+        if task is not None:
+            return task
+        task = await self.queue.get_task(task_id)
+        running = self._running.get(task_id)
+        if running is None:
+            # Leased by an attempt this server does not run (another node, or one that died
+            # and has not been redelivered yet): it stops when it is next claimed.
+            task.stop_requested = True
+            await self.queue.save_task(task)
+            return task
+        self._stopping.add(task_id)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        return await self.queue.get_task(task_id)
+
+    # consuming ---------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while not self._closing:
+            free = self._settings.concurrency - len(self._running)
+            deliveries: list[Delivery] = []
+            if free > 0:
+                busy = frozenset(f for f, n in self._per_function.items()
+                                 if n >= self._limits.get(f, self._settings.concurrency))
+                try:
+                    deliveries = await self.queue.claim(
+                        free, self._settings.lease_s, now=self._clock.time(),
+                        paused=frozenset(self._paused), busy=busy,
+                    )
+                except EmberError as exc:
+                    log.warning("cannot claim async events: %s", exc)
+            for delivery in deliveries:
+                self._begin(delivery)
+            if not deliveries:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_s)
+
+    def _begin(self, delivery: Delivery) -> None:
+        function = delivery.event.function
+        self._per_function[function] = self._per_function.get(function, 0) + 1
+        task = asyncio.get_running_loop().create_task(self._process(delivery))
+        self._running[delivery.event.id] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._running.pop(delivery.event.id, None)
+            self._stopping.discard(delivery.event.id)
+            self._per_function[function] -= 1
+            self._wake.set()
+
+        task.add_done_callback(done)
+
+    async def _process(self, delivery: Delivery) -> None:
+        try:
+            await self._attempt(delivery)
+        except asyncio.CancelledError:
+            if delivery.event.id in self._stopping:
+                await self._stopped(delivery)
+            raise
+        except Exception:
+            # A bug or a backend failure: the lease runs out and the event comes back.
+            log.exception("async event %s of %s", delivery.event.id, delivery.event.function)
+
+    async def _attempt(self, delivery: Delivery) -> None:
+        event = delivery.event
+        now = self._clock.time()
+        task = await self.queue.get_task(event.id)
+        if task.final:
+            await self.queue.ack(delivery, task)
+            return
+        if task.stop_requested:
+            await self._stopped(delivery)
+            return
+        if event.function in self._paused:
+            await self.queue.postpone(delivery, delay_s=1.0, now=now)
+            return
+        try:
+            config = await asyncio.to_thread(self._async_config, event.function, event.qualifier)
+        except FunctionNotFound as err:
+            await self._fail(delivery, task, err, "Failure", AsyncConfig(), now)
+            return
+        self._limits[event.function] = config.max_concurrency or self._settings.concurrency
+        if now - event.enqueued_at > config.max_event_age_s:
+            task.status = "expired"
+            await self._fail(delivery, task, None, "EventAgeExceeded", config, now)
+            return
+        task.status = "running"
+        task.attempts = event.attempt + 1
+        task.started_at = task.started_at or now
+        task.updated_at = now
+        await self.queue.save_task(task)
+        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(delivery))
+        started = now
+        try:
+            result = await self._router.invoke(
+                event.function, event.qualifier, event.payload, event.content_type,
+                request_id=event.id, mode="async", attempt=event.attempt + 1, background=True,
+            )
+        except EmberError as err:
+            await self._failed_attempt(delivery, task, err, config, started)
+            return
+        finally:
+            heartbeat.cancel()
+        await self._succeeded(delivery, task, result, config, started)
+
+    def _async_config(self, function: str, qualifier: str) -> AsyncConfig:
+        """The async settings of what the qualifier points at (an alias: its version)."""
+        parsed = Qualifier.parse(qualifier)
+        if parsed.kind == "latest":
+            return self._functions.get(function).config.async_
+        number = parsed.version
+        if number is None:
+            number = self._functions.get_alias(function, parsed.value).version
+        return self._functions.get_version(function, number).config.async_
+
+    async def _heartbeat(self, delivery: Delivery) -> None:
+        while True:
+            await asyncio.sleep(self._settings.lease_s / 3)
+            await self.queue.extend(delivery, self._settings.lease_s, now=self._clock.time())
+
+    # outcomes ----------------------------------------------------------------------------
+
+    async def _succeeded(self, delivery: Delivery, task: Task, result: InvocationResult,
+                         config: AsyncConfig, started: float) -> None:
+        now = self._clock.time()
+        task.history.append(Attempt(delivery.event.attempt + 1, started, now, "success",
+                                    result.version))
+        task.status = "succeeded"
+        task.version = result.version
+        task.result = result.body
+        task.result_content_type = result.content_type
+        task.error = None
+        task.finished_at = task.updated_at = now
+        if config.on_success is not None:
+            await self._deliver(config.on_success, delivery, task, "Success")
+        await self.queue.ack(delivery, task)
+        self.on_outcome(task.function, "succeeded")
+
+    async def _failed_attempt(self, delivery: Delivery, task: Task, err: EmberError,
+                              config: AsyncConfig, started: float) -> None:
+        event = delivery.event
+        now = self._clock.time()
+        kind = kind_of(err)
+        task.history.append(Attempt(
+            event.attempt + 1, started, now, "system_error" if kind == "system" else "error",
+            err.headers.get("X-Ember-Version"), err.code, err.message,
+        ))
+        task.error = err.to_dict()
+        task.version = err.headers.get("X-Ember-Version", task.version)
+        if kind == "system":
+            delay = self._policy.system_delay(event.attempt + 1, self._rng)
+            if now + delay - event.enqueued_at <= config.max_event_age_s:
+                await self._retry(delivery, task, delay, now)
+                return
+            task.status = "expired"
+            await self._fail(delivery, task, err, "EventAgeExceeded", config, now)
+            return
+        if kind == "function" and event.attempt < config.max_retries:
+            delay = self._policy.function_delay(event.attempt + 1)
+            if now + delay - event.enqueued_at <= config.max_event_age_s:
+                await self._retry(delivery, task, delay, now)
+                return
+        condition = "RetriesExhausted" if kind == "function" else "Failure"
+        await self._fail(delivery, task, err, condition, config, now)
+
+    async def _retry(self, delivery: Delivery, task: Task, delay: float, now: float) -> None:
+        task.status = "queued"
+        task.updated_at = now
+        await self.queue.retry(delivery, task, delay_s=delay, now=now)
+        self.on_outcome(task.function, "retried")
+
+    async def _fail(self, delivery: Delivery, task: Task, err: EmberError | None,
+                    condition: str, config: AsyncConfig, now: float) -> None:
+        if task.status != "expired":
+            task.status = "failed"
+        if err is not None:
+            task.error = err.to_dict()
+        elif task.error is None:
+            task.error = {"code": "EventAgeExceeded",
+                          "message": f"the event was not run within {config.max_event_age_s} s",
+                          "details": {}}
+        task.finished_at = task.updated_at = now
+        destination = config.on_failure
+        if destination is not None and destination.kind == "function":
+            await self._deliver(destination, delivery, task, condition)
+            await self.queue.ack(delivery, task)
+        else:
+            task.dead_lettered = True
+            reason = {**(task.error or {}), "condition": condition, "attempts": task.attempts}
+            await self.queue.dead_letter(delivery, task, reason, now=now)
+            self.on_outcome(task.function, "dead_lettered")
+        self.on_outcome(task.function, task.status)
+
+    async def _stopped(self, delivery: Delivery) -> None:
+        task = await self.queue.get_task(delivery.event.id)
+        now = self._clock.time()
+        if task.status == "running":
+            task.history.append(Attempt(delivery.event.attempt + 1, task.started_at or now,
+                                        now, "stopped", task.version))
+        task.status = "stopped"
+        task.finished_at = task.updated_at = now
+        await self.queue.ack(delivery, task)
+        self.on_outcome(task.function, "stopped")
+
+    async def _deliver(self, destination: Destination, delivery: Delivery, task: Task,
+                       condition: str) -> None:
+        """Queue the outcome for the destination function. The key makes a redelivered
+        event (a crash between this and the ack) send it only once."""
+        assert destination.function is not None
+        body = orjson.dumps(destination_record(delivery.event, task, condition))
+        event = Event(str(uuid.uuid4()), destination.function, destination.qualifier, body,
+                      "application/json", self._clock.time())
+        await self.queue.submit(
+            event, idempotency_key=f"destination:{task.id}:{condition}",
+            dedup_window_s=DEDUP_WINDOW_S, now=self._clock.time(),
+        )
+        self._wake.set()
+
+    # control-plane changes ---------------------------------------------------------------
+
+    def _changed_from_any_thread(self, name: str) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._refresh, name)
+
+    def _refresh(self, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._refresh_paused(name))
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def _refresh_paused(self, name: str) -> None:
+        try:
+            function = await asyncio.to_thread(self._functions.get, name)
+        except FunctionNotFound:
+            self._paused.discard(name)
+            return
+        if function.async_paused:
+            self._paused.add(name)
+        else:
+            self._paused.discard(name)
+            self._wake.set()
+
+    def _deleted_from_any_thread(self, name: str) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._drop, name)
+
+    def _drop(self, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.queue.delete_function(name))
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+
+def _payload_json(payload: bytes, content_type: str) -> Any:
+    if "json" in content_type:
+        try:
+            return orjson.loads(payload) if payload else None
+        except orjson.JSONDecodeError:
+            pass
+    return {"base64": base64.b64encode(payload).decode()}
+
+
+def destination_record(event: Event, task: Task, condition: str) -> dict[str, Any]:
+    """What a destination function receives about an async invocation's outcome."""
+    response: dict[str, Any]
+    if task.status == "succeeded":
+        response = {"result": _payload_json(task.result or b"",
+                                            task.result_content_type or "")}
+    else:
+        response = {"error": task.error}
+    return {
+        "version": "1.0",
+        "request_id": task.id,
+        "condition": condition,
+        "source": {"function": task.function, "qualifier": task.qualifier,
+                   "version": task.version},
+        "request": {"payload": _payload_json(event.payload, event.content_type)},
+        "response": response,
+        "attempts": [a.to_json() for a in task.history],
+    }
