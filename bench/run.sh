@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python bench/invoke.py "$@"
+.venv/bin/python bench/invoke.py "$@"
+exec .venv/bin/python bench/async_bench.py

@@ -131,7 +131,7 @@ def _queue(settings: Settings) -> Queue:
     if settings.queue_url:
         from ember.queue.redis import RedisQueue
 
-        return RedisQueue(settings.queue_url)
+        return RedisQueue(settings.queue_url, prefix=settings.queue_prefix)
     from ember.queue.embedded import EmbeddedQueue
 
     return EmbeddedQueue(settings.home / "queue.db")

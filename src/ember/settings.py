@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     queue_url: str | None = Field(
         default=None, description="redis://HOST:PORT/DB for Redis streams; embedded when unset"
     )
+    queue_prefix: str = Field(
+        default="ember", pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="prefix of every Redis key, to share one Redis between installations",
+    )
     async_concurrency: int = Field(default=32, ge=1, le=10_000)
     async_lease_s: float = Field(default=30, ge=1, le=3600)
     async_retry_delay_s: float = Field(

@@ -11,6 +11,7 @@ a second thread with its own connection; WAL lets them proceed while the writer 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -205,11 +206,10 @@ class SqliteThreads:
         for outcome in outcomes:
             by_loop.setdefault(outcome[0].loop, []).append(outcome)
         for loop, items in by_loop.items():
-            try:
-                # One wake-up of the event loop per batch, not one per caller.
+            # One wake-up of the event loop per batch, not one per caller. A closed loop
+            # raises RuntimeError: nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, items)
-            except RuntimeError:
-                pass  # the loop is closed: nobody is waiting any more
 
 
 def _resolve(items: list[tuple[_Job, Any, BaseException | None]]) -> None:

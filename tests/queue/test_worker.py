@@ -1,0 +1,332 @@
+"""Async invocation end to end in one process, on the embedded queue and on Redis: the API
+accepts, the worker runs through the router, outcomes land in tasks, destinations and dead
+letters."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.queue.conftest import REDIS_URL, _drop_redis_keys
+from tests.router.conftest import Ember
+
+Run = Callable[..., None]
+
+ECHO = """
+def handler(event, context):
+    return {"event": event, "attempt": context.attempt}
+"""
+
+FLAKY = """
+import os
+
+def handler(event, context):
+    # Fails until the attempt named in the event.
+    if context.attempt < event["succeed_on"]:
+        raise RuntimeError(f"attempt {context.attempt} fails")
+    return context.attempt
+"""
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def queue_settings(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    overrides: dict[str, Any] = {"async_retry_delay_s": 0.05, "async_system_delay_s": 0.05}
+    if request.param == "redis":
+        prefix = f"ember-test-{uuid.uuid4().hex[:12]}"
+        overrides |= {"queue_url": REDIS_URL, "queue_prefix": prefix}
+        yield overrides
+        asyncio.run(_drop_redis_keys(prefix))
+    else:
+        yield overrides
+
+
+@pytest.fixture
+def run_async(run: Run, queue_settings: dict[str, Any]) -> Run:
+    def runner(scenario: Any, **overrides: Any) -> None:
+        run(scenario, **(queue_settings | overrides))
+
+    return runner
+
+
+async def submit(ember: Ember, name: str, event: Any = None, *, key: str | None = None,
+                 qualifier: str | None = None) -> dict[str, Any]:
+    headers = {"X-Ember-Invocation-Type": "async"}
+    if key:
+        headers["X-Ember-Idempotency-Key"] = key
+    params = {"qualifier": qualifier} if qualifier else {}
+    answer = await ember.http.post(f"/functions/{name}/invoke", json=event, headers=headers,
+                                   params=params)
+    assert answer.status_code == 202, answer.text
+    assert answer.headers["x-ember-request-id"] == answer.json()["request_id"]
+    return dict(answer.json())
+
+
+async def wait(ember: Ember, task_id: str, timeout: float = 20) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        task = (await ember.http.get(f"/tasks/{task_id}", params={"wait_s": 1})).json()
+        if task["status"] in ("succeeded", "failed", "stopped", "expired"):
+            return dict(task)
+        assert asyncio.get_running_loop().time() < deadline, task
+        await asyncio.sleep(0.01)
+
+
+def test_async_invoke_runs_and_records_the_task(run_async: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("echo", ECHO)
+        accepted = await submit(ember, "echo", {"n": 1})
+        assert accepted["deduplicated"] is False
+        assert accepted["task"]["status"] in ("queued", "running")
+        task = await wait(ember, accepted["request_id"])
+        assert task["status"] == "succeeded"
+        assert task["result"] == {"value": {"event": {"n": 1}, "attempt": 1}}
+        assert task["attempts"] == 1 and task["history"][0]["outcome"] == "success"
+        assert task["version"] == "latest"
+        listed = (await ember.http.get("/functions/echo/tasks")).json()["tasks"]
+        assert [t["id"] for t in listed] == [task["id"]]
+        by_status = await ember.http.get("/functions/echo/tasks", params={"status": "failed"})
+        assert by_status.json()["tasks"] == []
+        logs = (await ember.http.get(task["logs"])).json()
+        assert logs["logs"] == []  # echo logs nothing, but the link works
+
+    run_async(scenario)
+
+
+def test_idempotency_key_deduplicates(run_async: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("echo", ECHO)
+        first = await submit(ember, "echo", {"n": 1}, key="order-42")
+        again = await submit(ember, "echo", {"n": 2}, key="order-42")
+        assert again["request_id"] == first["request_id"] and again["deduplicated"] is True
+        other = await submit(ember, "echo", {"n": 3}, key="order-43")
+        assert other["request_id"] != first["request_id"]
+        await wait(ember, first["request_id"])
+        await wait(ember, other["request_id"])
+        tasks = (await ember.http.get("/functions/echo/tasks")).json()["tasks"]
+        assert len(tasks) == 2
+
+    run_async(scenario)
+
+
+def test_function_errors_are_retried_then_dead_lettered_and_redriven(run_async: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("flaky", FLAKY, **{"async": {"max_retries": 2}})
+        ok = await wait(ember, (await submit(ember, "flaky", {"succeed_on": 3}))["request_id"])
+        assert ok["status"] == "succeeded" and ok["attempts"] == 3
+        assert [a["outcome"] for a in ok["history"]] == ["error", "error", "success"]
+        gaps = [b["started_at"] - a["finished_at"] for a, b in zip(ok["history"], ok["history"][1:])]
+        assert gaps[0] >= 0.04 and gaps[1] >= 0.09  # 0.05 s, then doubled
+
+        failed = await wait(ember, (await submit(ember, "flaky", {"succeed_on": 9}))["request_id"])
+        assert failed["status"] == "failed" and failed["attempts"] == 3
+        assert failed["error"]["code"] == "FunctionError"
+        assert failed["dead_lettered"] is True
+        letters = (await ember.http.get("/dead-letters", params={"function": "flaky"})).json()
+        assert [d["id"] for d in letters["dead_letters"]] == [failed["id"]]
+        letter = (await ember.http.get(f"/dead-letters/{failed['id']}")).json()
+        assert letter["payload"] == {"value": {"succeed_on": 9}}
+        assert letter["reason"]["condition"] == "RetriesExhausted"
+        assert letter["reason"]["attempts"] == 3
+
+        await ember.update_code("flaky", FLAKY.replace("event[\"succeed_on\"]", "1"))
+        redriven = await ember.http.post(f"/dead-letters/{failed['id']}/redrive")
+        assert redriven.status_code == 200 and redriven.json()["status"] == "queued"
+        done = await wait(ember, failed["id"])
+        assert done["status"] == "succeeded"
+        assert (await ember.http.get(f"/dead-letters/{failed['id']}")).status_code == 404
+        stats = (await ember.http.get("/functions/flaky/stats")).json()
+        assert stats["retries"] >= 4
+        assert stats["queue"]["dead_letters"] == 0
+
+    run_async(scenario)
+
+
+def test_destinations_receive_outcomes(run_async: Run) -> None:
+    sink = """
+import json, os
+
+def handler(event, context):
+    with open(os.environ["OUT"], "a") as f:
+        f.write(json.dumps(event) + "\\n")
+    return "noted"
+"""
+
+    async def scenario(ember: Ember) -> None:
+        import json
+        import tempfile
+
+        out = tempfile.mktemp(prefix="ember-dest-")
+        await ember.deploy("sink", sink, environment={"OUT": out})
+        destinations = {
+            "max_retries": 0,
+            "on_success": {"function": "sink"},
+            "on_failure": {"function": "sink"},
+        }
+        await ember.deploy("flaky", FLAKY, **{"async": destinations})
+        good = await submit(ember, "flaky", {"succeed_on": 1})
+        bad = await submit(ember, "flaky", {"succeed_on": 5})
+        assert (await wait(ember, good["request_id"]))["status"] == "succeeded"
+        failed = await wait(ember, bad["request_id"])
+        assert failed["status"] == "failed" and failed["dead_lettered"] is False
+        for _ in range(400):
+            try:
+                with open(out) as f:
+                    records = [json.loads(line) for line in f]
+            except FileNotFoundError:
+                records = []
+            if len(records) == 2:
+                break
+            await asyncio.sleep(0.025)
+        by_id = {r["request_id"]: r for r in records}
+        success = by_id[good["request_id"]]
+        assert success["condition"] == "Success"
+        assert success["response"]["result"] == 1
+        assert success["request"]["payload"] == {"succeed_on": 1}
+        failure = by_id[bad["request_id"]]
+        assert failure["condition"] == "RetriesExhausted"
+        assert failure["response"]["error"]["code"] == "FunctionError"
+        assert failure["attempts"][0]["outcome"] == "error"
+
+    run_async(scenario)
+
+
+def test_max_event_age_expires_events(run_async: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("old", ECHO, **{"async": {"max_event_age_s": 1}})
+        await ember.http.post("/functions/old/pause")
+        await ember.settle()
+        accepted = await submit(ember, "old", {"n": 1})
+        await asyncio.sleep(1.3)
+        await ember.http.post("/functions/old/resume")
+        task = await wait(ember, accepted["request_id"])
+        assert task["status"] == "expired"
+        assert task["attempts"] == 0
+        letter = (await ember.http.get(f"/dead-letters/{task['id']}")).json()
+        assert letter["reason"]["condition"] == "EventAgeExceeded"
+
+    run_async(scenario)
+
+
+def test_system_errors_are_retried(run_async: Run) -> None:
+    crashy = """
+import os
+
+def handler(event, context):
+    if context.attempt == 1:
+        os._exit(7)
+    return context.attempt
+"""
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("crashy", crashy, **{"async": {"max_retries": 0}})
+        task = await wait(ember, (await submit(ember, "crashy"))["request_id"])
+        # max_retries counts function errors only: a crash is the platform's to retry.
+        assert task["status"] == "succeeded" and task["attempts"] == 2
+        assert task["history"][0]["outcome"] == "system_error"
+        assert task["history"][0]["error_code"] == "InstanceCrashed"
+
+    run_async(scenario)
+
+
+def test_pause_keeps_events_queued_until_resume(run_async: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("echo", ECHO)
+        paused = await ember.http.post("/functions/echo/pause")
+        assert paused.json()["async_state"] == "paused"
+        await ember.settle()
+        ids = [(await submit(ember, "echo", {"n": i}))["request_id"] for i in range(3)]
+        await asyncio.sleep(0.5)
+        for task_id in ids:
+            assert (await ember.http.get(f"/tasks/{task_id}")).json()["status"] == "queued"
+        stats = (await ember.http.get("/functions/echo/stats")).json()
+        assert stats["queue"]["depth"] == 3 and stats["queue"]["oldest_age_s"] >= 0.4
+        resumed = await ember.http.post("/functions/echo/resume")
+        assert resumed.json()["async_state"] == "running"
+        for task_id in ids:
+            assert (await wait(ember, task_id))["status"] == "succeeded"
+
+    run_async(scenario)
+
+
+def test_stop_queued_and_running_tasks(run_async: Run) -> None:
+    slow = """
+import time
+
+def handler(event, context):
+    time.sleep(event["sleep"])
+    return "finished"
+"""
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("slow", slow)
+        running = await submit(ember, "slow", {"sleep": 30})
+        for _ in range(400):
+            state = (await ember.http.get(f"/tasks/{running['request_id']}")).json()
+            if state["status"] == "running":
+                break
+            await asyncio.sleep(0.025)
+        stopped = await ember.http.post(f"/tasks/{running['request_id']}/stop")
+        assert stopped.json()["status"] == "stopped"
+        assert stopped.json()["history"][-1]["outcome"] == "stopped"
+
+        await ember.http.post("/functions/slow/pause")
+        await ember.settle()
+        queued = await submit(ember, "slow", {"sleep": 0})
+        answer = await ember.http.post(f"/tasks/{queued['request_id']}/stop")
+        assert answer.json()["status"] == "stopped" and answer.json()["attempts"] == 0
+        await ember.http.post("/functions/slow/resume")
+        await asyncio.sleep(0.3)
+        assert (await ember.http.get(f"/tasks/{queued['request_id']}")).json()["status"] == "stopped"
+        unknown = await ember.http.get("/tasks/nope")
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "TaskNotFound"
+
+    run_async(scenario)
+
+
+def test_payload_over_the_async_limit_is_refused(run_async: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("echo", ECHO)
+        big = base64.b64encode(b"x" * (257 * 1024 - 100)).decode()
+        answer = await ember.http.post(
+            "/functions/echo/invoke", content=big.encode() + b" " * 40000,
+            headers={"X-Ember-Invocation-Type": "async", "content-type": "text/plain"},
+        )
+        assert answer.status_code == 413
+        assert answer.json()["error"]["code"] == "PayloadTooLarge"
+        assert (await ember.http.get("/functions/echo/tasks")).json()["tasks"] == []
+        stats = (await ember.http.get("/functions/echo/stats")).json()
+        assert stats["queue"]["depth"] == 0
+        missing = await ember.http.post("/functions/ghost/invoke",
+                                        headers={"X-Ember-Invocation-Type": "async"})
+        assert missing.status_code == 404
+
+    run_async(scenario)
+
+
+def test_sync_callers_go_before_an_async_backlog(run_async: Run) -> None:
+    slow = """
+import time
+
+def handler(event, context):
+    time.sleep(0.05)
+    return "ok"
+"""
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("shared", slow, max_instances=1)
+        for i in range(20):
+            await submit(ember, "shared", {"i": i})
+        await asyncio.sleep(0.1)
+        started = asyncio.get_running_loop().time()
+        answer = await ember.invoke("shared", {})
+        waited = asyncio.get_running_loop().time() - started
+        assert answer.status_code == 200
+        # Behind the one async attempt already running, not behind all twenty.
+        assert waited < 0.5, waited
+
+    run_async(scenario)

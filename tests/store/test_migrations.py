@@ -1,0 +1,65 @@
+"""Alembic migrations: an old database is brought forward with its data kept, on SQLite and
+(when EMBER_DATABASE_URL points at one) on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from ember.settings import Settings
+from ember.store.migrate import alembic_config, upgrade
+from ember.store.sql import SqlMetadataStore, create_engine
+
+
+@pytest.fixture
+def empty_url(tmp_path: Path) -> Iterator[str]:
+    base = os.environ.get("EMBER_DATABASE_URL")
+    if not base:
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    admin = sa.create_engine(Settings(database_url=base).resolved_database_url(),
+                             isolation_level="AUTOCOMMIT")
+    name = f"ember_migrate_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield sa.make_url(Settings(database_url=base).resolved_database_url()).set(
+            database=name
+        ).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def test_upgrade_from_the_first_revision_keeps_functions(empty_url: str) -> None:
+    engine = create_engine(empty_url)
+    try:
+        config = alembic_config()
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0001")
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO functions (name, config, code_sha256, code_size, enabled, "
+                "last_version, created_at, updated_at) VALUES "
+                "('old', '{}', :sha, 10, :yes, 0, :now, :now)"
+            ), {"sha": "a" * 64, "yes": True, "now": now})
+        upgrade(engine)
+        upgrade(engine)  # a second start finds nothing to do
+        function = SqlMetadataStore(engine).get_function("old")
+        assert function.async_paused is False
+        assert function.config.memory_mb == 256
+        with engine.connect() as conn:
+            head = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        assert head == "0002"
+    finally:
+        engine.dispose()
