@@ -3,14 +3,17 @@ a fresh database is created for the run and emptied before each test."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from ember.clock import Clock
 from ember.settings import Settings
 
 _BASE_URL = os.environ.get("EMBER_DATABASE_URL", "")
@@ -88,3 +91,19 @@ def make_zip(files: dict[str, str | bytes]) -> bytes:
 
 
 HELLO = {"main.py": "def handler(event, context):\n    return {'hello': event}\n"}
+
+
+@pytest.fixture
+def run(settings: Settings) -> Callable[..., None]:
+    """Run an async scenario against a fresh in-process server (see tests/inprocess.py);
+    keyword arguments override settings."""
+    from tests.inprocess import Scenario, running
+
+    def runner(scenario: Scenario, clock: Clock | None = None, **overrides: Any) -> None:
+        async def main() -> None:
+            async with running(settings.model_copy(update=overrides), clock) as ember:
+                await scenario(ember)
+
+        asyncio.run(main())
+
+    return runner

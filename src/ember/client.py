@@ -7,8 +7,18 @@
         ember.publish_version("hello")
         print(ember.invoke("hello", {"name": "Ada"}).json())
 
+Async invocations run in the background and are followed as tasks:
+
+        accepted = ember.invoke_async("hello", {"name": "Ada"}, idempotency_key="order-17")
+        task = ember.wait_task(accepted.request_id, timeout_s=30)
+        if task.status == "succeeded":
+            print(decode_body(task.result))
+        else:
+            print(task.status, task_error(task))
+
 Both clients offer the same methods with the same parameters (the async ones are awaited);
-each is documented in ``ember.sdk.calls``, where every route is described once. An error
+each is documented in ``ember.sdk.calls`` or, for async invocation, tasks and dead letters,
+in ``ember.sdk.tasks``, where every route is described once. An error
 answer raises the same ``ember.errors`` class the server raised (``FunctionNotFound``,
 ``InvalidSpec``, ``Conflict``…); a server that cannot be reached raises
 ``ServiceUnavailable``.
@@ -34,18 +44,40 @@ from ember.api.schemas import (
     PublishOut,
     VersionOut,
 )
+from ember.api.tasks import (
+    AcceptedOut,
+    AttemptOut,
+    DeadLetterList,
+    DeadLetterOut,
+    TaskList,
+    TaskOut,
+)
 from ember.errors import EmberError, ServiceUnavailable
-from ember.sdk import calls
+from ember.model.invocation import FINAL_STATUSES
+from ember.sdk import calls, tasks
 from ember.sdk.calls import Call, Code
-from ember.sdk.results import InvocationResult, LogLine, LogPage, error_from_response
+from ember.sdk.results import (
+    InvocationResult,
+    LogLine,
+    LogPage,
+    decode_body,
+    error_from_response,
+    task_error,
+)
+from ember.sdk.tasks import Plan
 
 __all__ = [
     "DEFAULT_URL",
+    "FINAL_STATUSES",
+    "AcceptedOut",
     "AliasOut",
     "AsyncClient",
+    "AttemptOut",
     "Client",
     "Code",
     "CodeOut",
+    "DeadLetterList",
+    "DeadLetterOut",
     "FunctionList",
     "FunctionOut",
     "Health",
@@ -53,7 +85,11 @@ __all__ = [
     "LogLine",
     "LogPage",
     "PublishOut",
+    "TaskList",
+    "TaskOut",
     "VersionOut",
+    "decode_body",
+    "task_error",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -105,7 +141,13 @@ class _Route(Generic[P, T]):
     returns the result, on an ``AsyncClient`` it returns a coroutine of it. This is what lets
     each route be written once and still be fully typed on both clients."""
 
+    # The client method that carries out what the builder returns.
+    _verb = "_send"
+
     def __init__(self, build: Callable[P, Call[T]]) -> None:
+        self._setup(build)
+
+    def _setup(self, build: Callable[P, Any]) -> None:
         self._build = build
         self.__doc__ = build.__doc__
         self._bound = self._signature(bound=True)
@@ -123,19 +165,21 @@ class _Route(Generic[P, T]):
     ) -> Callable[P, Coroutine[Any, Any, T]]: ...
 
     def __get__(self, obj: Any, owner: Any = None) -> Any:
-        build = self._build
+        build, verb = self._build, self._verb
         if obj is None:
             # Read on the class (help(), docs): an unbound method taking the client first.
             @wraps(build)
             def unbound(client: Any, /, *args: Any, **kwargs: Any) -> Any:
-                return client._send(build(*args, **kwargs))
+                return getattr(client, verb)(build(*args, **kwargs))
 
             unbound.__signature__ = self._unbound  # type: ignore[attr-defined]
             return unbound
 
+        run = getattr(obj, verb)
+
         @wraps(build)
         def method(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return obj._send(build(*args, **kwargs))
+            return run(build(*args, **kwargs))
 
         method.__signature__ = self._bound  # type: ignore[attr-defined]
         return method
@@ -144,7 +188,7 @@ class _Route(Generic[P, T]):
         """The builder's signature, returning what the call parses to (for help())."""
         signature = inspect.signature(self._build)
         returns = signature.return_annotation
-        if isinstance(returns, str) and returns.startswith("Call[") and returns.endswith("]"):
+        if isinstance(returns, str) and returns.startswith(("Call[", "Plan[")):
             returns = returns[len("Call[") : -1]
         parameters = list(signature.parameters.values())
         if not bound:
@@ -152,8 +196,19 @@ class _Route(Generic[P, T]):
         return signature.replace(parameters=parameters, return_annotation=returns)
 
 
+class _Plan(_Route[P, T]):
+    """A client method made from a ``Plan``: several requests, each depending on the answers
+    before it (``wait_task``), driven by the client's ``_run``."""
+
+    _verb = "_run"
+
+    def __init__(self, build: Callable[P, Plan[T]]) -> None:
+        self._setup(build)
+
+
 class _Routes:
-    """The methods both clients share, one per route (documented in ``ember.sdk.calls``)."""
+    """The methods both clients share, one per route (documented in ``ember.sdk.calls`` and
+    ``ember.sdk.tasks``)."""
 
     create_function = _Route(calls.create_function)
     get_function = _Route(calls.get_function)
@@ -173,6 +228,16 @@ class _Routes:
     list_aliases = _Route(calls.list_aliases)
     delete_alias = _Route(calls.delete_alias)
     invoke = _Route(calls.invoke)
+    invoke_async = _Route(tasks.invoke_async)
+    get_task = _Route(tasks.get_task)
+    wait_task = _Plan(tasks.wait_task)
+    list_tasks = _Route(tasks.list_tasks)
+    stop_task = _Route(tasks.stop_task)
+    list_dead_letters = _Route(tasks.list_dead_letters)
+    get_dead_letter = _Route(tasks.get_dead_letter)
+    redrive = _Route(tasks.redrive)
+    pause_function = _Route(tasks.pause_function)
+    resume_function = _Route(tasks.resume_function)
     get_logs = _Route(calls.get_logs)
     get_stats = _Route(calls.get_stats)
     health = _Route(calls.health)
@@ -218,6 +283,15 @@ class Client(_Routes):
         except httpx.TransportError as exc:
             raise _transport_error(self.base_url, exc) from exc
         return _answer(call, response)
+
+    def _run(self, plan: Plan[T]) -> T:
+        try:
+            call = next(plan)
+            while True:
+                call = plan.send(self._send(call))
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
     def iter_functions(
         self, *, prefix: str = "", tag: str | None = None, page_size: int | None = None
@@ -294,6 +368,15 @@ class AsyncClient(_Routes):
         except httpx.TransportError as exc:
             raise _transport_error(self.base_url, exc) from exc
         return _answer(call, response)
+
+    async def _run(self, plan: Plan[T]) -> T:
+        try:
+            call = next(plan)
+            while True:
+                call = plan.send(await self._send(call))
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
     async def iter_functions(
         self, *, prefix: str = "", tag: str | None = None, page_size: int | None = None

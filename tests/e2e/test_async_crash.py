@@ -102,8 +102,11 @@ def test_sigkill_mid_run_loses_no_event(home: Path, tmp_path: Path) -> None:
             "config": {"environment": {"OUT": str(out)}, "max_instances": 8},
         })
         assert created.status_code == 201, created.text
+        # Queue the whole backlog first, then let it run and kill the server in the middle.
+        httpx.post(f"{url}/functions/recorder/pause").raise_for_status()
         ids = asyncio.run(_submit_all(url))
         assert len(set(ids)) == EVENTS
+        httpx.post(f"{url}/functions/recorder/resume").raise_for_status()
         # Kill it while the backlog is being worked through.
         deadline = time.monotonic() + 60
         while len(_lines(out)) < EVENTS // 4 and time.monotonic() < deadline:

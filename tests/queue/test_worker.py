@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.queue.conftest import REDIS_URL, _drop_redis_keys
-from tests.router.conftest import Ember
+from tests.inprocess import Ember
 
 Run = Callable[..., None]
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ember.clock import ManualClock
-from tests.router.conftest import Ember
+from tests.inprocess import Ember
 
 ECHO = """
 import os

@@ -16,7 +16,6 @@ from rich.text import Text
 
 from ember.cli.common import Session, UsageError
 from ember.client import InvocationResult
-from ember.errors import EmberError
 
 
 def read_data(data: str | None, content_type: str | None) -> Any:
@@ -109,7 +108,7 @@ def invoke(
         output.err.out(result.log_tail.rstrip("\n"), highlight=False)
         output.err.rule(style="dim")
     if result.error is not None:
-        _print_failure(session, result.error)
+        output.failure(result.error)
         raise typer.Exit(1)
 
 
@@ -127,10 +126,3 @@ def _print_body(result: InvocationResult, raw: bool) -> None:
         typer.echo(result.body, nl=False)
     else:
         typer.echo(result.text, nl=not result.text.endswith("\n"))
-
-
-def _print_failure(session: Session, error: EmberError) -> None:
-    session.output.error(error)
-    trace = error.details.get("traceback")
-    if isinstance(trace, str) and trace.strip():
-        session.output.err.out(trace.rstrip("\n"), highlight=False)

@@ -20,7 +20,14 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ember.client import AliasOut, FunctionOut, LogLine, VersionOut
+from ember.client import (
+    AliasOut,
+    DeadLetterOut,
+    FunctionOut,
+    LogLine,
+    TaskOut,
+    VersionOut,
+)
 from ember.errors import EmberError
 
 
@@ -72,6 +79,13 @@ class Output:
                 if isinstance(item, Mapping):
                     typer.echo(f"  - {item.get('field', '?')}: {item.get('message', '')}", err=True)
 
+    def failure(self, err: EmberError) -> None:
+        """A failed invocation: its error, then the handler's traceback when there is one."""
+        self.error(err)
+        trace = err.details.get("traceback")
+        if isinstance(trace, str) and trace.strip():
+            self.err.out(trace.rstrip("\n"), highlight=False)
+
     def uploading(self, what: str) -> Any:
         """A spinner on stderr while ``what`` uploads, only on a terminal."""
         if sys.stderr.isatty() and not self.json_mode:
@@ -107,6 +121,13 @@ def when(value: datetime | float | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def duration(start: float | None, end: float | None) -> str:
+    if start is None or end is None:
+        return "-"
+    seconds = max(0.0, end - start)
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
 def traffic(version: int, additional: int | None, weight: float | None) -> str:
     if additional is None or weight is None:
         return str(version)
@@ -122,7 +143,9 @@ def _grid(title: str, rows: Iterable[tuple[str, Any]]) -> Panel:
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     for key, value in rows:
-        grid.add_row(key, Text("-" if value is None or value == "" else str(value)))
+        if not isinstance(value, Text):
+            value = Text("-" if value is None or value == "" else str(value))
+        grid.add_row(key, value)
     return Panel(grid, title=Text(title), title_align="left", expand=False)
 
 
@@ -146,6 +169,7 @@ def function_panel(f: FunctionOut) -> Panel:
         f"function {f.name}",
         [
             ("state", f.state),
+            ("async", f.async_state),
             ("description", c.description),
             ("runtime", c.runtime),
             ("kind", c.kind),
@@ -256,3 +280,99 @@ def log_line(line: LogLine) -> Text:
         text.append(f" {line.request_id[:8]}", style="cyan")
     text.append(f" {line.line}")
     return text
+
+
+# tasks and dead letters ------------------------------------------------------------------------
+
+_STATUS_STYLES = {
+    "succeeded": "green", "failed": "red", "expired": "red", "stopped": "yellow",
+    "running": "cyan", "queued": "",
+}
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=_STATUS_STYLES.get(status, ""))
+
+
+def _encoded(value: Mapping[str, Any] | None) -> str | None:
+    """A result or payload as the API encodes it, shown in one cell."""
+    if not value:
+        return None
+    if "value" in value:
+        return json.dumps(value["value"], ensure_ascii=False)
+    if "text" in value:
+        return str(value["text"])
+    return f"(base64) {value.get('base64', '')}"
+
+
+def _shorten(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + "… (--json shows all)"
+
+
+def _error_code(error: Mapping[str, Any] | None) -> str | None:
+    return None if not error else str(error.get("code") or "")
+
+
+def task_panel(t: TaskOut) -> Panel:
+    error = t.error or {}
+    rows: list[tuple[str, Any]] = [
+        ("status", _status(t.status)),
+        ("function", f"{t.function}:{t.qualifier}"),
+        ("version", t.version),
+        ("attempts", t.attempts),
+        ("created", when(t.created_at)),
+        ("started", when(t.started_at)),
+        ("finished", when(t.finished_at)),
+        ("duration", duration(t.started_at, t.finished_at)),
+        ("idempotency key", t.idempotency_key),
+        ("result", _shorten(_encoded(t.result), 500)),
+        ("error", f"{error.get('code', '')}: {error.get('message', '')}" if error else None),
+        ("dead letter", "yes" if t.dead_lettered else None),
+        ("stop requested", "yes" if t.stop_requested and t.status != "stopped" else None),
+        ("logs", t.logs),
+    ]
+    for a in t.history:
+        outcome = a.outcome if a.error_code is None else f"{a.outcome} {a.error_code}"
+        rows.append((f"attempt {a.attempt}", f"{outcome} · {duration(a.started_at, a.finished_at)}"
+                     f" · {when(a.started_at)}"))
+    return _grid(f"task {t.id}", rows)
+
+
+def tasks_table(tasks: Iterable[TaskOut]) -> Table:
+    table = _table("ID", "STATUS", "ATTEMPTS", "CREATED", "DURATION", "ERROR")
+    for t in tasks:
+        cells = _cells(t.id, None, t.attempts, when(t.created_at),
+                       duration(t.started_at, t.finished_at), _error_code(t.error))
+        cells[1] = _status(t.status)
+        table.add_row(*cells)
+    return table
+
+
+def dead_letter_panel(d: DeadLetterOut) -> Panel:
+    reason = d.reason
+    return _grid(
+        f"dead letter {d.id}",
+        [
+            ("function", f"{d.function}:{d.qualifier}"),
+            ("condition", reason.get("condition")),
+            ("attempts", reason.get("attempts")),
+            ("error", reason.get("code")),
+            ("message", reason.get("message")),
+            ("queued", when(d.enqueued_at)),
+            ("dead since", when(d.dead_at)),
+            ("content type", d.content_type),
+            ("payload", _encoded(d.payload)),
+        ],
+    )
+
+
+def dead_letters_table(dead_letters: Iterable[DeadLetterOut]) -> Table:
+    table = _table("ID", "FUNCTION", "CONDITION", "ATTEMPTS", "ERROR", "DEAD SINCE")
+    for d in dead_letters:
+        table.add_row(*_cells(
+            d.id, d.function, d.reason.get("condition"), d.reason.get("attempts"),
+            d.reason.get("code"), when(d.dead_at),
+        ))
+    return table

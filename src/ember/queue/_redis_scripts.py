@@ -9,19 +9,17 @@ That is fine on one Redis server; on a Redis Cluster the prefix must be a hash t
 
 from __future__ import annotations
 
-GROUP = "ember"
-
 # Helpers shared by the scripts below. Keys are "<prefix>:<kind>:<name>…"; function names
 # cannot contain ":" (model.function.NAME_RE), so the names cannot collide.
 _HELPERS = """
 local P = ARGV[1]
-local GROUP = '%(group)s'
+local GROUP = 'ember'  -- the one consumer group of every stream
 local function k(...) return P .. ':' .. table.concat({...}, ':') end
 
 -- An ordering member "<time>|<sequence>|<id>": sorted as bytes it is time order, with ties
 -- in the order they were written, so listings page with ZRANGE BYLEX and an exclusive cursor.
 local function order_member(at, id)
-  return string.format('%%020.6f|%%012d|%%s', tonumber(at), redis.call('INCR', k('seq')), id)
+  return string.format('%020.6f|%012d|%s', tonumber(at), redis.call('INCR', k('seq')), id)
 end
 
 local function member_id(member) return string.match(member, '^[^|]*|[^|]*|(.*)$') end
@@ -51,7 +49,7 @@ local function enqueue(fn, id, body)
     redis.call('XGROUP', 'CREATE', stream, GROUP, '0', 'MKSTREAM')
   end
   redis.call('SADD', k('functions'), fn)
-  local entry = string.format('%%d-0', redis.call('INCR', k('seq')))
+  local entry = string.format('%d-0', redis.call('INCR', k('seq')))
   redis.call('XADD', stream, entry, 'id', id, 'event', body)
   redis.call('HSET', k('entry', fn), id, entry)
 end
@@ -85,7 +83,7 @@ local function leased_entry(fn, token)
   if entry and redis.call('HGET', k('token', fn), entry) == token then return entry end
   return nil
 end
-""" % {"group": GROUP}
+"""
 
 # ARGV: prefix, function, task id, event body, enqueued_at, idempotency key ("" for none),
 # now, dedup until, task status, task created_at, task blob.
@@ -230,37 +228,38 @@ return 1
 # Ends a claim. ARGV: prefix, function, task id, token, mode ("ack", "requeue", "dead"),
 # task status ("" to leave the task alone), task created_at, task blob,
 # then for "requeue": event body, enqueued_at, due, now; for "dead": dead_at, dead-letter blob.
-# The task is stored even for a stale token (it records what the attempt did); the event is
-# only touched by the claim that holds it. Returns 1, or 0 for a stale token.
+# A stale token (the lease ran out and another claim took the event, or it was finished)
+# changes nothing at all: the newer claim owns both the event and the task. Returns 1 or 0.
 _SETTLE = """
 local fn, id, mode = ARGV[2], ARGV[3], ARGV[5]
 local entry = leased_entry(fn, ARGV[4])
-if entry then
-  unstream(fn, id, entry)
-  if mode == 'requeue' then
-    requeue(fn, id, ARGV[9], ARGV[10], ARGV[11], ARGV[12])
-  else
-    redis.call('ZREM', k('events', fn), id)
+if not entry then return 0 end
+unstream(fn, id, entry)
+if mode == 'requeue' then
+  requeue(fn, id, ARGV[9], ARGV[10], ARGV[11], ARGV[12])
+else
+  redis.call('ZREM', k('events', fn), id)
+end
+if mode == 'dead' then
+  local key = k('dl', id)
+  local old = redis.call('HGET', key, 'order')
+  if old then
+    redis.call('ZREM', k('dls'), old)
+    redis.call('ZREM', k('dls', fn), old)
   end
-  if mode == 'dead' then
-    local key = k('dl', id)
-    local old = redis.call('HGET', key, 'order')
-    if old then
-      redis.call('ZREM', k('dls'), old)
-      redis.call('ZREM', k('dls', fn), old)
-    end
-    local order = order_member(ARGV[9], id)
-    redis.call('HSET', key, 'function', fn, 'order', order, 'data', ARGV[10])
-    redis.call('ZADD', k('dls'), 0, order)
-    redis.call('ZADD', k('dls', fn), 0, order)
-  end
+  local order = order_member(ARGV[9], id)
+  redis.call('HSET', key, 'function', fn, 'order', order, 'data', ARGV[10])
+  redis.call('ZADD', k('dls'), 0, order)
+  redis.call('ZADD', k('dls', fn), 0, order)
 end
 if ARGV[6] ~= '' then put_task(id, fn, ARGV[6], ARGV[7], ARGV[8]) end
-return entry and 1 or 0
+return 1
 """
 
-# ARGV: prefix, function, task id, status, created_at, blob.
+# ARGV: prefix, function, task id, status, created_at, blob. A task that is not stored (its
+# function was deleted meanwhile) is not brought back. Returns 1, or 0 for no such task.
 _SAVE_TASK = """
+if redis.call('EXISTS', k('task', ARGV[3])) == 0 then return 0 end
 put_task(ARGV[3], ARGV[2], ARGV[4], ARGV[5], ARGV[6])
 return 1
 """

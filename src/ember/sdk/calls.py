@@ -349,6 +349,14 @@ def delete_alias(name: str, alias: str) -> Call[AliasOut]:
 # invocations, logs, statistics ---------------------------------------------------------------
 
 
+def encode_payload(payload: Any, content_type: str | None) -> tuple[bytes, str]:
+    """The body and content type of an invocation's payload: bytes as they are (with
+    ``content_type``, default ``application/octet-stream``), anything else as JSON."""
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload), content_type or "application/octet-stream"
+    return jsonlib.dumps(payload).encode(), content_type or "application/json"
+
+
 def invoke(
     name: str,
     payload: Any = None,
@@ -369,8 +377,9 @@ def invoke(
             sent as JSON.
         qualifier: ``latest``, a version number or an alias.
         log_tail: also return the last 4 KiB of the invocation's log in ``log_tail``.
-        mode: ``async`` queues the invocation and answers 202 with its ``request_id`` (also
-            its task id).
+        mode: ``async`` queues the invocation; the result is the bare 202 answer, whose
+            body holds the ``request_id`` (also the task id). ``invoke_async`` does the same
+            and reads the answer into an ``AcceptedOut``.
         idempotency_key: async invocations with the same key run once.
         timeout: seconds to wait for the answer, instead of the client's timeout.
         check: raise the error of a failed invocation; when False, return it in
@@ -387,12 +396,7 @@ def invoke(
         headers["X-Ember-Log-Type"] = "Tail"
     if idempotency_key is not None:
         headers["X-Ember-Idempotency-Key"] = idempotency_key
-    if isinstance(payload, bytes | bytearray):
-        content = bytes(payload)
-        headers["Content-Type"] = content_type or "application/octet-stream"
-    else:
-        content = jsonlib.dumps(payload).encode()
-        headers["Content-Type"] = content_type or "application/json"
+    content, headers["Content-Type"] = encode_payload(payload, content_type)
 
     def parse(response: httpx.Response) -> InvocationResult:
         result = InvocationResult.of(response)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json as jsonlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from ember.api.tasks import TaskOut
 from ember.errors import EmberError, from_dict
 
 
@@ -163,3 +165,36 @@ class LogPage:
             next_cursor=body.get("next_cursor"),
             raw=body,
         )
+
+
+def decode_body(encoded: Mapping[str, Any] | None) -> Any:
+    """A task's result or a dead letter's payload as the API encodes it, decoded:
+    ``{"value": v}`` (JSON) gives ``v``, ``{"text": t}`` gives the str ``t``, ``{"base64": b}``
+    gives the bytes; None or an empty mapping gives None.
+
+    Raises:
+        ValueError: the mapping is none of these, or its base64 is invalid.
+    """
+    if not encoded:
+        return None
+    if "value" in encoded:
+        return encoded["value"]
+    if "text" in encoded:
+        return str(encoded["text"])
+    if "base64" in encoded:
+        try:
+            return base64.b64decode(str(encoded["base64"]), validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"invalid base64 in an encoded body: {exc}") from exc
+    raise ValueError(f"not an encoded body: {sorted(encoded)!r}")
+
+
+def task_error(task: TaskOut) -> EmberError | None:
+    """The error a task ended with, as the class registered for its code
+    (``FunctionError``, ``FunctionTimeout``…), with ``details["request_id"]`` set to the task
+    id; None when the task has no error (it succeeded or has not ended)."""
+    if task.error is None:
+        return None
+    error = from_dict(task.error)
+    error.details.setdefault("request_id", task.id)
+    return error

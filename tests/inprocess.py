@@ -1,3 +1,5 @@
+"""An Ember server in this process, on one event loop, driven through its HTTP API."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +9,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import pytest
 
 from ember.api import create_app
 from ember.bootstrap import Services, build
@@ -65,17 +66,3 @@ async def running(settings: Settings, clock: Clock | None = None) -> AsyncIterat
 
 
 Scenario = Callable[[Ember], Awaitable[None]]
-
-
-@pytest.fixture
-def run(settings: Settings) -> Callable[..., None]:
-    """Run an async scenario against a fresh in-process server."""
-
-    def runner(scenario: Scenario, clock: Clock | None = None, **overrides: Any) -> None:
-        async def main() -> None:
-            async with running(settings.model_copy(update=overrides), clock) as ember:
-                await scenario(ember)
-
-        asyncio.run(main())
-
-    return runner
