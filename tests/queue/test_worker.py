@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.queue.conftest import REDIS_URL, _drop_redis_keys
 from tests.inprocess import Ember
+from tests.queue.conftest import REDIS_URL, _drop_redis_keys
 
 Run = Callable[..., None]
 
@@ -119,7 +120,8 @@ def test_function_errors_are_retried_then_dead_lettered_and_redriven(run_async: 
         ok = await wait(ember, (await submit(ember, "flaky", {"succeed_on": 3}))["request_id"])
         assert ok["status"] == "succeeded" and ok["attempts"] == 3
         assert [a["outcome"] for a in ok["history"]] == ["error", "error", "success"]
-        gaps = [b["started_at"] - a["finished_at"] for a, b in zip(ok["history"], ok["history"][1:])]
+        history = ok["history"]
+        gaps = [b["started_at"] - a["finished_at"] for a, b in itertools.pairwise(history)]
         assert gaps[0] >= 0.04 and gaps[1] >= 0.09  # 0.05 s, then doubled
 
         failed = await wait(ember, (await submit(ember, "flaky", {"succeed_on": 9}))["request_id"])
@@ -281,7 +283,8 @@ def handler(event, context):
         assert answer.json()["status"] == "stopped" and answer.json()["attempts"] == 0
         await ember.http.post("/functions/slow/resume")
         await asyncio.sleep(0.3)
-        assert (await ember.http.get(f"/tasks/{queued['request_id']}")).json()["status"] == "stopped"
+        later = await ember.http.get(f"/tasks/{queued['request_id']}")
+        assert later.json()["status"] == "stopped"
         unknown = await ember.http.get("/tasks/nope")
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "TaskNotFound"
 

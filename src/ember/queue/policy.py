@@ -42,8 +42,8 @@ def kind_of(error: EmberError) -> str:
 class RetryPolicy:
     """Delays between attempts. Function errors wait ``function_delay_s`` doubled per
     attempt; system errors back off exponentially from ``system_base_s`` up to
-    ``system_max_s`` with jitter (a delay between half and all of the ceiling), so that a fleet of failing events does not retry in
-    lockstep."""
+    ``system_max_s`` with jitter (between half and all of the doubled delay), so that a
+    fleet of failing events does not retry in lockstep."""
 
     function_delay_s: float = 1.0
     function_max_s: float = 300.0
