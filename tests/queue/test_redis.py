@@ -8,13 +8,14 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import msgpack  # type: ignore[import-untyped, unused-ignore]
 import pytest
 import redis.asyncio as aioredis
 
 from ember.errors import InvalidRequest, NotFound, ServiceUnavailable, TaskNotFound
-from ember.model.invocation import Event
+from ember.model.invocation import Event, Task
 from ember.queue.redis import RedisQueue, _redact
 from tests.queue.conftest import REDIS_URL, _drop_redis_keys
 
@@ -272,3 +273,30 @@ def test_a_server_that_is_not_there_is_service_unavailable() -> None:
 ])
 def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
     assert _redact(url) == shown
+
+
+def test_stop_reads_again_when_the_task_changed_meanwhile(
+        run: Callable[[Scenario], None], monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario(prefix: str) -> None:
+        async with opened(prefix) as queue:
+            ev = event()
+            await submit(queue, ev)
+            read = queue._read_task
+            reads = 0
+
+            async def racing(task_id: str) -> tuple[Task, str] | None:
+                nonlocal reads
+                found = await read(task_id)
+                reads += 1
+                if reads == 1 and found is not None:  # a save lands between read and stop
+                    await queue.save_task(replace(found[0], stop_requested=True))
+                return found
+
+            monkeypatch.setattr(queue, "_read_task", racing)
+            stopped = await queue.stop_queued(ev.id, now=T0 + 1)
+            assert stopped is not None and stopped.status == "stopped"
+            assert stopped.stop_requested  # the change was not lost
+            assert reads == 2
+            assert await queue.get_task(ev.id) == stopped
+
+    run(scenario)
