@@ -123,6 +123,19 @@ def _transport_error(base_url: str, exc: httpx.TransportError) -> ServiceUnavail
     )
 
 
+def _timeout(call: Call[Any], current: httpx.Timeout) -> Any:
+    """The timeout of one request: the call's own, or the client's raised to the call's
+    minimum (a long poll must not time out before the server answers)."""
+    if call.timeout is not None:
+        return call.timeout
+    wanted = call.min_timeout
+    if wanted is not None and current.read is not None and current.read < wanted:
+        return httpx.Timeout(
+            connect=current.connect, read=wanted, write=current.write, pool=current.pool
+        )
+    return httpx.USE_CLIENT_DEFAULT
+
+
 def _answer(call: Call[T], response: httpx.Response) -> T:
     if call.check and not response.is_success:
         raise error_from_response(response)
@@ -278,7 +291,7 @@ class Client(_Routes):
                 json=call.json,
                 content=call.content,
                 headers=call.headers,
-                timeout=call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                timeout=_timeout(call, self._http.timeout),
             )
         except httpx.TransportError as exc:
             raise _transport_error(self.base_url, exc) from exc
@@ -363,7 +376,7 @@ class AsyncClient(_Routes):
                 json=call.json,
                 content=call.content,
                 headers=call.headers,
-                timeout=call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                timeout=_timeout(call, self._http.timeout),
             )
         except httpx.TransportError as exc:
             raise _transport_error(self.base_url, exc) from exc

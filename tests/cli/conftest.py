@@ -47,6 +47,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_")}
     if os.environ.get("EMBER_DATABASE_URL"):
         env["EMBER_DATABASE_URL"] = os.environ["EMBER_DATABASE_URL"]
+    # Async retries after a few hundredths of a second, so that tests of failing async
+    # invocations (tests/cli/test_tasks.py) take well under a second each.
+    env["EMBER_ASYNC_RETRY_DELAY_S"] = "0.05"
+    env["EMBER_ASYNC_SYSTEM_DELAY_S"] = "0.05"
     process = subprocess.Popen(
         [_ember_executable(), "server", "--port", str(port), "--home", str(home)],
         stdout=log, stderr=subprocess.STDOUT, env=env,

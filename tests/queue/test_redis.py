@@ -300,3 +300,16 @@ def test_stop_reads_again_when_the_task_changed_meanwhile(
             assert await queue.get_task(ev.id) == stopped
 
     run(scenario)
+
+
+def test_an_ended_window_is_ended_before_its_key_is_pruned(
+        run: Callable[[Scenario], None]) -> None:
+    async def scenario(prefix: str) -> None:
+        async with opened(prefix) as queue:
+            # Ended windows are pruned 100 per submit; the 101st must not count meanwhile.
+            for i in range(101):
+                assert await submit(queue, event(), key=f"k{i:03d}", window=1)
+            assert await submit(queue, event(at=T0 + 2), key="k100", window=1)
+            assert not await submit(queue, event(at=T0 + 2), key="k100", window=1)
+
+    run(scenario)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ember.cli import aliases, deploy, functions, invoke, logs, server, versions
+from ember.cli import aliases, deploy, functions, invoke, logs, server, tasks, versions
 from ember.cli.common import GlobalOptions, JsonOption, UrlOption, command
 
 app = typer.Typer(
@@ -24,6 +24,8 @@ def _root(ctx: typer.Context, url: UrlOption = None, json_output: JsonOption = F
 app.add_typer(functions.app, name="fn")
 app.add_typer(versions.app, name="version")
 app.add_typer(aliases.app, name="alias")
+app.add_typer(tasks.task_app, name="task")
+app.add_typer(tasks.dlq_app, name="dlq")
 command(app, "deploy")(deploy.deploy)
 command(functions.app, "deploy")(deploy.deploy)
 command(app, "invoke")(invoke.invoke)

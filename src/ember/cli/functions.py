@@ -12,7 +12,9 @@ from ember.cli import render
 from ember.cli.common import Session, UsageError, apply_assignments, command, load_mapping
 from ember.client import FunctionList, FunctionOut
 
-app = typer.Typer(help="Manage functions: create, get, list, update, delete, disable, enable.")
+app = typer.Typer(
+    help="Manage functions: create, get, list, update, delete, disable, enable, pause, resume."
+)
 
 Name = Annotated[str, typer.Argument(help="Function name.", show_default=False)]
 ConfigFile = Annotated[
@@ -170,6 +172,22 @@ def enable(session: Session, name: Name) -> None:
     """Allow invocations of a disabled function."""
     function = session.client.enable_function(name)
     session.output.done(f"function {function.name} is {function.state}")
+    session.output.show(function)
+
+
+@command(app, "pause")
+def pause(session: Session, name: Name) -> None:
+    """Stop running a function's async invocations; new ones wait in the queue."""
+    function = session.client.pause_function(name)
+    session.output.done(f"async invocations of {function.name} are {function.async_state}")
+    session.output.show(function)
+
+
+@command(app, "resume")
+def resume(session: Session, name: Name) -> None:
+    """Run a paused function's queued async invocations again."""
+    function = session.client.resume_function(name)
+    session.output.done(f"async invocations of {function.name} are {function.async_state}")
     session.output.show(function)
 
 

@@ -1,7 +1,9 @@
 """``ember invoke``: run a function once and print its answer.
 
 The answer's body goes to stdout (JSON pretty-printed unless ``--raw``); the request id,
-version, cold or warm start and timings go to stderr, so that stdout can be piped.
+version, cold or warm start and timings go to stderr, so that stdout can be piped. With
+``--async`` the invocation is queued and stdout holds its request id (the task id), or with
+``--wait`` the task's result once it has run.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import typer
 from rich.text import Text
 
 from ember.cli.common import Session, UsageError
+from ember.cli.tasks import finish
 from ember.client import InvocationResult
 
 
@@ -90,11 +93,40 @@ def invoke(
     raw: Annotated[bool, typer.Option("--raw", help="Print the body exactly as received.")] = False,
     timeout: Annotated[
         float | None,
-        typer.Option(help="Seconds to wait for the answer.", show_default=False),
+        typer.Option(help="Seconds to wait for the answer (with --wait: for the task to "
+                     "end, 60 by default).", show_default=False),
     ] = None,
+    async_: Annotated[
+        bool, typer.Option("--async", help="Queue the invocation and print its request id.")
+    ] = False,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="With --async: invocations with the same key within 24 h run once.",
+                     show_default=False),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="With --async: wait for the task and print its result; "
+                     "exit 1 unless it succeeded."),
+    ] = False,
 ) -> None:
     """Invoke a function and print its answer."""
+    if not async_:
+        for flag, given in (("--idempotency-key", idempotency_key is not None),
+                            ("--wait", wait)):
+            if given:
+                raise typer.BadParameter(f"{flag} needs --async", param_hint=flag)
+    elif log_tail:
+        raise typer.BadParameter(
+            "an async invocation returns no log tail: see ember logs NAME --request-id ID",
+            param_hint="--log-tail",
+        )
     payload = read_data(data, content_type)
+    if async_:
+        wait_s = (60.0 if timeout is None else timeout) if wait else None
+        _invoke_async(session, name, payload, qualifier, content_type, idempotency_key,
+                      wait_s, raw)
+        return
     result = session.client.invoke(
         name, payload, qualifier=qualifier, content_type=content_type, log_tail=log_tail,
         timeout=timeout, check=False,
@@ -126,3 +158,31 @@ def _print_body(result: InvocationResult, raw: bool) -> None:
         typer.echo(result.body, nl=False)
     else:
         typer.echo(result.text, nl=not result.text.endswith("\n"))
+
+
+def _invoke_async(
+    session: Session, name: str, payload: Any, qualifier: str, content_type: str | None,
+    idempotency_key: str | None, wait_s: float | None, raw: bool,
+) -> None:
+    """Queue the invocation; print its request id, or with ``wait_s`` what its task came
+    to (exit 1 unless it succeeded)."""
+    client, output = session.client, session.output
+    accepted = client.invoke_async(
+        name, payload, qualifier=qualifier, content_type=content_type,
+        idempotency_key=idempotency_key,
+    )
+    task_id = accepted.request_id
+    if accepted.deduplicated:
+        output.note(Text(
+            f"request {task_id} · deduplicated: key {idempotency_key!r} was used by this "
+            f"earlier invocation ({accepted.task.status})", style="yellow",
+        ))
+    else:
+        output.note(Text(f"request {task_id} · queued", style="dim"))
+    if wait_s is None:
+        if session.json:
+            output.show(accepted)
+        else:
+            typer.echo(task_id)
+        return
+    finish(session, client.wait_task(task_id, timeout_s=wait_s), wait_s, raw)

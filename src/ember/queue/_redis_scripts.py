@@ -102,7 +102,8 @@ if key ~= '' then
     redis.call('HDEL', ids, unpack(gone))
   end
   local first = redis.call('HGET', ids, key)
-  if first then
+  local window_end = redis.call('ZSCORE', untils, key)
+  if first and window_end and tonumber(window_end) > tonumber(now) then
     local blob = redis.call('HGET', k('task', first), 'data')
     if blob then return {1, blob} end
   end

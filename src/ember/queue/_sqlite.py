@@ -40,7 +40,7 @@ class _Job:
     future: asyncio.Future[Any]
 
 
-def _storage_error(exc: sqlite3.Error, path: Path) -> EmberError:
+def _storage_error(exc: Exception, path: Path) -> EmberError:
     err = EmberError(f"the queue database {path} failed: {exc}", {"path": str(path)})
     err.__cause__ = exc
     return err
@@ -80,8 +80,13 @@ class SqliteThreads:
         if self._writer is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = threading.Thread(target=self._run_writer, name=f"{self._name}-writer",
-                                        daemon=True)
+        try:
+            # Opened here so that a file that cannot be opened fails start, not the thread.
+            conn = await asyncio.to_thread(self.connect)
+        except sqlite3.Error as exc:
+            raise _storage_error(exc, self.path) from exc
+        self._writer = threading.Thread(target=self._run_writer, args=(conn,),
+                                        name=f"{self._name}-writer", daemon=True)
         self._writer.start()
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self._name}-reader")
         await self.write(setup)
@@ -143,8 +148,7 @@ class SqliteThreads:
 
     # The writer thread.
 
-    def _run_writer(self) -> None:
-        conn = self.connect()
+    def _run_writer(self, conn: sqlite3.Connection) -> None:
         try:
             stopping = False
             while not stopping:
@@ -177,18 +181,20 @@ class SqliteThreads:
                 conn.execute("SAVEPOINT job")
                 try:
                     result = job.fn(conn)
-                except sqlite3.Error:
-                    raise  # the connection may be unusable: fail the whole batch
                 except Exception as exc:
+                    if not conn.in_transaction:
+                        raise  # SQLite gave up the whole transaction (disk full, I/O error)
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
+                    if isinstance(exc, sqlite3.Error):
+                        exc = _storage_error(exc, self.path)
                     outcomes.append((job, None, exc))
                 else:
                     conn.execute("RELEASE job")
                     outcomes.append((job, result, None))
             conn.execute("COMMIT")
             self.commits += 1
-        except sqlite3.Error as exc:
+        except Exception as exc:  # anything here undoes the batch; the thread must go on
             log.exception("a write to %s failed; %d writes undone", self.path, len(batch))
             try:
                 if conn.in_transaction:

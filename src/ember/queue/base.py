@@ -7,6 +7,12 @@ the event together). Implementations: ``embedded.py`` (SQLite in $EMBER_HOME) an
 
 Delivery is at least once: a claimed event is leased; if the lease runs out before it is
 acknowledged (the server died), the event is delivered again with the same ``attempt``.
+
+Stale deliveries: ``extend``, ``ack``, ``retry``, ``postpone`` and ``dead_letter`` with a
+delivery whose event has since been claimed again (its lease ran out and another claim took
+it, carrying a new token) do nothing at all — neither the event nor the task is written —
+so that a slow first attempt never clobbers the second. A lease that ran out but was not
+claimed again still honours its token.
 """
 
 from __future__ import annotations
@@ -45,7 +51,9 @@ class Queue(Protocol):
         """Connect and create what is missing (tables, consumer groups)."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release connections and threads; later calls raise ServiceUnavailable."""
+        ...
 
     async def submit(
         self, event: Event, *, idempotency_key: str | None, dedup_window_s: float, now: float
@@ -61,7 +69,8 @@ class Queue(Protocol):
     ) -> list[Delivery]:
         """Lease up to ``limit`` events that are due (past their retry delay) and not leased
         (or whose lease ran out), skipping functions in ``paused`` and ``busy``; oldest
-        first, and when several functions have events, spread across them."""
+        (by the time they became due) first, and when several functions have events,
+        spread across them."""
         ...
 
     async def extend(self, delivery: Delivery, lease_s: float, *, now: float) -> None:
@@ -99,17 +108,21 @@ class Queue(Protocol):
         ...
 
     async def save_task(self, task: Task) -> None:
-        """Store the task's new state (e.g. ``running``, ``stop_requested``)."""
+        """Store the task's new state (e.g. ``running``, ``stop_requested``); a task that
+        no longer exists (its function was deleted) is not created again."""
         ...
 
     async def stop_queued(self, task_id: str, *, now: float) -> Task | None:
-        """If the task's event is waiting (not leased), remove it and mark the task
-        ``stopped``; return the task. Return None when it is leased (running)."""
+        """If the task's event is waiting (not leased, or its lease ran out), remove it and
+        mark the task ``stopped``; return the task. Return None when it is leased (running).
+        A final task is returned unchanged; an unknown id raises TaskNotFound."""
         ...
 
     async def list_dead_letters(
         self, function: str | None = None, *, limit: int = 100, cursor: str | None = None
-    ) -> Page[DeadLetter]: ...
+    ) -> Page[DeadLetter]:
+        """Dead letters, newest first, of one function or of all."""
+        ...
 
     async def get_dead_letter(self, task_id: str) -> DeadLetter:
         """Raises NotFound."""

@@ -263,6 +263,8 @@ class EmbeddedQueue:
         self, limit: int, lease_s: float, *, now: float, paused: frozenset[str] = frozenset(),
         busy: frozenset[str] = frozenset(),
     ) -> list[Delivery]:
+        """Lease up to ``limit`` due events, interleaving functions by rank (module doc);
+        each delivery gets its own random token."""
         if limit < 1:
             return []
         skip = paused | busy
@@ -289,6 +291,7 @@ class EmbeddedQueue:
         return await self._db.write(work)
 
     async def extend(self, delivery: Delivery, lease_s: float, *, now: float) -> None:
+        """Lease the event until ``now + lease_s``; nothing if the delivery is stale."""
         def work(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE events SET lease_until = ? WHERE id = ? AND lease_token = ?",
                          (now + lease_s, delivery.event.id, delivery.token))
@@ -296,6 +299,7 @@ class EmbeddedQueue:
         await self._db.write(work)
 
     async def ack(self, delivery: Delivery, task: Task) -> None:
+        """Remove the event and store ``task``; nothing at all if the delivery is stale."""
         def work(conn: sqlite3.Connection) -> None:
             gone = conn.execute("DELETE FROM events WHERE id = ? AND lease_token = ?",
                                 (delivery.event.id, delivery.token))
@@ -305,9 +309,13 @@ class EmbeddedQueue:
         await self._db.write(work)
 
     async def retry(self, delivery: Delivery, task: Task, *, delay_s: float, now: float) -> None:
+        """Attempt + 1, due at ``now + delay_s``, lease released, ``task`` stored; nothing at
+        all if the delivery is stale."""
         await self._put_back(delivery, task, delay_s=delay_s, now=now)
 
     async def postpone(self, delivery: Delivery, *, delay_s: float, now: float) -> None:
+        """Due at ``now + delay_s``, lease released, attempt and task untouched; nothing if
+        the delivery is stale."""
         await self._put_back(delivery, None, delay_s=delay_s, now=now)
 
     async def _put_back(self, delivery: Delivery, task: Task | None, *, delay_s: float,
@@ -329,6 +337,8 @@ class EmbeddedQueue:
 
     async def dead_letter(self, delivery: Delivery, task: Task, reason: dict[str, object],
                           *, now: float) -> None:
+        """Move the event to the dead letters and store ``task`` with ``dead_lettered``
+        set; nothing at all if the delivery is stale."""
         stored = replace(task, dead_lettered=True)
         reason_json = json.dumps(reason)
 
@@ -368,8 +378,8 @@ class EmbeddedQueue:
             args.append(status)
         if cursor is not None:
             at, seq = _decode_cursor(cursor)
-            sql += " AND (created_at < ? OR (created_at = ? AND seq < ?))"
-            args += [at, at, seq]
+            sql += " AND (created_at, seq) < (?, ?)"  # a row value: an index range
+            args += [at, seq]
         sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
         args.append(limit + 1)
         rows = await self._db.read(lambda conn: conn.execute(sql, args).fetchall())
@@ -385,6 +395,8 @@ class EmbeddedQueue:
         await self._db.write(lambda conn: _update_task(conn, task))
 
     async def stop_queued(self, task_id: str, *, now: float) -> Task | None:
+        """Stop a task whose event waits (a run-out lease counts as waiting); return None
+        while it is leased, a final task unchanged; raise TaskNotFound."""
         def work(conn: sqlite3.Connection) -> Task | None:
             task = _load_task(conn, task_id)
             if task is None:
@@ -418,8 +430,8 @@ class EmbeddedQueue:
             args.append(function)
         if cursor is not None:
             at, seq = _decode_cursor(cursor)
-            sql += " AND (dead_at < ? OR (dead_at = ? AND seq < ?))"
-            args += [at, at, seq]
+            sql += " AND (dead_at, seq) < (?, ?)"
+            args += [at, seq]
         sql += " ORDER BY dead_at DESC, seq DESC LIMIT ?"
         args.append(limit + 1)
         rows = await self._db.read(lambda conn: conn.execute(sql, args).fetchall())
@@ -436,6 +448,8 @@ class EmbeddedQueue:
         return _dead_from(row)
 
     async def redrive(self, task_id: str, *, now: float) -> Task:
+        """Queue the dead letter again (attempt 0, enqueued and due at ``now``); its task
+        becomes ``queued`` with no error; raise NotFound."""
         def work(conn: sqlite3.Connection) -> Task:
             row = conn.execute(
                 f"DELETE FROM dead_letters WHERE id = ? RETURNING {_DEAD_COLUMNS}", (task_id,)

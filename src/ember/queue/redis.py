@@ -162,6 +162,7 @@ class RedisQueue:
             await self._client.ping()
 
     async def close(self) -> None:
+        """Close every connection of the pool."""
         await self._client.aclose()
 
     async def submit(

@@ -49,7 +49,9 @@ class Call(Generic[T]):
     """One request and the reader of its answer.
 
     With ``check`` the client raises the error of any non-2xx answer before ``parse`` runs;
-    without it ``parse`` reads error answers too (an invocation's failure is a result)."""
+    without it ``parse`` reads error answers too (an invocation's failure is a result).
+    ``timeout`` replaces the client's timeout; ``min_timeout`` only raises it, for an answer
+    the server is known to hold back (a long poll)."""
 
     method: str
     path: str
@@ -60,6 +62,7 @@ class Call(Generic[T]):
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None
     check: bool = True
+    min_timeout: float | None = None
 
 
 def _segment(value: str | int) -> str:

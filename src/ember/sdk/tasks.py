@@ -99,8 +99,10 @@ def get_task(task_id: str, wait_s: float = 0) -> Call[TaskOut]:
         TaskNotFound: no such task. InvalidSpec: ``wait_s`` is out of range.
     """
     params = _params(wait_s=wait_s or None)
-    timeout = wait_s + _WAIT_MARGIN_S if wait_s else None
-    return Call("GET", _task_path(task_id), _model(TaskOut), params=params, timeout=timeout)
+    return Call(
+        "GET", _task_path(task_id), _model(TaskOut), params=params,
+        min_timeout=wait_s + _WAIT_MARGIN_S if wait_s else None,
+    )
 
 
 def wait_task(
