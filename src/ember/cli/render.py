@@ -121,6 +121,11 @@ def when(value: datetime | float | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def recent(value: float | None) -> str:
+    """A time without its year, for narrow table columns."""
+    return when(value)[5:] if value is not None else "-"
+
+
 def duration(start: float | None, end: float | None) -> str:
     if start is None or end is None:
         return "-"
@@ -149,10 +154,14 @@ def _grid(title: str, rows: Iterable[tuple[str, Any]]) -> Panel:
     return Panel(grid, title=Text(title), title_align="left", expand=False)
 
 
+_WHOLE = frozenset({"ID", "STATUS", "ATTEMPTS"})
+
+
 def _table(*columns: str) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in columns:
-        table.add_column(column, overflow="fold")
+        # An id is copied whole into the next command: never folded.
+        table.add_column(column, overflow="fold", no_wrap=column in _WHOLE)
     return table
 
 
@@ -316,7 +325,6 @@ def _error_code(error: Mapping[str, Any] | None) -> str | None:
 
 
 def task_panel(t: TaskOut) -> Panel:
-    error = t.error or {}
     rows: list[tuple[str, Any]] = [
         ("status", _status(t.status)),
         ("function", f"{t.function}:{t.qualifier}"),
@@ -326,24 +334,27 @@ def task_panel(t: TaskOut) -> Panel:
         ("started", when(t.started_at)),
         ("finished", when(t.finished_at)),
         ("duration", duration(t.started_at, t.finished_at)),
+    ]
+    optional: list[tuple[str, Any]] = [
         ("idempotency key", t.idempotency_key),
         ("result", _shorten(_encoded(t.result), 500)),
-        ("error", f"{error.get('code', '')}: {error.get('message', '')}" if error else None),
-        ("dead letter", "yes" if t.dead_lettered else None),
+        ("error", f"{t.error.get('code', '')}: {t.error.get('message', '')}" if t.error else None),
+        ("dead letter", "yes: ember dlq show ID" if t.dead_lettered else None),
         ("stop requested", "yes" if t.stop_requested and t.status != "stopped" else None),
-        ("logs", t.logs),
     ]
+    rows += [(key, value) for key, value in optional if value is not None]
     for a in t.history:
         outcome = a.outcome if a.error_code is None else f"{a.outcome} {a.error_code}"
         rows.append((f"attempt {a.attempt}", f"{outcome} · {duration(a.started_at, a.finished_at)}"
                      f" · {when(a.started_at)}"))
+    rows.append(("logs", f"ember logs {t.function} --request-id {t.id}"))
     return _grid(f"task {t.id}", rows)
 
 
 def tasks_table(tasks: Iterable[TaskOut]) -> Table:
     table = _table("ID", "STATUS", "ATTEMPTS", "CREATED", "DURATION", "ERROR")
     for t in tasks:
-        cells = _cells(t.id, None, t.attempts, when(t.created_at),
+        cells = _cells(t.id, None, t.attempts, recent(t.created_at),
                        duration(t.started_at, t.finished_at), _error_code(t.error))
         cells[1] = _status(t.status)
         table.add_row(*cells)
@@ -373,6 +384,6 @@ def dead_letters_table(dead_letters: Iterable[DeadLetterOut]) -> Table:
     for d in dead_letters:
         table.add_row(*_cells(
             d.id, d.function, d.reason.get("condition"), d.reason.get("attempts"),
-            d.reason.get("code"), when(d.dead_at),
+            d.reason.get("code"), recent(d.dead_at),
         ))
     return table
