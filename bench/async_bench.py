@@ -20,12 +20,14 @@ import zipfile
 from pathlib import Path
 
 import httpx
+import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
+import loadgen  # noqa: E402
 from invoke import start_baseline, start_ember  # noqa: E402
 
 NOOP = "def handler(event, context):\n    return None\n"
-CLIENTS = 64
+CLIENTS = 32
 
 
 def code_zip() -> str:
@@ -36,24 +38,9 @@ def code_zip() -> str:
 
 
 async def post_many(url: str, n: int, headers: dict[str, str]) -> tuple[float, list[str]]:
-    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    ids: list[str] = []
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(n):
-            queue.put_nowait(i)
-
-        async def worker() -> None:
-            while not queue.empty():
-                i = queue.get_nowait()
-                answer = await client.post(url, json={"i": i}, headers=headers)
-                answer.raise_for_status()
-                if answer.status_code == 202:
-                    ids.append(answer.json()["request_id"])
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CLIENTS)))
-        return n / (time.perf_counter() - started), ids
+    rate, bodies = await loadgen.run(url, connections=CLIENTS, requests=n, headers=headers)
+    ids = [orjson.loads(b)["request_id"] for b in bodies if b.startswith(b'{"request_id"')]
+    return rate, ids
 
 
 def run_backend(label: str, home: Path, events: int, env: dict[str, str], raw: float) -> None:

@@ -27,6 +27,9 @@ from pathlib import Path
 import httpx
 import msgpack
 
+sys.path.insert(0, str(Path(__file__).parent))
+import loadgen  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 HANDLER = "def handler(event, context):\n    return {'ok': True, 'echo': event}\n"
@@ -111,27 +114,13 @@ def sequential_latency(url: str, n: int) -> list[float]:
     return samples
 
 
-async def _throughput(url: str, clients: int, seconds: float) -> float:
-    done = 0
-    stop = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        async def worker() -> None:
-            nonlocal done
-            while time.perf_counter() < stop:
-                answer = await client.post(url, json=EVENT)
-                answer.raise_for_status()
-                done += 1
-        for _ in range(clients):  # warm every connection and instance
-            await client.post(url, json=EVENT)
-        started = time.perf_counter()
-        stop = started + seconds
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        return done / (time.perf_counter() - started)
-
-
 def throughput(url: str, clients: int, seconds: float) -> float:
-    return asyncio.run(_throughput(url, clients, seconds))
+    async def measure() -> float:
+        await loadgen.run(url, connections=clients, requests=clients * 5)  # warm up
+        rate, _ = await loadgen.run(url, connections=clients, seconds=seconds)
+        return rate
+
+    return asyncio.run(measure())
 
 
 def cold_starts(url: str, name: str, n: int) -> tuple[list[float], list[float], list[float]]:

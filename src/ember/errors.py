@@ -13,7 +13,8 @@ code, the CLI prints code and message.
     │   ├── FunctionNotFound
     │   ├── VersionNotFound
     │   ├── AliasNotFound
-    │   └── TaskNotFound
+    │   ├── TaskNotFound
+    │   └── DeadLetterNotFound
     ├── Conflict                    409  the resource exists or is held by another
     │   └── FunctionDisabled        409  invocations are refused while disabled
     ├── PayloadTooLarge             413
@@ -88,6 +89,10 @@ class AliasNotFound(NotFound):
 
 class TaskNotFound(NotFound):
     code = "TaskNotFound"
+
+
+class DeadLetterNotFound(NotFound):
+    code = "DeadLetterNotFound"
 
 
 class Conflict(EmberError):

@@ -100,7 +100,7 @@ def test_failures_dead_letters_and_redrive(cli: Cli, tmp_path: Path) -> None:
     assert again.exit_code == 1 and json.loads(again.stdout)["status"] == "failed"
     dead = json.loads(cli.ok("dlq", "list", "-f", "t-fail", "--json").stdout)["dead_letters"]
     assert [d["id"] for d in dead] == [task_id]
-    assert "Error [NotFound]" in cli.fails("dlq", "show", "no-such-task").stderr
+    assert "Error [DeadLetterNotFound]" in cli.fails("dlq", "show", "no-such-task").stderr
 
 
 def test_pause_keeps_events_queued_and_stop(cli: Cli, tmp_path: Path) -> None:

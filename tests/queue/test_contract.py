@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from ember.errors import InvalidRequest, NotFound, TaskNotFound
+from ember.errors import DeadLetterNotFound, InvalidRequest, TaskNotFound
 from ember.model.invocation import Attempt, Event, Task
 from ember.queue.base import Delivery, Queue, QueueFigures
 
@@ -307,7 +307,7 @@ def test_dead_letter_then_redrive(with_queue: WithQueue) -> None:
         assert redriven.status == "queued"
         assert not redriven.dead_lettered and redriven.error is None
         assert await queue.get_task(ev.id) == redriven
-        with pytest.raises(NotFound):
+        with pytest.raises(DeadLetterNotFound):
             await queue.get_dead_letter(ev.id)
         assert (await queue.figures(now=T0 + 10)).dead_letters == 0
         again = await claim_one(queue, now=T0 + 10)
@@ -320,9 +320,9 @@ def test_dead_letter_then_redrive(with_queue: WithQueue) -> None:
 
 def test_unknown_dead_letters_raise_not_found(with_queue: WithQueue) -> None:
     async def scenario(queue: Queue) -> None:
-        with pytest.raises(NotFound, match="missing-id"):
+        with pytest.raises(DeadLetterNotFound, match="missing-id"):
             await queue.get_dead_letter("missing-id")
-        with pytest.raises(NotFound, match="missing-id"):
+        with pytest.raises(DeadLetterNotFound, match="missing-id"):
             await queue.redrive("missing-id", now=T0)
 
     with_queue(scenario)

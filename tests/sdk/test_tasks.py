@@ -351,9 +351,9 @@ def test_wait_task_gives_the_last_state_when_the_time_is_over(
 
 
 def test_wait_task_checks_its_arguments(mocked: Client, wire: Wire) -> None:
-    for kwargs in ({"poll_s": 0}, {"poll_s": 61}, {"timeout_s": -1}):
+    for timeout_s, poll_s in ((60, 0), (60, 61), (-1, 20)):
         with pytest.raises(InvalidSpec):
-            mocked.wait_task("t-1", **kwargs)
+            mocked.wait_task("t-1", timeout_s=timeout_s, poll_s=poll_s)
     assert wire.requests == []
 
 

@@ -187,12 +187,13 @@ async def redrive(task_id: str, request: Request) -> TaskOut:
 
 
 @router.post("/functions/{name}/pause", response_model=FunctionOut, tags=["functions"])
-def pause(name: str, request: Request) -> FunctionOut:
-    """Stop processing the function's async events; they stay queued."""
-    return FunctionOut.of(_services(request).functions.set_async_paused(name, True))
+async def pause(name: str, request: Request) -> FunctionOut:
+    """Stop processing the function's async events; they stay queued. No event of the
+    function starts after this answer."""
+    return FunctionOut.of(await _services(request).invoker.set_paused(name, True))
 
 
 @router.post("/functions/{name}/resume", response_model=FunctionOut, tags=["functions"])
-def resume(name: str, request: Request) -> FunctionOut:
+async def resume(name: str, request: Request) -> FunctionOut:
     """Process the function's queued async events again."""
-    return FunctionOut.of(_services(request).functions.set_async_paused(name, False))
+    return FunctionOut.of(await _services(request).invoker.set_paused(name, False))

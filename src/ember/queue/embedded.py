@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ember.errors import Conflict, InvalidRequest, NotFound, TaskNotFound
+from ember.errors import Conflict, DeadLetterNotFound, InvalidRequest, TaskNotFound
 from ember.model.invocation import Attempt, DeadLetter, Event, Task
 from ember.queue._sqlite import SqliteThreads
 from ember.queue.base import Delivery, QueueFigures
@@ -444,7 +444,7 @@ class EmbeddedQueue:
         row = await self._db.read(lambda conn: conn.execute(
             f"SELECT {_DEAD_COLUMNS} FROM dead_letters WHERE id = ?", (task_id,)).fetchone())
         if row is None:
-            raise NotFound(f"dead letter {task_id} not found", {"task_id": task_id})
+            raise DeadLetterNotFound(f"no dead letter for task {task_id!r}", {"task": task_id})
         return _dead_from(row)
 
     async def redrive(self, task_id: str, *, now: float) -> Task:
@@ -455,7 +455,7 @@ class EmbeddedQueue:
                 f"DELETE FROM dead_letters WHERE id = ? RETURNING {_DEAD_COLUMNS}", (task_id,)
             ).fetchone()
             if row is None:
-                raise NotFound(f"dead letter {task_id} not found", {"task_id": task_id})
+                raise DeadLetterNotFound(f"no dead letter for task {task_id!r}", {"task": task_id})
             letter = _dead_from(row)
             conn.execute(_EVENT_INSERT, (letter.id, letter.function, letter.qualifier,
                                          letter.payload, letter.content_type, now, 0, now))

@@ -50,7 +50,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ember.errors import EmberError, InvalidRequest, NotFound, ServiceUnavailable, TaskNotFound
+from ember.errors import (
+    DeadLetterNotFound,
+    EmberError,
+    InvalidRequest,
+    ServiceUnavailable,
+    TaskNotFound,
+)
 from ember.model.invocation import Attempt, DeadLetter, Event, Task
 from ember.queue._redis_scripts import SCRIPTS
 from ember.queue.base import Delivery, QueueFigures
@@ -311,7 +317,7 @@ class RedisQueue:
         with self._guard():
             blob = await self._client.hget(self._key("dl", task_id), "data")
         if blob is None:
-            raise NotFound(f"no dead letter for task {task_id!r}", {"task": task_id})
+            raise DeadLetterNotFound(f"no dead letter for task {task_id!r}", {"task": task_id})
         return DeadLetter(**_unpack(_bytes(blob)))
 
     async def redrive(self, task_id: str, *, now: float) -> Task:
@@ -338,7 +344,7 @@ class RedisQueue:
                 return task
             if outcome == b"missing":
                 break
-        raise NotFound(f"no dead letter for task {task_id!r}", {"task": task_id})
+        raise DeadLetterNotFound(f"no dead letter for task {task_id!r}", {"task": task_id})
 
     async def figures(self, function: str | None = None, *, now: float) -> QueueFigures:
         """Depth counts every event queued, leased or delayed; ``leased`` only live leases;

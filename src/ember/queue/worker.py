@@ -8,7 +8,6 @@ import base64
 import contextlib
 import logging
 import random
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,8 @@ import orjson
 from ember.clock import Clock
 from ember.control import FunctionService
 from ember.errors import EmberError, FunctionNotFound, InvalidSpec, PayloadTooLarge
-from ember.model.function import AsyncConfig, Destination, Qualifier
+from ember.ids import new_id
+from ember.model.function import AsyncConfig, Destination, Function, Qualifier
 from ember.model.invocation import Attempt, Event, Task
 from ember.queue.base import Delivery, Queue
 from ember.queue.policy import RetryPolicy, kind_of
@@ -112,12 +112,10 @@ class AsyncInvoker:
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 256:
             raise InvalidSpec("the idempotency key must be 1 to 256 characters",
                               {"field": "X-Ember-Idempotency-Key"})
-        try:
-            Qualifier.parse(qualifier)
-        except ValueError as exc:
-            raise InvalidSpec(str(exc), {"field": "qualifier"}) from exc
-        await asyncio.to_thread(self._functions.get, name)
-        event = Event(str(uuid.uuid4()), name, qualifier or "latest", payload, content_type,
+        # The function and its qualifier must exist now; the router's cache answers
+        # without a database read on the hot path.
+        await self._router.resolve(name, qualifier)
+        event = Event(new_id(), name, qualifier or "latest", payload, content_type,
                       self._clock.time())
         task, created = await self.queue.submit(
             event, idempotency_key=idempotency_key, dedup_window_s=DEDUP_WINDOW_S,
@@ -126,6 +124,17 @@ class AsyncInvoker:
         if created:
             self._wake.set()
         return task, created
+
+    async def set_paused(self, name: str, paused: bool) -> Function:
+        """Pause or resume the function's async events, on record and in this worker at
+        once, so that no event starts after a pause has been answered."""
+        function = await asyncio.to_thread(self._functions.set_async_paused, name, paused)
+        if paused:
+            self._paused.add(name)
+        else:
+            self._paused.discard(name)
+            self._wake.set()
+        return function
 
     def wake(self) -> None:
         """Look for claimable events now (something was queued or redriven)."""
@@ -345,7 +354,7 @@ class AsyncInvoker:
         event (a crash between this and the ack) send it only once."""
         assert destination.function is not None
         body = orjson.dumps(destination_record(delivery.event, task, condition))
-        event = Event(str(uuid.uuid4()), destination.function, destination.qualifier, body,
+        event = Event(new_id(), destination.function, destination.qualifier, body,
                       "application/json", self._clock.time())
         await self.queue.submit(
             event, idempotency_key=f"destination:{task.id}:{condition}",

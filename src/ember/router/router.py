@@ -7,7 +7,6 @@ import asyncio
 import functools
 import logging
 import random
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from ember.errors import (
     InvalidSpec,
     TooManyRequests,
 )
+from ember.ids import new_id
 from ember.model.function import Function, Qualifier, Version
 from ember.observability.logs import LogStore
 from ember.observability.metrics import Metrics
@@ -161,7 +161,7 @@ class Router:
         Raises FunctionNotFound / VersionNotFound / AliasNotFound, FunctionDisabled,
         TooManyRequests, InitError, FunctionError, FunctionTimeout, FunctionOutOfMemory,
         InstanceCrashed — each with the request id in its headers."""
-        request_id = request_id or str(uuid.uuid4())
+        request_id = request_id or new_id()
         started = self._clock.monotonic()
         wall = self._clock.time()
         version = "?"
@@ -234,6 +234,11 @@ class Router:
         self._metrics.observe(record)
 
     # resolution --------------------------------------------------------------------------
+
+    async def resolve(self, name: str, qualifier: str | None) -> Route:
+        """Where an invocation of ``name`` at ``qualifier`` would go (cached). Raises
+        FunctionNotFound, VersionNotFound, AliasNotFound, InvalidSpec."""
+        return await self._route(name, qualifier)
 
     async def _route(self, name: str, qualifier: str | None) -> Route:
         key = (name, qualifier or "latest")
