@@ -333,3 +333,26 @@ def handler(event, context):
         assert waited < 0.5, waited
 
     run_async(scenario)
+
+
+def test_an_alias_has_async_settings_of_its_own(run_async: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("flaky", FLAKY, **{"async": {"max_retries": 2}})
+        await ember.http.post("/functions/flaky/versions")
+        answer = await ember.http.put(
+            "/functions/flaky/aliases/strict",
+            json={"version": 1, "async": {"max_retries": 0}},
+        )
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["async"]["max_retries"] == 0
+        strict = await submit(ember, "flaky", {"succeed_on": 2}, qualifier="strict")
+        lenient = await submit(ember, "flaky", {"succeed_on": 2}, qualifier="1")
+        assert (await wait(ember, strict["request_id"]))["status"] == "failed"
+        done = await wait(ember, lenient["request_id"])
+        assert done["status"] == "succeeded" and done["attempts"] == 2
+        # Moving the alias without settings falls back to the version's.
+        await ember.http.put("/functions/flaky/aliases/strict", json={"version": 1})
+        again = await submit(ember, "flaky", {"succeed_on": 2}, qualifier="strict")
+        assert (await wait(ember, again["request_id"]))["status"] == "succeeded"
+
+    run_async(scenario)

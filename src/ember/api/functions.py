@@ -157,7 +157,7 @@ def set_alias(
     """Create or move an alias, optionally splitting traffic with a second version."""
     found, created = _service(request).set_alias(
         name, alias, version=body.version, additional_version=body.additional_version,
-        weight=body.weight, description=body.description,
+        weight=body.weight, description=body.description, async_config=body.async_,
     )
     if created:
         response.status_code = status.HTTP_201_CREATED

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ember.errors import InvalidCode
-from ember.model.function import Alias, Function, FunctionConfig, Version
+from ember.model.function import Alias, AsyncConfig, Function, FunctionConfig, Version
 
 
 class _In(BaseModel):
@@ -63,10 +63,16 @@ class PublishIn(_In):
 
 
 class AliasIn(_In):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
     version: int = Field(ge=1)
     additional_version: int | None = Field(default=None, ge=1)
     weight: float | None = Field(default=None, gt=0, lt=1)
     description: str = Field(default="", max_length=256)
+    async_: AsyncConfig | None = Field(
+        default=None, alias="async",
+        description="async settings for events sent to the alias; default: the version's",
+    )
 
 
 class CodeOut(BaseModel):
@@ -138,8 +144,11 @@ class AliasOut(BaseModel):
     additional_version: int | None
     weight: float | None
     description: str
+    async_: AsyncConfig | None = Field(alias="async")
     created_at: datetime
     updated_at: datetime
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     @classmethod
     def of(cls, a: Alias) -> AliasOut:
@@ -150,6 +159,7 @@ class AliasOut(BaseModel):
             additional_version=a.split.version if a.split else None,
             weight=a.split.weight if a.split else None,
             description=a.description,
+            async_=a.async_config,
             created_at=a.created_at,
             updated_at=a.updated_at,
         )

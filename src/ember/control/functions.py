@@ -15,6 +15,7 @@ from ember.errors import Conflict, FunctionNotFound, InvalidSpec
 from ember.model.function import (
     RESERVED_ALIASES,
     Alias,
+    AsyncConfig,
     CodeRef,
     Function,
     FunctionConfig,
@@ -212,9 +213,12 @@ class FunctionService:
     def set_alias(
         self, name: str, alias: str, *, version: int, additional_version: int | None = None,
         weight: float | None = None, description: str = "",
+        async_config: AsyncConfig | None = None,
     ) -> tuple[Alias, bool]:
         """Point ``alias`` at ``version``; with ``additional_version`` and ``weight``
-        (0 < weight < 1) that share of traffic goes to the additional version."""
+        (0 < weight < 1) that share of traffic goes to the additional version. An
+        ``async_config`` overrides the versions' async settings for events sent to the
+        alias."""
         checked_name("alias", alias, "alias")
         errors = []
         if alias in RESERVED_ALIASES:
@@ -238,7 +242,7 @@ class FunctionService:
             raise invalid_spec(errors)
         result = self._store.put_alias(
             name, alias, version=version, additional_version=additional_version,
-            weight=weight, description=description,
+            weight=weight, description=description, async_config=async_config,
         )
         self._changed(name)
         return result

@@ -202,6 +202,7 @@ class Alias:
     created_at: datetime
     updated_at: datetime
     split: TrafficSplit | None = None
+    async_config: AsyncConfig | None = None
 
     def versions(self) -> tuple[int, ...]:
         return (self.version,) if self.split is None else (self.version, self.split.version)

@@ -250,13 +250,17 @@ class AsyncInvoker:
         await self._succeeded(delivery, task, result, config, started)
 
     def _async_config(self, function: str, qualifier: str) -> AsyncConfig:
-        """The async settings of what the qualifier points at (an alias: its version)."""
+        """The async settings of what the qualifier names: an alias's own, else those of
+        the version it points at (the primary one of a split)."""
         parsed = Qualifier.parse(qualifier)
         if parsed.kind == "latest":
             return self._functions.get(function).config.async_
         number = parsed.version
         if number is None:
-            number = self._functions.get_alias(function, parsed.value).version
+            alias = self._functions.get_alias(function, parsed.value)
+            if alias.async_config is not None:
+                return alias.async_config
+            number = alias.version
         return self._functions.get_version(function, number).config.async_
 
     async def _heartbeat(self, delivery: Delivery) -> None:

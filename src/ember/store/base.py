@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from ember.model.function import Alias, CodeRef, Function, FunctionConfig, Version
+from ember.model.function import (
+    Alias,
+    AsyncConfig,
+    CodeRef,
+    Function,
+    FunctionConfig,
+    Version,
+)
 
 T = TypeVar("T")
 
@@ -62,7 +69,7 @@ class MetadataStore(Protocol):
 
     def put_alias(
         self, name: str, alias: str, *, version: int, additional_version: int | None,
-        weight: float | None, description: str,
+        weight: float | None, description: str, async_config: AsyncConfig | None = None,
     ) -> tuple[Alias, bool]:
         """Create or update an alias; the versions must exist. Returns (alias, created)."""
         ...

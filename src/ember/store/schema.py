@@ -52,6 +52,8 @@ aliases = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("additional_version", sa.Integer, nullable=True),
     sa.Column("weight", sa.Float, nullable=True),
+    # Async settings of the alias; None: those of the version it points at.
+    sa.Column("async_config", sa.JSON, nullable=True),
     sa.Column("description", sa.String(256), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

@@ -22,6 +22,7 @@ from ember.errors import (
 )
 from ember.model.function import (
     Alias,
+    AsyncConfig,
     CodeRef,
     Function,
     FunctionConfig,
@@ -283,7 +284,7 @@ class SqlMetadataStore:
 
     def put_alias(
         self, name: str, alias: str, *, version: int, additional_version: int | None,
-        weight: float | None, description: str,
+        weight: float | None, description: str, async_config: AsyncConfig | None = None,
     ) -> tuple[Alias, bool]:
         now = utcnow(self._clock)
         with self._tx() as conn:
@@ -296,6 +297,7 @@ class SqlMetadataStore:
                 "additional_version": additional_version,
                 "weight": weight,
                 "description": description,
+                "async_config": async_config.model_dump(mode="json") if async_config else None,
                 "updated_at": now,
             }
             result = conn.execute(
@@ -400,4 +402,7 @@ def _alias_from_row(row: Any) -> Alias:
         created_at=_utc(row["created_at"]),
         updated_at=_utc(row["updated_at"]),
         split=split,
+        async_config=(
+            AsyncConfig.model_validate(row["async_config"]) if row["async_config"] else None
+        ),
     )
