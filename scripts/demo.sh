@@ -27,3 +27,6 @@ $ember version list hello
 $ember alias list hello
 $ember invoke hello -q live --data '{"name": "Ember"}'
 $ember invoke hello -q live --data '{"name": "again"}'
+$ember invoke hello --async --data '{"name": "queued"}' --wait
+$ember logs hello
+$ember stats hello

@@ -1,10 +1,8 @@
 """A first Ember function: greets whoever the event names."""
 
-import logging
 import os
 import time
 
-log = logging.getLogger("hello")
 STARTED = 0.0
 
 
@@ -16,7 +14,7 @@ def init(context):
 
 def handler(event, context):
     name = (event or {}).get("name", "world") if isinstance(event, dict) else "world"
-    log.info("greeting %s", name)
+    context.logger.info("greeting %s", name)
     return {
         "message": f"{os.environ.get('GREETING', 'Hello')}, {name}!",
         "request_id": context.request_id,

@@ -124,7 +124,13 @@ def fake_app(pages: dict[str | None, dict[str, Any]]) -> FastAPI:
 
     @fake.get("/functions/{name}/stats")
     def stats(name: str, window_s: float = 900) -> dict[str, Any]:
-        return {"window_s": window_s, "invocations": 4, "duration_ms": {"p50": 1.5}}
+        return {
+            "function": name, "window_s": window_s, "invocations": 4,
+            "duration_ms": {"p50": 1.5}, "queue": {"depth": 2, "leased": 1, "delayed": 0,
+                                                  "oldest_age_s": 3.25, "dead_letters": 1},
+            "series": [{"minute": 1_795_600_000, "invocations": 4, "errors": 0,
+                        "throttles": 0, "cold_starts": 1, "p50_ms": 1.5, "p99_ms": 2.0}],
+        }
 
     return fake
 
@@ -188,12 +194,15 @@ def test_follow_without_cursor_goes_on_from_the_newest_time(
     assert sinces[1] == _line(2)["ts"]
 
 
-def test_stats_table_flattens(served: dict[str, Any]) -> None:
+def test_stats_shows_summary_queue_and_minutes(served: dict[str, Any]) -> None:
     served["app"] = fake_app({})
-    result = CliRunner().invoke(app, ["stats", "fn", "--window", "1h"])
+    result = CliRunner().invoke(app, ["stats", "fn", "--window", "1h"], env={"COLUMNS": "120"})
     assert result.exit_code == 0, result.output
-    assert "window_s" in result.stdout and "3600" in result.stdout
-    assert "duration_ms.p50" in result.stdout and "1.5" in result.stdout
+    assert "last 3600 s" in result.stdout
+    assert "duration p50 / p90 / p99" in result.stdout and "1.50 ms" in result.stdout
+    assert "queue depth (running, delayed)" in result.stdout and "2 (1, 0)" in result.stdout
+    assert "oldest queued event" in result.stdout and "3.2 s" in result.stdout
+    assert "MINUTE" in result.stdout and "2026-11-25 09:46:40" in result.stdout
 
 
 def test_delete_asks_on_a_terminal(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -157,8 +157,9 @@ def _grid(title: str, rows: Iterable[tuple[str, Any]]) -> Panel:
 _WHOLE = frozenset({"ID", "STATUS", "ATTEMPTS"})
 
 
-def _table(*columns: str) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
+def _table(*columns: str, title: str | None = None) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold", title=title,
+                  title_justify="left", title_style="bold")
     for column in columns:
         # An id is copied whole into the next command: never folded.
         table.add_column(column, overflow="fold", no_wrap=column in _WHOLE)
@@ -262,21 +263,47 @@ def aliases_table(aliases: Iterable[AliasOut]) -> Table:
     return table
 
 
-def stats_table(stats: Mapping[str, Any]) -> Table:
-    """The stats dict flattened into ``key``/``value`` rows (nested keys joined by dots)."""
-    table = _table("STATISTIC", "VALUE")
-    for key, value in _flatten(stats):
-        table.add_row(*_cells(key, f"{value:g}" if isinstance(value, float) else value))
-    return table
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
 
 
-def _flatten(value: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
-    for key, item in value.items():
-        name = f"{prefix}{key}"
-        if isinstance(item, Mapping) and item:
-            yield from _flatten(item, name + ".")
-        else:
-            yield name, json.dumps(item) if isinstance(item, list | Mapping) else item
+def stats_table(stats: Mapping[str, Any]) -> Group:
+    """A summary of the window, the async queue, and one row per minute."""
+    duration = stats.get("duration_ms", {})
+    init = stats.get("init_ms", {})
+    summary = _table("STATISTIC", "VALUE",
+                     title=f"{stats.get('function', '')} · last {stats.get('window_s', 0):g} s")
+    rows: list[tuple[str, Any]] = [
+        ("invocations", stats.get("invocations")),
+        ("errors", stats.get("errors")),
+        ("timeouts", stats.get("timeouts")),
+        ("throttles", stats.get("throttles")),
+        ("cold starts", stats.get("cold_starts")),
+        ("async retries", stats.get("retries")),
+        ("duration p50 / p90 / p99", " / ".join(
+            _ms(duration.get(k)) for k in ("p50", "p90", "p99"))),
+        ("duration max", _ms(duration.get("max"))),
+        ("cold start init p50 / p99", " / ".join(_ms(init.get(k)) for k in ("p50", "p99"))),
+    ]
+    queue = stats.get("queue")
+    if queue:
+        age = queue.get("oldest_age_s")
+        rows += [
+            ("queue depth (running, delayed)",
+             f"{queue.get('depth')} ({queue.get('leased')}, {queue.get('delayed')})"),
+            ("oldest queued event", "-" if age is None else f"{age:.1f} s"),
+            ("dead letters", queue.get("dead_letters")),
+        ]
+    for key, value in rows:
+        summary.add_row(*_cells(key, value))
+    series = _table("MINUTE", "INVOCATIONS", "ERRORS", "THROTTLES", "COLD", "P50", "P99")
+    for point in stats.get("series", []):
+        series.add_row(*_cells(
+            when(point["minute"]), point["invocations"], point["errors"],
+            point["throttles"], point["cold_starts"], _ms(point.get("p50_ms")),
+            _ms(point.get("p99_ms")),
+        ))
+    return Group(summary, series) if stats.get("series") else Group(summary)
 
 
 _LEVEL_STYLES = {"error": "red", "warning": "yellow", "warn": "yellow", "debug": "dim"}
