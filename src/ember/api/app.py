@@ -38,6 +38,9 @@ def create_app(services: Services) -> FastAPI:
         description="A self-hosted serverless platform for Python functions.",
         lifespan=lifespan,
         responses=_ERRORS,
+        # Ember exports its own Prometheus metrics; FastAPI's OpenTelemetry hooks would
+        # otherwise look up providers in the environment on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     errors.install(app)
