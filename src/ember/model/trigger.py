@@ -1,0 +1,203 @@
+"""Triggers: event sources bound to a function and qualifier, and the one envelope
+(CloudEvents 1.0) every event reaches a handler in."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TriggerState = Literal["enabled", "disabled", "paused"]
+TRIGGER_STATES: tuple[str, ...] = ("enabled", "disabled", "paused")
+CLOUDEVENTS_JSON = "application/cloudevents+json"
+_RATE = re.compile(r"^rate\((\d+) (second|seconds|minute|minutes|hour|hours|day|days)\)$")
+_CRON = re.compile(r"^cron\((.+)\)$")
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class _Source(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSource(_Source):
+    """Requests to ``/http{path}`` (and below it) on the server's port invoke synchronously."""
+
+    kind: Literal["http"]
+    path: str = Field(description="path prefix, e.g. /orders")
+    methods: list[str] = Field(default_factory=lambda: ["GET", "POST"])
+    auth: Literal["none", "api_key"] = "none"
+    api_key: str | None = Field(default=None, min_length=16,
+                                description="with auth api_key: X-Api-Key or Bearer token")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not re.fullmatch(r"/[A-Za-z0-9._~\-/]*", value) or "//" in value:
+            raise ValueError("path must start with / and hold only letters, digits and ._~-/")
+        return value.rstrip("/") or "/"
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: list[str]) -> list[str]:
+        upper = [m.upper() for m in value]
+        unknown = [m for m in upper if m not in _HTTP_METHODS]
+        if unknown or not upper:
+            raise ValueError(f"methods must be some of {', '.join(sorted(_HTTP_METHODS))}")
+        return upper
+
+    @model_validator(mode="after")
+    def _key(self) -> HttpSource:
+        if (self.auth == "api_key") != (self.api_key is not None):
+            raise ValueError("auth api_key needs api_key (at least 16 characters), and only it")
+        return self
+
+
+class TimerSource(_Source):
+    """Fires on a schedule: ``cron(m h dom mon dow)`` in ``timezone``, or ``rate(N unit)``."""
+
+    kind: Literal["timer"]
+    schedule: str
+    timezone: str = "UTC"
+    payload: Any = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        if _RATE.match(value):
+            return value
+        cron = _CRON.match(value)
+        if cron:
+            from croniter import croniter
+
+            if croniter.is_valid(cron.group(1)):
+                return value
+        raise ValueError(
+            f"{value!r} is not a schedule: use cron(M H DOM MON DOW) or rate(N minutes)"
+        )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    def rate_seconds(self) -> int | None:
+        match = _RATE.match(self.schedule)
+        if match is None:
+            return None
+        unit = match.group(2).rstrip("s")
+        return int(match.group(1)) * {"second": 1, "minute": 60, "hour": 3600, "day": 86400}[unit]
+
+
+class MqttSource(_Source):
+    kind: Literal["mqtt"]
+    url: str = "mqtt://127.0.0.1:1883"
+    topic: str = Field(description="topic filter; + and # wildcards")
+    qos: Literal[0, 1, 2] = 1
+
+
+class AmqpBinding(_Source):
+    exchange: str
+    routing_key: str = "#"
+
+
+class AmqpSource(_Source):
+    kind: Literal["amqp"]
+    url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    queue: str
+    bindings: list[AmqpBinding] = Field(default_factory=list)
+    prefetch: Annotated[int, Field(ge=1, le=10_000)] = 10
+
+
+class NatsSource(_Source):
+    kind: Literal["nats"]
+    url: str = "nats://127.0.0.1:4222"
+    subject: str
+    stream: str | None = Field(default=None, description="JetStream stream (made if missing)")
+    durable: str | None = Field(default=None, description="durable consumer name")
+
+
+class RedisStreamSource(_Source):
+    """Ordered: each stream is a shard processed in order; batches are checkpointed after
+    the function succeeded."""
+
+    kind: Literal["redis_stream"]
+    url: str = "redis://127.0.0.1:6379/0"
+    streams: Annotated[list[str], Field(min_length=1, max_length=64)]
+    group: str = "ember"
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 10
+    batch_window_ms: Annotated[int, Field(ge=0, le=300_000)] = 100
+    max_retries: Annotated[int, Field(ge=0, le=100)] = 3
+    on_failure: Literal["stop", "dead_letter"] = "stop"
+
+
+StorageEvent = Literal["created", "modified", "deleted"]
+STORAGE_EVENTS: tuple[StorageEvent, ...] = ("created", "modified", "deleted")
+
+
+class StorageSource(_Source):
+    kind: Literal["storage"]
+    path: str = Field(description="directory to watch")
+    events: list[StorageEvent] = Field(default_factory=lambda: list(STORAGE_EVENTS))
+    pattern: str = "*"
+
+
+Source = Annotated[
+    HttpSource | TimerSource | MqttSource | AmqpSource | NatsSource | RedisStreamSource
+    | StorageSource,
+    Field(discriminator="kind"),
+]
+
+
+class TriggerSpec(BaseModel):
+    """What a user declares: a source bound to a function at a qualifier."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    function: str
+    qualifier: str = "latest"
+    source: Source
+    description: str = Field(default="", max_length=256)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    name: str
+    function: str
+    qualifier: str
+    source: Source
+    state: str
+    description: str
+    created_at: float
+    updated_at: float
+
+
+def cloud_event(
+    *, id: str, source: str, type: str, time: str, data: Any = None,
+    data_base64: str | None = None, subject: str | None = None,
+    datacontenttype: str = "application/json", extensions: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A CloudEvents 1.0 event in its JSON form. Binary data goes in ``data_base64``;
+    extension attribute names are lower-case letters and digits only."""
+    event: dict[str, Any] = {
+        "specversion": "1.0", "id": id, "source": source, "type": type, "time": time,
+        "datacontenttype": datacontenttype,
+    }
+    if subject is not None:
+        event["subject"] = subject
+    if data_base64 is not None:
+        event["data_base64"] = data_base64
+    else:
+        event["data"] = data
+    for name, value in (extensions or {}).items():
+        if not re.fullmatch(r"[a-z0-9]{1,20}", name):
+            raise ValueError(f"CloudEvents extension name {name!r} is invalid")
+        event[name] = value
+    return event

@@ -1,0 +1,210 @@
+"""The Source interface, and what a source gets to hand events to functions.
+
+A Source is the running mechanism behind one Trigger. The supervisor makes it with
+``make_source(trigger, context)``, calls ``start()`` once, ``pause()`` / ``resume()`` as the
+trigger's state changes, and ``stop()`` once at the end. A source never raises out of its
+own loops: it records connection errors in ``context.status`` and reconnects with backoff.
+
+Delivery: a source hands each event to ``context.submit`` (durable async invocation:
+returns once the event is safely queued, so a broker message can be acknowledged then) or,
+where order or a response matters, to ``context.invoke`` (synchronous: returns the result or
+raises the invocation's error).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from ember.clock import Clock
+from ember.errors import EmberError
+from ember.ids import new_id
+from ember.model.trigger import CLOUDEVENTS_JSON, Trigger, cloud_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TriggerStatus:
+    """What a trigger has done since the server started."""
+
+    connected: bool = False
+    events: int = 0
+    invocations: int = 0
+    failures: int = 0
+    last_event_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Invoke(Protocol):
+    """Run the trigger's function synchronously with a CloudEvent."""
+
+    async def __call__(self, event: dict[str, Any]) -> Any: ...
+
+
+class SourceContext:
+    """A source's handle on Ember: the trigger, its status, and the two ways to deliver."""
+
+    def __init__(
+        self, trigger: Trigger, clock: Clock,
+        submit: Callable[[Trigger, bytes, str | None], Awaitable[str]],
+        invoke: Callable[[Trigger, bytes], Awaitable[Any]],
+    ) -> None:
+        self.trigger = trigger
+        self.clock = clock
+        self.status = TriggerStatus()
+        self._submit = submit
+        self._invoke = invoke
+
+    def event(
+        self, *, type: str, data: Any = None, data_base64: str | None = None,
+        subject: str | None = None, id: str | None = None, time: float | None = None,
+        datacontenttype: str = "application/json", extensions: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A CloudEvent from this trigger; ``type`` is prefixed with ``dev.ember.``."""
+        when = datetime.fromtimestamp(self.clock.time() if time is None else time, UTC)
+        return cloud_event(
+            id=id or new_id(),
+            source=f"ember/triggers/{self.trigger.name}",
+            type=f"dev.ember.{type}",
+            time=when.isoformat().replace("+00:00", "Z"),
+            data=data, data_base64=data_base64, subject=subject,
+            datacontenttype=datacontenttype,
+            extensions={"embertrigger": self.trigger.name, **(extensions or {})},
+        )
+
+    def received(self) -> None:
+        self.status.events += 1
+        self.status.last_event_at = self.clock.time()
+
+    def failed(self, error: BaseException | str) -> None:
+        self.status.failures += 1
+        self.status.last_error = str(error)
+        self.status.last_error_at = self.clock.time()
+
+    async def submit(self, event: dict[str, Any], *, idempotency_key: str | None = None) -> str:
+        """Queue an async invocation of the trigger's function with ``event``; returns its
+        task id once it is durably stored. Raises EmberError when it could not be queued."""
+        import orjson
+
+        task_id = await self._submit(self.trigger, orjson.dumps(event), idempotency_key)
+        self.status.invocations += 1
+        return task_id
+
+    async def invoke(self, event: dict[str, Any]) -> Any:
+        """Invoke the trigger's function now with ``event``; returns the router's result.
+        Raises the invocation's EmberError."""
+        import orjson
+
+        self.status.invocations += 1
+        try:
+            return await self._invoke(self.trigger, orjson.dumps(event))
+        except EmberError as err:
+            self.failed(err)
+            raise
+
+
+class Source(Protocol):
+    """The running side of one trigger."""
+
+    async def start(self) -> None:
+        """Begin consuming in the background; return promptly."""
+        ...
+
+    async def pause(self) -> None:
+        """Stop taking events; the source keeps what arrives (broker queues, streams)."""
+        ...
+
+    async def resume(self) -> None: ...
+
+    async def stop(self) -> None:
+        """Stop for good and release connections."""
+        ...
+
+
+class BackgroundSource(abc.ABC):
+    """A base for sources that consume in one loop task with reconnect and backoff:
+    implement ``run()``, which connects and consumes until cancelled; a failure is recorded
+    and ``run()`` is called again after a growing delay. ``paused`` is an asyncio.Event set
+    while paused; ``run()`` should stop taking new events while it is set."""
+
+    retry_initial_s = 0.2
+    retry_max_s = 10.0
+
+    def __init__(self, context: SourceContext) -> None:
+        self.context = context
+        self.paused = asyncio.Event()
+        self.running = asyncio.Event()
+        self.running.set()
+        self._task: asyncio.Task[None] | None = None
+
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """Connect and consume until cancelled; raise to be called again after a delay."""
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._forever())
+
+    async def _forever(self) -> None:
+        delay = self.retry_initial_s
+        while True:
+            try:
+                await self.run()
+                delay = self.retry_initial_s
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the source's own loop must never end the server
+                self.context.status.connected = False
+                self.context.failed(exc)
+                log.warning("trigger %s: %s; retrying in %.1f s", self.context.trigger.name,
+                            exc, delay)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.retry_max_s)
+
+    async def pause(self) -> None:
+        self.paused.set()
+        self.running.clear()
+
+    async def resume(self) -> None:
+        self.paused.clear()
+        self.running.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.context.status.connected = False
+
+
+_KINDS = {
+    "http": "ember.triggers.http:HttpTriggerSource",
+    "timer": "ember.triggers.timer:TimerTriggerSource",
+    "storage": "ember.triggers.storage:StorageTriggerSource",
+    "mqtt": "ember.triggers.mqtt:MqttTriggerSource",
+    "amqp": "ember.triggers.amqp:AmqpTriggerSource",
+    "nats": "ember.triggers.nats:NatsTriggerSource",
+    "redis_stream": "ember.triggers.redis_stream:RedisStreamTriggerSource",
+}
+
+
+def make_source(trigger: Trigger, context: SourceContext) -> Source:
+    """The Source for ``trigger``'s kind; its module is imported on first use."""
+    import importlib
+
+    module_name, _, class_name = _KINDS[trigger.source.kind].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    source: Source = cls(context)
+    return source
