@@ -14,7 +14,8 @@ code, the CLI prints code and message.
     │   ├── VersionNotFound
     │   ├── AliasNotFound
     │   ├── TaskNotFound
-    │   └── DeadLetterNotFound
+    │   ├── DeadLetterNotFound
+    │   └── TriggerNotFound
     ├── Conflict                    409  the resource exists or is held by another
     │   └── FunctionDisabled        409  invocations are refused while disabled
     ├── PayloadTooLarge             413
@@ -93,6 +94,10 @@ class TaskNotFound(NotFound):
 
 class DeadLetterNotFound(NotFound):
     code = "DeadLetterNotFound"
+
+
+class TriggerNotFound(NotFound):
+    code = "TriggerNotFound"
 
 
 class Conflict(EmberError):

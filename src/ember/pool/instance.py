@@ -266,6 +266,7 @@ class Instance:
         deadline: float | None = None,
         qualifier: str = "latest",
         attempt: int = 1,
+        trigger: str | None = None,
     ) -> InvokeResult:
         """Run the handler once and return what it returned.
 
@@ -277,6 +278,7 @@ class Instance:
                 defaults to now plus the spec's ``timeout_s``.
             qualifier: what the caller targeted, shown to the handler.
             attempt: 1 for the first try.
+            trigger: the trigger whose event this is (``context.trigger``).
 
         Raises:
             FunctionError: the handler raised, or its return value is not JSON encodable
@@ -311,6 +313,7 @@ class Instance:
                 "deadline": deadline,
                 "qualifier": qualifier,
                 "attempt": attempt,
+                "trigger": trigger,
             })
         except protocol.ProtocolError as exc:
             raise PayloadTooLarge(str(exc), {"request_id": request_id}) from exc

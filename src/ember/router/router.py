@@ -153,7 +153,7 @@ class Router:
     async def invoke(
         self, name: str, qualifier: str | None, payload: bytes, content_type: str, *,
         request_id: str | None = None, mode: str = "sync", log_tail: bool = False,
-        attempt: int = 1, background: bool = False,
+        attempt: int = 1, background: bool = False, trigger: str | None = None,
     ) -> InvocationResult:
         """Run ``name`` at ``qualifier`` with ``payload``; ``background`` (async) work
         waits for an instance behind synchronous callers.
@@ -187,7 +187,7 @@ class Router:
                     answer = await instance.invoke(
                         request_id, payload, content_type,
                         deadline=self._clock.time() + target.config.timeout_s,
-                        qualifier=qualifier or "latest", attempt=attempt,
+                        qualifier=qualifier or "latest", attempt=attempt, trigger=trigger,
                     )
                 finally:
                     pool.release(instance)

@@ -37,6 +37,7 @@ class Context:
         memory_limit_mb: the memory the function was configured with.
         deadline: Unix time after which the server stops the invocation.
         attempt: 1 for the first try; async retries count up.
+        trigger: the name of the trigger whose event this is; ``None`` for a direct call.
         logger: a ``logging.Logger`` whose records go to this invocation's log.
     """
 
@@ -49,6 +50,7 @@ class Context:
         "memory_limit_mb",
         "qualifier",
         "request_id",
+        "trigger",
     )
 
     def __init__(
@@ -61,6 +63,7 @@ class Context:
         memory_limit_mb: int,
         deadline: float,
         attempt: int = 1,
+        trigger: str | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         self.request_id = request_id
@@ -70,6 +73,7 @@ class Context:
         self.memory_limit_mb = memory_limit_mb
         self.deadline = deadline
         self.attempt = attempt
+        self.trigger = trigger
         self.logger = logger if logger is not None else function_logger()
 
     def get_remaining_time_ms(self) -> int:

@@ -139,7 +139,7 @@ class Runtime:
         self._loop: Any = None  # one asyncio loop for the instance's life, made on first use
 
     def context(self, request_id: str | None, deadline: float, qualifier: str = "",
-                attempt: int = 1) -> Context:
+                attempt: int = 1, trigger: str | None = None) -> Context:
         return Context(
             request_id=request_id,
             function_name=self.spec["function"],
@@ -148,6 +148,7 @@ class Runtime:
             memory_limit_mb=self.spec["memory_mb"],
             deadline=deadline,
             attempt=attempt,
+            trigger=trigger,
             logger=function_logger(),
         )
 
@@ -220,6 +221,7 @@ class Runtime:
             float(message.get("deadline") or time.time() + float(self.spec["timeout_s"])),
             message.get("qualifier", ""),
             int(message.get("attempt", 1)),
+            message.get("trigger"),
         )
         assert self.handler is not None
         started = time.perf_counter()

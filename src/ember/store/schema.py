@@ -59,5 +59,23 @@ aliases = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+triggers = sa.Table(
+    "triggers",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column(
+        "function", sa.String(64),
+        sa.ForeignKey("functions.name", ondelete="CASCADE"), nullable=False,
+    ),
+    sa.Column("qualifier", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("source", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("description", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+sa.Index("ix_triggers_function", triggers.c.function)
 sa.Index("ix_versions_code", versions.c.code_sha256)
 sa.Index("ix_functions_code", functions.c.code_sha256)
