@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ember.artifacts import ArtifactLimits, FilesystemArtifactStore
 from ember.clock import Clock, SystemClock
 from ember.control import FunctionService
+from ember.control.triggers import TriggerService
 from ember.observability.logs import LogStore
 from ember.observability.metrics import Metrics
 from ember.observability.stats import StatsStore
@@ -21,6 +22,8 @@ from ember.settings import MIB, Settings
 from ember.store import SqlMetadataStore
 from ember.store.migrate import upgrade
 from ember.store.sql import create_engine
+from ember.store.triggers import SqlTriggerStore
+from ember.triggers.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +51,18 @@ class Services:
     metrics: Metrics
     router: Router
     invoker: AsyncInvoker
+    triggers: TriggerService
+    supervisor: Supervisor
 
     async def start(self) -> None:
         log.info("ember data in %s, metadata at %s", self.settings.home, _safe_url(self.settings))
         await self.router.start()
         await self.invoker.start()
+        await self.supervisor.start()
 
     async def close(self) -> None:
         try:
+            await self.supervisor.close()
             await self.invoker.close()
             await self.router.close()
         finally:
@@ -121,9 +128,12 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         ),
     )
     invoker.on_outcome = metrics.async_outcome
+    triggers = TriggerService(SqlTriggerStore(engine), functions, clock)
+    supervisor = Supervisor(triggers, invoker, router, clock)
     return Services(
         settings=settings, clock=clock, limits=limits, store=store, functions=functions,
         logs=logs, stats=stats, metrics=metrics, router=router, invoker=invoker,
+        triggers=triggers, supervisor=supervisor,
     )
 
 

@@ -9,6 +9,7 @@ code, the CLI prints code and message.
     │   ├── InvalidSpec             400  a field of a spec or request is wrong
     │   ├── InvalidCode             400  the code archive is unsafe or unreadable
     │   └── InvalidPayload          400  an invocation payload cannot be read
+    ├── Unauthorized                401  a trigger's API key is missing or wrong
     ├── NotFound                    404
     │   ├── FunctionNotFound
     │   ├── VersionNotFound
@@ -69,6 +70,11 @@ class InvalidCode(InvalidRequest):
 
 class InvalidPayload(InvalidRequest):
     code = "InvalidPayload"
+
+
+class Unauthorized(EmberError):
+    code = "Unauthorized"
+    http_status = 401
 
 
 class NotFound(EmberError):

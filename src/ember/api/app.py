@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 import ember
-from ember.api import errors, functions, invoke, tasks
+from ember.api import errors, functions, invoke, tasks, triggers
 from ember.api.limits import BodyLimit
 from ember.api.schemas import ErrorBody, Health
 
@@ -47,6 +47,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(functions.router)
     app.include_router(invoke.router)
     app.include_router(tasks.router)
+    app.include_router(triggers.router)
 
     @app.get("/healthz", response_model=Health, tags=["system"])
     async def healthz() -> Health:
@@ -57,7 +58,9 @@ def create_app(services: Services) -> FastAPI:
 
     def limit_for(path: str) -> int:
         # Async payloads have their own, smaller limit, checked once the mode is known.
-        return limits.max_sync_payload_bytes if path.endswith("/invoke") else code_body
+        if path.endswith("/invoke") or path.startswith("/http"):
+            return limits.max_sync_payload_bytes
+        return code_body
 
     # The last middleware added runs first: the body limit applies to the fast path too.
     app.add_middleware(invoke.InvokeFastPath, services=services)

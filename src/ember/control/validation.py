@@ -9,6 +9,10 @@ from pydantic import ValidationError
 
 from ember.errors import InvalidSpec
 
+# Fields holding a tagged union, and their tags (trigger sources by kind).
+UNION_FIELDS = frozenset({"source"})
+UNION_TAGS = frozenset({"http", "timer", "mqtt", "amqp", "nats", "redis_stream", "storage"})
+
 
 def field_path(loc: Sequence[int | str], prefix: str = "") -> str:
     parts = [prefix] if prefix else []
@@ -23,9 +27,14 @@ def field_path(loc: Sequence[int | str], prefix: str = "") -> str:
 def field_errors(errors: Sequence[Any], prefix: str = "") -> list[dict[str, str]]:
     found = []
     for err in errors:
-        # pydantic names the failing model validator's class in loc for union branches;
-        # those positions carry no field name a user could act on.
-        loc = [p for p in err.get("loc", ()) if p not in ("body", "function-after[_target()]")]
+        # pydantic names a tagged union's tag (``source.mqtt.topic``) and the failing
+        # model validator of a union branch in loc; neither is a field a user wrote.
+        raw = list(err.get("loc", ()))
+        loc = [
+            p for i, p in enumerate(raw)
+            if p not in ("body", "function-after[_target()]")
+            and not (i > 0 and raw[i - 1] in UNION_FIELDS and p in UNION_TAGS)
+        ]
         message = str(err.get("msg", "invalid"))
         if err.get("type") == "extra_forbidden":
             message = "unknown field"

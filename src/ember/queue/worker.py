@@ -20,6 +20,7 @@ from ember.errors import EmberError, FunctionNotFound, InvalidSpec, PayloadTooLa
 from ember.ids import new_id
 from ember.model.function import AsyncConfig, Destination, Function, Qualifier
 from ember.model.invocation import Attempt, Event, Task
+from ember.model.trigger import CLOUDEVENTS_JSON
 from ember.queue.base import Delivery, Queue
 from ember.queue.policy import RetryPolicy, kind_of
 from ember.router import InvocationResult, Router
@@ -241,6 +242,7 @@ class AsyncInvoker:
             result = await self._router.invoke(
                 event.function, event.qualifier, event.payload, event.content_type,
                 request_id=event.id, mode="async", attempt=event.attempt + 1, background=True,
+                trigger=_trigger_of(event),
             )
         except EmberError as err:
             await self._failed_attempt(delivery, task, err, config, started)
@@ -395,6 +397,19 @@ class AsyncInvoker:
     def _drop(self, name: str) -> None:
         task = asyncio.get_running_loop().create_task(self.queue.delete_function(name))
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+
+def _trigger_of(event: Event) -> str | None:
+    """The trigger an event came from: triggers queue CloudEvents that name themselves in
+    the ``embertrigger`` attribute."""
+    if event.content_type != CLOUDEVENTS_JSON:
+        return None
+    try:
+        envelope = orjson.loads(event.payload)
+    except orjson.JSONDecodeError:
+        return None
+    trigger = envelope.get("embertrigger") if isinstance(envelope, dict) else None
+    return trigger if isinstance(trigger, str) else None
 
 
 def _payload_json(payload: bytes, content_type: str) -> Any:

@@ -33,7 +33,8 @@ class SqlTriggerStore:
 
     def get(self, name: str) -> Trigger:
         with self._engine.connect() as conn:
-            row = conn.execute(sa.select(triggers).where(triggers.c.name == name)).mappings().first()
+            query = sa.select(triggers).where(triggers.c.name == name)
+            row = conn.execute(query).mappings().first()
         if row is None:
             raise TriggerNotFound(f"trigger {name!r} does not exist", {"trigger": name})
         return _trigger(row)

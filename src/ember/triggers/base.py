@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from ember.clock import Clock
 from ember.errors import EmberError
 from ember.ids import new_id
-from ember.model.trigger import CLOUDEVENTS_JSON, Trigger, cloud_event
+from ember.model.trigger import Trigger, cloud_event
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,11 @@ class SourceContext:
         self, trigger: Trigger, clock: Clock,
         submit: Callable[[Trigger, bytes, str | None], Awaitable[str]],
         invoke: Callable[[Trigger, bytes], Awaitable[Any]],
+        status: TriggerStatus | None = None,
     ) -> None:
         self.trigger = trigger
         self.clock = clock
-        self.status = TriggerStatus()
+        self.status = status if status is not None else TriggerStatus()
         self._submit = submit
         self._invoke = invoke
 

@@ -1,0 +1,143 @@
+"""Routes of triggers, and the ``/http/...`` routes that HTTP triggers serve."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from ember.errors import NotFound
+from ember.model.trigger import Source, Trigger
+from ember.triggers.http import HttpTriggerSource, handle
+
+router = APIRouter(tags=["triggers"])
+
+
+class TriggerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="[A-Za-z][A-Za-z0-9_-]{0,63}")
+    function: str
+    qualifier: str = "latest"
+    source: Source
+    description: str = Field(default="", max_length=256)
+
+
+class TriggerPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    function: str | None = None
+    qualifier: str | None = None
+    source: Source | None = Field(default=None, description="replaces the source whole")
+    description: str | None = Field(default=None, max_length=256)
+
+
+class TriggerOut(BaseModel):
+    name: str
+    function: str
+    qualifier: str
+    state: Literal["enabled", "disabled", "paused"]
+    source: dict[str, Any]
+    description: str
+    created_at: float
+    updated_at: float
+    status: dict[str, Any]
+
+
+class TriggerList(BaseModel):
+    triggers: list[TriggerOut]
+
+
+def _out(request: Request, t: Trigger) -> TriggerOut:
+    source = t.source.model_dump(mode="json")
+    if source.get("api_key"):
+        source["api_key"] = "***"  # a secret: set it, never read it back
+    return TriggerOut(
+        name=t.name, function=t.function, qualifier=t.qualifier,
+        state=t.state,
+        source=source, description=t.description, created_at=t.created_at,
+        updated_at=t.updated_at,
+        status=request.app.state.services.supervisor.status(t.name).to_json(),
+    )
+
+
+def _service(request: Request) -> Any:
+    return request.app.state.services
+
+
+async def _settled(request: Request, t: Trigger) -> TriggerOut:
+    # The supervisor follows the change on the event loop: answer once it has, so that
+    # the answer's status and the next request see the source running (or stopped).
+    await _service(request).supervisor.wait_settled()
+    return _out(request, t)
+
+
+@router.post("/triggers", status_code=status.HTTP_201_CREATED, response_model=TriggerOut)
+async def create_trigger(body: TriggerIn, request: Request) -> TriggerOut:
+    """Bind an event source to a function at a qualifier (a version or an alias, so that a
+    new release moves traffic without touching the trigger)."""
+    spec = body.model_dump(mode="json", exclude={"name"})
+    created = await asyncio.to_thread(_service(request).triggers.create, body.name, spec)
+    return await _settled(request, created)
+
+
+@router.get("/triggers", response_model=TriggerList)
+async def list_triggers(request: Request, function: str | None = None) -> TriggerList:
+    found = await asyncio.to_thread(_service(request).triggers.list, function=function)
+    return TriggerList(triggers=[_out(request, t) for t in found])
+
+
+@router.get("/triggers/{name}", response_model=TriggerOut)
+async def get_trigger(name: str, request: Request) -> TriggerOut:
+    """The trigger with its status: events, invocations, failures, last event and error,
+    connected or not."""
+    return _out(request, await asyncio.to_thread(_service(request).triggers.get, name))
+
+
+@router.patch("/triggers/{name}", response_model=TriggerOut)
+async def update_trigger(name: str, body: TriggerPatch, request: Request) -> TriggerOut:
+    patch = body.model_dump(mode="json", exclude_unset=True)
+    updated = await asyncio.to_thread(_service(request).triggers.update, name, patch)
+    return await _settled(request, updated)
+
+
+@router.delete("/triggers/{name}", response_model=TriggerOut)
+async def delete_trigger(name: str, request: Request) -> TriggerOut:
+    deleted = await asyncio.to_thread(_service(request).triggers.delete, name)
+    return await _settled(request, deleted)
+
+
+def _state_route(action: str, state: str, doc: str) -> None:
+    async def change(name: str, request: Request) -> TriggerOut:
+        changed = await asyncio.to_thread(_service(request).triggers.set_state, name, state)
+        return await _settled(request, changed)
+
+    change.__doc__ = doc
+    router.add_api_route(f"/triggers/{{name}}/{action}", change, methods=["POST"],
+                         response_model=TriggerOut, name=f"{action}_trigger")
+
+
+_state_route("pause", "paused", "Stop taking events; the source keeps them until resumed.")
+_state_route("resume", "enabled", "Take events again, starting with those kept meanwhile.")
+_state_route("disable", "disabled", "Stop the source.")
+_state_route("enable", "enabled", "Start the source.")
+
+_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+async def http_trigger(path: str, request: Request) -> Response:
+    """Requests that HTTP triggers serve: ``/http{trigger path}/...``."""
+    route = _service(request).supervisor.http_route(path or "/")
+    if route is None or not isinstance(route[0], HttpTriggerSource):
+        raise NotFound(f"no HTTP trigger serves {path or '/'}", {"path": path or "/"})
+    source, rest = route
+    return await handle(source, request, rest)
+
+
+for _method in _METHODS:
+    router.add_api_route(
+        "/http{path:path}", http_trigger, methods=[_method], response_class=Response,
+        tags=["http triggers"], operation_id=f"http_trigger_{_method.lower()}",
+    )

@@ -1,0 +1,137 @@
+"""The lifecycle of triggers: create, read, update, delete, pause and resume."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from ember.clock import Clock
+from ember.control.functions import FunctionService, checked_name
+from ember.control.validation import field_errors, invalid_spec
+from ember.errors import Conflict, InvalidSpec
+from ember.model.function import Qualifier
+from ember.model.trigger import TRIGGER_STATES, Source, Trigger, TriggerSpec
+from ember.store.triggers import SqlTriggerStore
+
+log = logging.getLogger(__name__)
+
+_SOURCE: TypeAdapter[Any] = TypeAdapter(Source)
+
+
+def _errors(exc: ValidationError) -> InvalidSpec:
+    return invalid_spec(field_errors(exc.errors()))
+
+
+class TriggerService:
+    """Trigger rules: a trigger's function and qualifier must exist, an HTTP path belongs to
+    one trigger, and every change reaches the listeners (the supervisor)."""
+
+    def __init__(self, store: SqlTriggerStore, functions: FunctionService, clock: Clock) -> None:
+        self._store = store
+        self._functions = functions
+        self._clock = clock
+        self._listeners: list[Callable[[str], None]] = []
+        functions.on_delete(self._function_deleted)
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(trigger_name)`` after every change (from any thread)."""
+        self._listeners.append(listener)
+
+    def _changed(self, name: str) -> None:
+        for listener in self._listeners:
+            listener(name)
+
+    def _function_deleted(self, function: str) -> None:
+        gone = self._store.list(function=function)
+        self._store.delete_function(function)
+        for trigger in gone:
+            self._changed(trigger.name)
+
+    def create(self, name: str, spec: dict[str, Any]) -> Trigger:
+        """Create a trigger from ``{"function", "qualifier", "source", "description"}``.
+        Raises InvalidSpec, FunctionNotFound / VersionNotFound / AliasNotFound, Conflict."""
+        checked_name("trigger", name)
+        try:
+            parsed = TriggerSpec.model_validate(spec)
+        except ValidationError as exc:
+            raise _errors(exc) from exc
+        self._check_target(parsed.function, parsed.qualifier)
+        self._check_path(name, parsed.source)
+        now = self._clock.time()
+        trigger = Trigger(name, parsed.function, parsed.qualifier, parsed.source, "enabled",
+                          parsed.description, now, now)
+        created = self._store.create(trigger)
+        self._changed(name)
+        return created
+
+    def _check_target(self, function: str, qualifier: str) -> None:
+        try:
+            parsed = Qualifier.parse(qualifier)
+        except ValueError as exc:
+            raise InvalidSpec(str(exc), {"field": "qualifier"}) from exc
+        self._functions.get(function)
+        if parsed.kind == "version":
+            assert parsed.version is not None
+            self._functions.get_version(function, parsed.version)
+        elif parsed.kind == "alias":
+            self._functions.get_alias(function, parsed.value)
+
+    def _check_path(self, name: str, source: Any) -> None:
+        if source.kind != "http":
+            return
+        for other in self._store.list(kind="http"):
+            if other.name != name and other.source.path == source.path:  # type: ignore[union-attr]
+                raise Conflict(
+                    f"HTTP path {source.path} is served by trigger {other.name!r}",
+                    {"field": "source.path", "trigger": other.name},
+                )
+
+    def get(self, name: str) -> Trigger:
+        return self._store.get(name)
+
+    def list(self, *, function: str | None = None) -> list[Trigger]:
+        if function is not None:
+            self._functions.get(function)
+        return self._store.list(function=function)
+
+    def update(self, name: str, patch: dict[str, Any]) -> Trigger:
+        """Change ``qualifier``, ``source`` (replaced whole), ``description`` or ``function``."""
+        current = self._store.get(name)
+        merged = {
+            "function": current.function, "qualifier": current.qualifier,
+            "source": current.source.model_dump(mode="json"),
+            "description": current.description, **patch,
+        }
+        try:
+            parsed = TriggerSpec.model_validate(merged)
+        except ValidationError as exc:
+            raise _errors(exc) from exc
+        self._check_target(parsed.function, parsed.qualifier)
+        self._check_path(name, parsed.source)
+        updated = Trigger(name, parsed.function, parsed.qualifier, parsed.source, current.state,
+                          parsed.description, current.created_at, self._clock.time())
+        self._store.replace(updated)
+        self._changed(name)
+        return updated
+
+    def set_state(self, name: str, state: str) -> Trigger:
+        """``enabled``, ``disabled`` (the source is stopped) or ``paused`` (the source keeps
+        its events until resumed)."""
+        if state not in TRIGGER_STATES:
+            raise InvalidSpec(f"state must be one of {', '.join(TRIGGER_STATES)}",
+                              {"field": "state"})
+        current = self._store.get(name)
+        updated = Trigger(current.name, current.function, current.qualifier, current.source,
+                          state, current.description, current.created_at, self._clock.time())
+        self._store.replace(updated)
+        self._changed(name)
+        return updated
+
+    def delete(self, name: str) -> Trigger:
+        deleted = self._store.delete(name)
+        self._changed(name)
+        return deleted
+

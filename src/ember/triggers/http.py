@@ -1,0 +1,120 @@
+"""HTTP triggers: requests under ``/http{path}`` on the server's own port invoke the function
+synchronously, and its answer becomes the HTTP response.
+
+The handler gets a CloudEvent whose data is the request — method, path (below the
+trigger's prefix), query, headers, body (text, or base64 with ``isBase64Encoded``) — and may
+answer ``{"statusCode", "headers", "body", "isBase64Encoded"}`` or any other value (sent as
+JSON with status 200). Delivery: exactly the request's own; nothing is queued or retried.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ember.errors import InvalidRequest, ServiceUnavailable, Unauthorized
+from ember.model.trigger import HttpSource
+from ember.router import InvocationResult
+from ember.triggers.base import SourceContext
+
+# Headers that describe the transport, not the request: never handed to the function.
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade",
+                         "proxy-authorization", "te", "trailer"})
+
+
+class HttpTriggerSource:
+    """The HTTP route of one trigger. The API's ``/http/...`` route finds it through the
+    supervisor and calls ``handle``."""
+
+    def __init__(self, context: SourceContext) -> None:
+        self.context = context
+        self.paused = False
+
+    async def start(self) -> None:
+        self.context.status.connected = True
+
+    async def pause(self) -> None:
+        self.paused = True
+
+    async def resume(self) -> None:
+        self.paused = False
+
+    async def stop(self) -> None:
+        self.context.status.connected = False
+
+
+def check_auth(source: HttpSource, request: Request) -> None:
+    if source.auth != "api_key":
+        return
+    given = request.headers.get("x-api-key", "")
+    authorization = request.headers.get("authorization", "")
+    if not given and authorization.lower().startswith("bearer "):
+        given = authorization[7:].strip()
+    assert source.api_key is not None
+    if not given or not hmac.compare_digest(given.encode(), source.api_key.encode()):
+        raise Unauthorized("this route needs an API key: send it as X-Api-Key or a Bearer token")
+
+
+async def handle(route: HttpTriggerSource, request: Request, rest: str) -> Response:
+    """Serve one request of an HTTP trigger; ``rest`` is the path below its prefix."""
+    context = route.context
+    source = context.trigger.source
+    assert isinstance(source, HttpSource)
+    if request.method not in source.methods:
+        raise InvalidRequest(
+            f"method {request.method} is not allowed here: {', '.join(source.methods)}",
+            {"allowed": source.methods},
+        )
+    check_auth(source, request)
+    if route.paused:
+        raise ServiceUnavailable(f"trigger {context.trigger.name!r} is paused")
+    body = await request.body()
+    data: dict[str, Any] = {
+        "method": request.method,
+        "path": rest,
+        "rawPath": request.url.path,
+        "query": dict(request.query_params),
+        "headers": {k: v for k, v in request.headers.items() if k not in _HOP_BY_HOP},
+        "isBase64Encoded": False,
+        "body": None,
+    }
+    if body:
+        try:
+            data["body"] = body.decode("utf-8")
+        except UnicodeDecodeError:
+            data["body"] = base64.b64encode(body).decode()
+            data["isBase64Encoded"] = True
+    context.received()
+    event = context.event(type="http.request", subject=rest, data=data,
+                          extensions={"embermethod": request.method})
+    result: InvocationResult = await context.invoke(event)
+    return to_response(result)
+
+
+def to_response(result: InvocationResult) -> Response:
+    """The function's answer as an HTTP response: a ``statusCode`` object is unpacked."""
+    headers = {"X-Ember-Request-Id": result.request_id, "X-Ember-Version": result.version}
+    if "json" in result.content_type:
+        try:
+            value = orjson.loads(result.body) if result.body else None
+        except orjson.JSONDecodeError:
+            value = None
+        if isinstance(value, dict) and "statusCode" in value:
+            status = int(value["statusCode"])
+            extra = {str(k): str(v) for k, v in (value.get("headers") or {}).items()}
+            raw = value.get("body")
+            if isinstance(raw, str):
+                content = base64.b64decode(raw) if value.get("isBase64Encoded") else raw.encode()
+                media = extra.pop("content-type", extra.pop("Content-Type", "text/plain"))
+            elif raw is None:
+                content, media = b"", "text/plain"
+            else:
+                content, media = orjson.dumps(raw), "application/json"
+            return Response(content, status_code=status, media_type=media,
+                            headers={**headers, **extra})
+    return Response(result.body, media_type=result.content_type, headers=headers)

@@ -1,0 +1,168 @@
+"""Runs the source of every enabled or paused trigger, and follows trigger changes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from ember.clock import Clock
+from ember.control.triggers import TriggerService
+from ember.errors import TriggerNotFound
+from ember.model.trigger import CLOUDEVENTS_JSON, HttpSource, Trigger
+from ember.queue.worker import AsyncInvoker
+from ember.router import InvocationResult, Router
+from ember.triggers.base import Source, SourceContext, TriggerStatus, make_source
+
+log = logging.getLogger(__name__)
+
+
+class _Running:
+    def __init__(self, trigger: Trigger, source: Source, context: SourceContext) -> None:
+        self.trigger = trigger
+        self.source = source
+        self.context = context
+
+
+class Supervisor:
+    """One running Source per trigger that is not disabled."""
+
+    def __init__(self, triggers: TriggerService, invoker: AsyncInvoker, router: Router,
+                 clock: Clock) -> None:
+        self._triggers = triggers
+        self._invoker = invoker
+        self._router = router
+        self._clock = clock
+        self._running: dict[str, _Running] = {}
+        # Counters outlive a source that is restarted or disabled, until the trigger goes.
+        self._statuses: dict[str, TriggerStatus] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        triggers.on_change(self._changed_from_any_thread)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for trigger in await asyncio.to_thread(self._triggers.list):
+            await self._apply(trigger.name, trigger)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        async with self._lock:
+            running, self._running = list(self._running.values()), {}
+        await asyncio.gather(*(self._stop(r) for r in running), return_exceptions=True)
+
+    # delivery ----------------------------------------------------------------------------
+
+    async def _submit(self, trigger: Trigger, body: bytes, key: str | None) -> str:
+        task, _ = await self._invoker.submit(
+            trigger.function, trigger.qualifier, body, CLOUDEVENTS_JSON, idempotency_key=key
+        )
+        return task.id
+
+    async def _invoke(self, trigger: Trigger, body: bytes) -> InvocationResult:
+        return await self._router.invoke(
+            trigger.function, trigger.qualifier, body, CLOUDEVENTS_JSON, trigger=trigger.name
+        )
+
+    # following changes -------------------------------------------------------------------
+
+    def _changed_from_any_thread(self, name: str) -> None:
+        if self._loop is None or self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._schedule, name)
+
+    def _schedule(self, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._reload(name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reload(self, name: str) -> None:
+        try:
+            trigger: Trigger | None = await asyncio.to_thread(self._triggers.get, name)
+        except TriggerNotFound:
+            trigger = None
+        await self._apply(name, trigger)
+
+    async def _apply(self, name: str, trigger: Trigger | None) -> None:
+        """Bring the running source of ``name`` in line with ``trigger`` (None: deleted)."""
+        async with self._lock:
+            running = self._running.get(name)
+            if running is not None and (
+                trigger is None or trigger.state == "disabled"
+                or _binding(running.trigger) != _binding(trigger)
+            ):
+                del self._running[name]
+                await self._stop(running)
+                running = None
+            if trigger is None:
+                self._statuses.pop(name, None)
+                return
+            if trigger.state == "disabled":
+                return
+            if running is None:
+                status = self._statuses.setdefault(name, TriggerStatus())
+                context = SourceContext(trigger, self._clock, self._submit, self._invoke, status)
+                try:
+                    source = make_source(trigger, context)
+                    await source.start()
+                except Exception as exc:
+                    log.exception("trigger %s could not start", name)
+                    context.failed(exc)
+                    return
+                running = self._running[name] = _Running(trigger, source, context)
+                if trigger.state == "paused":
+                    await source.pause()
+                return
+            was_paused = running.trigger.state == "paused"
+            running.trigger = trigger
+            running.context.trigger = trigger
+            if trigger.state == "paused" and not was_paused:
+                await running.source.pause()
+            elif trigger.state == "enabled" and was_paused:
+                await running.source.resume()
+
+    async def _stop(self, running: _Running) -> None:
+        try:
+            await running.source.stop()
+        except Exception:
+            log.exception("stopping trigger %s", running.trigger.name)
+
+    # what the API asks -------------------------------------------------------------------
+
+    def status(self, name: str) -> TriggerStatus:
+        return self._statuses.get(name) or TriggerStatus()
+
+    def http_route(self, path: str) -> tuple[Source, str] | None:
+        """The source of the HTTP trigger whose path is the longest prefix of ``path`` (on a
+        ``/`` boundary), and the rest of the path below that prefix."""
+        best: tuple[str, Source] | None = None
+        for running in self._running.values():
+            source = running.trigger.source
+            if not isinstance(source, HttpSource):
+                continue
+            prefix = source.path
+            matches = prefix == "/" or path == prefix or path.startswith(prefix + "/")
+            if matches and (best is None or len(prefix) > len(best[0])):
+                best = (prefix, running.source)
+        if best is None:
+            return None
+        prefix, source_of_route = best
+        rest = path if prefix == "/" else path[len(prefix):]
+        return source_of_route, rest or "/"
+
+    async def wait_settled(self) -> None:
+        """Let pending change notifications finish (tests and the API's read-your-writes)."""
+        while self._tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _binding(trigger: Trigger | None) -> tuple[Any, ...] | None:
+    """What, when changed, needs a new source (the state alone does not)."""
+    if trigger is None:
+        return None
+    return (trigger.function, trigger.qualifier, trigger.source)
