@@ -182,7 +182,8 @@ def test_each_stream_in_order_in_bounded_batches(run: Callable[[int, Scenario], 
         assert event["id"] == f"{streams[0]}/{records[0]['id']}/{records[-1]['id']}"
         assert event["embertrigger"] == context.trigger.name
         assert records[0]["fields"] == {"n": "0"}
-        binary = [r for e in function.of(streams[0]) for r in e["data"]["records"]][-1]
+        (binary,) = [r for e in function.of(streams[0]) for r in e["data"]["records"]
+                     if "bin" in r["fields"]]
         assert binary["fields"] == {"bin": {"base64": "/wA="}, "base64:/g==": "x"}
 
     run(4, scenario)
@@ -231,7 +232,7 @@ def test_a_poison_batch_stops_its_shard_until_resumed(
             assert "poison record" in detail["error"]
             assert detail["checkpoint"] == bad_ids[2]
             assert detail["pending"] == 3
-            failed = [e for e in function.attempts if e["emberfirstid"] == bad_ids[3]]
+            failed = [e for e in function.attempts if e["id"] == f"{bad}/{bad_ids[3]}/{bad_ids[5]}"]
             assert len(failed) == 3  # the first try and max_retries more
             assert context.status.failures == 3
             await asyncio.sleep(0.2)

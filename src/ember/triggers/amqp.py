@@ -26,9 +26,9 @@ from ember.triggers.mqtt import event_data, until_paused
 if TYPE_CHECKING:
     from aio_pika.abc import (
         AbstractChannel,
+        AbstractConnection,
         AbstractIncomingMessage,
         AbstractQueue,
-        AbstractConnection,
     )
 
     from ember.model.trigger import AmqpSource
