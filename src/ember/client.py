@@ -16,9 +16,17 @@ Async invocations run in the background and are followed as tasks:
         else:
             print(task.status, task_error(task))
 
+Triggers bind an event source to a function at a qualifier:
+
+        ember.create_trigger("orders", "hello", {"kind": "http", "path": "/orders"},
+                             qualifier="live")       # POST /http/orders invokes hello:live
+        print(ember.get_trigger("orders").status)    # events, invocations, failures…
+        ember.pause_trigger("orders")
+
 Both clients offer the same methods with the same parameters (the async ones are awaited);
 each is documented in ``ember.sdk.calls`` or, for async invocation, tasks and dead letters,
-in ``ember.sdk.tasks``, where every route is described once. An error
+in ``ember.sdk.tasks``, or for triggers in ``ember.sdk.triggers``, where every route is
+described once. An error
 answer raises the same ``ember.errors`` class the server raised (``FunctionNotFound``,
 ``InvalidSpec``, ``Conflict``…); a server that cannot be reached raises
 ``ServiceUnavailable``.
@@ -31,7 +39,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from functools import wraps
 from types import TracebackType
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 import httpx
 
@@ -54,7 +62,7 @@ from ember.api.tasks import (
 )
 from ember.errors import EmberError, ServiceUnavailable
 from ember.model.invocation import FINAL_STATUSES
-from ember.sdk import calls, tasks
+from ember.sdk import calls, tasks, triggers
 from ember.sdk.calls import Call, Code
 from ember.sdk.results import (
     InvocationResult,
@@ -65,6 +73,9 @@ from ember.sdk.results import (
     task_error,
 )
 from ember.sdk.tasks import Plan
+
+if TYPE_CHECKING:
+    from ember.api.triggers import TriggerList, TriggerOut
 
 __all__ = [
     "DEFAULT_URL",
@@ -87,6 +98,8 @@ __all__ = [
     "PublishOut",
     "TaskList",
     "TaskOut",
+    "TriggerList",
+    "TriggerOut",
     "VersionOut",
     "decode_body",
     "task_error",
@@ -96,6 +109,16 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def __getattr__(name: str) -> Any:
+    # The trigger models are imported on first use: their module loads the server's parts
+    # (see ember.sdk.triggers), which the rest of the SDK and the CLI do without.
+    if name in ("TriggerOut", "TriggerList"):
+        from ember.api import triggers as trigger_api
+
+        return getattr(trigger_api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _base_url(explicit: str | None, http_base: httpx.URL | None = None) -> str:
@@ -220,8 +243,8 @@ class _Plan(_Route[P, T]):
 
 
 class _Routes:
-    """The methods both clients share, one per route (documented in ``ember.sdk.calls`` and
-    ``ember.sdk.tasks``)."""
+    """The methods both clients share, one per route (documented in ``ember.sdk.calls``,
+    ``ember.sdk.tasks`` and ``ember.sdk.triggers``)."""
 
     create_function = _Route(calls.create_function)
     get_function = _Route(calls.get_function)
@@ -251,6 +274,15 @@ class _Routes:
     redrive = _Route(tasks.redrive)
     pause_function = _Route(tasks.pause_function)
     resume_function = _Route(tasks.resume_function)
+    create_trigger = _Route(triggers.create_trigger)
+    get_trigger = _Route(triggers.get_trigger)
+    list_triggers = _Route(triggers.list_triggers)
+    update_trigger = _Route(triggers.update_trigger)
+    delete_trigger = _Route(triggers.delete_trigger)
+    pause_trigger = _Route(triggers.pause_trigger)
+    resume_trigger = _Route(triggers.resume_trigger)
+    disable_trigger = _Route(triggers.disable_trigger)
+    enable_trigger = _Route(triggers.enable_trigger)
     get_logs = _Route(calls.get_logs)
     get_stats = _Route(calls.get_stats)
     health = _Route(calls.health)

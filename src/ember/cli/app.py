@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from ember.cli import aliases, deploy, functions, invoke, logs, server, tasks, versions
+from ember.cli import (
+    aliases,
+    deploy,
+    functions,
+    invoke,
+    logs,
+    server,
+    tasks,
+    triggers,
+    versions,
+)
 from ember.cli.common import GlobalOptions, JsonOption, UrlOption, command
 
 app = typer.Typer(
@@ -26,6 +36,7 @@ app.add_typer(versions.app, name="version")
 app.add_typer(aliases.app, name="alias")
 app.add_typer(tasks.task_app, name="task")
 app.add_typer(tasks.dlq_app, name="dlq")
+app.add_typer(triggers.app, name="trigger")
 command(app, "deploy")(deploy.deploy)
 command(functions.app, "deploy")(deploy.deploy)
 command(app, "invoke")(invoke.invoke)

@@ -1,5 +1,5 @@
 """``ember deploy``: make a function match a directory and its ember.yaml, then optionally
-publish it and point an alias at the new version.
+publish it and point an alias at the new version, then make the triggers it declares match.
 
 ember.yaml::
 
@@ -8,25 +8,56 @@ ember.yaml::
       handler: main.handler
       memory_mb: 512
     exclude: ["tests", "*.md"] # globs left out of the code zip (besides caches and .git)
+    triggers:                  # optional: triggers bound to this function
+      - name: hello-web
+        source: {kind: http, path: /hello}
+        qualifier: live        # optional: latest (default), a version number or an alias
+        description: the web entry point   # optional
+
+Triggers are made to match after the function (and its new version and alias), so that a
+trigger may target the alias the same deploy moves. A declared trigger that is missing is
+created; one whose function, qualifier, description or source differs is updated (its
+state, enabled or paused, is kept). The server never shows an HTTP trigger's ``api_key``,
+so a declared one cannot be compared: it is sent again on every deploy. Triggers of the
+function that ember.yaml does not declare are kept unless ``--prune-triggers`` is given.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ember.cli import render
 from ember.cli.common import Session, UsageError, load_mapping
 from ember.client import AliasOut, FunctionOut, PublishOut
-from ember.errors import FunctionNotFound
+from ember.errors import EmberError, FunctionNotFound, InvalidSpec
 from ember.sdk.calls import code_bytes
+from ember.sdk.triggers import REDACTED, source_spec
+
+if TYPE_CHECKING:
+    from ember.client import Client, TriggerOut
 
 MANIFEST = "ember.yaml"
-_FIELDS = ("name", "config", "exclude")
+_FIELDS = ("name", "config", "exclude", "triggers")
+_TRIGGER_FIELDS = ("name", "source", "qualifier", "description")
+
+
+@dataclass(frozen=True)
+class DeclaredTrigger:
+    """One entry of ember.yaml's ``triggers:``; its function is the manifest's."""
+
+    at: str  # where it is written, for errors: "DIR/ember.yaml: triggers[0] (web)"
+    index: int
+    name: str
+    source: dict[str, Any]  # as written
+    spec: dict[str, Any]  # as the server will store it, to compare with what it holds
+    qualifier: str = "latest"
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,6 +68,7 @@ class Manifest:
     name: str
     config: dict[str, Any] = field(default_factory=dict)
     exclude: tuple[str, ...] = ()
+    triggers: tuple[DeclaredTrigger, ...] | None = None  # None: no `triggers:` field
 
 
 def read_manifest(directory: Path) -> Manifest:
@@ -72,7 +104,74 @@ def read_manifest(directory: Path) -> Manifest:
         exclude = [exclude]
     if not isinstance(exclude, list) or not all(isinstance(g, str) for g in exclude):
         raise UsageError(f"{path}: field `exclude` must be a list of glob patterns")
-    return Manifest(path, name, config, (MANIFEST, *exclude))
+    triggers = None if "triggers" not in data else read_triggers(path, data["triggers"])
+    return Manifest(path, name, config, (MANIFEST, *exclude), triggers)
+
+
+def read_triggers(path: Path, value: Any) -> tuple[DeclaredTrigger, ...]:
+    """The ``triggers:`` of the manifest at ``path``, each checked and its source completed
+    as the server will store it.
+
+    Raises:
+        UsageError: a trigger is not a mapping, a field is missing, unknown or wrong, or two
+            share a name; the message names the file, the trigger's index and name, and the
+            field (``source.topic``).
+    """
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise UsageError(
+            f"{path}: field `triggers` must be a list of triggers such as "
+            "`- {name: web, source: {kind: http, path: /web}}`"
+        )
+    found: list[DeclaredTrigger] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(value):
+        at = f"{path}: triggers[{index}]"
+        if not isinstance(item, dict):
+            raise UsageError(f"{at} must be a mapping with a name and a source")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"{at}: field `name` is required and must be the trigger's name")
+        at = f"{at} ({name})"
+        unknown = sorted(set(item) - set(_TRIGGER_FIELDS))
+        if unknown:
+            raise UsageError(
+                f"{at}: unknown field {', '.join(map(repr, unknown))} (the fields are "
+                f"{', '.join(_TRIGGER_FIELDS)}; the function is the one this file deploys)"
+            )
+        if name in seen:
+            raise UsageError(f"{at}: triggers[{seen[name]}] has the same name")
+        seen[name] = index
+        source = item.get("source")
+        if not isinstance(source, dict):
+            raise UsageError(f"{at}: field `source` is required and must be a mapping with a kind")
+        qualifier = item.get("qualifier", "latest")
+        if isinstance(qualifier, bool) or not isinstance(qualifier, str | int):
+            raise UsageError(
+                f"{at}: field `qualifier` must be latest, a version number or an alias"
+            )
+        description = item.get("description") or ""
+        if not isinstance(description, str):
+            raise UsageError(f"{at}: field `description` must be text")
+        try:
+            spec = source_spec(source)
+        except InvalidSpec as err:
+            raise UsageError(f"{at}: {err.message}") from err
+        found.append(
+            DeclaredTrigger(at, index, name, source, spec, str(qualifier), description)
+        )
+    return tuple(found)
+
+
+@dataclass
+class TriggerChange:
+    """What ``deploy`` did to one trigger."""
+
+    action: str  # created | updated | unchanged | deleted | kept (not declared, not pruned)
+    name: str
+    changed: list[str]  # with updated: the fields that differed (source.path…)
+    trigger: TriggerOut
 
 
 @dataclass
@@ -85,6 +184,7 @@ class Deployment:
     config_changed: list[str]
     version: PublishOut | None = None
     alias: AliasOut | None = None
+    triggers: list[TriggerChange] = field(default_factory=list)
 
 
 def deploy(
@@ -101,6 +201,11 @@ def deploy(
         typer.Option(help="Point this alias at the published version (implies --publish).",
                      show_default=False),
     ] = None,
+    prune_triggers: Annotated[
+        bool,
+        typer.Option("--prune-triggers",
+                     help=f"Delete the function's triggers that {MANIFEST} does not declare."),
+    ] = False,
 ) -> None:
     """Create or update a function from a directory with an ember.yaml."""
     manifest = read_manifest(directory)
@@ -142,7 +247,112 @@ def deploy(
         if alias:
             done.alias = client.set_alias(manifest.name, alias, number)
             output.done(f"alias {alias} → version {number}")
+    if manifest.triggers is not None or prune_triggers:
+        done.triggers = sync_triggers(session, manifest, prune=prune_triggers)
     session.output.show(done)
+
+
+def sync_triggers(session: Session, manifest: Manifest, *, prune: bool) -> list[TriggerChange]:
+    """Create the declared triggers that are missing, update those that differ, and delete
+    (with ``prune``) the function's triggers that are not declared; say each as it is done.
+
+    Raises:
+        EmberError: the server refused a trigger; the message names the file and trigger.
+    """
+    client, output = session.client, session.output
+    current = {t.name: t for t in client.list_triggers()}
+    changes: list[TriggerChange] = []
+    for declared in manifest.triggers or ():
+        try:
+            change = _sync_one(client, manifest.name, declared, current.get(declared.name))
+        except EmberError as err:
+            raise _located(err, declared) from err
+        output.done(_trigger_summary(change))
+        changes.append(change)
+    declared_names = {d.name for d in manifest.triggers or ()}
+    for name, trigger in sorted(current.items()):
+        if trigger.function != manifest.name or name in declared_names:
+            continue
+        if prune:
+            changes.append(TriggerChange("deleted", name, [], client.delete_trigger(name)))
+            output.done(f"deleted trigger {name} (not in {manifest.path})")
+        else:
+            changes.append(TriggerChange("kept", name, [], trigger))
+            output.note(f"trigger {name} is not in {manifest.path}: kept "
+                        "(--prune-triggers deletes it)")
+    return changes
+
+
+def _sync_one(
+    client: Client, function: str, declared: DeclaredTrigger, current: TriggerOut | None
+) -> TriggerChange:
+    if current is None:
+        created = client.create_trigger(
+            declared.name, function, declared.source, qualifier=declared.qualifier,
+            description=declared.description,
+        )
+        return TriggerChange("created", declared.name, [], created)
+    changed = _differences(declared, current, function)
+    if not changed:
+        return TriggerChange("unchanged", declared.name, [], current)
+    updated = client.update_trigger(
+        declared.name, function=function, qualifier=declared.qualifier,
+        source=declared.source, description=declared.description,
+    )
+    return TriggerChange("updated", declared.name, changed, updated)
+
+
+def _differences(declared: DeclaredTrigger, current: TriggerOut, function: str) -> list[str]:
+    """The fields of ``current`` that differ from the declaration."""
+    found = [
+        key for key, wanted, held in (
+            ("function", function, current.function),
+            ("qualifier", declared.qualifier, current.qualifier),
+            ("description", declared.description, current.description),
+        ) if wanted != held
+    ]
+    wanted_source, held_source = dict(declared.spec), current.source
+    if wanted_source.get("kind") != held_source.get("kind"):
+        return [*found, "source"]
+    # The server shows a set api_key as "***": whether it is the declared one cannot be
+    # told, so a declared key always counts as changed and is sent again.
+    secret = wanted_source.get("api_key") is not None
+    if secret and held_source.get("api_key") == REDACTED:
+        wanted_source["api_key"] = REDACTED
+    found += [f"source.{key}" for key in sorted(set(wanted_source) | set(held_source))
+              if wanted_source.get(key) != held_source.get(key)]
+    if secret and "source.api_key" not in found:
+        found.append("source.api_key")
+    return found
+
+
+def _located(err: EmberError, declared: DeclaredTrigger) -> EmberError:
+    """``err`` with the place of the trigger in the manifest in its message and fields."""
+    located = copy.copy(err)
+    located.message = f"{declared.at}: {err.message}"
+    located.args = (located.message,)
+    located.details = dict(err.details)
+    errors = err.details.get("errors")
+    if isinstance(errors, list):
+        located.details["errors"] = [
+            {**e, "field": f"triggers[{declared.index}].{e.get('field', '')}"}
+            if isinstance(e, dict) else e
+            for e in errors
+        ]
+    return located
+
+
+def _trigger_summary(change: TriggerChange) -> str:
+    t = change.trigger
+    if change.action == "created":
+        return f"created trigger {t.name} ({t.source.get('kind')} → {t.function}:{t.qualifier})"
+    if change.action == "unchanged":
+        return f"trigger {t.name} unchanged"
+    fields = ", ".join(
+        "source.api_key (sent again: the server never shows it)" if f == "source.api_key" else f
+        for f in change.changed
+    )
+    return f"updated trigger {t.name}: {fields}"
 
 
 def _summary(done: Deployment) -> str:

@@ -41,6 +41,21 @@ def can_ask() -> bool:
     return sys.stdin.isatty()
 
 
+def confirm_delete(what: str, question: str) -> None:
+    """Ask ``question`` on the terminal before deleting ``what``; stop unless the answer is
+    yes.
+
+    Raises:
+        UsageError: no one can answer (stdin is not a terminal): pass --yes instead.
+        typer.Abort: the answer was no.
+    """
+    if not can_ask():
+        raise UsageError(
+            f"not deleting {what}: stdin is not a terminal to confirm on; pass --yes"
+        )
+    typer.confirm(question, abort=True, err=True)
+
+
 def _show(session: Session, function: FunctionOut) -> None:
     session.output.show(function, render.function_panel(function))
 
@@ -146,13 +161,8 @@ def delete(
 ) -> None:
     """Delete a function with all its versions and aliases."""
     if not yes:
-        if not can_ask():
-            raise UsageError(
-                f"not deleting function {name!r}: stdin is not a terminal to confirm on; "
-                "pass --yes"
-            )
-        typer.confirm(
-            f"Delete function {name!r} with all its versions and aliases?", abort=True, err=True
+        confirm_delete(
+            f"function {name!r}", f"Delete function {name!r} with all its versions and aliases?"
         )
     deleted = session.client.delete_function(name)
     session.output.done(f"deleted function {deleted.name}")

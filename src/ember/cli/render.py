@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import fields, is_dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from pydantic import BaseModel
@@ -29,6 +29,9 @@ from ember.client import (
     VersionOut,
 )
 from ember.errors import EmberError
+
+if TYPE_CHECKING:
+    from ember.client import TriggerOut
 
 
 def jsonable(value: Any) -> Any:
@@ -413,4 +416,68 @@ def dead_letters_table(dead_letters: Iterable[DeadLetterOut]) -> Table:
             d.id, d.function, d.reason.get("condition"), d.reason.get("attempts"),
             d.reason.get("code"), recent(d.dead_at),
         ))
+    return table
+
+
+# triggers --------------------------------------------------------------------------------------
+
+_STATE_STYLES = {"enabled": "green", "paused": "yellow", "disabled": "dim"}
+
+
+def _state(state: str) -> Text:
+    return Text(state, style=_STATE_STYLES.get(state, ""))
+
+
+def _connected(status: Mapping[str, Any]) -> str:
+    return "yes" if status.get("connected") else "no"
+
+
+def trigger_panel(t: TriggerOut, base_url: str | None = None) -> Panel:
+    """A trigger: its target, source fields and what it has done since the server started."""
+    source = dict(t.source)
+    kind = str(source.pop("kind", "?"))
+    status = t.status
+    rows: list[tuple[str, Any]] = [
+        ("state", _state(t.state)),
+        ("function", f"{t.function}:{t.qualifier}"),
+        ("description", t.description),
+        ("kind", kind),
+    ]
+    rows += [(f"  {key}", _source_value(value)) for key, value in source.items()
+             if value is not None]
+    if kind == "http" and base_url:
+        path = str(source.get("path") or "/")
+        rows.append(("url", f"{base_url}/http{'' if path == '/' else path}"))
+    rows += [
+        ("connected", _connected(status)),
+        ("events", status.get("events")),
+        ("invocations", status.get("invocations")),
+        ("failures", status.get("failures")),
+        ("last event", when(status.get("last_event_at"))),
+        ("last error", status.get("last_error")),
+        ("last error at", when(status.get("last_error_at"))),
+    ]
+    details = status.get("details")
+    if isinstance(details, Mapping) and details:
+        rows.append(("details", _mapping(details)))
+    rows += [("created", when(t.created_at)), ("updated", when(t.updated_at))]
+    return _grid(f"trigger {t.name}", rows)
+
+
+def _source_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def triggers_table(triggers: Iterable[TriggerOut]) -> Table:
+    table = _table("NAME", "FUNCTION", "QUALIFIER", "KIND", "STATE", "EVENTS", "INVOCATIONS",
+                   "FAILURES", "CONNECTED", "LAST ERROR")
+    for t in triggers:
+        status = t.status
+        cells = _cells(t.name, t.function, t.qualifier, t.source.get("kind"), None,
+                       status.get("events"), status.get("invocations"), status.get("failures"),
+                       _connected(status), _shorten(status.get("last_error"), 60))
+        cells[4] = _state(t.state)
+        table.add_row(*cells)
     return table

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 TriggerState = Literal["enabled", "disabled", "paused"]
 TRIGGER_STATES: tuple[str, ...] = ("enabled", "disabled", "paused")
 CLOUDEVENTS_JSON = "application/cloudevents+json"
-_RATE = re.compile(r"^rate\((\d+) (second|seconds|minute|minutes|hour|hours|day|days)\)$")
+_RATE = re.compile(r"^rate\(([1-9]\d*) (second|seconds|minute|minutes|hour|hours|day|days)\)$")
 _CRON = re.compile(r"^cron\((.+)\)$")
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -68,7 +68,8 @@ class TimerSource(_Source):
         if _RATE.match(value):
             return value
         cron = _CRON.match(value)
-        if cron:
+        # Five fields, as in crontab: no seconds, years, @nicknames or H hashes.
+        if cron and len(cron.group(1).split()) == 5 and "H" not in cron.group(1):
             from croniter import croniter
 
             if croniter.is_valid(cron.group(1)):
@@ -145,8 +146,17 @@ STORAGE_EVENTS: tuple[StorageEvent, ...] = ("created", "modified", "deleted")
 class StorageSource(_Source):
     kind: Literal["storage"]
     path: str = Field(description="directory to watch")
-    events: list[StorageEvent] = Field(default_factory=lambda: list(STORAGE_EVENTS))
+    events: list[StorageEvent] = Field(
+        default_factory=lambda: list(STORAGE_EVENTS), min_length=1
+    )
     pattern: str = "*"
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("path must be absolute: the server's working directory is not yours")
+        return value
 
 
 Source = Annotated[

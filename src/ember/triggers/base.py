@@ -163,7 +163,10 @@ class BackgroundSource(abc.ABC):
         while True:
             try:
                 await self.run()
+                # The source ended by itself (a closed stream): connect again, but not in a
+                # tight loop.
                 delay = self.retry_initial_s
+                await self.context.clock.sleep(delay)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the source's own loop must never end the server
@@ -171,7 +174,7 @@ class BackgroundSource(abc.ABC):
                 self.context.failed(exc)
                 log.warning("trigger %s: %s; retrying in %.1f s", self.context.trigger.name,
                             exc, delay)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                await self.context.clock.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self.retry_max_s)
 
     async def pause(self) -> None:

@@ -30,6 +30,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import inspect
 import logging
 import ssl
 from collections.abc import Awaitable
@@ -79,25 +80,28 @@ async def until_paused(source: BackgroundSource, step: Awaitable[T]) -> T | None
     """``step``'s result, or None once ``source`` is paused first (``step`` is cancelled).
 
     A result that is ready when the pause comes is still returned: the caller has taken it
-    off the broker and must deliver or release it."""
-    task = asyncio.ensure_future(step)
+    off the broker and must deliver or release it. A ``step`` cancelled by someone else (a
+    client library closing) raises ConnectionError, so that the source reconnects instead of
+    ending."""
     if source.paused.is_set():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if inspect.iscoroutine(step):
+            step.close()
         return None
+    task = asyncio.ensure_future(step)
     pause = asyncio.ensure_future(source.paused.wait())
     try:
-        await asyncio.wait((task, pause), return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait((task, pause), return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in (task, pause):
             if not waiter.done():
                 waiter.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await waiter
-    if task.done() and not task.cancelled():
-        return task.result()
-    return None
+    if task not in done:
+        return None
+    if task.cancelled():
+        raise ConnectionError("the client library cancelled a wait for the next message")
+    return task.result()
 
 
 def client_id(trigger_name: str, topic: str) -> str:
@@ -143,7 +147,8 @@ class MqttTriggerSource(BackgroundSource):
 
         url = urlsplit(self.source.url)
         if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
-            raise ValueError(f"MQTT url must be mqtt://host:port or mqtts://…: {url.geturl()!r}")
+            raise ValueError(f"MQTT url must be mqtt://host:port or mqtts://host:port, "
+                             f"not {url.scheme}://{url.hostname or ''}")
         tls = url.scheme == "mqtts"
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self.session_expiry_s

@@ -48,8 +48,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
@@ -69,6 +70,8 @@ from ember.queue.redis import _redact
 from ember.triggers.base import BackgroundSource, SourceContext
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # The longest single blocking read: a pause, a stop and a silent server are noticed within it.
 _BLOCK_MS = 2_000
@@ -153,10 +156,12 @@ class RedisStreamTriggerSource(BackgroundSource):
         while True:
             try:
                 await self._consume(shard)
+                _honour_cancel()
                 await shard.wake.wait()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a shard's loop must never end the source
+                _honour_cancel()
                 error = f"stream {shard.stream} on {self._url}: {exc}"
                 self.context.status.connected = False
                 self.context.failed(error)
@@ -173,6 +178,7 @@ class RedisStreamTriggerSource(BackgroundSource):
         shard.detail.update(state="running", at=None, error=None)
         backlog = True  # our own pending records come first, from the start of the list
         while True:
+            _honour_cancel()
             await self._unpaused(shard)
             if backlog:
                 entries = await self._read(shard.stream, "0", self.source.batch_size, None)
@@ -196,13 +202,13 @@ class RedisStreamTriggerSource(BackgroundSource):
         ids = [entry_id for entry_id, _ in entries]
         error = await self._deliver(shard, records) if records else None
         if error is None:
-            await self._client.xack(shard.stream, self._group, *ids)
+            await _redis(self._client.xack(shard.stream, self._group, *ids))
         elif isinstance(error, _TARGET_ERRORS) or self.source.on_failure == "stop":
             shard.wake.clear()  # before anything awaits: a resume() from now on wakes it
+            await self._figures(shard, force=True)
             shard.detail.update(state="stopped", at=records[0][0], error=str(error))
             log.warning("trigger %s: stream %s stopped at %s: %s", self.context.trigger.name,
                         shard.stream, records[0][0], error)
-            await self._figures(shard, force=True)
             return False
         else:
             await self._dead_letter(shard, records, ids, error)
@@ -226,6 +232,7 @@ class RedisStreamTriggerSource(BackgroundSource):
         failures = 0
         delay = _RETRY_FIRST_S
         while True:
+            _honour_cancel()
             try:
                 await self.context.invoke(event)
                 return None
@@ -260,7 +267,7 @@ class RedisStreamTriggerSource(BackgroundSource):
                     "error": str(error), "code": code, "trigger": self.context.trigger.name,
                 })
             pipe.xack(shard.stream, self._group, *ids)
-            await pipe.execute()
+            await _redis(pipe.execute())
         log.warning("trigger %s: %d records of stream %s dead-lettered to %s: %s",
                     self.context.trigger.name, len(records), shard.stream, dead, error)
 
@@ -268,15 +275,16 @@ class RedisStreamTriggerSource(BackgroundSource):
 
     async def _ensure_group(self, stream: str) -> None:
         try:
-            await self._client.xgroup_create(stream, self._group, id="0", mkstream=True)
+            await _redis(
+                self._client.xgroup_create(stream, self._group, id="0", mkstream=True))
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
     async def _read(self, stream: str, after: str, count: int,
                     block_ms: int | None) -> list[Entry]:
-        reply: Any = await self._client.xreadgroup(
-            self.source.group, self.consumer, {stream: after}, count=count, block=block_ms)
+        reply: Any = await _redis(self._client.xreadgroup(
+            self.source.group, self.consumer, {stream: after}, count=count, block=block_ms))
         if not reply:
             return []
         # RESP2: [[stream, entries]]; RESP3 (protocol=3 in the URL): {stream: [entries]}.
@@ -304,7 +312,7 @@ class RedisStreamTriggerSource(BackgroundSource):
         if not force and now - shard.figures_at < _FIGURES_EVERY_S:
             return
         shard.figures_at = now
-        for group in await self._client.xinfo_groups(shard.stream):
+        for group in await _redis(self._client.xinfo_groups(shard.stream)):
             if group.get("name") == self._group:
                 shard.detail.update(pending=group.get("pending"), lag=group.get("lag"))
 
@@ -314,6 +322,24 @@ class RedisStreamTriggerSource(BackgroundSource):
         state, shard.detail["state"] = shard.detail["state"], "paused"
         await self.running.wait()
         shard.detail["state"] = state
+
+
+async def _redis(command: Awaitable[T]) -> T:
+    """Await a Redis command, then honour a cancel it may have swallowed."""
+    try:
+        return await command
+    finally:
+        _honour_cancel()
+
+
+def _honour_cancel() -> None:
+    """Raise CancelledError when this task was asked to stop. On Python 3.11,
+    ``asyncio.wait_for`` (which redis-py awaits around each write) returns normally when a
+    cancel lands as its inner future completes, and the cancel is lost: a shard that missed
+    it would run on and keep ``stop()`` waiting forever."""
+    task = asyncio.current_task()
+    if False and task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _text(raw: bytes) -> str | None:

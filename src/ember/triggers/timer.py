@@ -100,11 +100,12 @@ class TimerTriggerSource(BackgroundSource):
         self.source = source
         self.schedule = Schedule(source)
         self._next = 0
+        self._last = 0  # the last tick fired: never planned again, whatever the wall clock says
 
     async def start(self) -> None:
         # The first tick is fixed here rather than in the loop task, so that it is measured
         # from the moment of start() however late the task first runs.
-        self._plan(self.schedule.next_after(self.context.clock.time()))
+        self._plan_after(self.context.clock.time())
         self.context.status.connected = True
         await super().start()
 
@@ -115,12 +116,12 @@ class TimerTriggerSource(BackgroundSource):
     async def resume(self) -> None:
         # Ticks that fell during the pause are missed; the loop, sleeping or waiting for
         # `running`, reads the new `_next` when it looks again.
-        self._plan(self.schedule.next_after(self.context.clock.time()))
+        self._plan_after(self.context.clock.time())
         await super().resume()
 
-    def _plan(self, tick: int) -> None:
-        self._next = tick
-        self.context.status.details["next_fire"] = tick
+    def _plan_after(self, t: float) -> None:
+        self._next = self.schedule.next_after(max(t, self._last))
+        self.context.status.details["next_fire"] = self._next
 
     async def run(self) -> None:
         clock = self.context.clock
@@ -131,15 +132,12 @@ class TimerTriggerSource(BackgroundSource):
             if self._next > now:
                 await clock.sleep(min(self._next - now, _MAX_SLEEP_S))
                 continue
-            last = self._next
             for tick in self._due(now):
                 if self.paused.is_set():
                     break  # resume() plans afresh
                 await self._fire(tick)
-                last = tick
             if not self.paused.is_set():
-                # max(): after a backward step of the wall clock a tick never fires twice.
-                self._plan(self.schedule.next_after(max(now, last)))
+                self._plan_after(now)
 
     def _due(self, now: float) -> list[int]:
         """The planned tick and those after it up to ``now``, leaving out any more than
@@ -160,6 +158,7 @@ class TimerTriggerSource(BackgroundSource):
     async def _fire(self, tick: int) -> None:
         context = self.context
         key = f"timer:{context.trigger.name}:{tick}"
+        self._last = tick
         context.received()
         context.status.details["last_tick"] = tick
         event = context.event(
