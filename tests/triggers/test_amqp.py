@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -19,13 +19,18 @@ from ember.model.trigger import AmqpBinding, AmqpSource
 from ember.triggers.amqp import AmqpTriggerSource
 from ember.triggers.base import make_source
 from tests.triggers.helpers import (
-    Submits, eventually, make_context, retrying, started, unique,
+    Submits,
+    eventually,
+    make_context,
+    retrying,
+    started,
+    unique,
 )
 
 AMQP_URL = os.environ.get("EMBER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(scenario())
 
 
@@ -258,5 +263,21 @@ def test_an_existing_queue_is_used_as_it_is() -> None:
             async with started(source, context):
                 await test.publish("k", b"1")
                 await eventually(lambda: submits.data() == [1])
+
+    run(scenario)
+
+
+def test_a_deleted_queue_is_declared_again() -> None:
+    async def scenario() -> None:
+        async with broker() as test:
+            submits = Submits()
+            source, context = test.source(submits)
+            async with started(source, context):
+                await test.channel.queue_delete(test.queue)  # the broker cancels the consumer
+                await eventually(lambda: context.status.failures == 1, what="the failure")
+                await eventually(lambda: context.status.connected)
+                await test.publish("k", b"1")
+                await eventually(lambda: submits.data() == [1])
+            assert "cancelled the consumer" in (context.status.last_error or "")
 
     run(scenario)

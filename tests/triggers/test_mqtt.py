@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +21,12 @@ from ember.model.trigger import MqttSource
 from ember.triggers.base import make_source
 from ember.triggers.mqtt import MqttTriggerSource, client_id, event_data
 from tests.triggers.helpers import (
-    Submits, eventually, make_context, retrying, started, unique,
+    Submits,
+    eventually,
+    make_context,
+    retrying,
+    started,
+    unique,
 )
 
 MQTT_URL = os.environ.get("EMBER_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
@@ -29,7 +34,7 @@ _HOST = urlsplit(MQTT_URL).hostname or "127.0.0.1"
 _PORT = urlsplit(MQTT_URL).port or 1883
 
 
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(scenario())
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import nats
@@ -20,13 +20,18 @@ from ember.model.trigger import NatsSource
 from ember.triggers.base import make_source
 from ember.triggers.nats import NatsTriggerSource
 from tests.triggers.helpers import (
-    Submits, eventually, make_context, retrying, started, unique,
+    Submits,
+    eventually,
+    make_context,
+    retrying,
+    started,
+    unique,
 )
 
 NATS_URL = os.environ.get("EMBER_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(scenario())
 
 
@@ -64,10 +69,8 @@ async def server() -> AsyncIterator[Server]:
     try:
         yield test
     finally:
-        try:
+        with suppress(nats.js.errors.NotFoundError):
             await test.js.delete_stream(test.stream)
-        except nats.js.errors.NotFoundError:
-            pass
         await client.close()
 
 
@@ -225,5 +228,22 @@ def test_a_server_that_is_not_there_is_retried_without_crashing() -> None:
             assert not context.status.connected
             assert context.status.last_error
             assert retrying(source)
+
+    run(scenario)
+
+
+def test_a_deleted_consumer_is_made_again() -> None:
+    async def scenario() -> None:
+        async with server() as test:
+            submits = Submits()
+            source, context = test.durable(submits)
+            source.consumer_check_s = 0.1
+            async with started(source, context):
+                await test.js.delete_consumer(test.stream, f"ember-{test.name}")
+                await eventually(lambda: context.status.failures == 1, what="the failure")
+                await eventually(lambda: context.status.connected)
+                await test.publish("x", b"1")
+                await eventually(lambda: submits.data() == [1])
+            assert "is gone" in (context.status.last_error or "")
 
     run(scenario)

@@ -34,6 +34,7 @@ import typer
 
 from ember.cli import render
 from ember.cli.common import Session, UsageError, load_mapping
+from ember.cli.triggers import target
 from ember.client import AliasOut, FunctionOut, PublishOut
 from ember.errors import EmberError, FunctionNotFound, InvalidSpec
 from ember.sdk.calls import code_bytes
@@ -345,7 +346,7 @@ def _located(err: EmberError, declared: DeclaredTrigger) -> EmberError:
 def _trigger_summary(change: TriggerChange) -> str:
     t = change.trigger
     if change.action == "created":
-        return f"created trigger {t.name} ({t.source.get('kind')} → {t.function}:{t.qualifier})"
+        return f"created trigger {t.name}: {target(t)}"
     if change.action == "unchanged":
         return f"trigger {t.name} unchanged"
     fields = ", ".join(

@@ -157,14 +157,15 @@ def _grid(title: str, rows: Iterable[tuple[str, Any]]) -> Panel:
     return Panel(grid, title=Text(title), title_align="left", expand=False)
 
 
-_WHOLE = frozenset({"ID", "STATUS", "ATTEMPTS"})
+_WHOLE = frozenset({"ID", "STATUS", "ATTEMPTS", "STATE", "EVENTS", "INVOKED", "FAILED", "UP"})
 
 
 def _table(*columns: str, title: str | None = None) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold", title=title,
                   title_justify="left", title_style="bold")
     for column in columns:
-        # An id is copied whole into the next command: never folded.
+        # An id is copied whole into the next command, and a state or a count folded in
+        # two reads wrong: never folded.
         table.add_column(column, overflow="fold", no_wrap=column in _WHOLE)
     return table
 
@@ -471,13 +472,14 @@ def _source_value(value: Any) -> str:
 
 
 def triggers_table(triggers: Iterable[TriggerOut]) -> Table:
-    table = _table("NAME", "FUNCTION", "QUALIFIER", "KIND", "STATE", "EVENTS", "INVOCATIONS",
-                   "FAILURES", "CONNECTED", "LAST ERROR")
+    """One row per trigger: its target (``function:qualifier``), kind, state and counters."""
+    table = _table("NAME", "FUNCTION", "KIND", "STATE", "EVENTS", "INVOKED", "FAILED",
+                   "UP", "LAST ERROR")
     for t in triggers:
         status = t.status
-        cells = _cells(t.name, t.function, t.qualifier, t.source.get("kind"), None,
+        cells = _cells(t.name, f"{t.function}:{t.qualifier}", t.source.get("kind"), None,
                        status.get("events"), status.get("invocations"), status.get("failures"),
                        _connected(status), _shorten(status.get("last_error"), 60))
-        cells[4] = _state(t.state)
+        cells[3] = _state(t.state)
         table.add_row(*cells)
     return table

@@ -137,7 +137,7 @@ _WHERE = {"http": "path", "timer": "schedule", "mqtt": "topic", "amqp": "queue",
           "nats": "subject", "redis_stream": "streams", "storage": "path"}
 
 
-def _target(trigger: TriggerOut) -> str:
+def target(trigger: TriggerOut) -> str:
     """``http /orders → hello:live``."""
     kind = str(trigger.source.get("kind"))
     where = trigger.source.get(_WHERE.get(kind, ""))
@@ -170,7 +170,7 @@ def create(
     trigger = session.client.create_trigger(
         name, function, spec, qualifier=qualifier or "latest", description=description or ""
     )
-    session.output.done(f"created trigger {trigger.name}: {_target(trigger)}")
+    session.output.done(f"created trigger {trigger.name}: {target(trigger)}")
     _show(session, trigger)
 
 

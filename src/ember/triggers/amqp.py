@@ -67,6 +67,13 @@ class AmqpTriggerSource(BackgroundSource):
             await channel.set_qos(prefetch_count=self.source.prefetch)
             queue = await self._declare(connection, channel)
             await queue.consume(inbox.put)
+            # The broker cancels the consumer when the queue goes (deleted, or its node lost):
+            # reconnecting declares it again, where staying would consume nothing.
+            underlay = await channel.get_underlay_channel()
+            underlay.on_consumer_cancel_callbacks.add(
+                lambda frame: inbox.put_nowait(ConnectionError(
+                    f"the broker cancelled the consumer of queue {self.source.queue!r}")),
+            )
             self.context.status.connected = True
             try:
                 while True:

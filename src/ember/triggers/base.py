@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import copy
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -45,7 +46,7 @@ class TriggerStatus:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return copy.deepcopy(self.__dict__)
 
 
 class Invoke(Protocol):
@@ -106,7 +107,8 @@ class SourceContext:
 
     async def invoke(self, event: dict[str, Any]) -> Any:
         """Invoke the trigger's function now with ``event``; returns the router's result.
-        Raises the invocation's EmberError."""
+        Raises the invocation's EmberError, which is already counted in ``status`` (a
+        source counts only failures of its own)."""
         import orjson
 
         self.status.invocations += 1
@@ -186,10 +188,16 @@ class BackgroundSource(abc.ABC):
         self.running.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        # On Python 3.11 asyncio.wait_for (used inside client libraries) can swallow a
+        # cancellation that lands as its inner call finishes: cancel until the task ends.
+        task = self._task
+        while task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), 1.0)
+        if task is not None and task.done() and not task.cancelled():
+            with contextlib.suppress(Exception):
+                task.result()
         self.context.status.connected = False
 
 

@@ -45,6 +45,8 @@ class NatsTriggerSource(BackgroundSource):
 
     batch_size = 10
     fetch_timeout_s = 1.0
+    consumer_check_s = 10.0
+    """While idle, how often to check that the durable consumer still exists."""
     connect_timeout_s = 5
 
     def __init__(self, context: SourceContext) -> None:
@@ -96,14 +98,29 @@ class NatsTriggerSource(BackgroundSource):
     # -- JetStream: at least once ------------------------------------------------------------
 
     async def _consume_stream(self, client: NatsClient, stream: str, closed: asyncio.Event) -> None:
-        import nats.errors
-
         js = client.jetstream()
         created = await self._ensure_stream(js, stream)
         await self._ensure_consumer(js, stream)
         pull = await js.pull_subscribe_bind(durable=self.durable, stream=stream)
         self.context.status.connected = True
         self.context.status.details.update(stream=stream, consumer=self.durable)
+        try:
+            await self._fetch_forever(pull, created, closed)
+        finally:
+            # A pull request may still wait on the server: once it has seen the inbox go,
+            # it stops delivering to it. Otherwise a message published in the moment before
+            # the server notices the closed connection would wait out the ack wait (30 s).
+            with contextlib.suppress(Exception):
+                await pull.unsubscribe()
+                await client.flush(timeout=1)
+
+    async def _fetch_forever(
+        self, pull: JetStreamContext.PullSubscription, created: int, closed: asyncio.Event,
+    ) -> None:
+        import nats.errors
+
+        clock = self.context.clock
+        checked = clock.monotonic()
         while True:
             if self.paused.is_set():
                 await self._until_resumed(closed)
@@ -113,6 +130,10 @@ class NatsTriggerSource(BackgroundSource):
             except nats.errors.TimeoutError:
                 if closed.is_set():
                     raise ConnectionError("NATS connection closed") from None
+                if clock.monotonic() - checked >= self.consumer_check_s:
+                    # Fetching from a consumer that was deleted just times out: look.
+                    checked = clock.monotonic()
+                    await self._check_consumer(pull)
                 continue
             for i, msg in enumerate(batch):
                 try:
@@ -125,6 +146,17 @@ class NatsTriggerSource(BackgroundSource):
                     # than after the consumer's ack wait.
                     await _hand_back(batch[i:])
                     raise
+
+    async def _check_consumer(self, pull: JetStreamContext.PullSubscription) -> None:
+        """Raise ConnectionError when the durable consumer is gone, so that reconnecting
+        makes it again; note its backlog in the status."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            info = await pull.consumer_info()
+        except NotFoundError as exc:
+            raise ConnectionError(f"the consumer {self.durable!r} is gone") from exc
+        self.context.status.details.update(pending=info.num_pending)
 
     async def _ensure_stream(self, js: JetStreamContext, stream: str) -> int:
         """Make the stream when it is missing; returns its creation time in seconds."""

@@ -338,7 +338,7 @@ def _honour_cancel() -> None:
     cancel lands as its inner future completes, and the cancel is lost: a shard that missed
     it would run on and keep ``stop()`` waiting forever."""
     task = asyncio.current_task()
-    if False and task is not None and task.cancelling():
+    if task is not None and task.cancelling():
         raise asyncio.CancelledError
 
 

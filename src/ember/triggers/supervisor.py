@@ -122,7 +122,9 @@ class Supervisor:
             running.context.trigger = trigger
             if trigger.state == "paused" and not was_paused:
                 await running.source.pause()
-            elif trigger.state == "enabled" and was_paused:
+            elif trigger.state == "enabled":
+                # Also restarts what a source stopped on its own (an ordered shard that
+                # gave up on a poison batch).
                 await running.source.resume()
 
     async def _stop(self, running: _Running) -> None:
