@@ -39,26 +39,26 @@ import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from functools import wraps
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import httpx
 
 from ember.api.schemas import (
+    AcceptedOut,
     AliasOut,
+    AttemptOut,
     CodeOut,
+    DeadLetterList,
+    DeadLetterOut,
     FunctionList,
     FunctionOut,
     Health,
     PublishOut,
-    VersionOut,
-)
-from ember.api.tasks import (
-    AcceptedOut,
-    AttemptOut,
-    DeadLetterList,
-    DeadLetterOut,
     TaskList,
     TaskOut,
+    TriggerList,
+    TriggerOut,
+    VersionOut,
 )
 from ember.errors import EmberError, ServiceUnavailable
 from ember.model.invocation import FINAL_STATUSES
@@ -73,9 +73,6 @@ from ember.sdk.results import (
     task_error,
 )
 from ember.sdk.tasks import Plan
-
-if TYPE_CHECKING:
-    from ember.api.triggers import TriggerList, TriggerOut
 
 __all__ = [
     "DEFAULT_URL",
@@ -109,16 +106,6 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def __getattr__(name: str) -> Any:
-    # The trigger models are imported on first use: their module loads the server's parts
-    # (see ember.sdk.triggers), which the rest of the SDK and the CLI do without.
-    if name in ("TriggerOut", "TriggerList"):
-        from ember.api import triggers as trigger_api
-
-        return getattr(trigger_api, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _base_url(explicit: str | None, http_base: httpx.URL | None = None) -> str:

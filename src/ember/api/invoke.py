@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ember.api.errors import error_response
-from ember.api.tasks import AcceptedOut, TaskOut
+from ember.api.schemas import AcceptedOut, TaskOut
 from ember.errors import EmberError, InvalidSpec
 from ember.observability.logs import LogRecord
 

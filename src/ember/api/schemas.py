@@ -7,10 +7,13 @@ import binascii
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ember.errors import InvalidCode
 from ember.model.function import Alias, AsyncConfig, Function, FunctionConfig, Version
+from ember.model.invocation import DeadLetter, Task
+from ember.model.trigger import Source
 
 
 class _In(BaseModel):
@@ -182,3 +185,134 @@ class ErrorBody(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     version: str
+
+
+class TriggerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="[A-Za-z][A-Za-z0-9_-]{0,63}")
+    function: str
+    qualifier: str = "latest"
+    source: Source
+    description: str = Field(default="", max_length=256)
+
+
+class TriggerPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    function: str | None = None
+    qualifier: str | None = None
+    source: Source | None = Field(default=None, description="replaces the source whole")
+    description: str | None = Field(default=None, max_length=256)
+
+
+class TriggerOut(BaseModel):
+    name: str
+    function: str
+    qualifier: str
+    state: Literal["enabled", "disabled", "paused"]
+    source: dict[str, Any]
+    description: str
+    created_at: float
+    updated_at: float
+    status: dict[str, Any]
+
+
+class TriggerList(BaseModel):
+    triggers: list[TriggerOut]
+
+
+def body_json(body: bytes | None, content_type: str | None) -> dict[str, Any]:
+    """A payload or result for a JSON answer: as JSON, as text, or as base64."""
+    if body is None:
+        return {}
+    content_type = content_type or ""
+    if "json" in content_type:
+        try:
+            return {"value": orjson.loads(body) if body else None}
+        except orjson.JSONDecodeError:
+            pass
+    if content_type.startswith("text/"):
+        return {"text": body.decode("utf-8", "replace")}
+    return {"base64": base64.b64encode(body).decode()}
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    started_at: float
+    finished_at: float
+    outcome: str
+    version: str | None
+    error_code: str | None
+    message: str | None
+
+
+class TaskOut(BaseModel):
+    id: str
+    function: str
+    qualifier: str
+    status: Literal["queued", "running", "succeeded", "failed", "stopped", "expired"]
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    attempts: int
+    version: str | None
+    idempotency_key: str | None
+    result: dict[str, Any] | None
+    result_content_type: str | None
+    error: dict[str, Any] | None
+    history: list[AttemptOut]
+    stop_requested: bool
+    dead_lettered: bool
+    logs: str
+
+    @classmethod
+    def of(cls, t: Task) -> TaskOut:
+        return cls(
+            id=t.id, function=t.function, qualifier=t.qualifier,
+            status=t.status,
+            created_at=t.created_at, updated_at=t.updated_at, started_at=t.started_at,
+            finished_at=t.finished_at, attempts=t.attempts, version=t.version,
+            idempotency_key=t.idempotency_key,
+            result=body_json(t.result, t.result_content_type) if t.result is not None else None,
+            result_content_type=t.result_content_type, error=t.error,
+            history=[AttemptOut(**a.to_json()) for a in t.history],
+            stop_requested=t.stop_requested, dead_lettered=t.dead_lettered,
+            logs=f"/functions/{t.function}/logs?request_id={t.id}",
+        )
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskOut]
+    next_cursor: str | None
+
+
+class AcceptedOut(BaseModel):
+    request_id: str
+    deduplicated: bool
+    task: TaskOut
+
+
+class DeadLetterOut(BaseModel):
+    id: str
+    function: str
+    qualifier: str
+    payload: dict[str, Any]
+    content_type: str
+    enqueued_at: float
+    dead_at: float
+    reason: dict[str, Any]
+
+    @classmethod
+    def of(cls, d: DeadLetter) -> DeadLetterOut:
+        return cls(
+            id=d.id, function=d.function, qualifier=d.qualifier,
+            payload=body_json(d.payload, d.content_type), content_type=d.content_type,
+            enqueued_at=d.enqueued_at, dead_at=d.dead_at, reason=d.reason,
+        )
+
+
+class DeadLetterList(BaseModel):
+    dead_letters: list[DeadLetterOut]
+    next_cursor: str | None

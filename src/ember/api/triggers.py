@@ -3,51 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
 
+from ember.api.schemas import TriggerIn, TriggerList, TriggerOut, TriggerPatch
 from ember.errors import NotFound
-from ember.model.trigger import Source, Trigger
+from ember.model.trigger import Trigger
 from ember.triggers.http import HttpTriggerSource, handle
 
 router = APIRouter(tags=["triggers"])
-
-
-class TriggerIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(description="[A-Za-z][A-Za-z0-9_-]{0,63}")
-    function: str
-    qualifier: str = "latest"
-    source: Source
-    description: str = Field(default="", max_length=256)
-
-
-class TriggerPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    function: str | None = None
-    qualifier: str | None = None
-    source: Source | None = Field(default=None, description="replaces the source whole")
-    description: str | None = Field(default=None, max_length=256)
-
-
-class TriggerOut(BaseModel):
-    name: str
-    function: str
-    qualifier: str
-    state: Literal["enabled", "disabled", "paused"]
-    source: dict[str, Any]
-    description: str
-    created_at: float
-    updated_at: float
-    status: dict[str, Any]
-
-
-class TriggerList(BaseModel):
-    triggers: list[TriggerOut]
 
 
 def _out(request: Request, t: Trigger) -> TriggerOut:

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from ember.api.tasks import TaskOut
+from ember.api.schemas import TaskOut
 from ember.errors import EmberError, from_dict
 
 

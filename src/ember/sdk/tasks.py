@@ -12,8 +12,14 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
-from ember.api.schemas import FunctionOut
-from ember.api.tasks import AcceptedOut, DeadLetterList, DeadLetterOut, TaskList, TaskOut
+from ember.api.schemas import (
+    AcceptedOut,
+    DeadLetterList,
+    DeadLetterOut,
+    FunctionOut,
+    TaskList,
+    TaskOut,
+)
 from ember.errors import InvalidSpec
 from ember.model.invocation import FINAL_STATUSES
 from ember.sdk.calls import Call, _function_path, _model, _params, _segment, encode_payload

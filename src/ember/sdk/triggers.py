@@ -15,32 +15,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from pydantic import BaseModel
 
+from ember.api.schemas import TriggerList, TriggerOut
 from ember.sdk.calls import Call, _params, _segment
-
-if TYPE_CHECKING:
-    from ember.api.triggers import TriggerOut
 
 REDACTED = "***"
 """What the server shows instead of a secret source field (an HTTP trigger's ``api_key``)."""
 
 
-# The trigger schemas live in the API's route module, which imports the server (router,
-# pools, store); they are imported on the first answer read so that importing the SDK, and
-# every CLI command, stays as light as it was.
 def _trigger_out(response: httpx.Response) -> TriggerOut:
-    from ember.api.triggers import TriggerOut
-
     return TriggerOut.model_validate_json(response.content)
 
 
 def _trigger_list(response: httpx.Response) -> list[TriggerOut]:
-    from ember.api.triggers import TriggerList
-
     return TriggerList.model_validate_json(response.content).triggers
 
 
