@@ -169,7 +169,12 @@ def test_the_durable_consumer_resumes_after_a_restart() -> None:
             second = Submits()
             source, context = test.durable(second, durable=f"custom-{test.name}")
             async with started(source, context):
-                await eventually(lambda: len(second.accepted) == 5)
+                try:
+                    await eventually(lambda: len(second.accepted) == 5)
+                except AssertionError:
+                    info = await test.js.consumer_info(test.stream, f"custom-{test.name}")
+                    print("DEBUG", first.data(), second.data(), [e["natsdelivered"] for e in second.events], info.num_ack_pending, info.num_pending, info.num_waiting, info.delivered, info.ack_floor)
+                    raise
             assert second.data() == [1, 2, 3, 4, 5]
             consumer = await test.js.consumer_info(test.stream, f"custom-{test.name}")
             assert consumer.config.durable_name == f"custom-{test.name}"

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ember.errors import EmberError, InstanceCrashed, ServiceUnavailable
+from ember.errors import EmberError, InitError, InstanceCrashed, ServiceUnavailable
 from ember.pool.instance import Instance, InstanceSpec, LogSink
 from ember.pool.zygote import (
     ProcessHandle,
@@ -191,8 +191,26 @@ class Launcher:
             raise RuntimeError("the launcher is not running")
         started = time.perf_counter()
         prepared = self._take_spare(spec.limits())
+        if prepared is not None:
+            try:
+                instance = await self._initialize(prepared, spec, request_id, log_sink)
+            except InitError as err:
+                # A spare can die unnoticed while it waits (its zygote was killed and the
+                # end of its connection is still in flight): start over without one.
+                if err.details.get("type") != "InstanceCrashed":
+                    raise
+                logger.info("a spare instance was gone before its init: %s", err.message)
+                prepared = None
         if prepared is None:
             prepared = await self._prepare(spec.limits())
+            instance = await self._initialize(prepared, spec, request_id, log_sink)
+        instance.start_ms = (time.perf_counter() - started) * 1000
+        return instance
+
+    async def _initialize(
+        self, prepared: _Prepared, spec: InstanceSpec, request_id: str | None,
+        log_sink: LogSink | None,
+    ) -> Instance:
         instance = Instance(prepared.instance_id, spec, prepared.process, prepared.sandbox,
                             prepared.reader, prepared.writer, log_sink or self.log_sink,
                             on_gone=self._forget)
@@ -200,7 +218,6 @@ class Launcher:
         await instance.initialize(
             spec.to_runtime(self.instance_environment), spec.initializer_timeout_s, request_id
         )
-        instance.start_ms = (time.perf_counter() - started) * 1000
         return instance
 
     async def _prepare(self, limits: Limits) -> _Prepared:
