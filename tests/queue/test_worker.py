@@ -247,6 +247,9 @@ def test_pause_keeps_events_queued_until_resume(run_async: Run) -> None:
             assert (await ember.http.get(f"/tasks/{task_id}")).json()["status"] == "queued"
         stats = (await ember.http.get("/functions/echo/stats")).json()
         assert stats["queue"]["depth"] == 3 and stats["queue"]["oldest_age_s"] >= 0.4
+        metrics = (await ember.http.get("/metrics")).text
+        assert 'ember_queue_depth{function="echo"} 3.0' in metrics
+        assert 'ember_queue_oldest_age_seconds{function="echo"}' in metrics
         resumed = await ember.http.post("/functions/echo/resume")
         assert resumed.json()["async_state"] == "running"
         for task_id in ids:
