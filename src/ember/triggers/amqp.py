@@ -20,8 +20,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Literal
 
-from ember.triggers.base import BackgroundSource, SourceContext
-from ember.triggers.mqtt import event_data, until_paused
+from ember.triggers.base import BackgroundSource, SourceContext, event_data, until_paused
 
 if TYPE_CHECKING:
     from aio_pika.abc import (
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
     from ember.model.trigger import AmqpSource
 
 log = logging.getLogger(__name__)
+
 
 class AmqpTriggerSource(BackgroundSource):
     """Consumes one durable AMQP queue; see the module docstring."""

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import base64
 import contextlib
 import copy
+import inspect
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+import orjson
 
 from ember.clock import Clock
 from ember.errors import EmberError
@@ -30,6 +34,11 @@ from ember.ids import new_id
 from ember.model.trigger import Trigger, cloud_event
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_TEXT = "text/plain; charset=utf-8"
+_BINARY = "application/octet-stream"
+_JSON = "application/json"
 
 
 @dataclass
@@ -93,7 +102,7 @@ class SourceContext:
 
     def failed(self, error: BaseException | str) -> None:
         self.status.failures += 1
-        self.status.last_error = str(error)
+        self.status.last_error = str(error) or type(error).__name__
         self.status.last_error_at = self.clock.time()
 
     async def submit(self, event: dict[str, Any], *, idempotency_key: str | None = None) -> str:
@@ -140,8 +149,10 @@ class Source(Protocol):
 class BackgroundSource(abc.ABC):
     """A base for sources that consume in one loop task with reconnect and backoff:
     implement ``run()``, which connects and consumes until cancelled; a failure is recorded
-    and ``run()`` is called again after a growing delay. ``paused`` is an asyncio.Event set
-    while paused; ``run()`` should stop taking new events while it is set."""
+    and ``run()`` is called again after a growing delay (reset once a connection worked:
+    ``status.connected`` was set). ``paused`` is an asyncio.Event set while paused and
+    ``running`` one set while not: ``pause()`` does not interrupt ``run()``, which must watch
+    ``paused`` itself (see ``until_paused``) and wait on ``running`` before returning."""
 
     retry_initial_s = 0.2
     retry_max_s = 10.0
@@ -158,6 +169,8 @@ class BackgroundSource(abc.ABC):
         """Connect and consume until cancelled; raise to be called again after a delay."""
 
     async def start(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
         self._task = asyncio.get_running_loop().create_task(self._forever())
 
     async def _forever(self) -> None:
@@ -172,6 +185,8 @@ class BackgroundSource(abc.ABC):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the source's own loop must never end the server
+                if self.context.status.connected:
+                    delay = self.retry_initial_s  # it worked for a while: start over
                 self.context.status.connected = False
                 self.context.failed(exc)
                 log.warning("trigger %s: %s; retrying in %.1f s", self.context.trigger.name,
@@ -199,6 +214,55 @@ class BackgroundSource(abc.ABC):
             with contextlib.suppress(Exception):
                 task.result()
         self.context.status.connected = False
+
+
+def event_data(body: bytes, content_type: str | None = None) -> dict[str, Any]:
+    """The ``data`` (or ``data_base64``) and ``datacontenttype`` keyword arguments of
+    ``SourceContext.event`` for a message body.
+
+    A JSON content type (``application/json``, ``…+json``) or, without a content type, a body
+    that parses as JSON gives the parsed value; a ``text/*`` content type or an unlabelled
+    UTF-8 body gives text; anything else is carried base64-encoded in ``data_base64``."""
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    labelled_json = kind == _JSON or kind.endswith("+json")
+    if not kind or labelled_json:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return {"data": orjson.loads(body), "datacontenttype": content_type or _JSON}
+    if not kind or labelled_json or kind.startswith("text/"):
+        with contextlib.suppress(UnicodeDecodeError):
+            text = body.decode("utf-8")
+            return {"data": text,
+                    "datacontenttype": content_type if kind.startswith("text/") else _TEXT}
+    return {"data_base64": base64.b64encode(body).decode("ascii"),
+            "datacontenttype": content_type or _BINARY}
+
+
+async def until_paused(source: BackgroundSource, step: Awaitable[T]) -> T | None:
+    """``step``'s result, or None once ``source`` is paused first (``step`` is cancelled).
+
+    A result that is ready when the pause comes is still returned: the caller has taken it
+    off the broker and must deliver or release it. A ``step`` cancelled by someone else (a
+    client library closing) raises ConnectionError, so that the source reconnects instead of
+    ending."""
+    if source.paused.is_set():
+        if inspect.iscoroutine(step):
+            step.close()
+        return None
+    task = asyncio.ensure_future(step)
+    pause = asyncio.ensure_future(source.paused.wait())
+    try:
+        done, _ = await asyncio.wait((task, pause), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (task, pause):
+            if not waiter.done():
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
+    if task not in done:
+        return None
+    if task.cancelled():
+        raise ConnectionError("the client library cancelled a wait for the next message")
+    return task.result()
 
 
 _KINDS = {

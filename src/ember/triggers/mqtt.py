@@ -26,20 +26,13 @@ The helpers ``event_data`` and ``until_paused`` are shared by the AMQP and NATS 
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import contextlib
 import hashlib
-import inspect
 import logging
 import ssl
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote, urlsplit
 
-import orjson
-
-from ember.triggers.base import BackgroundSource, SourceContext
+from ember.triggers.base import BackgroundSource, SourceContext, event_data, until_paused
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -53,55 +46,6 @@ T = TypeVar("T")
 _TEXT = "text/plain; charset=utf-8"
 _BINARY = "application/octet-stream"
 _JSON = "application/json"
-
-
-def event_data(body: bytes, content_type: str | None = None) -> dict[str, Any]:
-    """The ``data`` (or ``data_base64``) and ``datacontenttype`` keyword arguments of
-    ``SourceContext.event`` for a message body.
-
-    A JSON content type (``application/json``, ``…+json``) or, without a content type, a body
-    that parses as JSON gives the parsed value; a ``text/*`` content type or an unlabelled
-    UTF-8 body gives text; anything else is carried base64-encoded in ``data_base64``."""
-    kind = (content_type or "").split(";", 1)[0].strip().lower()
-    labelled_json = kind == _JSON or kind.endswith("+json")
-    if not kind or labelled_json:
-        with contextlib.suppress(orjson.JSONDecodeError):
-            return {"data": orjson.loads(body), "datacontenttype": content_type or _JSON}
-    if not kind or labelled_json or kind.startswith("text/"):
-        with contextlib.suppress(UnicodeDecodeError):
-            text = body.decode("utf-8")
-            return {"data": text,
-                    "datacontenttype": content_type if kind.startswith("text/") else _TEXT}
-    return {"data_base64": base64.b64encode(body).decode("ascii"),
-            "datacontenttype": content_type or _BINARY}
-
-
-async def until_paused(source: BackgroundSource, step: Awaitable[T]) -> T | None:
-    """``step``'s result, or None once ``source`` is paused first (``step`` is cancelled).
-
-    A result that is ready when the pause comes is still returned: the caller has taken it
-    off the broker and must deliver or release it. A ``step`` cancelled by someone else (a
-    client library closing) raises ConnectionError, so that the source reconnects instead of
-    ending."""
-    if source.paused.is_set():
-        if inspect.iscoroutine(step):
-            step.close()
-        return None
-    task = asyncio.ensure_future(step)
-    pause = asyncio.ensure_future(source.paused.wait())
-    try:
-        done, _ = await asyncio.wait((task, pause), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in (task, pause):
-            if not waiter.done():
-                waiter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await waiter
-    if task not in done:
-        return None
-    if task.cancelled():
-        raise ConnectionError("the client library cancelled a wait for the next message")
-    return task.result()
 
 
 def client_id(trigger_name: str, topic: str) -> str:

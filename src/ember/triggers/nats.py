@@ -11,8 +11,12 @@ invocation. When submit fails, it and the rest of its batch are negatively ackno
 (redelivered) and the source reconnects after a backoff. Each message is submitted with the
 idempotency key ``nats:{stream}:{created}:{sequence}`` (``created``: the stream's creation
 time in seconds, so a re-made stream's sequences are new keys): a message redelivered after a
-crash between submit and ack runs once. Pause stops fetching and hands back what was fetched
-but not yet submitted; the connection stays open; resume fetches again.
+crash between submit and ack runs once. A message fetched but not acknowledged when the
+source dies, or one a pull request left by a stopped source takes in the second before it
+expires (``fetch_timeout_s``), comes again after the consumer's ack wait (30 s by default).
+A deleted consumer is noticed within ``consumer_check_s`` and made again. Pause stops fetching
+and hands back what was fetched but not yet submitted; the connection stays open; resume
+fetches again.
 
 Without ``stream``, the source is a plain core NATS subscription: at most once. Messages
 published while Ember is down, the trigger is paused or the connection is lost are not kept,
@@ -26,8 +30,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ember.triggers.base import BackgroundSource, SourceContext
-from ember.triggers.mqtt import event_data, until_paused
+from ember.triggers.base import BackgroundSource, SourceContext, event_data, until_paused
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
