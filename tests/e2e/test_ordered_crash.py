@@ -35,7 +35,7 @@ def handler(event, context):
         os.write(fd, lines.encode())
     finally:
         os.close(fd)
-    time.sleep(0.002)
+    time.sleep(0.05)  # slow enough that the kill lands mid-stream
     return len(event["data"]["records"])
 """
 
