@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ember.artifacts import ArtifactLimits, FilesystemArtifactStore
 from ember.clock import Clock, SystemClock
 from ember.control import FunctionService
+from ember.control.layers import LayerService
 from ember.control.triggers import TriggerService
 from ember.observability.logs import LogStore
 from ember.observability.metrics import Metrics
@@ -20,6 +21,7 @@ from ember.queue.worker import AsyncInvoker, WorkerSettings
 from ember.router import Router
 from ember.settings import MIB, Settings
 from ember.store import SqlMetadataStore
+from ember.store.layers import SqlLayerStore
 from ember.store.migrate import upgrade
 from ember.store.sql import create_engine
 from ember.store.triggers import SqlTriggerStore
@@ -53,6 +55,7 @@ class Services:
     invoker: AsyncInvoker
     triggers: TriggerService
     supervisor: Supervisor
+    layers: LayerService
 
     async def start(self) -> None:
         log.info("ember data in %s, metadata at %s", self.settings.home, _safe_url(self.settings))
@@ -99,7 +102,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
             max_unpacked_bytes=int(settings.max_unpacked_mb * MIB),
         ),
     )
-    functions = FunctionService(store, artifacts, clock)
+    layers = LayerService(SqlLayerStore(engine, clock), artifacts, store.code_in_use)
+    functions = FunctionService(store, artifacts, clock, layers)
     logs = LogStore(settings.home / "logs.db", retention=settings.log_retention)
     stats = StatsStore(settings.home / "stats.db")
     functions.on_delete(logs.delete_function)
@@ -113,7 +117,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         launcher, clock, max_instances=settings.max_instances,
         queue_depth=settings.queue_depth, queue_wait_s=settings.queue_wait_s,
     )
-    router = Router(functions, pools, logs, stats, metrics, clock)
+    router = Router(functions, pools, logs, stats, metrics, clock, layers=layers)
     metrics.watch_instances(pools.counts)
     invoker = AsyncInvoker(
         _queue(settings), router, functions, clock,
@@ -133,7 +137,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     return Services(
         settings=settings, clock=clock, limits=limits, store=store, functions=functions,
         logs=logs, stats=stats, metrics=metrics, router=router, invoker=invoker,
-        triggers=triggers, supervisor=supervisor,
+        triggers=triggers, supervisor=supervisor, layers=layers,
     )
 
 

@@ -23,13 +23,17 @@ Triggers bind an event source to a function at a qualifier:
         print(ember.get_trigger("orders").status)    # events, invocations, failures…
         ember.pause_trigger("orders")
 
+Layers are shared code put on the import path of the functions that list them:
+
+        ember.publish_layer("shared", Path("shared/"))   # its python/ dir goes on sys.path
+        ember.update_function("hello", {"layers": ["shared"]})  # pinned to "shared:1"
+
 Both clients offer the same methods with the same parameters (the async ones are awaited);
 each is documented in ``ember.sdk.calls`` or, for async invocation, tasks and dead letters,
-in ``ember.sdk.tasks``, or for triggers in ``ember.sdk.triggers``, where every route is
-described once. An error
-answer raises the same ``ember.errors`` class the server raised (``FunctionNotFound``,
-``InvalidSpec``, ``Conflict``…); a server that cannot be reached raises
-``ServiceUnavailable``.
+in ``ember.sdk.tasks``, for triggers in ``ember.sdk.triggers`` and for layers in
+``ember.sdk.layers``, where every route is described once. An error answer raises the same
+``ember.errors`` class the server raised (``FunctionNotFound``, ``InvalidSpec``,
+``Conflict``…); a server that cannot be reached raises ``ServiceUnavailable``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ from ember.api.schemas import (
     FunctionList,
     FunctionOut,
     Health,
+    LayerOut,
+    LayerPublishOut,
+    LayerVersionOut,
     PublishOut,
     TaskList,
     TaskOut,
@@ -62,7 +69,7 @@ from ember.api.schemas import (
 )
 from ember.errors import EmberError, ServiceUnavailable
 from ember.model.invocation import FINAL_STATUSES
-from ember.sdk import calls, tasks, triggers
+from ember.sdk import calls, layers, tasks, triggers
 from ember.sdk.calls import Call, Code
 from ember.sdk.results import (
     InvocationResult,
@@ -90,6 +97,9 @@ __all__ = [
     "FunctionOut",
     "Health",
     "InvocationResult",
+    "LayerOut",
+    "LayerPublishOut",
+    "LayerVersionOut",
     "LogLine",
     "LogPage",
     "PublishOut",
@@ -231,7 +241,7 @@ class _Plan(_Route[P, T]):
 
 class _Routes:
     """The methods both clients share, one per route (documented in ``ember.sdk.calls``,
-    ``ember.sdk.tasks`` and ``ember.sdk.triggers``)."""
+    ``ember.sdk.tasks``, ``ember.sdk.triggers`` and ``ember.sdk.layers``)."""
 
     create_function = _Route(calls.create_function)
     get_function = _Route(calls.get_function)
@@ -270,6 +280,11 @@ class _Routes:
     resume_trigger = _Route(triggers.resume_trigger)
     disable_trigger = _Route(triggers.disable_trigger)
     enable_trigger = _Route(triggers.enable_trigger)
+    publish_layer = _Route(layers.publish_layer)
+    list_layers = _Route(layers.list_layers)
+    list_layer_versions = _Route(layers.list_layer_versions)
+    get_layer_version = _Route(layers.get_layer_version)
+    delete_layer_version = _Route(layers.delete_layer_version)
     get_logs = _Route(calls.get_logs)
     get_stats = _Route(calls.get_stats)
     health = _Route(calls.health)

@@ -16,7 +16,8 @@ code, the CLI prints code and message.
     │   ├── AliasNotFound
     │   ├── TaskNotFound
     │   ├── DeadLetterNotFound
-    │   └── TriggerNotFound
+    │   ├── TriggerNotFound
+    │   └── LayerNotFound           a layer, or one version of it
     ├── Conflict                    409  the resource exists or is held by another
     │   └── FunctionDisabled        409  invocations are refused while disabled
     ├── PayloadTooLarge             413
@@ -104,6 +105,10 @@ class DeadLetterNotFound(NotFound):
 
 class TriggerNotFound(NotFound):
     code = "TriggerNotFound"
+
+
+class LayerNotFound(NotFound):
+    code = "LayerNotFound"
 
 
 class Conflict(EmberError):

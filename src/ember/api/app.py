@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 import ember
-from ember.api import errors, functions, invoke, tasks, triggers
+from ember.api import errors, functions, invoke, layers, tasks, triggers
 from ember.api.limits import BodyLimit
 from ember.api.schemas import ErrorBody, Health
 
@@ -48,6 +48,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(invoke.router)
     app.include_router(tasks.router)
     app.include_router(triggers.router)
+    app.include_router(layers.router)
 
     @app.get("/healthz", response_model=Health, tags=["system"])
     async def healthz() -> Health:

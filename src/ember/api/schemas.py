@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from ember.errors import InvalidCode
 from ember.model.function import Alias, AsyncConfig, Function, FunctionConfig, Version
 from ember.model.invocation import DeadLetter, Task
+from ember.model.layer import Layer, LayerVersion
 from ember.model.trigger import Source
 
 
@@ -220,6 +221,51 @@ class TriggerOut(BaseModel):
 
 class TriggerList(BaseModel):
     triggers: list[TriggerOut]
+
+
+class LayerPublishIn(CodeIn):
+    """A layer version: a base64 zip (its ``python/`` directory, or else its root, goes on
+    the import path of the functions using it) and a description."""
+
+    description: str = Field(default="", max_length=256)
+
+
+class LayerOut(BaseModel):
+    name: str
+    latest_version: int | None = Field(description="null when every version was deleted")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, layer: Layer) -> LayerOut:
+        return cls(name=layer.name, latest_version=layer.latest_version,
+                   created_at=layer.created_at, updated_at=layer.updated_at)
+
+
+class LayerList(BaseModel):
+    layers: list[LayerOut]
+
+
+class LayerVersionOut(BaseModel):
+    layer: str
+    version: int
+    description: str
+    code: CodeOut
+    created_at: datetime
+
+    @classmethod
+    def of(cls, v: LayerVersion) -> LayerVersionOut:
+        return cls(layer=v.layer, version=v.number, description=v.description,
+                   code=CodeOut(sha256=v.code.sha256, size=v.code.size),
+                   created_at=v.created_at)
+
+
+class LayerPublishOut(LayerVersionOut):
+    created: bool = Field(description="false when the newest version has the same content")
+
+
+class LayerVersionList(BaseModel):
+    versions: list[LayerVersionOut]
 
 
 def body_json(body: bytes | None, content_type: str | None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from ember.cli import (
     deploy,
     functions,
     invoke,
+    layers,
     logs,
     server,
     tasks,
@@ -37,6 +38,7 @@ app.add_typer(aliases.app, name="alias")
 app.add_typer(tasks.task_app, name="task")
 app.add_typer(tasks.dlq_app, name="dlq")
 app.add_typer(triggers.app, name="trigger")
+app.add_typer(layers.app, name="layer")
 command(app, "deploy")(deploy.deploy)
 command(functions.app, "deploy")(deploy.deploy)
 command(app, "invoke")(invoke.invoke)

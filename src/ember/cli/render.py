@@ -31,7 +31,7 @@ from ember.client import (
 from ember.errors import EmberError
 
 if TYPE_CHECKING:
-    from ember.client import TriggerOut
+    from ember.client import LayerOut, LayerVersionOut, TriggerOut
 
 
 def jsonable(value: Any) -> Any:
@@ -482,4 +482,32 @@ def triggers_table(triggers: Iterable[TriggerOut]) -> Table:
                        _connected(status), _shorten(status.get("last_error"), 60))
         cells[3] = _state(t.state)
         table.add_row(*cells)
+    return table
+
+
+def layers_table(layers: Iterable[LayerOut]) -> Table:
+    table = _table("LAYER", "LATEST", "UPDATED")
+    for layer in layers:
+        table.add_row(*_cells(layer.name, layer.latest_version, when(layer.updated_at)))
+    return table
+
+
+def layer_version_panel(v: LayerVersionOut) -> Panel:
+    return _grid(
+        f"layer {v.layer} version {v.version}",
+        [
+            ("description", v.description),
+            ("code size", size(v.code.size)),
+            ("code sha256", v.code.sha256),
+            ("created", when(v.created_at)),
+        ],
+    )
+
+
+def layer_versions_table(versions: Iterable[LayerVersionOut]) -> Table:
+    table = _table("VERSION", "DESCRIPTION", "CODE SHA256", "SIZE", "CREATED")
+    for v in versions:
+        table.add_row(*_cells(
+            v.version, v.description, v.code.sha256[:12], size(v.code.size), when(v.created_at)
+        ))
     return table

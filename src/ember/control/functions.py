@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -41,14 +41,30 @@ def checked_name(kind: str, value: str, field: str = "name") -> str:
         raise invalid_spec([{"field": field, "message": str(exc)}]) from exc
 
 
+class LayerPinner(Protocol):
+    """What functions need of layers (``LayerService``)."""
+
+    def pin(self, entries: Sequence[str], field: str = "config.layers") -> list[str]:
+        """Every entry as ``name:N``; InvalidSpec naming ``config.layers[i]`` when a layer
+        or version does not exist."""
+        ...
+
+
 class FunctionService:
     """Every lifecycle rule of functions, versions and aliases. Thread-safe: it holds no
-    state of its own beyond the stores, which are."""
+    state of its own beyond the stores, which are.
 
-    def __init__(self, store: MetadataStore, artifacts: ArtifactStore, clock: Clock) -> None:
+    With ``layers``, the layers a config lists are pinned to exact versions whenever
+    ``latest`` is saved or published (a bare name: the newest version at that time)."""
+
+    def __init__(
+        self, store: MetadataStore, artifacts: ArtifactStore, clock: Clock,
+        layers: LayerPinner | None = None,
+    ) -> None:
         self._store = store
         self._artifacts = artifacts
         self._clock = clock
+        self._layers = layers
         self._listeners: list[Callable[[str], None]] = []
         self._delete_listeners: list[Callable[[str], None]] = []
 
@@ -74,7 +90,7 @@ class FunctionService:
         Raises InvalidSpec (bad name or field), InvalidCode (unsafe archive), PayloadTooLarge,
         Conflict (name taken). Nothing is stored when any of them is raised."""
         checked_name("function", name)
-        parsed = parse_config(config)
+        parsed = self._pinned(parse_config(config))
         self._ensure_absent(name)
         code = self._artifacts.put(code_zip)
         now = utcnow(self._clock)
@@ -86,6 +102,12 @@ class FunctionService:
             raise
         self._changed(name)
         return created
+
+    def _pinned(self, config: FunctionConfig) -> FunctionConfig:
+        if self._layers is None or not config.layers:
+            return config
+        pinned = self._layers.pin(config.layers)
+        return config if pinned == config.layers else config.model_copy(update={"layers": pinned})
 
     def _ensure_absent(self, name: str) -> None:
         try:
@@ -132,6 +154,7 @@ class FunctionService:
             config = current.config.merged(patch)
         except ValidationError as exc:
             raise from_validation_error(exc, "config") from exc
+        config = self._pinned(config)
         updated = self._store.update_function(name, config=config)
         self._changed(name)
         return updated
@@ -191,6 +214,12 @@ class FunctionService:
             raise InvalidSpec(
                 "description is longer than 256 characters", {"field": "description"}
             )
+        if self._layers is not None:
+            # A latest saved before its layers were pinned gets them pinned now.
+            current = self._store.get_function(name)
+            pinned = self._pinned(current.config)
+            if pinned is not current.config:
+                self._store.update_function(name, config=pinned)
         published = self._store.publish_version(name, description)
         if published[1]:
             self._changed(name)

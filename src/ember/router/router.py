@@ -8,9 +8,10 @@ import functools
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from ember.clock import Clock
 from ember.control import FunctionService
@@ -22,7 +23,7 @@ from ember.errors import (
     TooManyRequests,
 )
 from ember.ids import new_id
-from ember.model.function import Function, Qualifier, Version
+from ember.model.function import Function, FunctionConfig, Qualifier, Version
 from ember.observability.logs import LogStore
 from ember.observability.metrics import Metrics
 from ember.observability.stats import (
@@ -39,6 +40,15 @@ from ember.router.traffic import Route, Target
 log = logging.getLogger(__name__)
 
 LOG_TAIL_BYTES = 4096
+
+
+class LayerDirs(Protocol):
+    """What the router needs of layers (``LayerService``)."""
+
+    def dirs(self, entries: Sequence[str]) -> tuple[Path, ...]:
+        """The unpacked directories of ``name:N`` entries, in order; InvalidSpec when one
+        does not exist."""
+        ...
 
 
 @dataclass
@@ -96,8 +106,10 @@ class Router:
     def __init__(
         self, functions: FunctionService, pools: PoolManager, logs: LogStore,
         stats: StatsStore, metrics: Metrics, clock: Clock, rng: random.Random | None = None,
+        layers: LayerDirs | None = None,
     ) -> None:
         self._functions = functions
+        self._layers = layers
         self._pools = pools
         self._logs = logs
         self._stats = stats
@@ -273,6 +285,7 @@ class Router:
             PoolKey(function.name, "latest", digest),
             function.config,
             Path(self._functions.code_path(function.code)),
+            self._layer_dirs(function.config),
         )
 
     def _version_target(self, version: Version) -> Target:
@@ -280,7 +293,14 @@ class Router:
             PoolKey(version.function, str(version.number), version.code.sha256[:16]),
             version.config,
             Path(self._functions.code_path(version.code)),
+            self._layer_dirs(version.config),
         )
+
+    def _layer_dirs(self, config: FunctionConfig) -> tuple[Path, ...]:
+        # Called while a route is resolved (in a worker thread), never on the warm path.
+        if self._layers is None or not config.layers:
+            return ()
+        return self._layers.dirs(config.layers)
 
     # reacting to control-plane changes ----------------------------------------------------
 

@@ -22,11 +22,14 @@ class Target:
     pool_config: PoolConfig
 
     @classmethod
-    def of(cls, key: PoolKey, config: FunctionConfig, code_dir: Path) -> Target:
+    def of(
+        cls, key: PoolKey, config: FunctionConfig, code_dir: Path,
+        layer_dirs: tuple[Path, ...] = (),
+    ) -> Target:
         return cls(
             key,
             config,
-            InstanceSpec.from_config(key.function, key.version, code_dir, config),
+            InstanceSpec.from_config(key.function, key.version, code_dir, config, layer_dirs),
             PoolConfig(
                 max_instances=config.max_instances,
                 min_instances=config.min_instances,

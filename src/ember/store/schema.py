@@ -76,6 +76,31 @@ triggers = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
+layers = sa.Table(
+    "layers",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    # Version numbers are never reused, even after a version is deleted.
+    sa.Column("last_version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+layer_versions = sa.Table(
+    "layer_versions",
+    metadata,
+    sa.Column(
+        "layer", sa.String(64),
+        sa.ForeignKey("layers.name", ondelete="CASCADE"), primary_key=True,
+    ),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("code_sha256", sa.String(64), nullable=False),
+    sa.Column("code_size", sa.BigInteger, nullable=False),
+    sa.Column("description", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 sa.Index("ix_triggers_function", triggers.c.function)
 sa.Index("ix_versions_code", versions.c.code_sha256)
 sa.Index("ix_functions_code", functions.c.code_sha256)
+sa.Index("ix_layer_versions_code", layer_versions.c.code_sha256)

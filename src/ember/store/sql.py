@@ -30,7 +30,7 @@ from ember.model.function import (
     Version,
 )
 from ember.store.base import Page
-from ember.store.schema import aliases, functions, versions
+from ember.store.schema import aliases, functions, layer_versions, versions
 
 
 def create_engine(url: str) -> Engine:
@@ -350,7 +350,7 @@ class SqlMetadataStore:
 
     def code_in_use(self, sha256: str) -> bool:
         with self._engine.connect() as conn:
-            for table in (functions, versions):
+            for table in (functions, versions, layer_versions):
                 if conn.execute(
                     sa.select(sa.literal(1)).where(table.c.code_sha256 == sha256).limit(1)
                 ).first():
