@@ -131,6 +131,7 @@ class Launcher:
         self._spare: _Prepared | None = None
         self._refilling: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._unclaimed: set[asyncio.StreamWriter] = set()
 
     @property
     def instances(self) -> list[Instance]:
@@ -238,6 +239,8 @@ class Launcher:
                 reader, writer = await self._await_hello(instance_id, hello, process)
             finally:
                 self._hellos.pop(instance_id, None)
+                if hello.done() and not hello.cancelled():
+                    self._unclaimed.discard(hello.result()[1][1])
             if self._closed:
                 writer.close()
                 raise ServiceUnavailable("the launcher closed during a cold start")
@@ -249,6 +252,8 @@ class Launcher:
                     f"cannot put instance {instance_id} in its sandbox: {exc}"
                 ) from exc
         except BaseException:
+            if hello.done() and not hello.cancelled():
+                hello.result()[1][1].close()  # connected, then given up on
             if process is not None:
                 process.kill()
                 await process.wait()
@@ -317,6 +322,13 @@ class Launcher:
             await spare.process.wait()
             _close_sandbox(spare.sandbox)
         await asyncio.gather(*self._background, return_exceptions=True)
+        unclaimed, self._unclaimed = list(self._unclaimed), set()
+        for writer in unclaimed:
+            writer.close()
+        if unclaimed:
+            await asyncio.wait(
+                [asyncio.ensure_future(w.wait_closed()) for w in unclaimed], timeout=2.0
+            )
         instances = list(self._instances.values())
         for instance in instances:
             instance.kill()
@@ -398,6 +410,8 @@ class Launcher:
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A new connection: it must say hello with the id of a launch waiting for it."""
+        # Until a launch takes it, the connection is ours to close (on close() too).
+        self._unclaimed.add(writer)
         try:
             message = await asyncio.wait_for(read_frame_async(reader), _HELLO_TIMEOUT_S)
         except (TimeoutError, ConnectionError, OSError, protocol.ProtocolError):
@@ -406,7 +420,10 @@ class Launcher:
         if message is not None and message["t"] == protocol.HELLO:
             waiting = self._hellos.get(str(message.get("id")))
         if waiting is None or waiting.done() or message is None:
+            self._unclaimed.discard(writer)
             writer.close()  # a stranger, or a launch that gave up: the instance exits
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
             return
         waiting.set_result((int(message["pid"]), (reader, writer)))
 
