@@ -20,12 +20,18 @@ from tests.conftest import make_zip
 class Ember:
     """An in-process server on one event loop, driven through its HTTP API."""
 
-    def __init__(self, http: httpx.AsyncClient, services: Services) -> None:
+    def __init__(self, http: httpx.AsyncClient, services: Services, app: Any = None) -> None:
         self.http = http
         self.services = services
+        self.app = app
 
     async def deploy(self, name: str, source: str, **config: Any) -> dict[str, Any]:
-        code = {"zip": base64.b64encode(make_zip({"main.py": source})).decode()}
+        return await self.deploy_files(name, {"main.py": source}, **config)
+
+    async def deploy_files(
+        self, name: str, files: dict[str, str | bytes], **config: Any
+    ) -> dict[str, Any]:
+        code = {"zip": base64.b64encode(make_zip(files)).decode()}
         answer = await self.http.post(
             "/functions", json={"name": name, "config": config, "code": code}
         )
@@ -50,6 +56,32 @@ class Ember:
         for _ in range(5):
             await asyncio.sleep(0.01)
 
+    @asynccontextmanager
+    async def served(self) -> AsyncIterator[httpx.AsyncClient]:
+        """The same server on a real port (uvicorn), for what ASGITransport cannot show:
+        responses that stream, many connections at once."""
+        import socket
+
+        import uvicorn
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(self.app, lifespan="off", log_level="warning"))
+        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
+                                         timeout=60) as client:
+                yield client
+        finally:
+            server.should_exit = True
+            await task
+            sock.close()
+
     def instances(self, name: str) -> int:
         return sum(p.size for p in self.services.router._pools.pools() if p.key.function == name)
 
@@ -62,7 +94,7 @@ async def running(settings: Settings, clock: Clock | None = None) -> AsyncIterat
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ember",
                                      timeout=60) as http:
-            yield Ember(http, services)
+            yield Ember(http, services, app)
 
 
 Scenario = Callable[[Ember], Awaitable[None]]

@@ -6,6 +6,7 @@ code, the CLI prints code and message.
 
     EmberError                      500  Internal
     ├── InvalidRequest              400
+    │   ├── MethodNotAllowed        405  an HTTP trigger does not take this method
     │   ├── InvalidSpec             400  a field of a spec or request is wrong
     │   ├── InvalidCode             400  the code archive is unsafe or unreadable
     │   └── InvalidPayload          400  an invocation payload cannot be read
@@ -17,10 +18,12 @@ code, the CLI prints code and message.
     │   ├── TaskNotFound
     │   ├── DeadLetterNotFound
     │   ├── TriggerNotFound
-    │   └── LayerNotFound           a layer, or one version of it
+    │   ├── LayerNotFound           a layer, or one version of it
+    │   └── BuildNotFound           a dependency build
     ├── Conflict                    409  the resource exists or is held by another
     │   └── FunctionDisabled        409  invocations are refused while disabled
     ├── PayloadTooLarge             413
+    ├── BuildFailed                 422  the code's requirements.txt could not be installed
     ├── TooManyRequests             429  concurrency or queue limits reached
     ├── ServiceUnavailable          503  the platform is shutting down or not ready
     └── InvocationFailed            the function ran and did not return a result
@@ -59,6 +62,11 @@ class EmberError(Exception):
 class InvalidRequest(EmberError):
     code = "InvalidRequest"
     http_status = 400
+
+
+class MethodNotAllowed(InvalidRequest):
+    code = "MethodNotAllowed"
+    http_status = 405
 
 
 class InvalidSpec(InvalidRequest):
@@ -111,6 +119,10 @@ class LayerNotFound(NotFound):
     code = "LayerNotFound"
 
 
+class BuildNotFound(NotFound):
+    code = "BuildNotFound"
+
+
 class Conflict(EmberError):
     code = "Conflict"
     http_status = 409
@@ -123,6 +135,14 @@ class FunctionDisabled(Conflict):
 class PayloadTooLarge(EmberError):
     code = "PayloadTooLarge"
     http_status = 413
+
+
+class BuildFailed(EmberError):
+    """Installing a requirements.txt failed; ``details`` name the build (``build_id``) and
+    hold the end of its log (``log_tail``)."""
+
+    code = "BuildFailed"
+    http_status = 422
 
 
 class TooManyRequests(EmberError):

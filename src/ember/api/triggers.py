@@ -98,7 +98,7 @@ async def http_trigger(path: str, request: Request) -> Response:
     if route is None or not isinstance(route[0], HttpTriggerSource):
         raise NotFound(f"no HTTP trigger serves {path or '/'}", {"path": path or "/"})
     source, rest = route
-    return await handle(source, request, rest)
+    return await handle(source, request, rest, _service(request).router)
 
 
 for _method in _METHODS:

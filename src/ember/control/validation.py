@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from ember.errors import InvalidSpec
 
 # Fields holding a tagged union, and their tags (trigger sources by kind).
 UNION_FIELDS = frozenset({"source"})
+_NAMED = re.compile(r"^([a-z_]+): ")
 UNION_TAGS = frozenset({"http", "timer", "mqtt", "amqp", "nats", "redis_stream", "storage"})
 
 
@@ -35,9 +37,14 @@ def field_errors(errors: Sequence[Any], prefix: str = "") -> list[dict[str, str]
             if p not in ("body", "function-after[_target()]")
             and not (i > 0 and raw[i - 1] in UNION_FIELDS and p in UNION_TAGS)
         ]
-        message = str(err.get("msg", "invalid"))
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             message = "unknown field"
+        named = _NAMED.match(message)
+        if named and err.get("type") == "value_error":
+            # A rule across fields names the one to change first: "app: ...".
+            loc = [*loc, named.group(1)]
+            message = message[named.end():]
         found.append({"field": field_path(loc, prefix) or prefix or "body", "message": message})
     return found
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -68,12 +69,35 @@ class AsyncConfig(_Strict):
     on_failure: Destination | None = None
 
 
+class StartupProbe(_Strict):
+    """How a custom runtime shows it is ready: ``GET path`` answers below 400 within
+    ``timeout_s`` of the command starting. No traffic reaches it before."""
+
+    path: Annotated[str, Field(pattern=r"^/[^\s]*$", max_length=1024)] = "/"
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+
+
+class HealthCheck(_Strict):
+    """Periodic ``GET path`` of a running custom runtime: after ``failure_threshold`` failed
+    checks in a row (an error, a status of 400 or more, or no answer within ``timeout_s``)
+    the instance is replaced."""
+
+    path: Annotated[str, Field(pattern=r"^/[^\s]*$", max_length=1024)] = "/"
+    interval_s: Annotated[float, Field(ge=0.1, le=3600)] = 10.0
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    failure_threshold: Annotated[int, Field(ge=1, le=100)] = 3
+
+
 class FunctionConfig(_Strict):
     """The configuration of a function; unknown fields are refused."""
 
     runtime: Literal["python3"] = "python3"
     kind: Literal["event", "web", "custom"] = "event"
     handler: str = "main.handler"
+    app: str | None = None
+    command: list[str] | None = None
+    startup_probe: StartupProbe | None = None  # custom functions: StartupProbe() if unset
+    health_check: HealthCheck | None = None
     description: Annotated[str, Field(max_length=256)] = ""
     memory_mb: Annotated[int, Field(ge=64, le=16384)] = 256
     timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 60.0
@@ -97,6 +121,26 @@ class FunctionConfig(_Strict):
                 f"{value!r} is not an entry point: use 'module.function' or "
                 "'package.module:function'"
             )
+        return value
+
+    @field_validator("app")
+    @classmethod
+    def _app(cls, value: str | None) -> str | None:
+        if value is not None and not ENTRYPOINT_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not an app: use 'module:attribute', e.g. 'app:app'"
+            )
+        return value
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = shlex.split(value)
+        if value is not None and (not value or not all(isinstance(a, str) for a in value)):
+            raise ValueError("command must be a non-empty list of strings (or one string)")
+        if value is not None and (len(value) > 64 or sum(len(a) for a in value) > 4096):
+            raise ValueError("command is too long: at most 64 arguments, 4096 characters")
         return value
 
     @field_validator("environment")
@@ -131,6 +175,30 @@ class FunctionConfig(_Strict):
             if not key or len(key) > 128 or len(tag) > 256:
                 raise ValueError(f"tag {key!r}: keys are 1-128 characters, values at most 256")
         return value
+
+    @model_validator(mode="after")
+    def _kind(self) -> FunctionConfig:
+        if self.kind == "web" and self.app is None:
+            raise ValueError("app: a web function needs its ASGI or WSGI app, 'module:attr'")
+        if self.kind == "custom" and self.command is None:
+            raise ValueError(
+                "command: a custom function needs the program that serves HTTP on $PORT"
+            )
+        if self.app is not None and self.kind != "web":
+            raise ValueError("kind: 'app' is for web functions: set kind to 'web'")
+        if self.command is not None and self.kind != "custom":
+            raise ValueError("kind: 'command' is for custom functions: set kind to 'custom'")
+        if (self.health_check or self.startup_probe) is not None and self.kind != "custom":
+            raise ValueError("kind: 'startup_probe' and 'health_check' are for custom functions")
+        if self.kind == "custom" and (self.initializer or self.pre_stop):
+            raise ValueError("kind: 'initializer' and 'pre_stop' are Python hooks: a custom "
+                             "function's own program does its setup and cleanup")
+        if self.concurrency > 1 and self.kind == "event":
+            raise ValueError(
+                "concurrency: above 1 is for web and custom functions; a handler instance "
+                "serves one event at a time"
+            )
+        return self
 
     @model_validator(mode="after")
     def _instances(self) -> FunctionConfig:

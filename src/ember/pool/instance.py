@@ -21,12 +21,13 @@ import enum
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ember.errors import (
+    EmberError,
     FunctionError,
     FunctionOutOfMemory,
     FunctionTimeout,
@@ -41,6 +42,8 @@ from ember.runtime.protocol import Message, read_frame_async, write_frame_async
 from ember.sandbox import Limits, Sandbox
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from ember.model.function import FunctionConfig
 
 logger = logging.getLogger(__name__)
@@ -85,6 +88,12 @@ class InstanceSpec:
     initializer_timeout_s: float = 30.0
     pre_stop: str | None = None
     layer_dirs: tuple[Path, ...] = ()
+    kind: str = "event"
+    app: str | None = None
+    command: tuple[str, ...] | None = None
+    concurrency: int = 1
+    startup_probe: tuple[tuple[str, Any], ...] | None = None
+    health_check: tuple[tuple[str, Any], ...] | None = None
 
     @classmethod
     def from_config(
@@ -108,7 +117,21 @@ class InstanceSpec:
             initializer_timeout_s=config.initializer_timeout_s,
             pre_stop=config.pre_stop,
             layer_dirs=layer_dirs,
+            kind=config.kind,
+            app=config.app,
+            command=tuple(config.command) if config.command else None,
+            concurrency=config.concurrency,
+            startup_probe=_items(config.startup_probe),
+            health_check=_items(config.health_check),
         )
+
+    @property
+    def init_timeout_s(self) -> float:
+        """How long a cold start may take once the process runs: the initializer, and for
+        a custom runtime its startup probe too."""
+        probe = dict(self.startup_probe or ())
+        extra = float(probe.get("timeout_s", 10.0)) + 1.0 if self.kind == "custom" else 0.0
+        return self.initializer_timeout_s + extra
 
     def limits(self) -> Limits:
         return Limits(memory_mb=self.memory_mb)
@@ -137,7 +160,18 @@ class InstanceSpec:
             "memory_mb": self.memory_mb,
             "timeout_s": self.timeout_s,
             "env": self.environment_for(base_environment),
+            "kind": self.kind,
+            "app": self.app,
+            "command": list(self.command) if self.command else None,
+            "concurrency": self.concurrency,
+            "startup_probe": dict(self.startup_probe) if self.startup_probe else None,
+            "health_check": dict(self.health_check) if self.health_check else None,
         }
+
+
+def _items(model: BaseModel | None) -> tuple[tuple[str, Any], ...] | None:
+    # Specs are frozen and hashable: nested settings travel as sorted items.
+    return None if model is None else tuple(sorted(model.model_dump().items()))
 
 
 @dataclass
@@ -151,8 +185,100 @@ class InvokeResult:
 
 @dataclass
 class _Pending:
+    """A request waiting for its answer: one reply (``future``), or a stream of frames
+    (``frames``, ended by ``None`` when the connection goes)."""
+
     request_id: str | None
-    future: asyncio.Future[Message | None] = field(repr=False)
+    future: asyncio.Future[Message | None] | None = field(default=None, repr=False)
+    frames: asyncio.Queue[Message | None] | None = field(default=None, repr=False)
+
+    def deliver(self, message: Message | None) -> None:
+        if self.frames is not None:
+            self.frames.put_nowait(message)
+        elif self.future is not None and not self.future.done():
+            self.future.set_result(message)
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One HTTP request for a web or custom function. ``path`` is below ``root_path`` (the
+    HTTP trigger's prefix); ``headers`` are lower-cased byte pairs."""
+
+    method: str
+    path: str
+    root_path: str
+    query: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    client: tuple[str, int] | None = None
+
+
+class HttpExchange:
+    """The response of a web or custom function, as it streams in.
+
+    ``status`` and ``headers`` are known when ``Instance.http`` returns; ``body()`` yields
+    the chunks. ``close()`` (idempotent; also reached at the end of ``body()``) frees the
+    instance's slot and, if the body was not read to its end, tells the instance to stop
+    working on it."""
+
+    def __init__(self, instance: Instance, pending: _Pending, start: Message,
+                 deadline: float, on_close: Callable[[HttpExchange], None] | None) -> None:
+        self.instance = instance
+        self.request_id = str(pending.request_id)
+        self.status = int(start["status"])
+        self.headers = [(bytes(k), bytes(v)) for k, v in start.get("headers") or ()]
+        self.first = bytes(start.get("body") or b"")
+        self.more = bool(start.get("more"))
+        self.duration_ms = 0.0
+        self.error: EmberError | None = None
+        self._pending = pending
+        self._deadline = deadline
+        self._started = time.perf_counter()
+        self._on_close = on_close
+        self._closed = False
+        if not self.more:
+            self.close()
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The body, chunk by chunk; raises FunctionTimeout past the deadline and
+        InstanceCrashed when the instance dies or the app fails mid-stream."""
+        try:
+            if self.first:
+                yield self.first
+            while self.more:
+                frames = self._pending.frames
+                assert frames is not None
+                try:
+                    frame = await asyncio.wait_for(frames.get(),
+                                                   max(self._deadline - time.time(), 0.0))
+                except TimeoutError:
+                    self.error = FunctionTimeout(
+                        f"{self.instance.spec.function} did not finish its response in time",
+                        {"request_id": self.request_id},
+                    )
+                    raise self.error from None
+                if frame is None or frame.get("abort"):
+                    self.error = InstanceCrashed(
+                        f"the response of {self.instance.spec.function} was cut short: "
+                        + ("the app failed mid-stream" if frame else "the instance died"),
+                        {"request_id": self.request_id},
+                    )
+                    raise self.error
+                self.more = bool(frame.get("more"))
+                chunk = bytes(frame.get("body") or b"")
+                if chunk:
+                    yield chunk
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.duration_ms = (time.perf_counter() - self._started) * 1000
+        self.instance._finish(self._pending, cancel=self.more)
+        if self._on_close is not None:
+            self._on_close(self)
 
 
 class Instance:
@@ -197,7 +323,8 @@ class Instance:
         self._writer = writer
         self._sink = log_sink
         self._on_gone = on_gone
-        self._pending: _Pending | None = None
+        self._pending: dict[str | None, _Pending] = {}
+        self.inflight = 0
         self._read_task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[ExitStatus] | None = None
         self._sink_failed = False
@@ -228,9 +355,12 @@ class Instance:
         self._read_task = asyncio.get_running_loop().create_task(
             self._read_loop(), name=f"ember-instance-{self.id}"
         )
+        # The init exchange is the only one without an id: ready/init_error carry none.
+        pending = _Pending(request_id, future=asyncio.get_running_loop().create_future())
+        self._pending[None] = pending
         try:
             reply = await self._exchange(
-                protocol.encode({"t": protocol.INIT, "spec": runtime_spec}), request_id, timeout_s
+                protocol.encode({"t": protocol.INIT, "spec": runtime_spec}), pending, timeout_s
             )
         except TimeoutError:
             self.kill()
@@ -241,6 +371,8 @@ class Instance:
         except asyncio.CancelledError:
             self.kill()
             raise
+        finally:
+            self._pending.pop(None, None)
         if reply is None:
             status = await self.wait_gone()
             kind = "FunctionOutOfMemory" if self.out_of_memory else "InstanceCrashed"
@@ -291,19 +423,10 @@ class Instance:
                 exit_code, signal, signal_name).
             RuntimeError: the instance is busy or starting — a caller bug, not a failure.
         """
-        if not self.alive:
-            raise InstanceCrashed(f"instance {self.id} is gone", self._gone_details())
-        if self.state is not InstanceState.IDLE:
-            raise RuntimeError(f"instance {self.id} is {self.state.value}, not idle")
         started = time.time()
         if deadline is None:
             deadline = started + self.spec.timeout_s
-        if deadline <= started:
-            # Spent waiting upstream: no reason to kill a healthy instance over it.
-            raise FunctionTimeout(
-                f"the deadline of {self.spec.function} passed before the invocation started",
-                {"request_id": request_id, "timeout_s": 0},
-            )
+        self._check_deadline(request_id, deadline, started)
         try:
             frame = protocol.encode({
                 "t": protocol.INVOKE,
@@ -317,21 +440,110 @@ class Instance:
             })
         except protocol.ProtocolError as exc:
             raise PayloadTooLarge(str(exc), {"request_id": request_id}) from exc
-        self.state = InstanceState.BUSY
+        pending = self._begin(request_id)
         try:
-            reply = await self._exchange(frame, request_id, deadline - started)
-        except TimeoutError:
-            self.kill()
-            await self.wait_gone()
-            timeout = deadline - started
+            reply = await self._send_and_wait(frame, pending, deadline - started)
+        finally:
+            self._finish(pending, cancel=False)
+        if reply["t"] == protocol.RESULT:
+            return InvokeResult(
+                body=bytes(reply["body"]),
+                content_type=str(reply["content_type"]),
+                duration_ms=float(reply["duration_ms"]),
+            )
+        raise self._error(reply, request_id)
+
+    async def http(
+        self, request_id: str, request: HttpRequest, *, deadline: float | None = None,
+        on_close: Callable[[HttpExchange], None] | None = None,
+    ) -> HttpExchange:
+        """Send an HTTP request to a web or custom function; returns once the response
+        has started (status and headers known). ``on_close`` runs when the exchange ends.
+
+        Raises what ``invoke`` raises; a timeout cancels the request in the instance
+        without killing it."""
+        started = time.time()
+        if deadline is None:
+            deadline = started + self.spec.timeout_s
+        self._check_deadline(request_id, deadline, started)
+        try:
+            frame = protocol.encode({
+                "t": protocol.HTTP, "id": request_id, "method": request.method,
+                "path": request.path, "root_path": request.root_path, "query": request.query,
+                "headers": [list(h) for h in request.headers], "body": request.body,
+                "client": list(request.client) if request.client else None,
+                "deadline": deadline,
+            })
+        except protocol.ProtocolError as exc:
+            raise PayloadTooLarge(str(exc), {"request_id": request_id}) from exc
+        pending = self._begin(request_id, stream=True)
+        try:
+            reply = await self._send_and_wait(frame, pending, deadline - started)
+            if reply["t"] != protocol.HTTP_START:
+                raise self._error(reply, request_id)
+        except BaseException:
+            self._finish(pending, cancel=False)
+            raise
+        return HttpExchange(self, pending, reply, deadline, on_close)
+
+    def _check_deadline(self, request_id: str, deadline: float, now: float) -> None:
+        if not self.alive:
+            raise InstanceCrashed(f"instance {self.id} is gone", self._gone_details())
+        if self.state is InstanceState.STARTING or self.inflight >= self.spec.concurrency:
+            raise RuntimeError(f"instance {self.id} is {self.state.value}: no free slot")
+        if deadline <= now:
+            # Spent waiting upstream: no reason to kill a healthy instance over it.
             raise FunctionTimeout(
-                f"{self.spec.function} timed out after {timeout:.3g} s",
-                {"request_id": request_id, "timeout_s": round(timeout, 3)},
+                f"the deadline of {self.spec.function} passed before the invocation started",
+                {"request_id": request_id, "timeout_s": 0},
+            )
+
+    def _begin(self, request_id: str, *, stream: bool = False) -> _Pending:
+        if stream:
+            pending = _Pending(request_id, frames=asyncio.Queue())
+        else:
+            pending = _Pending(request_id, future=asyncio.get_running_loop().create_future())
+        self._pending[request_id] = pending
+        self.inflight += 1
+        self.state = InstanceState.BUSY
+        return pending
+
+    def _finish(self, pending: _Pending, *, cancel: bool) -> None:
+        """The end of one request: its slot is free again."""
+        if self._pending.get(pending.request_id) is not pending:
+            return
+        del self._pending[pending.request_id]
+        self.inflight -= 1
+        self.last_used = time.monotonic()
+        if cancel and self.alive:
+            with contextlib.suppress(ConnectionError, OSError):
+                write_frame_async(self._writer, {"t": protocol.CANCEL, "id": pending.request_id})
+        if self.inflight == 0 and self.state is InstanceState.BUSY:
+            self.state = InstanceState.DRAINING if self._stopping else InstanceState.IDLE
+
+    async def _send_and_wait(self, frame: bytes, pending: _Pending, timeout_s: float) -> Message:
+        """Send a request and wait for its first answer; a timeout kills a handler
+        instance (it cannot be interrupted) but only cancels a web request."""
+        request_id = str(pending.request_id)
+        try:
+            reply = await self._exchange(frame, pending, timeout_s)
+        except TimeoutError:
+            if self.spec.kind == "event":
+                self.kill()
+                await self.wait_gone()
+            else:
+                self._finish(pending, cancel=True)
+            raise FunctionTimeout(
+                f"{self.spec.function} timed out after {timeout_s:.3g} s",
+                {"request_id": request_id, "timeout_s": round(timeout_s, 3)},
             ) from None
         except asyncio.CancelledError:
-            # Nobody waits for the answer any more, and the instance cannot be interrupted
-            # cleanly: drop it rather than leave it busy with an orphan.
-            self.kill()
+            if self.spec.kind == "event":
+                # Nobody waits for the answer any more, and a handler cannot be interrupted
+                # cleanly: drop the instance rather than leave it busy with an orphan.
+                self.kill()
+            else:
+                self._finish(pending, cancel=True)
             raise
         if reply is None:
             status = await self.wait_gone()
@@ -344,42 +556,34 @@ class Instance:
                 {"request_id": request_id, **status.details()},
             )
         self.invocations += 1
-        self.last_used = time.monotonic()
-        if self.state is InstanceState.BUSY:
-            self.state = InstanceState.DRAINING if self._stopping else InstanceState.IDLE
-        if reply["t"] == protocol.RESULT:
-            return InvokeResult(
-                body=bytes(reply["body"]),
-                content_type=str(reply["content_type"]),
-                duration_ms=float(reply["duration_ms"]),
-            )
+        return reply
+
+    def _error(self, reply: Message, request_id: str) -> EmberError:
         error = _error_fields(reply)
         kind = reply["error"].get("kind", protocol.KIND_HANDLER)
         if kind == protocol.KIND_MEMORY:
             self.kill()  # a MemoryError may leave the process half-broken: do not reuse it
-            raise FunctionOutOfMemory(self._oom_message(), {"request_id": request_id, **error})
+            return FunctionOutOfMemory(self._oom_message(), {"request_id": request_id, **error})
         if kind == protocol.KIND_PAYLOAD:
-            raise InvalidPayload(f"the payload is not valid JSON: {error['message']}", error)
-        raise FunctionError(f"{error['type']}: {error['message']}", error)
+            return InvalidPayload(f"the payload is not valid JSON: {error['message']}", error)
+        return FunctionError(f"{error['type']}: {error['message']}", error)
 
     def _oom_message(self) -> str:
         return f"{self.spec.function} went over its memory limit of {self.spec.memory_mb} MB"
 
     async def _exchange(
-        self, frame: bytes, request_id: str | None, timeout_s: float
+        self, frame: bytes, pending: _Pending, timeout_s: float
     ) -> Message | None:
-        """Send an encoded ``frame`` and wait for the reply; ``None`` when the connection
-        ended first. Raises ``TimeoutError`` after ``timeout_s``."""
-        future: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
-        self._pending = _Pending(request_id, future)
-        try:
-            # A failed write means the process is dying: the reader resolves the future.
-            with contextlib.suppress(ConnectionError, OSError):
-                self._writer.write(frame)
-                await self._writer.drain()
-            return await asyncio.wait_for(future, max(timeout_s, 0.0))
-        finally:
-            self._pending = None
+        """Send an encoded ``frame`` and wait for the first frame of the reply; ``None``
+        when the connection ended first. Raises ``TimeoutError`` after ``timeout_s``."""
+        # A failed write means the process is dying: the reader resolves the wait.
+        with contextlib.suppress(ConnectionError, OSError):
+            self._writer.write(frame)
+            await self._writer.drain()
+        if pending.frames is not None:
+            return await asyncio.wait_for(pending.frames.get(), max(timeout_s, 0.0))
+        assert pending.future is not None
+        return await asyncio.wait_for(pending.future, max(timeout_s, 0.0))
 
     # -- reading -------------------------------------------------------------------------
 
@@ -392,21 +596,21 @@ class Instance:
                 if message["t"] == protocol.LOG:
                     self._log(message)
                     continue
-                pending = self._pending
-                if pending is not None and not pending.future.done():
-                    pending.future.set_result(message)
+                pending = self._pending.get(message.get("id"))
+                if pending is not None:  # else an answer nobody waits for any more
+                    pending.deliver(message)
         except (ConnectionError, OSError, protocol.ProtocolError) as exc:
             logger.warning("instance %s: connection lost: %s", self.id, exc)
         finally:
-            pending = self._pending
-            if pending is not None and not pending.future.done():
-                pending.future.set_result(None)
+            for pending in list(self._pending.values()):
+                pending.deliver(None)
             self._begin_close(kill=False)
 
     def _log(self, message: Message) -> None:
         request_id = message.get("id")
-        if request_id is None and self.state is InstanceState.STARTING and self._pending:
-            request_id = self._pending.request_id
+        if request_id is None and self.state is InstanceState.STARTING:
+            starting = self._pending.get(None)
+            request_id = starting.request_id if starting is not None else None
         try:
             self._sink(
                 request_id,

@@ -217,7 +217,7 @@ class Launcher:
                             on_gone=self._forget)
         self._instances[prepared.instance_id] = instance
         await instance.initialize(
-            spec.to_runtime(self.instance_environment), spec.initializer_timeout_s, request_id
+            spec.to_runtime(self.instance_environment), spec.init_timeout_s, request_id
         )
         return instance
 

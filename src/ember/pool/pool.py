@@ -52,7 +52,11 @@ class Capacity:
 
 
 class VersionPool:
-    """The instances of one version. All methods run on the event loop."""
+    """The instances of one version. All methods run on the event loop.
+
+    An instance serves up to ``concurrency`` requests at once (1 for handler functions).
+    ``load`` counts the slots taken on each busy instance; a request gets an idle instance
+    first, then a free slot of the least loaded busy one, and only then a cold start."""
 
     def __init__(
         self, key: PoolKey, spec: InstanceSpec, config: PoolConfig, manager: PoolManager
@@ -63,6 +67,7 @@ class VersionPool:
         self._manager = manager
         self.idle: list[Instance] = []  # most recently used last: reuse it, reclaim the others
         self.busy: set[Instance] = set()
+        self.load: dict[Instance, int] = {}
         self.starting = 0
         self.draining = False
         self._waiters: deque[asyncio.Future[Instance | None]] = deque()
@@ -75,34 +80,54 @@ class VersionPool:
     def size(self) -> int:
         return len(self.idle) + len(self.busy) + self.starting
 
+    @property
+    def concurrency(self) -> int:
+        return self.spec.concurrency
+
     async def acquire(
         self, request_id: str | None = None, *, background: bool = False
     ) -> tuple[Instance, bool]:
-        """An instance for one request, and whether it was cold-started for it
-        (``request_id`` then tags the initializer's log lines). ``background`` requests
-        are served after every waiting foreground one.
+        """A slot of an instance for one request, and whether the instance was
+        cold-started for it (``request_id`` then tags the initializer's log lines).
+        ``background`` requests are served after every waiting foreground one. Give the
+        slot back with ``release``.
 
         Raises TooManyRequests when the version's wait queue is full or the wait is over,
         InitError when a cold start fails."""
         while True:
-            instance = self._pop_idle()
+            instance = self._pop_idle() or self._free_slot()
             if instance is not None:
                 return instance, False
             if self.size < self.config.max_instances and self._manager.reserve():
                 return await self._start(request_id), True
             instance = await self._wait(self._background if background else self._waiters)
             if instance is not None:
-                self.busy.add(instance)
                 return instance, False
+
+    def _take(self, instance: Instance) -> Instance:
+        self.load[instance] = self.load.get(instance, 0) + 1
+        self.busy.add(instance)
+        return instance
 
     def _pop_idle(self) -> Instance | None:
         while self.idle:
             instance = self.idle.pop()
             if instance.alive:
-                self.busy.add(instance)
-                return instance
+                return self._take(instance)
             self._manager.capacity.give()
         return None
+
+    def _free_slot(self) -> Instance | None:
+        if self.concurrency == 1 or self.draining:
+            return None
+        best: Instance | None = None
+        for instance in self.busy:
+            load = self.load.get(instance, 0)
+            if instance.alive and load < self.concurrency and (
+                best is None or load < self.load.get(best, 0)
+            ):
+                best = instance
+        return self._take(best) if best is not None else None
 
     async def _start(self, request_id: str | None = None) -> Instance:
         self.starting += 1
@@ -112,11 +137,12 @@ class VersionPool:
             )
         except BaseException:
             self._manager.capacity.give()
-            self._wake(None)
+            self._wake()
             raise
         finally:
             self.starting -= 1
-        self.busy.add(instance)
+        self._take(instance)
+        self._fill(instance)
         return instance
 
     async def _wait(self, waiters: deque[asyncio.Future[Instance | None]]) -> Instance | None:
@@ -145,45 +171,68 @@ class VersionPool:
             if future in waiters:
                 waiters.remove(future)
             elif not handed and future.done() and not future.cancelled():
-                # Given an instance (or the right to start one) just as the wait was
+                # Given a slot (or the right to start an instance) just as the wait was
                 # abandoned: pass it on instead of losing it.
-                self._pass_on(future.result())
-
-    def _pass_on(self, instance: Instance | None) -> None:
-        if instance is not None and not self._wake(instance):
-            self.idle.append(instance)
-        elif instance is None:
-            self._wake(None)
+                handed_over = future.result()
+                if handed_over is None:
+                    self._wake()
+                else:
+                    self.release(handed_over)
 
     def release(self, instance: Instance) -> None:
-        """Give back an instance after a request; a dead one frees its capacity."""
+        """Give back a slot after a request; a dead instance frees its capacity once its
+        last request is over."""
+        left = self.load.get(instance, 1) - 1
+        if left > 0:
+            self.load[instance] = left
+            if instance.alive and not self.draining:
+                self._fill(instance)
+            return
+        self.load.pop(instance, None)
         self.busy.discard(instance)
         if not instance.alive or self.draining:
             if instance.alive:
                 self._manager.stop_later(instance)
             self._manager.capacity.give()
-            self._wake(None)
+            self._wake()
             return
         instance.last_used = self._manager.clock.monotonic()
-        self._pass_on(instance)
+        if not self._fill(instance):
+            self.idle.append(instance)
 
-    def _wake(self, instance: Instance | None) -> bool:
-        """Hand ``instance`` (or, with None, the right to start one) to the first waiter."""
+    def _fill(self, instance: Instance) -> bool:
+        """Hand free slots of ``instance`` to waiters; whether any was handed."""
+        handed = False
+        while self.load.get(instance, 0) < self.concurrency and self._hand(instance):
+            handed = True
+        return handed
+
+    def _hand(self, instance: Instance) -> bool:
         for waiters in (self._waiters, self._background):
             while waiters:
                 future = waiters.popleft()
                 if not future.done():
+                    self._take(instance)
                     future.set_result(instance)
                     return True
-        if instance is None:
-            self._manager.capacity_freed()
+        return False
+
+    def _wake(self) -> bool:
+        """Hand the right to start an instance to the first waiter, or to another pool."""
+        for waiters in (self._waiters, self._background):
+            while waiters:
+                future = waiters.popleft()
+                if not future.done():
+                    future.set_result(None)
+                    return True
+        self._manager.capacity_freed()
         return False
 
     def has_waiters(self) -> bool:
         return any(not f.done() for f in (*self._waiters, *self._background))
 
     def wake_one(self) -> None:
-        self._wake(None)
+        self._wake()
 
     def expired(self, now: float) -> list[Instance]:
         """Idle instances past keep-alive, beyond the ones min_instances keeps."""

@@ -19,11 +19,12 @@ from ember.errors import (
     EmberError,
     FunctionDisabled,
     FunctionTimeout,
+    InvalidRequest,
     InvalidSpec,
     TooManyRequests,
 )
 from ember.ids import new_id
-from ember.model.function import Function, FunctionConfig, Qualifier, Version
+from ember.model.function import CodeRef, Function, FunctionConfig, Qualifier, Version
 from ember.observability.logs import LogStore
 from ember.observability.metrics import Metrics
 from ember.observability.stats import (
@@ -34,6 +35,7 @@ from ember.observability.stats import (
     InvocationRecord,
     StatsStore,
 )
+from ember.pool.instance import HttpExchange, HttpRequest
 from ember.pool.pool import PoolKey, PoolManager
 from ember.router.traffic import Route, Target
 
@@ -72,6 +74,24 @@ class InvocationResult:
             "X-Ember-Cold-Start": "true" if self.cold else "false",
             "X-Ember-Init-Ms": f"{self.init_ms:.3f}",
             "X-Ember-Duration-Ms": f"{self.duration_ms:.3f}",
+        }
+
+
+@dataclass
+class HttpResponse:
+    """The answer of a web or custom function to an HTTP request, streaming in."""
+
+    request_id: str
+    version: str
+    cold: bool
+    init_ms: float
+    exchange: HttpExchange
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-Ember-Request-Id": self.request_id,
+            "X-Ember-Version": self.version,
+            "X-Ember-Cold-Start": "true" if self.cold else "false",
         }
 
 
@@ -206,15 +226,11 @@ class Router:
             finally:
                 self._inflight.pop(request_id, None)
         except EmberError as err:
-            total_ms = (self._clock.monotonic() - started) * 1000
             if version != "?":  # resolved: a run was attempted or throttled
+                total_ms = (self._clock.monotonic() - started) * 1000
                 self._record(wall, name, version, request_id, mode, cold, init_ms, 0.0,
                              total_ms, _outcome(err), err.code, attempt)
-            err.headers.update({
-                "X-Ember-Request-Id": request_id,
-                "X-Ember-Version": version,
-                "X-Ember-Cold-Start": "true" if cold else "false",
-            })
+            _tag(err, request_id, version, cold)
             if log_tail and "flight" in locals():
                 tail = flight.tail_text()
                 if tail:
@@ -234,6 +250,75 @@ class Router:
             content_type=answer.content_type,
             log_tail=flight.tail_text(),
         )
+
+    async def invoke_http(
+        self, name: str, qualifier: str | None, request: HttpRequest, *,
+        request_id: str | None = None,
+    ) -> HttpResponse:
+        """Send an HTTP request to a web or custom function. Returns once the response has
+        started; its body streams from ``exchange.body()``, and the instance's slot is
+        held until the exchange closes (the invocation is recorded then).
+
+        Raises what ``invoke`` raises, and InvalidRequest when the version that takes the
+        request is a handler function."""
+        request_id = request_id or new_id()
+        started = self._clock.monotonic()
+        wall = self._clock.time()
+        version = "?"
+        cold = False
+        init_ms = 0.0
+        try:
+            route = await self._route(name, qualifier)
+            if not route.enabled:
+                raise FunctionDisabled(
+                    f"function {name!r} is disabled: enable it to invoke it", {"function": name}
+                )
+            target = route.pick(self._rng)
+            version = target.version
+            if target.config.kind == "event":
+                raise InvalidRequest(
+                    f"version {version} of {name!r} is a handler function, not a web app: "
+                    "it takes events, not HTTP requests",
+                    {"function": name, "version": version},
+                )
+            pool = self._pools.pool(target.key, target.spec, target.pool_config)
+            self._inflight[request_id] = _InFlight(name, version)
+            try:
+                instance, cold = await pool.acquire(request_id)
+            except BaseException:
+                self._inflight.pop(request_id, None)
+                raise
+            init_ms = instance.init_ms if cold else 0.0
+            self._inflight[request_id].instance = instance.id
+
+            def closed(exchange: HttpExchange) -> None:
+                pool.release(instance)
+                self._inflight.pop(request_id, None)
+                error = exchange.error
+                self._record(
+                    wall, name, version, request_id, "sync", cold, init_ms,
+                    exchange.duration_ms, (self._clock.monotonic() - started) * 1000,
+                    SUCCESS if error is None else _outcome(error),
+                    None if error is None else error.code, 1,
+                )
+
+            try:
+                exchange = await instance.http(
+                    request_id, request, deadline=self._clock.time() + target.config.timeout_s,
+                    on_close=closed,
+                )
+            except BaseException:
+                pool.release(instance)
+                self._inflight.pop(request_id, None)
+                raise
+        except EmberError as err:
+            if version != "?":
+                total_ms = (self._clock.monotonic() - started) * 1000
+                self._record(wall, name, version, request_id, "sync", cold, init_ms, 0.0,
+                             total_ms, _outcome(err), err.code, 1)
+            _tag(err, request_id, version, cold)
+            raise
+        return HttpResponse(request_id, version, cold, init_ms, exchange)
 
     def _record(
         self, ts: float, function: str, version: str, request_id: str, mode: str, cold: bool,
@@ -285,7 +370,7 @@ class Router:
             PoolKey(function.name, "latest", digest),
             function.config,
             Path(self._functions.code_path(function.code)),
-            self._layer_dirs(function.config),
+            self._layer_dirs(function.name, function.code, function.config),
         )
 
     def _version_target(self, version: Version) -> Target:
@@ -293,14 +378,19 @@ class Router:
             PoolKey(version.function, str(version.number), version.code.sha256[:16]),
             version.config,
             Path(self._functions.code_path(version.code)),
-            self._layer_dirs(version.config),
+            self._layer_dirs(version.function, version.code, version.config),
         )
 
-    def _layer_dirs(self, config: FunctionConfig) -> tuple[Path, ...]:
+    def _layer_dirs(
+        self, function: str, code: CodeRef, config: FunctionConfig
+    ) -> tuple[Path, ...]:
         # Called while a route is resolved (in a worker thread), never on the warm path.
+        # After the code dir: its requirements.txt's dependencies (built here when missing,
+        # e.g. after the server's Python changed), then its layers in order.
+        dependencies = self._functions.dependency_dirs(code, function)
         if self._layers is None or not config.layers:
-            return ()
-        return self._layers.dirs(config.layers)
+            return dependencies
+        return dependencies + self._layers.dirs(config.layers)
 
     # reacting to control-plane changes ----------------------------------------------------
 
@@ -342,6 +432,14 @@ class Router:
                 if target is not None and target.config.min_instances and target not in warm:
                     warm.append(target)
         return keep, warm
+
+
+def _tag(err: EmberError, request_id: str, version: str, cold: bool) -> None:
+    err.headers.update({
+        "X-Ember-Request-Id": request_id,
+        "X-Ember-Version": version,
+        "X-Ember-Cold-Start": "true" if cold else "false",
+    })
 
 
 def _outcome(err: EmberError) -> str:

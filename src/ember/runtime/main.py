@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -137,6 +138,9 @@ class Runtime:
         self.spec = spec
         self.handler: Callable[..., Any] | None = None
         self._loop: Any = None  # one asyncio loop for the instance's life, made on first use
+        self.server: Any = None  # web and custom functions: an ember.runtime.web server
+        self._inflight: set[str] = set()
+        self._inflight_lock = threading.Lock()
 
     def context(self, request_id: str | None, deadline: float, qualifier: str = "",
                 attempt: int = 1, trigger: str | None = None) -> Context:
@@ -164,11 +168,19 @@ class Runtime:
             if "TZ" in os.environ:
                 time.tzset()
             importlib.invalidate_caches()
-            self.handler = load_entrypoint(spec["handler"])
+            kind = spec.get("kind", "event")
+            if kind == "event":
+                self.handler = load_entrypoint(spec["handler"])
+            elif kind == "web":
+                app = load_entrypoint(spec["app"])
             if spec.get("initializer"):
                 init = load_entrypoint(spec["initializer"])
                 deadline = time.time() + float(spec.get("initializer_timeout_s", 30.0))
                 self.call_hook(init, self.context(None, deadline))
+            if kind == "web":
+                self.server = self._web_server(app)
+            elif kind == "custom":
+                self.server = self._custom_server()
         except BaseException as exc:
             self.capture.flush()
             self.conn.send({"t": protocol.INIT_ERROR, "error": describe_error(exc)})
@@ -177,6 +189,38 @@ class Runtime:
         init_ms = (time.perf_counter() - started) * 1000
         self.conn.send({"t": protocol.READY, "init_ms": init_ms})
         return True
+
+    def _web_server(self, app: Any) -> Any:
+        from ember.runtime import web
+
+        server: Any
+        if web.is_asgi(app):
+            server = web.AsgiServer(app)
+        else:
+            server = web.WsgiServer(app, int(self.spec.get("concurrency", 1)))
+        server.start(float(self.spec.get("initializer_timeout_s", 30.0)))
+        return server
+
+    def _custom_server(self) -> Any:
+        from ember.runtime import web
+
+        spec = self.spec
+        server = web.CustomServer(
+            list(spec["command"]), spec["code_dir"], int(spec.get("concurrency", 1)),
+            spec.get("startup_probe"), spec.get("health_check"), self.fatal,
+        )
+        probe = spec.get("startup_probe") or {}
+        server.start(float(probe.get("timeout_s", 10.0)))
+        return server
+
+    def fatal(self, reason: str) -> None:
+        """The instance cannot go on (its custom runtime exited or turned unhealthy): say
+        why, then exit, so that the server replaces it."""
+        print(f"ember: {reason}: the instance exits and is replaced", file=sys.stderr)
+        self.capture.flush(timeout=1.0)
+        with contextlib.suppress(Exception):
+            self.server.stop(0.5)
+        os._exit(3)
 
     def resolve(self, value: Any) -> Any:
         """Run an awaitable to completion on the instance's loop; other values pass through."""
@@ -272,8 +316,57 @@ class Runtime:
         logging.shutdown()  # user handlers (files, buffers) get their final flush
         self.capture.flush()
 
+    # -- web and custom functions: several requests at once ---------------------------------
+
+    def serve_http(self) -> None:
+        """Hand requests to the web server as they come, until ``stop`` or the end."""
+        from ember.runtime import web
+
+        while True:
+            message = self.conn.recv()
+            if message is None:
+                self.server.stop(0.5)
+                return
+            kind = message["t"]
+            if kind == protocol.HTTP:
+                self._begin(message["id"])
+                self.server.submit(message, web.StreamResponder(self.conn, message["id"], self))
+            elif kind == protocol.INVOKE:
+                self._begin(message["id"])
+                responder = web.InvokeResponder(self.conn, message["id"], self, MAX_RESULT_BYTES)
+                self.server.submit(web.invoke_request(message), responder)
+            elif kind == protocol.CANCEL:
+                self.server.cancel(message["id"])
+            elif kind == protocol.STOP:
+                grace_s = float(message.get("grace_s") or 5.0)
+                self.server.stop(grace_s)
+                self.stop(grace_s)
+                return
+
+    def _begin(self, request_id: str) -> None:
+        with self._inflight_lock:
+            self._inflight.add(request_id)
+            self._attribute_logs()
+
+    def before_last_frame(self, request_id: str) -> None:
+        """Every line written so far goes out before the request's last frame."""
+        self.capture.flush()
+
+    def done(self, request_id: str) -> None:
+        with self._inflight_lock:
+            self._inflight.discard(request_id)
+            self._attribute_logs()
+
+    def _attribute_logs(self) -> None:
+        # Output is tagged with a request only while it is the one in flight: with several,
+        # a line cannot be told apart (it is kept, untagged, with the function's logs).
+        self.capture.request_id = next(iter(self._inflight)) if len(self._inflight) == 1 else None
+
     def serve(self) -> None:
         """Answer invocations until ``stop`` or the server closes the connection."""
+        if self.server is not None:
+            self.serve_http()
+            return
         while True:
             message = self.conn.recv()
             if message is None:

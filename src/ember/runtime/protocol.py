@@ -17,6 +17,20 @@ Instance conversation (server ⇄ instance), in order:
                      or error       {"id", "error": {"type", "message", "traceback", "kind"}}
     server → instance   stop        {"grace_s": float}          pre_stop runs, then exit 0
 
+Web and custom functions (``kind: web | custom``) also take HTTP requests, several at once
+(up to the function's ``concurrency``); frames of different requests interleave:
+
+    server → instance   http        {"id", "method", "path", "root_path", "query", "headers",
+                                     "body", "deadline", "client"}
+    instance → server   http_start  {"id", "status", "headers", "body", "more"}
+    instance → server   http_body*  {"id", "body", "more"}      until "more" is false
+                     or error       {"id", "error": {...}}      (before http_start only)
+    server → instance   cancel      {"id"}                      the caller gave up
+
+``headers`` are lists of ``[name, value]`` byte-string pairs. A response whose app failed
+after it started ends with an ``http_body`` whose ``"abort"`` is true. An ``invoke`` sent to
+a web or custom function becomes ``POST /invoke`` with the payload as its body.
+
 Zygote conversation (server ⇄ zygote):
 
     zygote → server     hello       {"pid": int}
@@ -50,6 +64,10 @@ LOG = "log"
 RESULT = "result"
 ERROR = "error"
 STOP = "stop"
+HTTP = "http"
+HTTP_START = "http_start"
+HTTP_BODY = "http_body"
+CANCEL = "cancel"
 SPAWN = "spawn"
 SPAWNED = "spawned"
 SPAWN_ERROR = "spawn_error"

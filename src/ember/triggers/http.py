@@ -16,15 +16,18 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
-from ember.errors import InvalidRequest, ServiceUnavailable, Unauthorized
+from ember.errors import EmberError, MethodNotAllowed, ServiceUnavailable, Unauthorized
 from ember.model.trigger import HttpSource
-from ember.router import InvocationResult
+from ember.pool.instance import HttpRequest
+from ember.router import HttpResponse, InvocationResult, Router
 from ember.triggers.base import SourceContext
 
 # Headers that describe the transport, not the request: never handed to the function.
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade",
                          "proxy-authorization", "te", "trailer"})
+_HOP_BY_HOP_BYTES = frozenset(h.encode() for h in _HOP_BY_HOP)
 
 
 class HttpTriggerSource:
@@ -60,19 +63,31 @@ def check_auth(source: HttpSource, request: Request) -> None:
         raise Unauthorized("this route needs an API key: send it as X-Api-Key or a Bearer token")
 
 
-async def handle(route: HttpTriggerSource, request: Request, rest: str) -> Response:
-    """Serve one request of an HTTP trigger; ``rest`` is the path below its prefix."""
+async def handle(
+    route: HttpTriggerSource, request: Request, rest: str, router: Router
+) -> Response:
+    """Serve one request of an HTTP trigger; ``rest`` is the path below its prefix.
+
+    A web or custom function gets the request itself and answers it, streaming; a handler
+    function gets the request as the data of a CloudEvent."""
     context = route.context
     source = context.trigger.source
     assert isinstance(source, HttpSource)
     if request.method not in source.methods:
-        raise InvalidRequest(
-            f"method {request.method} is not allowed here: {', '.join(source.methods)}",
+        refused = MethodNotAllowed(
+            f"method {request.method} is not allowed here: {', '.join(source.methods)} "
+            "(the trigger's 'methods')",
             {"allowed": source.methods},
         )
+        refused.headers["Allow"] = ", ".join(source.methods)
+        raise refused
     check_auth(source, request)
     if route.paused:
         raise ServiceUnavailable(f"trigger {context.trigger.name!r} is paused")
+    trigger = context.trigger
+    target = await router.resolve(trigger.function, trigger.qualifier)
+    if target.primary.config.kind != "event":
+        return await _forward(context, source, request, rest, router)
     body = await request.body()
     data: dict[str, Any] = {
         "method": request.method,
@@ -94,6 +109,58 @@ async def handle(route: HttpTriggerSource, request: Request, rest: str) -> Respo
                           extensions={"embermethod": request.method})
     result: InvocationResult = await context.invoke(event)
     return to_response(result)
+
+
+async def _forward(
+    context: SourceContext, source: HttpSource, request: Request, rest: str, router: Router
+) -> Response:
+    """The request as it came, to a web or custom function mounted at the trigger's path."""
+    root_path = "/http" + ("" if source.path == "/" else source.path)
+    client = (request.client.host, request.client.port) if request.client else None
+    forwarded = HttpRequest(
+        method=request.method,
+        path=rest,
+        root_path=root_path,
+        query=request.scope.get("query_string", b""),
+        headers=[(k, v) for k, v in request.headers.raw if k not in _HOP_BY_HOP_BYTES],
+        body=await request.body(),
+        client=client,
+    )
+    context.received()
+    context.status.invocations += 1
+    try:
+        answer = await router.invoke_http(context.trigger.function, context.trigger.qualifier,
+                                          forwarded)
+    except EmberError as err:
+        context.failed(err)
+        raise
+    return StreamedResponse(answer)
+
+
+class StreamedResponse(Response):
+    """Sends a web function's response as it streams in; the exchange (and the instance's
+    slot) is closed however the sending ends, a client gone away included."""
+
+    def __init__(self, answer: HttpResponse) -> None:
+        super().__init__(status_code=answer.exchange.status)
+        self.answer = answer
+        ours = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                for k, v in answer.headers().items()]
+        self.raw_headers = [*answer.exchange.headers, *ours]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = self.answer.exchange
+        try:
+            await send({"type": "http.response.start", "status": self.status_code,
+                        "headers": self.raw_headers})
+            if not exchange.more:
+                await send({"type": "http.response.body", "body": exchange.first})
+                return
+            async for chunk in exchange.body():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            exchange.close()
 
 
 def to_response(result: InvocationResult) -> Response:

@@ -1,0 +1,326 @@
+"""Web functions: real FastAPI (ASGI) and Flask (WSGI) apps served inside instances and
+called through HTTP triggers, over a real port where streaming matters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tests.inprocess import Ember
+from tests.triggers.test_api import trigger
+
+Run = Callable[..., None]
+
+FASTAPI_APP = '''
+import asyncio, logging
+from fastapi import FastAPI, Form, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+log = logging.getLogger("shop")
+started = []
+app = FastAPI()
+
+
+@app.on_event("startup")
+async def startup():
+    started.append(True)
+
+
+@app.get("/items/{item_id}")
+async def item(item_id: int, q: str | None = None):
+    return {"id": item_id, "q": q, "started": len(started)}
+
+
+@app.post("/echo")
+async def echo(request: Request):
+    body = await request.json()
+    log.warning("echoing %s", body)
+    return {"got": body, "agent": request.headers.get("user-agent"),
+            "url": str(request.url_for("echo"))}
+
+
+@app.post("/form")
+async def form(name: str = Form(), size: int = Form()):
+    return {"name": name, "size": size}
+
+
+@app.get("/login")
+async def login(response: Response):
+    response.set_cookie("session", "s3cr3t", httponly=True)
+    response.set_cookie("theme", "dark")
+    return {"ok": True}
+
+
+@app.get("/whoami")
+async def whoami(request: Request):
+    return {"session": request.cookies.get("session"), "theme": request.cookies.get("theme")}
+
+
+@app.get("/download")
+async def download():
+    return Response(bytes(range(256)) * 4, media_type="application/octet-stream",
+                    headers={"content-disposition": "attachment; filename=blob.bin"})
+
+
+@app.post("/upload")
+async def upload(request: Request):
+    data = await request.body()
+    return {"size": len(data), "sum": sum(data)}
+
+
+@app.get("/stream")
+async def stream(n: int = 3, delay: float = 0.2):
+    async def parts():
+        for i in range(n):
+            yield f"part {i}\\n".encode()
+            await asyncio.sleep(delay)
+    return StreamingResponse(parts(), media_type="text/plain")
+
+
+@app.get("/teapot")
+async def teapot():
+    return JSONResponse({"short": "stout"}, status_code=418)
+
+
+@app.get("/boom")
+async def boom():
+    raise RuntimeError("kaboom")
+
+
+@app.get("/slow")
+async def slow(seconds: float = 0.3):
+    await asyncio.sleep(seconds)
+    return {"slept": seconds}
+
+
+@app.post("/invoke")
+async def invoke(request: Request):
+    event = await request.json()
+    return {"event": event, "request_id": request.headers.get("x-ember-request-id")}
+'''
+
+FLASK_APP = '''
+import time
+from flask import Flask, Response, jsonify, make_response, request, stream_with_context, url_for
+
+app = Flask(__name__)
+
+
+@app.get("/items/<int:item_id>")
+def item(item_id):
+    return jsonify(id=item_id, q=request.args.get("q"), many=request.args.getlist("tag"))
+
+
+@app.post("/echo")
+def echo():
+    return jsonify(got=request.get_json(), url=url_for("echo", _external=False),
+                   method=request.method)
+
+
+@app.post("/form")
+def form():
+    return jsonify(name=request.form["name"], size=int(request.form["size"]))
+
+
+@app.get("/login")
+def login():
+    response = make_response(jsonify(ok=True))
+    response.set_cookie("session", "s3cr3t", httponly=True)
+    response.set_cookie("theme", "dark")
+    return response
+
+
+@app.get("/whoami")
+def whoami():
+    return jsonify(session=request.cookies.get("session"), theme=request.cookies.get("theme"))
+
+
+@app.get("/download")
+def download():
+    return Response(bytes(range(256)) * 4, mimetype="application/octet-stream")
+
+
+@app.get("/stream")
+def stream():
+    n = int(request.args.get("n", 3))
+    delay = float(request.args.get("delay", 0.2))
+
+    def parts():
+        for i in range(n):
+            yield f"part {i}\\n"
+            time.sleep(delay)
+    return Response(stream_with_context(parts()), mimetype="text/plain")
+
+
+@app.get("/teapot")
+def teapot():
+    return jsonify(short="stout"), 418
+
+
+@app.get("/boom")
+def boom():
+    raise RuntimeError("kaboom")
+
+
+@app.post("/invoke")
+def invoke():
+    return jsonify(event=request.get_json(), request_id=request.headers.get("x-ember-request-id"))
+'''
+
+
+async def deploy_app(ember: Ember, name: str, source: str, path: str, **config: Any) -> None:
+    await ember.deploy_files(name, {"app.py": source}, kind="web", app="app:app", **config)
+    await trigger(ember, f"{name}-http", name, {"kind": "http", "path": path, "methods": [
+        "GET", "HEAD", "POST", "PUT", "DELETE"]})
+    await ember.settle()
+
+
+async def exercise_app(ember: Ember, base: str, *, asgi: bool) -> None:
+    """What both apps must do the same way through an HTTP trigger."""
+    http = ember.http
+    item = await http.get(f"{base}/items/7", params={"q": "blue"})
+    assert item.status_code == 200, item.text
+    assert item.json()["id"] == 7 and item.json()["q"] == "blue"
+    assert item.headers["x-ember-request-id"]
+
+    echo = await http.post(f"{base}/echo", json={"a": [1, 2]},
+                           headers={"user-agent": "ember-test"})
+    assert echo.status_code == 200, echo.text
+    assert echo.json()["got"] == {"a": [1, 2]}
+    # The app sees its mount point: URLs it builds point back through the trigger.
+    assert echo.json()["url"].endswith(f"/http{base.removeprefix('/http')}/echo")
+
+    form = await http.post(f"{base}/form", data={"name": "lamp", "size": "3"})
+    assert form.json() == {"name": "lamp", "size": 3}
+
+    login = await http.get(f"{base}/login")
+    cookies = login.headers.get_list("set-cookie")
+    assert len(cookies) == 2, cookies
+    assert any(c.startswith("session=s3cr3t") and "HttpOnly" in c for c in cookies)
+    whoami = await http.get(f"{base}/whoami",
+                            headers={"cookie": "session=s3cr3t; theme=dark"})
+    assert whoami.json() == {"session": "s3cr3t", "theme": "dark"}
+
+    download = await http.get(f"{base}/download")
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "application/octet-stream"
+    assert download.content == bytes(range(256)) * 4
+
+    teapot = await http.get(f"{base}/teapot")
+    assert teapot.status_code == 418 and teapot.json() == {"short": "stout"}
+
+    missing = await http.get(f"{base}/no/such/route")
+    assert missing.status_code == 404  # the app's own 404, not Ember's
+    assert "X-Ember-Request-Id" in missing.headers
+
+    boom = await http.get(f"{base}/boom")
+    assert boom.status_code == 500  # the app turned its exception into a 500
+
+    # HEAD is the app's business: Flask answers it, FastAPI's GET routes refuse it.
+    head = await http.head(f"{base}/items/1")
+    assert head.status_code == (405 if asgi else 200) and head.content == b""
+
+
+def test_fastapi_app_through_an_http_trigger(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await deploy_app(ember, "shop", FASTAPI_APP, "/shop")
+        await exercise_app(ember, "/http/shop", asgi=True)
+        item = await ember.http.get("/http/shop/items/1")
+        assert item.json()["started"] == 1  # the lifespan startup ran once
+        upload = await ember.http.post("/http/shop/upload", content=bytes(range(256)))
+        assert upload.json() == {"size": 256, "sum": sum(range(256))}
+        # The app's logging lands in the request's logs.
+        echo = await ember.http.post("/http/shop/echo", json={"x": 1})
+        request_id = echo.headers["x-ember-request-id"]
+        logs = (await ember.http.get("/functions/shop/logs",
+                                     params={"request_id": request_id})).json()["logs"]
+        assert any(r["line"] == "echoing {'x': 1}" and r["level"] == "WARNING"
+                   for r in logs), logs
+
+    run(scenario)
+
+
+def test_flask_app_through_an_http_trigger(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await deploy_app(ember, "blog", FLASK_APP, "/blog")
+        await exercise_app(ember, "/http/blog", asgi=False)
+        many = await ember.http.get("/http/blog/items/3?tag=a&tag=b")
+        assert many.json()["many"] == ["a", "b"]
+
+    run(scenario)
+
+
+def test_direct_invoke_of_a_web_function_posts_to_invoke(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await deploy_app(ember, "shop", FASTAPI_APP, "/shop")
+        await ember.deploy_files("blog", {"app.py": FLASK_APP}, kind="web", app="app:app")
+        for name in ("shop", "blog"):
+            answer = await ember.invoke(name, {"n": 1})
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert body["event"] == {"n": 1}
+            assert body["request_id"] == answer.headers["x-ember-request-id"]
+
+    run(scenario)
+
+
+def test_streamed_responses_arrive_as_they_are_produced(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await deploy_app(ember, "shop", FASTAPI_APP, "/shop")
+        await deploy_app(ember, "blog", FLASK_APP, "/blog")
+        async with ember.served() as client:
+            for base in ("/http/shop", "/http/blog"):
+                await client.get(f"{base}/items/1")  # warm
+                began = time.monotonic()
+                arrivals = []
+                async with client.stream("GET", f"{base}/stream",
+                                         params={"n": 3, "delay": 0.3}) as response:
+                    assert response.status_code == 200
+                    async for line in response.aiter_lines():
+                        if line:
+                            arrivals.append((line, time.monotonic() - began))
+                assert [line for line, _ in arrivals] == ["part 0", "part 1", "part 2"]
+                # The first part came long before the app finished (0.9 s in all).
+                assert arrivals[0][1] < 0.6, arrivals
+                assert arrivals[-1][1] >= 0.55, arrivals
+
+    run(scenario)
+
+
+def test_app_that_fails_to_import_gives_a_clear_error(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy_files("broken", {"app.py": "import not_a_module_anywhere\n"},
+                                 kind="web", app="app:app")
+        await trigger(ember, "b", "broken", {"kind": "http", "path": "/broken"})
+        await ember.settle()
+        answer = await ember.http.get("/http/broken/")
+        assert answer.status_code == 502
+        error = answer.json()["error"]
+        assert error["code"] == "InitError"
+        assert "not_a_module_anywhere" in error["message"]
+
+    run(scenario)
+
+
+def test_web_config_is_validated(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        for config, field, words in [
+            ({"kind": "web"}, "config.app", "needs its ASGI or WSGI app"),
+            ({"kind": "web", "app": "not an app"}, "config.app", "is not an app"),
+            ({"concurrency": 4}, "config.concurrency", "for web and custom functions"),
+            ({"kind": "custom"}, "config.command", "serves HTTP on $PORT"),
+            ({"kind": "custom", "command": []}, "config.command", "non-empty list"),
+            ({"app": "app:app"}, "config.kind", "set kind to 'web'"),
+            ({"kind": "web", "app": "a:b", "health_check": {}}, "config.kind", "custom"),
+            ({"kind": "custom", "command": "x", "startup_probe": {"path": "no-slash"}},
+             "config.startup_probe.path", "pattern"),
+        ]:
+            answer = await ember.http.post("/functions", json={
+                "name": "bad", "config": config, "code": {"zip": ""}})
+            assert answer.status_code == 400, (config, answer.text)
+            errors = answer.json()["error"]["details"]["errors"]
+            assert errors[0]["field"] == field, (config, errors)
+            assert words in errors[0]["message"], (config, errors)
+
+    run(scenario)
