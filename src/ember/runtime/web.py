@@ -637,7 +637,10 @@ class CustomServer:
             body = bytes(request.get("body") or b"")
             conn.putrequest(str(request["method"]), target, skip_host=True,
                             skip_accept_encoding=True)
-            for name, value in _headers(request):
+            headers = _headers(request)
+            if not any(name == b"host" for name, _ in headers):
+                headers.append((b"host", f"127.0.0.1:{self.port}".encode()))  # HTTP/1.1 needs one
+            for name, value in headers:
                 if name not in HOP_BY_HOP and name != b"content-length":
                     conn.putheader(name.decode("latin-1"), value)
             conn.putheader("Content-Length", str(len(body)))
