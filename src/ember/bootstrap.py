@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ember.artifacts import ArtifactLimits, FilesystemArtifactStore
 from ember.clock import Clock, SystemClock
 from ember.control import FunctionService
+from ember.control.builds import BuildService
 from ember.control.layers import LayerService
 from ember.control.triggers import TriggerService
 from ember.observability.logs import LogStore
@@ -21,6 +22,7 @@ from ember.queue.worker import AsyncInvoker, WorkerSettings
 from ember.router import Router
 from ember.settings import MIB, Settings
 from ember.store import SqlMetadataStore
+from ember.store.builds import SqlBuildStore
 from ember.store.layers import SqlLayerStore
 from ember.store.migrate import upgrade
 from ember.store.sql import create_engine
@@ -56,6 +58,7 @@ class Services:
     triggers: TriggerService
     supervisor: Supervisor
     layers: LayerService
+    builds: BuildService
 
     async def start(self) -> None:
         log.info("ember data in %s, metadata at %s", self.settings.home, _safe_url(self.settings))
@@ -69,6 +72,7 @@ class Services:
             await self.invoker.close()
             await self.router.close()
         finally:
+            self.builds.close()
             self.logs.close()
             self.stats.close()
             self.store.close()
@@ -103,11 +107,17 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         ),
     )
     layers = LayerService(SqlLayerStore(engine, clock), artifacts, store.code_in_use)
-    functions = FunctionService(store, artifacts, clock, layers)
+    builds = BuildService(
+        SqlBuildStore(engine), settings.home / "deps", clock,
+        timeout_s=settings.build_timeout_s, limits=artifacts.limits,
+    )
+    builds.recover()
+    functions = FunctionService(store, artifacts, clock, layers, builds)
     logs = LogStore(settings.home / "logs.db", retention=settings.log_retention)
     stats = StatsStore(settings.home / "stats.db")
     functions.on_delete(logs.delete_function)
     functions.on_delete(stats.delete_function)
+    functions.on_delete(builds.delete_function)
     metrics = Metrics()
     launcher = Launcher(
         settings.home / "run", use_zygote=settings.zygote, log_sink=_unrouted,
@@ -137,7 +147,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     return Services(
         settings=settings, clock=clock, limits=limits, store=store, functions=functions,
         logs=logs, stats=stats, metrics=metrics, router=router, invoker=invoker,
-        triggers=triggers, supervisor=supervisor, layers=layers,
+        triggers=triggers, supervisor=supervisor, layers=layers, builds=builds,
     )
 
 

@@ -28,12 +28,21 @@ Layers are shared code put on the import path of the functions that list them:
         ember.publish_layer("shared", Path("shared/"))   # its python/ dir goes on sys.path
         ember.update_function("hello", {"layers": ["shared"]})  # pinned to "shared:1"
 
+Code holding a requirements.txt gets its dependencies installed by the server (cached by
+the requirements and the server's Python); a build can be started and followed first:
+
+        build = ember.start_build(Path("hello/"), "hello")
+        build = ember.wait_build(build.id, on_log=lambda text: print(text, end=""))
+        if build.status == "failed":
+            print(build.error)
+
 Both clients offer the same methods with the same parameters (the async ones are awaited);
 each is documented in ``ember.sdk.calls`` or, for async invocation, tasks and dead letters,
-in ``ember.sdk.tasks``, for triggers in ``ember.sdk.triggers`` and for layers in
-``ember.sdk.layers``, where every route is described once. An error answer raises the same
-``ember.errors`` class the server raised (``FunctionNotFound``, ``InvalidSpec``,
-``Conflict``…); a server that cannot be reached raises ``ServiceUnavailable``.
+in ``ember.sdk.tasks``, for triggers in ``ember.sdk.triggers``, for layers in
+``ember.sdk.layers`` and for dependency builds in ``ember.sdk.builds``, where every route
+is described once. An error answer raises the same ``ember.errors`` class the server raised
+(``FunctionNotFound``, ``InvalidSpec``, ``Conflict``, ``BuildFailed``…); a server that
+cannot be reached raises ``ServiceUnavailable``.
 """
 
 from __future__ import annotations
@@ -51,6 +60,8 @@ from ember.api.schemas import (
     AcceptedOut,
     AliasOut,
     AttemptOut,
+    BuildOut,
+    BuildSummaryOut,
     CodeOut,
     DeadLetterList,
     DeadLetterOut,
@@ -69,7 +80,7 @@ from ember.api.schemas import (
 )
 from ember.errors import EmberError, ServiceUnavailable
 from ember.model.invocation import FINAL_STATUSES
-from ember.sdk import calls, layers, tasks, triggers
+from ember.sdk import builds, calls, layers, tasks, triggers
 from ember.sdk.calls import Call, Code
 from ember.sdk.results import (
     InvocationResult,
@@ -88,6 +99,8 @@ __all__ = [
     "AliasOut",
     "AsyncClient",
     "AttemptOut",
+    "BuildOut",
+    "BuildSummaryOut",
     "Client",
     "Code",
     "CodeOut",
@@ -241,7 +254,8 @@ class _Plan(_Route[P, T]):
 
 class _Routes:
     """The methods both clients share, one per route (documented in ``ember.sdk.calls``,
-    ``ember.sdk.tasks``, ``ember.sdk.triggers`` and ``ember.sdk.layers``)."""
+    ``ember.sdk.tasks``, ``ember.sdk.triggers``, ``ember.sdk.layers`` and
+    ``ember.sdk.builds``)."""
 
     create_function = _Route(calls.create_function)
     get_function = _Route(calls.get_function)
@@ -285,6 +299,10 @@ class _Routes:
     list_layer_versions = _Route(layers.list_layer_versions)
     get_layer_version = _Route(layers.get_layer_version)
     delete_layer_version = _Route(layers.delete_layer_version)
+    start_build = _Route(builds.start_build)
+    get_build = _Route(builds.get_build)
+    list_builds = _Route(builds.list_builds)
+    wait_build = _Plan(builds.wait_build)
     get_logs = _Route(calls.get_logs)
     get_stats = _Route(calls.get_stats)
     health = _Route(calls.health)

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     async_system_delay_s: float = Field(
         default=1.0, ge=0, le=3600, description="first delay after a system error, doubled"
     )
+    build_timeout_s: float = Field(
+        default=600, gt=0, le=3600,
+        description="longest pip install of a function's requirements.txt",
+    )
     log_retention: int = Field(default=10_000, ge=100, description="log lines kept per function")
     log_level: str = "info"
 

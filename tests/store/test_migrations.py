@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from ember.settings import Settings
+from ember.store.builds import SqlBuildStore
 from ember.store.migrate import alembic_config, upgrade
 from ember.store.sql import SqlMetadataStore, create_engine
 
@@ -60,6 +61,7 @@ def test_upgrade_from_the_first_revision_keeps_functions(empty_url: str) -> None
         assert function.config.memory_mb == 256
         with engine.connect() as conn:
             head = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-        assert head == "0005"
+        assert head == "0006"
+        assert SqlBuildStore(engine).list_for("old") == []
     finally:
         engine.dispose()

@@ -4,6 +4,7 @@ $PORT, probed before traffic, health-checked while it runs, and proxied."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -71,6 +72,16 @@ CUSTOM = {"kind": "custom", "command": ["node", "server.js"],
           "startup_probe": {"path": "/healthz", "timeout_s": 10}}
 
 
+async def gone(pid: int) -> bool:
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
 async def deploy_custom(ember: Ember, name: str, files: dict[str, str | bytes],
                         **config: Any) -> None:
     await ember.deploy_files(name, files, **config)
@@ -116,6 +127,10 @@ def test_node_server_as_a_custom_runtime(run: Run) -> None:
         # What the server prints is in the function's logs.
         logs = (await http.get("/functions/node/logs")).json()["logs"]
         assert any(r["line"].startswith("listening on ") for r in logs), logs
+
+        # Deleting the function stops its instances, and their servers with them.
+        assert (await http.delete("/functions/node")).status_code == 200
+        assert await gone(body["pid"])
 
     run(scenario)
 
@@ -176,6 +191,7 @@ def test_unhealthy_custom_runtime_is_replaced(run: Run) -> None:
         after = await ember.http.get("/http/node/a")
         assert after.status_code == 200
         assert after.json()["pid"] != first
+        assert await gone(first), "the unhealthy instance's server outlived it"
         assert after.headers["x-ember-cold-start"] == "true"
         logs = (await ember.http.get("/functions/node/logs")).json()["logs"]
         lines = [r["line"] for r in logs]

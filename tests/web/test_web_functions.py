@@ -3,9 +3,13 @@ called through HTTP triggers, over a real port where streaming matters."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
+
+import httpx
+import pytest
 
 from tests.inprocess import Ember
 from tests.triggers.test_api import trigger
@@ -101,6 +105,7 @@ async def invoke(request: Request):
 '''
 
 FLASK_APP = '''
+import asyncio
 import time
 from flask import Flask, Response, jsonify, make_response, request, stream_with_context, url_for
 
@@ -322,5 +327,57 @@ def test_web_config_is_validated(run: Run) -> None:
             errors = answer.json()["error"]["details"]["errors"]
             assert errors[0]["field"] == field, (config, errors)
             assert words in errors[0]["message"], (config, errors)
+
+    run(scenario)
+
+
+CRASHY = '''
+import asyncio, os
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"].endswith("/exit"):
+        os._exit(7)
+    if scope["path"].endswith("/slow"):
+        await asyncio.sleep(5)
+    if scope["path"].endswith("/half"):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first ", "more_body": True})
+        raise RuntimeError("failed mid-stream")
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+'''
+
+
+def test_timeouts_crashes_and_broken_streams_of_a_web_function(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await deploy_app(ember, "crashy", CRASHY, "/crashy", timeout_s=0.5, concurrency=4)
+        http = ember.http
+        pid = (await http.get("/http/crashy/pid")).text
+        # A request past the timeout is cancelled; the instance and its other requests
+        # go on.
+        slow, other = await asyncio.gather(http.get("/http/crashy/slow"),
+                                           http.get("/http/crashy/pid"))
+        assert slow.status_code == 504, slow.text
+        assert slow.json()["error"]["code"] == "FunctionTimeout"
+        assert other.text == pid
+        assert (await http.get("/http/crashy/pid")).text == pid
+        # An app that fails after its response started: the body is cut short.
+        async with ember.served() as client:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get("/http/crashy/half")
+            assert (await client.get("/http/crashy/pid")).text == pid
+        # The process dies: the caller is told, the next request gets a new instance.
+        crashed = await http.get("/http/crashy/exit")
+        assert crashed.status_code == 502
+        assert crashed.json()["error"]["code"] == "InstanceCrashed"
+        assert "exit code 7" in crashed.json()["error"]["message"] or \
+            crashed.json()["error"]["details"].get("exit_code") == 7
+        again = await http.get("/http/crashy/pid")
+        assert again.status_code == 200 and again.text != pid
+        stats = (await http.get("/functions/crashy/stats")).json()
+        assert stats["timeouts"] >= 1 and stats["errors"] >= 2, stats
 
     run(scenario)

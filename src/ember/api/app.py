@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 import ember
-from ember.api import errors, functions, invoke, layers, tasks, triggers
+from ember.api import builds, errors, functions, invoke, layers, tasks, triggers
 from ember.api.limits import BodyLimit
 from ember.api.schemas import ErrorBody, Health
 
@@ -49,6 +49,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(triggers.router)
     app.include_router(layers.router)
+    app.include_router(builds.router)
 
     @app.get("/healthz", response_model=Health, tags=["system"])
     async def healthz() -> Health:

@@ -11,6 +11,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ember.errors import InvalidCode
+from ember.model.build import Build
 from ember.model.function import Alias, AsyncConfig, Function, FunctionConfig, Version
 from ember.model.invocation import DeadLetter, Task
 from ember.model.layer import Layer, LayerVersion
@@ -266,6 +267,59 @@ class LayerPublishOut(LayerVersionOut):
 
 class LayerVersionList(BaseModel):
     versions: list[LayerVersionOut]
+
+
+class BuildIn(CodeIn):
+    """Code (a base64 zip) whose top-level requirements.txt to install, and the function
+    the build is for (it need not exist yet)."""
+
+    function: str | None = Field(
+        default=None, description="record the build against this function"
+    )
+
+
+class BuildSummaryOut(BaseModel):
+    id: str
+    function: str | None
+    status: Literal["running", "succeeded", "failed"]
+    cached: bool = Field(description="the dependencies were already built: pip did not run")
+    key: str = Field(description="sha256 of requirements.txt and the Python tag")
+    requirements_sha256: str
+    python: str = Field(description="what it is built for: cpython-311-linux-x86_64")
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    log_size: int = Field(description="characters of log written so far")
+
+    @classmethod
+    def of(cls, b: Build) -> BuildSummaryOut:
+        return cls(**_build_fields(b))
+
+
+class BuildOut(BuildSummaryOut):
+    log: str = Field(description="the log from log_offset on")
+    log_offset: int = Field(
+        description="where log starts: the offset asked for, or later when the start of a "
+        "long log was dropped"
+    )
+
+    @classmethod
+    def of(cls, b: Build, offset: int = 0) -> BuildOut:
+        start, text = b.log_from(offset)
+        return cls(**_build_fields(b), log=text, log_offset=start)
+
+
+def _build_fields(b: Build) -> dict[str, Any]:
+    return {
+        "id": b.id, "function": b.function, "status": b.status, "cached": b.cached,
+        "key": b.key, "requirements_sha256": b.requirements_sha256, "python": b.python,
+        "error": b.error, "created_at": b.created_at, "finished_at": b.finished_at,
+        "log_size": b.log_size,
+    }
+
+
+class BuildList(BaseModel):
+    builds: list[BuildSummaryOut]
 
 
 def body_json(body: bytes | None, content_type: str | None) -> dict[str, Any]:

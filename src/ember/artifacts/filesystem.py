@@ -128,16 +128,7 @@ class FilesystemArtifactStore:
         try:
             archive.extract_to(staging)
             final.parent.mkdir(exist_ok=True)
-            try:
-                os.rename(staging, final)
-            except OSError:
-                # A concurrent put of the same bytes won the race (renaming onto a non-empty
-                # directory fails): its tree is as good as ours.
-                if not final.is_dir():
-                    raise
-            else:
-                # Sealed only now: the rename above needed the directory writable.
-                os.chmod(final, 0o555)
+            place_tree(staging, final)
         finally:
             if staging.exists():
                 remove_tree(staging)
@@ -171,6 +162,22 @@ class FilesystemArtifactStore:
         if not _SHA256.match(sha256):
             return None
         return self.root / "code" / sha256
+
+
+def place_tree(staging: Path, final: Path) -> None:
+    """Rename the complete tree ``staging`` to ``final`` and seal it read-only; when a
+    concurrent writer of the same content placed ``final`` first, leave ``staging`` (the
+    caller removes it)."""
+    try:
+        os.rename(staging, final)
+    except OSError:
+        # The other writer won the race (renaming onto a non-empty directory fails): its
+        # tree is as good as ours.
+        if not final.is_dir():
+            raise
+    else:
+        # Sealed only now: the rename above needed the directory writable.
+        os.chmod(final, 0o555)
 
 
 def remove_tree(path: Path) -> None:

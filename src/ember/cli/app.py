@@ -6,6 +6,7 @@ import typer
 
 from ember.cli import (
     aliases,
+    builds,
     deploy,
     functions,
     invoke,
@@ -39,6 +40,7 @@ app.add_typer(tasks.task_app, name="task")
 app.add_typer(tasks.dlq_app, name="dlq")
 app.add_typer(triggers.app, name="trigger")
 app.add_typer(layers.app, name="layer")
+app.add_typer(builds.app, name="build")
 command(app, "deploy")(deploy.deploy)
 command(functions.app, "deploy")(deploy.deploy)
 command(app, "invoke")(invoke.invoke)

@@ -14,6 +14,9 @@ ember.yaml::
         qualifier: live        # optional: latest (default), a version number or an alias
         description: the web entry point   # optional
 
+When the code holds a requirements.txt, its dependencies are built first (pip's output shown
+as it comes); a failed build stops the deploy before the function is created or changed.
+
 Triggers are made to match after the function (and its new version and alias), so that a
 trigger may target the alias the same deploy moves. A declared trigger that is missing is
 created; one whose function, qualifier, description or source differs is updated (its
@@ -34,9 +37,11 @@ import typer
 
 from ember.cli import render
 from ember.cli.common import Session, UsageError, load_mapping
+from ember.cli.progress import build_dependencies
 from ember.cli.triggers import target
 from ember.client import AliasOut, FunctionOut, PublishOut
 from ember.errors import EmberError, FunctionNotFound, InvalidSpec
+from ember.sdk.builds import has_requirements
 from ember.sdk.calls import code_bytes
 from ember.sdk.triggers import REDACTED, source_spec
 
@@ -217,6 +222,8 @@ def deploy(
         current: FunctionOut | None = client.get_function(manifest.name)
     except FunctionNotFound:
         current = None
+    if (current is None or current.code.sha256 != sha256) and has_requirements(code):
+        build_dependencies(session, code, manifest.name, str(directory))
 
     if current is None:
         with output.uploading(f"uploading {render.size(len(code))}"):

@@ -7,6 +7,7 @@ the answer and nothing else, while notes and errors go to stderr either way.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import fields, is_dataclass
@@ -29,9 +30,10 @@ from ember.client import (
     VersionOut,
 )
 from ember.errors import EmberError
+from ember.model.function import FunctionConfig, StartupProbe
 
 if TYPE_CHECKING:
-    from ember.client import LayerOut, LayerVersionOut, TriggerOut
+    from ember.client import BuildSummaryOut, LayerOut, LayerVersionOut, TriggerOut
 
 
 def jsonable(value: Any) -> Any:
@@ -187,7 +189,7 @@ def function_panel(f: FunctionOut) -> Panel:
             ("description", c.description),
             ("runtime", c.runtime),
             ("kind", c.kind),
-            ("handler", c.handler),
+            *_entry_point(c),
             ("memory", f"{c.memory_mb} MiB"),
             ("timeout", f"{c.timeout_s:g} s"),
             ("concurrency", c.concurrency),
@@ -207,11 +209,37 @@ def function_panel(f: FunctionOut) -> Panel:
     )
 
 
+def _entry_point(c: FunctionConfig) -> list[tuple[str, Any]]:
+    """What a function runs: its handler, its web app, or its command and probes."""
+    if c.kind == "web":
+        return [("app", c.app)]
+    if c.kind == "custom":
+        probe = c.startup_probe or StartupProbe()
+        rows: list[tuple[str, Any]] = [
+            ("command", shlex.join(c.command or [])),
+            ("startup probe", f"GET {probe.path} within {probe.timeout_s:g} s"),
+        ]
+        if c.health_check is not None:
+            h = c.health_check
+            rows.append(("health check", f"GET {h.path} every {h.interval_s:g} s, "
+                                         f"replaced after {h.failure_threshold} failures"))
+        return rows
+    return [("handler", c.handler)]
+
+
+def _runs(c: FunctionConfig) -> str:
+    if c.kind == "web":
+        return f"web {c.app}"
+    if c.kind == "custom":
+        return shlex.join(c.command or [])
+    return c.handler
+
+
 def functions_table(functions: Iterable[FunctionOut]) -> Table:
-    table = _table("NAME", "STATE", "HANDLER", "MEMORY", "VERSION", "CODE", "UPDATED")
+    table = _table("NAME", "STATE", "RUNS", "MEMORY", "VERSION", "CODE", "UPDATED")
     for f in functions:
         table.add_row(*_cells(
-            f.name, f.state, f.config.handler, f"{f.config.memory_mb} MiB",
+            f.name, f.state, _runs(f.config), f"{f.config.memory_mb} MiB",
             f.last_version or "-", size(f.code.size), when(f.updated_at),
         ))
     return table
@@ -510,4 +538,16 @@ def layer_versions_table(versions: Iterable[LayerVersionOut]) -> Table:
         table.add_row(*_cells(
             v.version, v.description, v.code.sha256[:12], size(v.code.size), when(v.created_at)
         ))
+    return table
+
+
+def builds_table(builds: Iterable[BuildSummaryOut]) -> Table:
+    table = _table("ID", "STATUS", "CACHED", "CREATED", "DURATION", "ERROR")
+    for b in builds:
+        took = duration(b.created_at.timestamp(),
+                        b.finished_at.timestamp() if b.finished_at else None)
+        cells = _cells(b.id, None, "yes" if b.cached else "no", recent(b.created_at.timestamp()),
+                       took, _shorten(b.error, 60))
+        cells[1] = _status(b.status)
+        table.add_row(*cells)
     return table

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -50,21 +51,34 @@ class LayerPinner(Protocol):
         ...
 
 
+class DependencyBuilder(Protocol):
+    """What functions need of dependency builds (``BuildService``)."""
+
+    def ensure(self, code_dir: Path, function: str | None) -> Path | None:
+        """The dependency directory of the code unpacked in ``code_dir``, built first
+        (and recorded against ``function``) when missing; None when the code holds no
+        requirements.txt. Raises BuildFailed."""
+        ...
+
+
 class FunctionService:
     """Every lifecycle rule of functions, versions and aliases. Thread-safe: it holds no
     state of its own beyond the stores, which are.
 
     With ``layers``, the layers a config lists are pinned to exact versions whenever
-    ``latest`` is saved or published (a bare name: the newest version at that time)."""
+    ``latest`` is saved or published (a bare name: the newest version at that time). With
+    ``builds``, code holding a requirements.txt gets its dependencies built before it is
+    saved as ``latest``; a failed build saves nothing."""
 
     def __init__(
         self, store: MetadataStore, artifacts: ArtifactStore, clock: Clock,
-        layers: LayerPinner | None = None,
+        layers: LayerPinner | None = None, builds: DependencyBuilder | None = None,
     ) -> None:
         self._store = store
         self._artifacts = artifacts
         self._clock = clock
         self._layers = layers
+        self._builds = builds
         self._listeners: list[Callable[[str], None]] = []
         self._delete_listeners: list[Callable[[str], None]] = []
 
@@ -88,15 +102,16 @@ class FunctionService:
         """Create a function from a config and a zip of its code.
 
         Raises InvalidSpec (bad name or field), InvalidCode (unsafe archive), PayloadTooLarge,
-        Conflict (name taken). Nothing is stored when any of them is raised."""
+        Conflict (name taken), BuildFailed (its requirements.txt could not be installed).
+        Nothing is stored when any of them is raised."""
         checked_name("function", name)
         parsed = self._pinned(parse_config(config))
         self._ensure_absent(name)
         code = self._artifacts.put(code_zip)
-        now = utcnow(self._clock)
-        function = Function(name, parsed, code, True, now, now)
         try:
-            created = self._store.create_function(function)
+            self._build(name, code)
+            now = utcnow(self._clock)
+            created = self._store.create_function(Function(name, parsed, code, True, now, now))
         except Exception:
             self._collect(code.sha256)
             raise
@@ -160,9 +175,12 @@ class FunctionService:
         return updated
 
     def update_code(self, name: str, code_zip: bytes) -> Function:
+        """Replace the code of ``latest``. Raises as ``create`` does; ``latest`` keeps its
+        code when any error is raised."""
         current = self._store.get_function(name)
         code = self._artifacts.put(code_zip)
         try:
+            self._build(name, code)
             updated = self._store.update_function(name, code=code)
         except Exception:
             self._collect(code.sha256)
@@ -204,6 +222,17 @@ class FunctionService:
 
     def code_zip(self, code: CodeRef) -> bytes:
         return self._artifacts.read(code.sha256)
+
+    def dependency_dirs(self, code: CodeRef, function: str) -> tuple[Path, ...]:
+        """The dependency directory of ``code`` (empty when it needs none), built first
+        when missing (the server's Python changed). Blocks; raises BuildFailed."""
+        found = self._build(function, code)
+        return () if found is None else (found,)
+
+    def _build(self, function: str, code: CodeRef) -> Path | None:
+        if self._builds is None:
+            return None
+        return self._builds.ensure(Path(self.code_path(code)), function)
 
     # versions ----------------------------------------------------------------------------
 

@@ -15,9 +15,11 @@ inside its cgroup; the ``oom_kill`` counter (v1 ``memory.oom_control``, v2
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,9 +185,25 @@ class CgroupSandbox:
         return False
 
     def close(self) -> None:
-        """Remove the cgroup directory; a busy one is left for the factory's ``close``."""
+        """Kill what the instance left running in its cgroup (a custom runtime's server,
+        a stray child), then remove the directory; one still busy is left for the
+        factory's ``close``."""
+        if self.closed:
+            return
+        self.closed = _rmdir(self.path)
         if not self.closed:
+            self.kill_all()
             self.closed = _rmdir(self.path)
+
+    def kill_all(self) -> None:
+        """SIGKILL every process still in the cgroup."""
+        try:
+            pids = (self.path / "cgroup.procs").read_text().split()
+        except OSError:
+            return
+        for pid in pids:
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
 
 
 def _has_key(path: Path, key: str) -> bool:

@@ -138,18 +138,23 @@ def wait_task(
         TaskNotFound: no such task. InvalidSpec: a negative ``timeout_s`` or a ``poll_s``
         out of range.
     """
-    if timeout_s < 0:
-        raise InvalidSpec(f"timeout_s must be 0 or more, not {timeout_s}", {"field": "timeout_s"})
-    if not 0 < poll_s <= MAX_WAIT_S:
-        raise InvalidSpec(
-            f"poll_s must be over 0 and at most {MAX_WAIT_S:g}, not {poll_s}", {"field": "poll_s"}
-        )
+    check_wait(timeout_s, poll_s)
     deadline = clock() + timeout_s
     while True:
         task: TaskOut = yield get_task(task_id, wait_s=round(min(poll_s, timeout_s), 3))
         timeout_s = deadline - clock()
         if task.status in FINAL_STATUSES or timeout_s <= 0:
             return task
+
+
+def check_wait(timeout_s: float, poll_s: float) -> None:
+    """Raise InvalidSpec for a negative ``timeout_s`` or a ``poll_s`` out of range."""
+    if timeout_s < 0:
+        raise InvalidSpec(f"timeout_s must be 0 or more, not {timeout_s}", {"field": "timeout_s"})
+    if not 0 < poll_s <= MAX_WAIT_S:
+        raise InvalidSpec(
+            f"poll_s must be over 0 and at most {MAX_WAIT_S:g}, not {poll_s}", {"field": "poll_s"}
+        )
 
 
 def list_tasks(

@@ -100,7 +100,29 @@ layer_versions = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+builds = sa.Table(
+    "builds",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    # No foreign key: a build runs before the function it is for is saved (a create that
+    # fails on it leaves the build, to be read, and no function).
+    sa.Column("function", sa.String(64), nullable=True),
+    sa.Column("key", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("cached", sa.Boolean, nullable=False),
+    sa.Column("requirements_sha256", sa.String(64), nullable=False),
+    sa.Column("python", sa.String(128), nullable=False),
+    # The kept end of the log, and the length of all of it (offsets count from its start).
+    sa.Column("log", sa.Text, nullable=False),
+    sa.Column("log_size", sa.BigInteger, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+)
+
 sa.Index("ix_triggers_function", triggers.c.function)
 sa.Index("ix_versions_code", versions.c.code_sha256)
 sa.Index("ix_functions_code", functions.c.code_sha256)
 sa.Index("ix_layer_versions_code", layer_versions.c.code_sha256)
+sa.Index("ix_builds_function", builds.c.function, builds.c.created_at)
+sa.Index("ix_builds_key", builds.c.key)
