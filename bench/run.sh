@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/python bench/invoke.py "$@"
+.venv/bin/python bench/web.py "$@"
 exec .venv/bin/python bench/async_bench.py
