@@ -79,14 +79,18 @@ def settings(home: Path) -> Settings:
 
 
 def make_zip(files: dict[str, str | bytes]) -> bytes:
-    """A zip archive holding ``files`` (name → content)."""
+    """A zip archive holding ``files`` (name → content); the same files give the same bytes
+    (fixed timestamps), as content-addressed artifacts expect."""
     import io
     import zipfile
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, content in files.items():
-            zf.writestr(name, content)
+            info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, content)
     return buf.getvalue()
 
 
