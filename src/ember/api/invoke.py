@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ember.api.errors import error_response
 from ember.api.schemas import AcceptedOut, TaskOut
+from ember.api.triggers import serve_http_trigger
 from ember.errors import EmberError, InvalidSpec
 from ember.observability.logs import LogRecord
 
@@ -95,23 +96,37 @@ async def _accept(
 
 
 class InvokeFastPath:
-    """Serves ``POST /functions/{name}/invoke`` before FastAPI's routing and dependency
-    resolution, which cost more than the whole warm invocation behind them. Everything else
-    goes on to the app."""
+    """Serves ``POST /functions/{name}/invoke`` and the ``/http/...`` routes of HTTP
+    triggers before FastAPI's routing and dependency resolution, which cost more than the
+    whole warm invocation behind them. Everything else goes on to the app."""
 
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self._app = app
         self._services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http":
             path: str = scope["path"]
-            if path.startswith("/functions/") and path.endswith("/invoke"):
+            if path.startswith("/http") and (len(path) == 5 or path[5] == "/"):
+                await self._http_trigger(path[5:], scope, receive, send)
+                return
+            if (scope["method"] == "POST" and path.startswith("/functions/")
+                    and path.endswith("/invoke")):
                 name = path[len("/functions/") : -len("/invoke")]
                 if name and "/" not in name:
                     await self._invoke(name, scope, receive, send)
                     return
         await self._app(scope, receive, send)
+
+    async def _http_trigger(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = await serve_http_trigger(self._services, path, Request(scope, receive))
+        except EmberError as err:
+            response = error_response(err)
+        except Exception as exc:
+            log.exception("serving %s", scope["path"])
+            response = error_response(EmberError(f"internal error: {type(exc).__name__}: {exc}"))
+        await response(scope, receive, send)
 
     async def _invoke(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}

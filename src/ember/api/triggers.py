@@ -94,11 +94,16 @@ _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 async def http_trigger(path: str, request: Request) -> Response:
     """Requests that HTTP triggers serve: ``/http{trigger path}/...``."""
-    route = _service(request).supervisor.http_route(path or "/")
+    return await serve_http_trigger(_service(request), path, request)
+
+
+async def serve_http_trigger(services: Any, path: str, request: Request) -> Response:
+    """Serve ``/http{path}`` (also called by the API's fast path, before routing)."""
+    route = services.supervisor.http_route(path or "/")
     if route is None or not isinstance(route[0], HttpTriggerSource):
         raise NotFound(f"no HTTP trigger serves {path or '/'}", {"path": path or "/"})
     source, rest = route
-    return await handle(source, request, rest, _service(request).router)
+    return await handle(source, request, rest, services.router)
 
 
 for _method in _METHODS:

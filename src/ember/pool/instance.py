@@ -423,23 +423,10 @@ class Instance:
                 exit_code, signal, signal_name).
             RuntimeError: the instance is busy or starting — a caller bug, not a failure.
         """
-        started = time.time()
-        if deadline is None:
-            deadline = started + self.spec.timeout_s
-        self._check_deadline(request_id, deadline, started)
-        try:
-            frame = protocol.encode({
-                "t": protocol.INVOKE,
-                "id": request_id,
-                "payload": payload,
-                "content_type": content_type,
-                "deadline": deadline,
-                "qualifier": qualifier,
-                "attempt": attempt,
-                "trigger": trigger,
-            })
-        except protocol.ProtocolError as exc:
-            raise PayloadTooLarge(str(exc), {"request_id": request_id}) from exc
+        frame, started, deadline = self._frame(request_id, deadline, {
+            "t": protocol.INVOKE, "payload": payload, "content_type": content_type,
+            "qualifier": qualifier, "attempt": attempt, "trigger": trigger,
+        })
         pending = self._begin(request_id)
         try:
             reply = await self._send_and_wait(frame, pending, deadline - started)
@@ -462,20 +449,12 @@ class Instance:
 
         Raises what ``invoke`` raises; a timeout cancels the request in the instance
         without killing it."""
-        started = time.time()
-        if deadline is None:
-            deadline = started + self.spec.timeout_s
-        self._check_deadline(request_id, deadline, started)
-        try:
-            frame = protocol.encode({
-                "t": protocol.HTTP, "id": request_id, "method": request.method,
-                "path": request.path, "root_path": request.root_path, "query": request.query,
-                "headers": [list(h) for h in request.headers], "body": request.body,
-                "client": list(request.client) if request.client else None,
-                "deadline": deadline,
-            })
-        except protocol.ProtocolError as exc:
-            raise PayloadTooLarge(str(exc), {"request_id": request_id}) from exc
+        frame, started, deadline = self._frame(request_id, deadline, {
+            "t": protocol.HTTP, "method": request.method, "path": request.path,
+            "root_path": request.root_path, "query": request.query,
+            "headers": [list(h) for h in request.headers], "body": request.body,
+            "client": list(request.client) if request.client else None,
+        })
         pending = self._begin(request_id, stream=True)
         try:
             reply = await self._send_and_wait(frame, pending, deadline - started)
@@ -485,6 +464,21 @@ class Instance:
             self._finish(pending, cancel=False)
             raise
         return HttpExchange(self, pending, reply, deadline, on_close)
+
+    def _frame(
+        self, request_id: str, deadline: float | None, message: Message
+    ) -> tuple[bytes, float, float]:
+        """The encoded request, when it starts and its deadline (the spec's timeout from
+        now by default). Raises what ``_check_deadline`` raises, and PayloadTooLarge."""
+        started = time.time()
+        if deadline is None:
+            deadline = started + self.spec.timeout_s
+        self._check_deadline(request_id, deadline, started)
+        try:
+            frame = protocol.encode({**message, "id": request_id, "deadline": deadline})
+        except protocol.ProtocolError as exc:
+            raise PayloadTooLarge(str(exc), {"request_id": request_id}) from exc
+        return frame, started, deadline
 
     def _check_deadline(self, request_id: str, deadline: float, now: float) -> None:
         if not self.alive:

@@ -200,13 +200,7 @@ class Router:
         cold = False
         init_ms = 0.0
         try:
-            route = await self._route(name, qualifier)
-            if not route.enabled:
-                raise FunctionDisabled(
-                    f"function {name!r} is disabled: enable it to invoke it",
-                    {"function": name},
-                )
-            target = route.pick(self._rng)
+            target = await self._pick(name, qualifier)
             version = target.version
             pool = self._pools.pool(target.key, target.spec, target.pool_config)
             flight = _InFlight(name, version, tail=deque() if log_tail else None)
@@ -268,12 +262,7 @@ class Router:
         cold = False
         init_ms = 0.0
         try:
-            route = await self._route(name, qualifier)
-            if not route.enabled:
-                raise FunctionDisabled(
-                    f"function {name!r} is disabled: enable it to invoke it", {"function": name}
-                )
-            target = route.pick(self._rng)
+            target = await self._pick(name, qualifier)
             version = target.version
             if target.config.kind == "event":
                 raise InvalidRequest(
@@ -331,6 +320,15 @@ class Router:
         self._metrics.observe(record)
 
     # resolution --------------------------------------------------------------------------
+
+    async def _pick(self, name: str, qualifier: str | None) -> Target:
+        """The version one invocation runs (an alias's split is drawn here)."""
+        route = await self._route(name, qualifier)
+        if not route.enabled:
+            raise FunctionDisabled(
+                f"function {name!r} is disabled: enable it to invoke it", {"function": name}
+            )
+        return route.pick(self._rng)
 
     async def resolve(self, name: str, qualifier: str | None) -> Route:
         """Where an invocation of ``name`` at ``qualifier`` would go (cached). Raises
