@@ -527,6 +527,13 @@ class CustomServer:
         self._inflight: dict[str, http.client.HTTPConnection] = {}
 
     def start(self, timeout_s: float) -> None:
+        import resource
+
+        if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
+            print("ember: no cgroups on this server, so memory is bounded by address space "
+                  "(RLIMIT_AS), which the command inherits: runtimes that reserve much of it "
+                  "(Node.js, the JVM, Go) may fail to start; run Ember where cgroups work",
+                  file=sys.stderr, flush=True)
         self.port = free_port()
         environment = {**os.environ, "PORT": str(self.port)}
         with contextlib.suppress(Exception):

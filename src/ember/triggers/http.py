@@ -4,7 +4,9 @@ synchronously, and its answer becomes the HTTP response.
 The handler gets a CloudEvent whose data is the request — method, path (below the
 trigger's prefix), query, headers, body (text, or base64 with ``isBase64Encoded``) — and may
 answer ``{"statusCode", "headers", "body", "isBase64Encoded"}`` or any other value (sent as
-JSON with status 200). Delivery: exactly the request's own; nothing is queued or retried.
+JSON with status 200). A web or custom function instead gets the request itself, mounted
+at ``/http{path}`` (its ``root_path``), and its response streams back as the app produces it.
+Delivery: exactly the request's own; nothing is queued or retried.
 """
 
 from __future__ import annotations
