@@ -107,3 +107,48 @@ def test_concurrency_one_queues_requests_for_one_instance(run: Run) -> None:
         assert [peak for _, peak in results] == [1, 1, 1]
 
     run(scenario)
+
+
+LOGGING_APP = '''
+import asyncio, logging, threading, time
+
+log = logging.getLogger("app")
+
+
+async def asgi(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    n = scope["query_string"].decode()
+    log.warning("start %s", n)
+    await asyncio.sleep(0.2)
+    log.warning("end %s", n)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": n.encode()})
+
+
+def wsgi(environ, start_response):
+    n = environ["QUERY_STRING"]
+    log.warning("start %s", n)
+    time.sleep(0.2)
+    log.warning("end %s", n)
+    start_response("200 OK", [])
+    return [n.encode()]
+'''
+
+
+def test_logging_records_keep_their_request_when_requests_overlap(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        for name, app in (("alog", "app:asgi"), ("wlog", "app:wsgi")):
+            await ember.deploy_files(name, {"app.py": LOGGING_APP}, kind="web", app=app,
+                                     concurrency=8, max_instances=1)
+            await trigger(ember, f"{name}-http", name, {"kind": "http", "path": f"/{name}"})
+            await ember.settle()
+            answers = await asyncio.gather(*(ember.http.get(f"/http/{name}/?{n}")
+                                             for n in range(6)))
+            for answer in answers:
+                n = answer.text
+                logs = (await ember.http.get(f"/functions/{name}/logs", params={
+                    "request_id": answer.headers["x-ember-request-id"]})).json()["logs"]
+                assert [r["line"] for r in logs] == [f"start {n}", f"end {n}"], (name, logs)
+
+    run(scenario)

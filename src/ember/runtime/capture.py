@@ -13,6 +13,7 @@ written during a request has been sent before that request's result.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -33,7 +34,8 @@ MAX_LINE_BYTES = 64 * 1024
 
 # A line no user output plausibly contains; the NUL bytes keep it out of ordinary text.
 _SENTINEL = b"\x00ember-flush\x00"
-# A logging record on the stderr pipe: RS level US unix-time US json-encoded-message LF.
+# A logging record on the stderr pipe:
+#   RS level US unix-time US request-id (may be empty) US json-encoded-message LF.
 _RECORD_MARK = b"\x1e"
 _FIELD_SEP = b"\x1f"
 # Reader threads only move bytes; a small stack keeps the address space (and RLIMIT_AS
@@ -46,6 +48,14 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+current_request: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "ember_request_id", default=None
+)
+"""The request a piece of code works for, where several run at once (web functions set it
+per ASGI task and WSGI thread): ``logging`` records carry it, so they are told apart even
+when ``print`` output cannot be."""
 
 
 class _RecordHandler(logging.Handler):
@@ -64,6 +74,8 @@ class _RecordHandler(logging.Handler):
                     record.levelname.encode("ascii", "replace"),
                     _FIELD_SEP,
                     repr(record.created).encode(),
+                    _FIELD_SEP,
+                    (current_request.get() or "").encode("ascii", "replace"),
                     _FIELD_SEP,
                     json.dumps(text).encode(),
                     b"\n",
@@ -184,28 +196,28 @@ class LogCapture:
             return
         ts = time.time()
         if raw.startswith(_RECORD_MARK):
-            parts = raw[1:].split(_FIELD_SEP, 2)
-            if len(parts) == 3:
+            parts = raw[1:].split(_FIELD_SEP, 3)
+            if len(parts) == 4:
                 try:
                     level = parts[0].decode("ascii")
                     ts = float(parts[1])
-                    text = json.loads(parts[2])
+                    request_id = parts[2].decode("ascii") or None
+                    text = json.loads(parts[3])
                 except ValueError:
                     pass
                 else:
-                    self._send(level, ts, str(text))
+                    self._send(level, ts, str(text), request_id)
                     return
         raw = raw.removesuffix(b"\r")
         for start in range(0, max(len(raw), 1), MAX_LINE_BYTES):
             self._send(level, ts, raw[start : start + MAX_LINE_BYTES].decode("utf-8", "replace"))
 
-    def _send(self, level: str, ts: float, line: str) -> None:
+    def _send(self, level: str, ts: float, line: str, request_id: str | None = None) -> None:
         if self._broken:
             return
         try:
-            self.conn.send(
-                {"t": LOG, "id": self.request_id, "level": level, "ts": ts, "line": line}
-            )
+            self.conn.send({"t": LOG, "id": request_id or self.request_id, "level": level,
+                            "ts": ts, "line": line})
         except OSError:
             # The server is gone; keep draining the pipe so writers never block, and let
             # the main loop notice the closed connection.

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from ember.runtime import protocol
+from ember.runtime.capture import current_request
 from ember.runtime.protocol import FrameSocket, Message
 
 # Bodies travel in frames of at most this size, whatever chunk sizes the app writes.
@@ -320,6 +321,7 @@ class AsgiServer:
     async def _serve(self, request: Message, responder: Responder) -> None:
         asyncio = self._asyncio
         request_id = request["id"]
+        current_request.set(request_id)  # this task's own context
         self._tasks[request_id] = asyncio.current_task()
         headers = _headers(request)
         path = str(request.get("root_path") or "") + str(request["path"])
@@ -467,6 +469,7 @@ class WsgiServer:
         def write(data: bytes) -> None:
             responder.body(data, True)
 
+        token = current_request.set(str(request["id"]))
         try:
             result = self.app(self.environ(request), start_response)
             try:
@@ -480,6 +483,8 @@ class WsgiServer:
                     close()
         except BaseException as exc:
             responder.fail(exc)
+        finally:
+            current_request.reset(token)
 
     def cancel(self, request_id: str) -> None:
         pass  # a thread cannot be interrupted; its answer will be dropped by the server
