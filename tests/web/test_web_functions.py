@@ -381,3 +381,24 @@ def test_timeouts_crashes_and_broken_streams_of_a_web_function(run: Run) -> None
         assert stats["timeouts"] >= 1 and stats["errors"] >= 2, stats
 
     run(scenario)
+
+
+def test_direct_http_reaches_a_web_function_without_a_trigger(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy_files("blog", {"app.py": FLASK_APP}, kind="web", app="app:app")
+        published = await ember.http.post("/functions/blog/versions", json={})
+        assert published.status_code == 201, published.text
+        item = await ember.http.get("/functions/blog/http/items/4", params={"q": "x"})
+        assert item.status_code == 200 and item.json()["id"] == 4
+        echo = await ember.http.post("/functions/blog/http/echo", json={"a": 1},
+                                     headers={"x-ember-qualifier": "1"})
+        assert echo.json()["url"] == "/functions/blog/http/echo"
+        assert echo.headers["x-ember-version"] == "1"
+        await ember.deploy("plain", "def handler(event, context):\n    return 1\n")
+        refused = await ember.http.get("/functions/plain/http/")
+        assert refused.status_code == 400
+        assert "handler function, not a web app" in refused.json()["error"]["message"]
+        missing = await ember.http.get("/functions/ghost/http/")
+        assert missing.status_code == 404
+
+    run(scenario)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response, status
 from ember.api.schemas import TriggerIn, TriggerList, TriggerOut, TriggerPatch
 from ember.errors import NotFound
 from ember.model.trigger import Trigger
-from ember.triggers.http import HttpTriggerSource, handle
+from ember.triggers.http import HttpTriggerSource, forward, handle
 
 router = APIRouter(tags=["triggers"])
 
@@ -110,4 +110,21 @@ for _method in _METHODS:
     router.add_api_route(
         "/http{path:path}", http_trigger, methods=[_method], response_class=Response,
         tags=["http triggers"], operation_id=f"http_trigger_{_method.lower()}",
+    )
+
+
+async def direct_http(name: str, path: str, request: Request) -> Response:
+    """A request straight to a web or custom function, no trigger in between (for
+    debugging): the app sees it below ``/functions/{name}/http``; the ``X-Ember-Qualifier``
+    header picks the version or alias (``latest`` by default)."""
+    return await forward(_service(request).router, name,
+                         request.headers.get("x-ember-qualifier"), request, path or "/",
+                         f"/functions/{name}/http")
+
+
+for _method in _METHODS:
+    router.add_api_route(
+        "/functions/{name}/http{path:path}", direct_http, methods=[_method],
+        response_class=Response, tags=["http triggers"],
+        operation_id=f"direct_http_{_method.lower()}",
     )

@@ -118,25 +118,34 @@ async def _forward(
 ) -> Response:
     """The request as it came, to a web or custom function mounted at the trigger's path."""
     root_path = "/http" + ("" if source.path == "/" else source.path)
+    context.received()
+    context.status.invocations += 1
+    try:
+        return await forward(router, context.trigger.function, context.trigger.qualifier,
+                             request, rest, root_path)
+    except EmberError as err:
+        context.failed(err)
+        raise
+
+
+async def forward(
+    router: Router, function: str, qualifier: str | None, request: Request, rest: str,
+    root_path: str,
+) -> Response:
+    """Send ``request`` to a web or custom function that sees it at ``rest`` below
+    ``root_path``; its response streams back."""
     client = (request.client.host, request.client.port) if request.client else None
     forwarded = HttpRequest(
         method=request.method,
         path=rest,
         root_path=root_path,
         query=request.scope.get("query_string", b""),
-        headers=[(k, v) for k, v in request.headers.raw if k not in _HOP_BY_HOP_BYTES],
+        headers=[(k, v) for k, v in request.headers.raw
+                 if k not in _HOP_BY_HOP_BYTES and k != b"x-ember-qualifier"],
         body=await request.body(),
         client=client,
     )
-    context.received()
-    context.status.invocations += 1
-    try:
-        answer = await router.invoke_http(context.trigger.function, context.trigger.qualifier,
-                                          forwarded)
-    except EmberError as err:
-        context.failed(err)
-        raise
-    return StreamedResponse(answer)
+    return StreamedResponse(await router.invoke_http(function, qualifier, forwarded))
 
 
 class StreamedResponse(Response):
