@@ -23,8 +23,8 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-import loadgen  # noqa: E402
-from invoke import start_baseline, start_ember  # noqa: E402
+import loadgen
+from invoke import start_baseline, start_ember
 
 NOOP = "def handler(event, context):\n    return None\n"
 CLIENTS = 32

@@ -15,7 +15,6 @@ import base64
 import io
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import httpx
 import msgpack
 
 sys.path.insert(0, str(Path(__file__).parent))
-import loadgen  # noqa: E402
+import loadgen
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
