@@ -6,18 +6,24 @@ thread per pipe splits lines and sends ``log`` frames tagged with the request id
 moment. ``logging`` records travel in-band on the stderr pipe, marked with their level, so
 their order relative to other stderr output is kept.
 
-``flush`` is the ordering guarantee: the main loop calls it before replying, it writes a
-sentinel line into both pipes and waits until both readers have passed it, so every byte
-written during a request has been sent before that request's result.
+``flush`` is the ordering guarantee: the main loop calls it before replying, and every byte
+written during a request has been sent before that request's result. When both pipes are
+empty and both readers idle that is already so (the common case: a request that wrote
+nothing, or whose lines went out while it ran); otherwise it writes a sentinel line into
+both pipes and waits until both readers have passed it.
 """
 
 from __future__ import annotations
 
+import array
 import contextvars
+import fcntl
 import json
 import logging
 import os
+import select
 import sys
+import termios
 import threading
 import time
 from typing import TextIO
@@ -41,6 +47,13 @@ _FIELD_SEP = b"\x1f"
 # Reader threads only move bytes; a small stack keeps the address space (and RLIMIT_AS
 # headroom) small.
 _READER_STACK_BYTES = 256 * 1024
+
+
+def _unread(fd: int) -> int:
+    """How many bytes wait in the pipe ``fd``."""
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count, True)
+    return count[0]
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -106,6 +119,10 @@ class LogCapture:
         self._passed = {1: 0, 2: 0}
         self._cond = threading.Condition()
         self._broken = False
+        self._read_fds: dict[int, int] = {}
+        # A reader is idle while it waits for its pipe to become readable with no partial
+        # line held; it stops being idle before it takes bytes out of the pipe.
+        self._idle = {1: False, 2: False}
 
     def start(self) -> None:
         """Point fds 1 and 2 at pipes, start the readers and install the logging handler."""
@@ -118,6 +135,7 @@ class LogCapture:
             os.dup2(write_end, fd)
             os.close(write_end)
             readers[fd] = read_end
+        self._read_fds = dict(readers)
         # Line buffering so that print() output streams out as it happens, not at exit.
         if sys.stdout is None:
             sys.stdout = _line_stream(1)
@@ -147,6 +165,8 @@ class LogCapture:
                     stream.flush()
             except (OSError, ValueError):
                 pass  # a handler closed or broke its stream; the fds are what matter
+        if self._drained():
+            return True
         with self._cond:
             targets = {fd: seen + 1 for fd, seen in self._passed.items()}
         for fd in targets:
@@ -159,9 +179,30 @@ class LogCapture:
                 lambda: all(self._passed[fd] >= n for fd, n in targets.items()), timeout
             )
 
+    def _drained(self) -> bool:
+        """Whether everything written so far has already been sent, seen without a
+        sentinel round trip: both pipes empty, then both readers idle. In that order: a
+        reader leaves idle before it reads, and becomes idle again only once what it read
+        is sent, so bytes are either still in a pipe or seen as in flight."""
+        try:
+            for read_fd in self._read_fds.values():
+                if _unread(read_fd):
+                    return False
+        except OSError:
+            return False
+        return bool(self._read_fds) and all(self._idle.values())
+
     def _pump(self, read_fd: int, fd: int, level: str) -> None:
         pending = b""
+        poller = select.poll()
+        poller.register(read_fd, select.POLLIN)
         while True:
+            self._idle[fd] = not pending
+            try:
+                poller.poll()
+            except OSError:
+                return
+            self._idle[fd] = False
             try:
                 chunk = os.read(read_fd, 65536)
             except OSError:
