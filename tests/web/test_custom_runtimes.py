@@ -177,25 +177,37 @@ def test_custom_runtime_failing_its_startup_probe_gets_no_traffic(run: Run) -> N
 def test_unhealthy_custom_runtime_is_replaced(run: Run) -> None:
     async def scenario(ember: Ember) -> None:
         await deploy_custom(
-            ember, "node", {"server.js": SERVER_JS}, **CUSTOM,
+            ember, "node", {"server.js": SERVER_JS}, **CUSTOM, min_instances=1,
             health_check={"path": "/healthz", "interval_s": 0.1, "timeout_s": 1,
                           "failure_threshold": 2},
         )
         first = (await ember.http.get("/http/node/a")).json()["pid"]
         assert (await ember.http.get("/http/node/a")).json()["pid"] == first
+        old = set(alive_instances(ember, "node"))
+        assert len(old) == 1
         await ember.http.get("/http/node/sicken")
-        for _ in range(100):  # two failed checks, 0.1 s apart, then the instance exits
-            if ember.instances("node") == 0:
+        # Two failed checks 0.1 s apart, the instance exits, and min_instances brings a
+        # new one up without waiting for traffic.
+        for _ in range(200):
+            now = set(alive_instances(ember, "node"))
+            if now and not now & old:
                 break
             await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the unhealthy instance was not replaced")
         after = await ember.http.get("/http/node/a")
         assert after.status_code == 200
         assert after.json()["pid"] != first
+        assert after.headers["x-ember-cold-start"] == "false"  # the replacement was ready
         assert await gone(first), "the unhealthy instance's server outlived it"
-        assert after.headers["x-ember-cold-start"] == "true"
         logs = (await ember.http.get("/functions/node/logs")).json()["logs"]
         lines = [r["line"] for r in logs]
         assert any("health check GET /healthz failed (2/2)" in line for line in lines), lines
         assert any("unhealthy" in line and "replaced" in line for line in lines), lines
 
     run(scenario)
+
+
+def alive_instances(ember: Ember, name: str) -> list[str]:
+    return [i.id for p in ember.services.router._pools.pools() if p.key.function == name
+            for i in p.instances() if i.alive]

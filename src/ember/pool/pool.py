@@ -358,6 +358,11 @@ class PoolManager:
                 self._reclaim(pool)
 
     def _reclaim(self, pool: VersionPool) -> None:
+        for instance in [i for i in pool.idle if not i.alive]:
+            # Died while idle (crashed, or a custom runtime turned unhealthy): its
+            # capacity comes back now, and min_instances brings a replacement up.
+            pool.idle.remove(instance)
+            self.capacity.give()
         for instance in pool.expired(self.clock.monotonic()):
             self.stop_later(instance)
             self.capacity.give()
