@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs Ember, starts a server on the embedded defaults (SQLite, local files), deploys the
-# example function, publishes it, points an alias at it, invokes it, then stops the server.
+# example function, publishes it, points an alias at it, invokes it, deploys the FastAPI
+# example and calls it through its HTTP trigger, then stops the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -30,3 +31,6 @@ $ember invoke hello -q live --data '{"name": "again"}'
 $ember invoke hello --async --data '{"name": "queued"}' --wait
 $ember logs hello
 $ember stats hello
+# A web function: a FastAPI app served inside Ember's instances, reached through its trigger.
+$ember deploy examples/fastapi-app
+curl -fsS "$EMBER_URL/http/quotes/quotes/1"; echo
