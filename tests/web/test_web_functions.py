@@ -402,3 +402,41 @@ def test_direct_http_reaches_a_web_function_without_a_trigger(run: Run) -> None:
         assert missing.status_code == 404
 
     run(scenario)
+
+
+RETRYING = '''
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+app = FastAPI()
+
+
+@app.post("/invoke")
+async def invoke(request: Request):
+    attempt = int(request.headers["x-ember-attempt"])
+    event = await request.json()
+    if attempt < event["succeed_on"]:
+        return JSONResponse({"detail": f"not yet ({attempt})"}, status_code=503)
+    return {"attempt": attempt, "event": event}
+'''
+
+
+def test_async_invocations_of_a_web_function_are_retried_on_error_statuses(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy_files("jobs", {"app.py": RETRYING}, kind="web", app="app:app",
+                                 **{"async": {"max_retries": 2}})
+        submitted = await ember.http.post("/functions/jobs/invoke", json={"succeed_on": 2},
+                                          headers={"X-Ember-Invocation-Type": "async"})
+        assert submitted.status_code == 202, submitted.text
+        task_id = submitted.json()["request_id"]
+        for _ in range(200):
+            task = (await ember.http.get(f"/tasks/{task_id}", params={"wait_s": 1})).json()
+            if task["status"] in ("succeeded", "failed"):
+                break
+        assert task["status"] == "succeeded", task
+        assert task["result"] == {"value": {"attempt": 2, "event": {"succeed_on": 2}}}
+        first = task["history"][0]
+        assert first["outcome"] == "error"
+        assert "POST /invoke answered 503" in str(first), first
+
+    run(scenario, async_retry_delay_s=0.05)
