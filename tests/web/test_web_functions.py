@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -440,3 +441,58 @@ def test_async_invocations_of_a_web_function_are_retried_on_error_statuses(run: 
         assert "POST /invoke answered 503" in str(first), first
 
     run(scenario, async_retry_delay_s=0.05)
+
+
+PRODUCER = '''
+import asyncio, os
+
+CHUNK = b"x" * (1024 * 1024)
+produced = {"asgi": 0, "wsgi": 0}
+
+
+def record(kind, n):
+    produced[kind] = n
+    with open(os.environ["PROGRESS"] + "." + kind, "w") as f:
+        f.write(str(n))
+
+
+async def asgi(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    for i in range(40):
+        await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
+        record("asgi", i + 1)
+    await send({"type": "http.response.body", "body": b""})
+
+
+def wsgi(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    for i in range(40):
+        yield CHUNK
+        record("wsgi", i + 1)
+'''
+
+
+def test_a_slow_client_slows_a_streaming_app_down(run: Run, tmp_path: Path) -> None:
+    async def scenario(ember: Ember) -> None:
+        progress = tmp_path / "progress"
+        for kind in ("asgi", "wsgi"):
+            name = f"big{kind}"
+            await ember.deploy_files(name, {"app.py": PRODUCER}, kind="web", app=f"app:{kind}",
+                                     environment={"PROGRESS": str(progress)})
+            await trigger(ember, f"{name}-http", name, {"kind": "http", "path": f"/{name}"})
+            await ember.settle()
+            async with ember.served() as client:
+                async with client.stream("GET", f"/http/{name}/") as response:
+                    stream = response.aiter_raw()
+                    received = len(await anext(stream))
+                    await asyncio.sleep(0.5)  # a slow client: the app must wait for it
+                    made = int((tmp_path / f"progress.{kind}").read_text())
+                    assert made < 20, f"{kind}: {made} MiB produced for a paused client"
+                    async for chunk in stream:
+                        received += len(chunk)
+                assert received == 40 * 1024 * 1024
+            assert int((tmp_path / f"progress.{kind}").read_text()) == 40
+
+    run(scenario)

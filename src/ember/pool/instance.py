@@ -245,6 +245,7 @@ class HttpExchange:
         try:
             if self.first:
                 yield self.first
+                self.instance._ack(self.request_id, len(self.first))
             while self.more:
                 frames = self._pending.frames
                 assert frames is not None
@@ -268,6 +269,8 @@ class HttpExchange:
                 chunk = bytes(frame.get("body") or b"")
                 if chunk:
                     yield chunk
+                    if self.more:
+                        self.instance._ack(self.request_id, len(chunk))
         finally:
             self.close()
 
@@ -479,6 +482,12 @@ class Instance:
         except protocol.ProtocolError as exc:
             raise PayloadTooLarge(str(exc), {"request_id": request_id}) from exc
         return frame, started, deadline
+
+    def _ack(self, request_id: str, size: int) -> None:
+        """Tell the instance its client took ``size`` more body bytes (flow control)."""
+        if self.alive:
+            with contextlib.suppress(ConnectionError, OSError):
+                write_frame_async(self._writer, {"t": protocol.ACK, "id": request_id, "n": size})
 
     def _check_deadline(self, request_id: str, deadline: float, now: float) -> None:
         if not self.alive:

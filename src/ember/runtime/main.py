@@ -139,7 +139,7 @@ class Runtime:
         self.handler: Callable[..., Any] | None = None
         self._loop: Any = None  # one asyncio loop for the instance's life, made on first use
         self.server: Any = None  # web and custom functions: an ember.runtime.web server
-        self._inflight: set[str] = set()
+        self._responders: dict[str, Any] = {}  # requests in flight (web and custom)
         self._inflight_lock = threading.Lock()
 
     def context(self, request_id: str | None, deadline: float, qualifier: str = "",
@@ -328,14 +328,22 @@ class Runtime:
                 self.server.stop(0.5)
                 return
             kind = message["t"]
-            if kind == protocol.HTTP:
-                self._begin(message["id"])
-                self.server.submit(message, web.StreamResponder(self.conn, message["id"], self))
+            if kind == protocol.ACK:
+                found = self._responders.get(message["id"])
+                if found is not None:
+                    found.credit(int(message.get("n", 0)))
+            elif kind == protocol.HTTP:
+                stream = web.StreamResponder(self.conn, message["id"], self)
+                self._begin(message["id"], stream)
+                self.server.submit(message, stream)
             elif kind == protocol.INVOKE:
-                self._begin(message["id"])
                 responder = web.InvokeResponder(self.conn, message["id"], self, MAX_RESULT_BYTES)
+                self._begin(message["id"], responder)
                 self.server.submit(web.invoke_request(message), responder)
             elif kind == protocol.CANCEL:
+                found = self._responders.get(message["id"])
+                if found is not None:
+                    found.cancel()
                 self.server.cancel(message["id"])
             elif kind == protocol.STOP:
                 grace_s = float(message.get("grace_s") or 5.0)
@@ -343,9 +351,9 @@ class Runtime:
                 self.stop(grace_s)
                 return
 
-    def _begin(self, request_id: str) -> None:
+    def _begin(self, request_id: str, responder: Any) -> None:
         with self._inflight_lock:
-            self._inflight.add(request_id)
+            self._responders[request_id] = responder
             self._attribute_logs()
 
     def before_last_frame(self, request_id: str) -> None:
@@ -354,13 +362,14 @@ class Runtime:
 
     def done(self, request_id: str) -> None:
         with self._inflight_lock:
-            self._inflight.discard(request_id)
+            self._responders.pop(request_id, None)
             self._attribute_logs()
 
     def _attribute_logs(self) -> None:
         # Output is tagged with a request only while it is the one in flight: with several,
         # a line cannot be told apart (it is kept, untagged, with the function's logs).
-        self.capture.request_id = next(iter(self._inflight)) if len(self._inflight) == 1 else None
+        only = next(iter(self._responders)) if len(self._responders) == 1 else None
+        self.capture.request_id = only
 
     def serve(self) -> None:
         """Answer invocations until ``stop`` or the server closes the connection."""

@@ -25,7 +25,12 @@ Web and custom functions (``kind: web | custom``) also take HTTP requests, sever
     instance → server   http_start  {"id", "status", "headers", "body", "more"}
     instance → server   http_body*  {"id", "body", "more"}      until "more" is false
                      or error       {"id", "error": {...}}      (before http_start only)
+    server → instance   ack         {"id", "n"}                 n more body bytes went on
     server → instance   cancel      {"id"}                      the caller gave up
+
+Flow control: an instance keeps at most ``WINDOW_BYTES`` of a response's body sent and not
+yet acknowledged; the server acknowledges a chunk once its client has taken it, so a slow
+client slows the app down instead of filling the server's memory.
 
 ``headers`` are lists of ``[name, value]`` byte-string pairs. A response whose app failed
 after it started ends with an ``http_body`` whose ``"abort"`` is true. An ``invoke`` sent to
@@ -68,6 +73,7 @@ HTTP = "http"
 HTTP_START = "http_start"
 HTTP_BODY = "http_body"
 CANCEL = "cancel"
+ACK = "ack"
 SPAWN = "spawn"
 SPAWNED = "spawned"
 SPAWN_ERROR = "spawn_error"
@@ -80,6 +86,9 @@ KIND_HANDLER = "handler"
 KIND_PAYLOAD = "payload"
 KIND_RESULT = "result"
 KIND_MEMORY = "memory"
+
+# Response body bytes an instance may have sent and not had acknowledged (flow control).
+WINDOW_BYTES = 4 * 1024 * 1024
 
 # Generous: sync payloads are at most 6 MiB, and a frame also carries results and logs.
 MAX_FRAME_BYTES = 64 * 1024 * 1024

@@ -54,17 +54,28 @@ def describe(exc: BaseException) -> dict[str, str]:
     return describe_error(exc)
 
 
+class Cancelled(ConnectionAbortedError):
+    """The caller of a request went away (or its time ran out): stop producing."""
+
+
 class Responder(Protocol):
     """Where one request's response goes, as the app produces it."""
 
     started: bool
     finished: bool
+    blocking: bool  # whether ``body`` waits for room itself (threads) or not (event loop)
 
     def start(self, status: int, headers: Headers) -> None: ...
 
     def body(self, data: bytes, more: bool) -> None: ...
 
     def fail(self, exc: BaseException) -> None: ...
+
+    def credit(self, size: int) -> None: ...
+
+    def cancel(self) -> None: ...
+
+    async def wait_room_async(self) -> None: ...
 
 
 class Tracker(Protocol):
@@ -85,7 +96,52 @@ class StreamResponder:
         self.tracker = tracker
         self.started = False
         self.finished = False
+        self.blocking = True
         self._head: tuple[int, Headers] | None = None
+        # Flow control: body bytes sent and not yet acknowledged by the server.
+        self._unacked = 0
+        self._cancelled = False
+        self._room = threading.Condition()
+        self._async_waiter: tuple[Any, Any] | None = None
+
+    def credit(self, size: int) -> None:
+        """The server passed ``size`` more body bytes on to its client."""
+        with self._room:
+            self._unacked -= size
+            self._room.notify_all()
+            waiter, self._async_waiter = self._async_waiter, None
+        _wake(waiter)
+
+    def cancel(self) -> None:
+        """The caller is gone: a producer waiting for room gets ``Cancelled``."""
+        with self._room:
+            self._cancelled = True
+            self._room.notify_all()
+            waiter, self._async_waiter = self._async_waiter, None
+        _wake(waiter)
+
+    def wait_room(self) -> None:
+        """Block until the window has room (threads: WSGI, the custom runtime's proxy)."""
+        with self._room:
+            self._room.wait_for(lambda: self._unacked < protocol.WINDOW_BYTES
+                                or self._cancelled)
+            if self._cancelled:
+                raise Cancelled("the caller went away")
+
+    async def wait_room_async(self) -> None:
+        """Wait until the window has room without blocking the event loop (ASGI)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._room:
+                if self._cancelled:
+                    raise Cancelled("the caller went away")
+                if self._unacked < protocol.WINDOW_BYTES:
+                    return
+                future = loop.create_future()
+                self._async_waiter = (loop, future)
+            await future
 
     def start(self, status: int, headers: Headers) -> None:
         if self.started:
@@ -97,6 +153,8 @@ class StreamResponder:
             return
         if self._head is None:
             raise RuntimeError("the app sent a body before starting the response")
+        if self.blocking and more:
+            self.wait_room()
         data = bytes(data)
         while len(data) > CHUNK_BYTES:
             self._send(data[:CHUNK_BYTES], True)
@@ -107,6 +165,8 @@ class StreamResponder:
         if not more:
             self.finished = True
             self.tracker.before_last_frame(self.request_id)
+        with self._room:
+            self._unacked += len(data)
         if not self.started:
             assert self._head is not None
             status, headers = self._head
@@ -123,6 +183,9 @@ class StreamResponder:
         if self.finished:
             return
         self.finished = True
+        if isinstance(exc, Cancelled):
+            self.tracker.done(self.request_id)  # nobody listens for this request any more
+            return
         if not self.started:
             traceback_text = describe(exc)
             self.tracker.before_last_frame(self.request_id)
@@ -150,6 +213,7 @@ class InvokeResponder:
         self.max_bytes = max_bytes
         self.started = False
         self.finished = False
+        self.blocking = True
         self._status = 0
         self._content_type = "application/octet-stream"
         self._parts: list[bytes] = []
@@ -200,6 +264,31 @@ class InvokeResponder:
         self.tracker.before_last_frame(self.request_id)
         self.conn.send({"t": protocol.ERROR, "id": self.request_id, "error": describe(exc)})
         self.tracker.done(self.request_id)
+
+    # A collected response is bounded by ``max_bytes``: no flow control.
+
+    def credit(self, size: int) -> None:
+        pass
+
+    def cancel(self) -> None:
+        pass
+
+    async def wait_room_async(self) -> None:
+        pass
+
+
+def _wake(waiter: tuple[Any, Any] | None) -> None:
+    """Resolve an event-loop waiter from any thread."""
+    if waiter is None:
+        return
+    loop, future = waiter
+
+    def resolve() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(resolve)
 
 
 def invoke_request(message: Message) -> Message:
@@ -344,6 +433,7 @@ class AsgiServer:
         body = bytes(request.get("body") or b"")
         received = False
         finished = asyncio.Event()
+        responder.blocking = False  # on the loop: ``send`` waits for room instead
 
         async def receive() -> dict[str, Any]:
             nonlocal received
@@ -359,6 +449,8 @@ class AsgiServer:
                 responder.start(int(message["status"]), list(message.get("headers") or ()))
             elif kind == "http.response.body":
                 more = bool(message.get("more_body", False))
+                if more:
+                    await responder.wait_room_async()
                 responder.body(message.get("body", b""), more)
                 if not more:
                     finished.set()
@@ -371,7 +463,7 @@ class AsgiServer:
                 else:
                     responder.fail(RuntimeError("the app returned without sending a response"))
         except asyncio.CancelledError:
-            responder.fail(TimeoutError("the request was cancelled"))
+            responder.fail(Cancelled("the request was cancelled"))
         except BaseException as exc:
             responder.fail(exc)
         finally:
