@@ -496,3 +496,68 @@ def test_a_slow_client_slows_a_streaming_app_down(run: Run, tmp_path: Path) -> N
             assert int((tmp_path / f"progress.{kind}").read_text()) == 40
 
     run(scenario)
+
+
+ENDLESS = '''
+import asyncio, os, time
+
+made = {"asgi": 0, "wsgi": 0}
+
+
+def record(kind):
+    made[kind] += 1
+    with open(os.environ["PROGRESS"] + "." + kind, "w") as f:
+        f.write(str(made[kind]))
+
+
+async def asgi(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")]})
+    for i in range(200):
+        await send({"type": "http.response.body", "body": f"data: {i}\\n\\n".encode(),
+                    "more_body": True})
+        record("asgi")
+        await asyncio.sleep(0.05)
+    await send({"type": "http.response.body", "body": b""})
+
+
+def wsgi(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/event-stream")])
+    for i in range(200):
+        yield f"data: {i}\\n\\n".encode()
+        record("wsgi")
+        time.sleep(0.05)
+'''
+
+
+def test_a_client_leaving_an_endless_stream_stops_the_app(run: Run, tmp_path: Path) -> None:
+    async def scenario(ember: Ember) -> None:
+        progress = tmp_path / "progress"
+        async with ember.served() as client:
+            for kind in ("asgi", "wsgi"):
+                name = f"sse{kind}"
+                await ember.deploy_files(name, {"app.py": ENDLESS}, kind="web",
+                                         app=f"app:{kind}", timeout_s=60,
+                                         environment={"PROGRESS": str(progress)})
+                await trigger(ember, f"{name}-http", name, {"kind": "http", "path": f"/{name}"})
+                await ember.settle()
+                async with client.stream("GET", f"/http/{name}/") as response:
+                    lines = response.aiter_lines()
+                    assert await anext(lines) == "data: 0"
+                    assert (await anext(lines)) == ""
+                    assert await anext(lines) == "data: 1"
+                # The client is gone: within a few events the app is stopped.
+                await asyncio.sleep(0.3)
+                stopped_at = int((tmp_path / f"progress.{kind}").read_text())
+                await asyncio.sleep(0.5)
+                assert int((tmp_path / f"progress.{kind}").read_text()) == stopped_at
+                assert stopped_at < 20, stopped_at
+                # And the instance is free for the next request.
+                assert ember.instances(name) == 1
+                pool = next(p for p in ember.services.router._pools.pools()
+                            if p.key.function == name)
+                assert not pool.busy, pool.load
+
+    run(scenario)

@@ -153,6 +153,8 @@ class StreamResponder:
             return
         if self._head is None:
             raise RuntimeError("the app sent a body before starting the response")
+        if self._cancelled:
+            raise Cancelled("the caller went away")
         if self.blocking and more:
             self.wait_room()
         data = bytes(data)

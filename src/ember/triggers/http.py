@@ -11,6 +11,7 @@ Delivery: exactly the request's own; nothing is queued or retried.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 from typing import Any
@@ -167,11 +168,32 @@ class StreamedResponse(Response):
             if not exchange.more:
                 await send({"type": "http.response.body", "body": exchange.first})
                 return
-            async for chunk in exchange.body():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            # Stream until the body ends or the client goes away, whichever comes first: a
+            # client that left stops the app (an endless event stream included).
+            pumping = asyncio.ensure_future(self._pump(send))
+            watching = asyncio.ensure_future(_disconnected(receive))
+            try:
+                done, _ = await asyncio.wait({pumping, watching},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if pumping in done:
+                    pumping.result()
+            finally:
+                for task in (pumping, watching):
+                    task.cancel()
+                await asyncio.gather(pumping, watching, return_exceptions=True)
         finally:
             exchange.close()
+
+    async def _pump(self, send: Send) -> None:
+        async for chunk in self.answer.exchange.body():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return once the client has gone away (the request body was read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def to_response(result: InvocationResult) -> Response:
