@@ -561,3 +561,32 @@ def test_a_client_leaving_an_endless_stream_stops_the_app(run: Run, tmp_path: Pa
                 assert not pool.busy, pool.load
 
     run(scenario)
+
+
+FAILING_STARTUP = '''
+from contextlib import asynccontextmanager
+from fastapi import FastAPI
+
+
+@asynccontextmanager
+async def lifespan(app):
+    raise RuntimeError("no database configured")
+    yield
+
+
+app = FastAPI(lifespan=lifespan)
+'''
+
+
+def test_an_app_whose_startup_fails_gives_a_clear_error(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy_files("nodb", {"app.py": FAILING_STARTUP}, kind="web",
+                                 app="app:app")
+        answer = await ember.invoke("nodb", {})
+        assert answer.status_code == 502
+        error = answer.json()["error"]
+        assert error["code"] == "InitError"
+        assert "startup failed" in error["message"]
+        assert "no database configured" in error["message"]
+
+    run(scenario)

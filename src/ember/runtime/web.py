@@ -398,11 +398,22 @@ class AsgiServer:
             raise RuntimeError(f"the app's startup failed: {message.get('message', '')}")
 
     async def _run_lifespan(self, scope: dict[str, Any]) -> None:
+        answered = False
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal answered
+            answered = True
+            await self._lifespan_out.put(message)
+
         try:
-            await self.app(scope, self._lifespan_in.get, self._lifespan_out.put)
-        except BaseException:
-            if self._lifespan_out.empty():
-                pass  # raised before answering startup: lifespan is not supported
+            await self.app(scope, self._lifespan_in.get, send)
+        except Exception:
+            # Raised before answering startup: the app does not do lifespan, as uvicorn's
+            # "auto" mode reads it too. Raised later: the app's shutdown failed; say so.
+            if answered:
+                import traceback
+
+                traceback.print_exc()
         finally:
             await self._lifespan_out.put(None)
 
