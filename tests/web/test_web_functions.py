@@ -42,7 +42,9 @@ async def echo(request: Request):
     body = await request.json()
     log.warning("echoing %s", body)
     return {"got": body, "agent": request.headers.get("user-agent"),
-            "url": str(request.url_for("echo"))}
+            "url": str(request.url_for("echo")),
+            "request_id": request.headers.get("x-ember-request-id"),
+            "trigger": request.headers.get("x-ember-trigger")}
 
 
 @app.post("/form")
@@ -237,8 +239,12 @@ def test_fastapi_app_through_an_http_trigger(run: Run) -> None:
         upload = await ember.http.post("/http/shop/upload", content=bytes(range(256)))
         assert upload.json() == {"size": 256, "sum": sum(range(256))}
         # The app's logging lands in the request's logs.
-        echo = await ember.http.post("/http/shop/echo", json={"x": 1})
+        echo = await ember.http.post("/http/shop/echo", json={"x": 1},
+                                     headers={"x-ember-trigger": "spoofed"})
         request_id = echo.headers["x-ember-request-id"]
+        # The app sees the request id of its logs, and the trigger (not a client's claim).
+        assert echo.json()["request_id"] == request_id
+        assert echo.json()["trigger"] == "shop-http"
         logs = (await ember.http.get("/functions/shop/logs",
                                      params={"request_id": request_id})).json()["logs"]
         assert any(r["line"] == "echoing {'x': 1}" and r["level"] == "WARNING"

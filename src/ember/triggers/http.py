@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ember.errors import EmberError, MethodNotAllowed, ServiceUnavailable, Unauthorized
+from ember.ids import new_id
 from ember.model.trigger import HttpSource
 from ember.pool.instance import HttpRequest
 from ember.router import HttpResponse, InvocationResult, Router
@@ -123,7 +124,7 @@ async def _forward(
     context.status.invocations += 1
     try:
         return await forward(router, context.trigger.function, context.trigger.qualifier,
-                             request, rest, root_path)
+                             request, rest, root_path, trigger=context.trigger.name)
     except EmberError as err:
         context.failed(err)
         raise
@@ -131,22 +132,30 @@ async def _forward(
 
 async def forward(
     router: Router, function: str, qualifier: str | None, request: Request, rest: str,
-    root_path: str,
+    root_path: str, trigger: str | None = None,
 ) -> Response:
     """Send ``request`` to a web or custom function that sees it at ``rest`` below
-    ``root_path``; its response streams back."""
+    ``root_path``, with ``X-Ember-Request-Id`` (and ``X-Ember-Trigger``) added; its
+    response streams back."""
+    request_id = new_id()
+    headers = [(k, v) for k, v in request.headers.raw
+               if k not in _HOP_BY_HOP_BYTES and not k.startswith(b"x-ember-")]
+    headers.append((b"x-ember-request-id", request_id.encode()))
+    if trigger is not None:
+        headers.append((b"x-ember-trigger", trigger.encode()))
     client = (request.client.host, request.client.port) if request.client else None
     forwarded = HttpRequest(
         method=request.method,
         path=rest,
         root_path=root_path,
         query=request.scope.get("query_string", b""),
-        headers=[(k, v) for k, v in request.headers.raw
-                 if k not in _HOP_BY_HOP_BYTES and k != b"x-ember-qualifier"],
+        headers=headers,
         body=await request.body(),
         client=client,
     )
-    return StreamedResponse(await router.invoke_http(function, qualifier, forwarded))
+    return StreamedResponse(
+        await router.invoke_http(function, qualifier, forwarded, request_id=request_id)
+    )
 
 
 class StreamedResponse(Response):
