@@ -61,18 +61,14 @@ def create_app(services: Services) -> FastAPI:
 
     def limit_for(path: str) -> int:
         # Async payloads have their own, smaller limit, checked once the mode is known.
-        if path.endswith("/invoke") or path.startswith("/http") or _direct_http(path):
+        if (path.endswith("/invoke") or path.startswith("/http")
+                or triggers.direct_http_target(path) is not None):
             return limits.max_sync_payload_bytes
         return code_body
 
     # The body limit applies to the fast path too.
     app.front = lambda stack: BodyLimit(invoke.InvokeFastPath(stack, services), limit_for)
     return app
-
-
-def _direct_http(path: str) -> bool:
-    parts = path.split("/", 4)  # "", "functions", name, "http", rest
-    return len(parts) >= 4 and parts[1] == "functions" and parts[3] == "http"
 
 
 class _EmberAPI(FastAPI):

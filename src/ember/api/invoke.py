@@ -15,10 +15,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ember.api.errors import error_response
 from ember.api.schemas import AcceptedOut, TaskOut
-from ember.api.triggers import serve_http_trigger
+from ember.api.triggers import direct_http_target, serve_direct_http, serve_http_trigger
 from ember.errors import EmberError, InvalidSpec
 from ember.observability.logs import LogRecord
-from ember.triggers.http import forward
 
 if TYPE_CHECKING:
     from ember.bootstrap import Services
@@ -112,28 +111,21 @@ class InvokeFastPath:
             if path.startswith("/http") and (len(path) == 5 or path[5] == "/"):
                 await self._http_trigger(path[5:], scope, receive, send)
                 return
-            if path.startswith("/functions/"):
-                name, _, rest = path[len("/functions/"):].partition("/")
-                if name and rest == "invoke" and scope["method"] == "POST":
+            if (scope["method"] == "POST" and path.startswith("/functions/")
+                    and path.endswith("/invoke")):
+                name = path[len("/functions/") : -len("/invoke")]
+                if name and "/" not in name:
                     await self._invoke(name, scope, receive, send)
                     return
-                if name and (rest == "http" or rest.startswith("http/")):
-                    await self._direct_http(name, rest[4:] or "/", scope, receive, send)
-                    return
+            direct = direct_http_target(path)
+            if direct is not None:
+                request = Request(scope, receive)
+                await self._respond(
+                    lambda: serve_direct_http(self._services, *direct, request),
+                    scope, receive, send,
+                )
+                return
         await self._app(scope, receive, send)
-
-    async def _direct_http(
-        self, name: str, rest: str, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        """``/functions/{name}/http/...``: a request straight to a web or custom function,
-        no trigger in between (for debugging); ``X-Ember-Qualifier`` picks the version."""
-        request = Request(scope, receive)
-        root_path = f"/functions/{name}/http"
-        qualifier = request.headers.get("x-ember-qualifier")
-        await self._respond(
-            lambda: forward(self._services.router, name, qualifier, request, rest, root_path),
-            scope, receive, send,
-        )
 
     async def _http_trigger(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)

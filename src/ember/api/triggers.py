@@ -117,9 +117,23 @@ async def direct_http(name: str, path: str, request: Request) -> Response:
     """A request straight to a web or custom function, no trigger in between (for
     debugging): the app sees it below ``/functions/{name}/http``; the ``X-Ember-Qualifier``
     header picks the version or alias (``latest`` by default)."""
-    return await forward(_service(request).router, name,
-                         request.headers.get("x-ember-qualifier"), request, path or "/",
-                         f"/functions/{name}/http")
+    return await serve_direct_http(_service(request), name, path, request)
+
+
+async def serve_direct_http(services: Any, name: str, path: str, request: Request) -> Response:
+    """Serve ``/functions/{name}/http{path}`` (also called by the API's fast path)."""
+    return await forward(services.router, name, request.headers.get("x-ember-qualifier"),
+                         request, path or "/", f"/functions/{name}/http")
+
+
+def direct_http_target(path: str) -> tuple[str, str] | None:
+    """``(name, path below the mount)`` when ``path`` is ``/functions/{name}/http...``."""
+    if not path.startswith("/functions/"):
+        return None
+    name, _, rest = path[len("/functions/"):].partition("/")
+    if not name or not (rest == "http" or rest.startswith("http/")):
+        return None
+    return name, rest[4:]
 
 
 for _method in _METHODS:

@@ -92,8 +92,8 @@ class InstanceSpec:
     app: str | None = None
     command: tuple[str, ...] | None = None
     concurrency: int = 1
-    startup_probe: tuple[tuple[str, Any], ...] | None = None
-    health_check: tuple[tuple[str, Any], ...] | None = None
+    startup_probe: dict[str, Any] | None = None
+    health_check: dict[str, Any] | None = None
 
     @classmethod
     def from_config(
@@ -121,15 +121,15 @@ class InstanceSpec:
             app=config.app,
             command=tuple(config.command) if config.command else None,
             concurrency=config.concurrency,
-            startup_probe=_items(config.startup_probe),
-            health_check=_items(config.health_check),
+            startup_probe=_dump(config.startup_probe),
+            health_check=_dump(config.health_check),
         )
 
     @property
     def init_timeout_s(self) -> float:
         """How long a cold start may take once the process runs: the initializer, and for
         a custom runtime its startup probe too."""
-        probe = dict(self.startup_probe or ())
+        probe = self.startup_probe or {}
         extra = float(probe.get("timeout_s", 10.0)) + 1.0 if self.kind == "custom" else 0.0
         return self.initializer_timeout_s + extra
 
@@ -164,14 +164,13 @@ class InstanceSpec:
             "app": self.app,
             "command": list(self.command) if self.command else None,
             "concurrency": self.concurrency,
-            "startup_probe": dict(self.startup_probe) if self.startup_probe else None,
-            "health_check": dict(self.health_check) if self.health_check else None,
+            "startup_probe": self.startup_probe,
+            "health_check": self.health_check,
         }
 
 
-def _items(model: BaseModel | None) -> tuple[tuple[str, Any], ...] | None:
-    # Specs are frozen and hashable: nested settings travel as sorted items.
-    return None if model is None else tuple(sorted(model.model_dump().items()))
+def _dump(model: BaseModel | None) -> dict[str, Any] | None:
+    return None if model is None else model.model_dump()
 
 
 @dataclass

@@ -208,25 +208,30 @@ class VersionPool:
         return handed
 
     def _hand(self, instance: Instance) -> bool:
+        future = self._next_waiter()
+        if future is None:
+            return False
+        self._take(instance)
+        future.set_result(instance)
+        return True
+
+    def _next_waiter(self) -> asyncio.Future[Instance | None] | None:
+        """The first caller still waiting: foreground ones before background ones."""
         for waiters in (self._waiters, self._background):
             while waiters:
                 future = waiters.popleft()
                 if not future.done():
-                    self._take(instance)
-                    future.set_result(instance)
-                    return True
-        return False
+                    return future
+        return None
 
     def _wake(self) -> bool:
         """Hand the right to start an instance to the first waiter, or to another pool."""
-        for waiters in (self._waiters, self._background):
-            while waiters:
-                future = waiters.popleft()
-                if not future.done():
-                    future.set_result(None)
-                    return True
-        self._manager.capacity_freed()
-        return False
+        future = self._next_waiter()
+        if future is None:
+            self._manager.capacity_freed()
+            return False
+        future.set_result(None)
+        return True
 
     def has_waiters(self) -> bool:
         return any(not f.done() for f in (*self._waiters, *self._background))

@@ -21,6 +21,7 @@ Standard library only, like the rest of the runtime.
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import inspect
 import os
@@ -37,21 +38,16 @@ from urllib.parse import quote
 
 from ember.runtime import protocol
 from ember.runtime.capture import current_request
+from ember.runtime.main import _libc, describe_error, set_parent_death_signal
 from ember.runtime.protocol import FrameSocket, Message
 
 # Bodies travel in frames of at most this size, whatever chunk sizes the app writes.
 CHUNK_BYTES = 1024 * 1024
-# Headers about the connection to the instance, not the request or response.
+# Headers about one connection (one hop), not the request or response: never passed on.
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"upgrade",
-                        b"proxy-connection", b"te", b"trailer"})
+                        b"proxy-connection", b"proxy-authorization", b"te", b"trailer"})
 
 Headers = list[tuple[bytes, bytes]]
-
-
-def describe(exc: BaseException) -> dict[str, str]:
-    from ember.runtime.main import describe_error
-
-    return describe_error(exc)
 
 
 class Cancelled(ConnectionAbortedError):
@@ -189,7 +185,7 @@ class StreamResponder:
             self.tracker.done(self.request_id)  # nobody listens for this request any more
             return
         if not self.started:
-            traceback_text = describe(exc)
+            traceback_text = describe_error(exc)
             self.tracker.before_last_frame(self.request_id)
             self.conn.send({"t": protocol.ERROR, "id": self.request_id, "error": traceback_text})
         else:
@@ -264,7 +260,7 @@ class InvokeResponder:
             return
         self.finished = True
         self.tracker.before_last_frame(self.request_id)
-        self.conn.send({"t": protocol.ERROR, "id": self.request_id, "error": describe(exc)})
+        self.conn.send({"t": protocol.ERROR, "id": self.request_id, "error": describe_error(exc)})
         self.tracker.done(self.request_id)
 
     # A collected response is bounded by ``max_bytes``: no flow control.
@@ -607,14 +603,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    # The user's server goes when the instance goes, however the instance ends.
-    with contextlib.suppress(Exception):
-        from ember.runtime.main import _libc
-
-        _libc().prctl(1, signal.SIGKILL, 0, 0, 0)
-
-
 class CustomServer:
     """The user's HTTP server: started by ``command`` in the code directory with ``$PORT``
     set; ready once ``GET probe_path`` answers below 400; replaced (the instance exits)
@@ -646,14 +634,14 @@ class CustomServer:
                   file=sys.stderr, flush=True)
         self.port = free_port()
         environment = {**os.environ, "PORT": str(self.port)}
-        with contextlib.suppress(Exception):
-            from ember.runtime.main import _libc
-
+        with contextlib.suppress(OSError):
             _libc()  # loaded before the fork: the child only calls into it
         try:
+            # The user's server goes when the instance goes, however the instance ends.
             self.process = subprocess.Popen(
                 self.command, cwd=self.code_dir, env=environment, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True,
+                preexec_fn=functools.partial(set_parent_death_signal, os.getpid()),
             )
         except OSError as exc:
             raise RuntimeError(f"cannot start the command {self.command!r}: {exc}") from exc

@@ -26,12 +26,8 @@ from ember.ids import new_id
 from ember.model.trigger import HttpSource
 from ember.pool.instance import HttpRequest
 from ember.router import HttpResponse, InvocationResult, Router
+from ember.runtime.web import HOP_BY_HOP
 from ember.triggers.base import SourceContext
-
-# Headers that describe the transport, not the request: never handed to the function.
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade",
-                         "proxy-authorization", "te", "trailer"})
-_HOP_BY_HOP_BYTES = frozenset(h.encode() for h in _HOP_BY_HOP)
 
 
 class HttpTriggerSource:
@@ -98,7 +94,8 @@ async def handle(
         "path": rest,
         "rawPath": request.url.path,
         "query": dict(request.query_params),
-        "headers": {k: v for k, v in request.headers.items() if k not in _HOP_BY_HOP},
+        "headers": {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers.raw
+                    if k not in HOP_BY_HOP},
         "isBase64Encoded": False,
         "body": None,
     }
@@ -139,7 +136,7 @@ async def forward(
     response streams back."""
     request_id = new_id()
     headers = [(k, v) for k, v in request.headers.raw
-               if k not in _HOP_BY_HOP_BYTES and not k.startswith(b"x-ember-")]
+               if k not in HOP_BY_HOP and not k.startswith(b"x-ember-")]
     headers.append((b"x-ember-request-id", request_id.encode()))
     if trigger is not None:
         headers.append((b"x-ember-trigger", trigger.encode()))
