@@ -6,6 +6,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+from ember.clock import ManualClock
 from tests.inprocess import Ember
 
 Run = Callable[..., None]
@@ -173,3 +174,47 @@ def test_http_trigger_on_an_alias_follows_the_alias(run: Run) -> None:
         assert body
 
     run(scenario)
+
+
+def test_deleting_a_function_stops_and_removes_its_triggers(run: Run) -> None:
+    """The function's HTTP routes answer 404 as soon as the deletion is answered, its timer
+    fires no more, and a function re-created under the same name has no triggers."""
+    clock = ManualClock()
+
+    async def ticks(ember: Ember) -> list[dict[str, Any]]:
+        answer = await ember.http.get("/functions/fn/tasks")
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["tasks"])
+
+    async def tick(ember: Ember) -> None:
+        # Let the timer's loop reach its sleep, then move past the next minute.
+        await ember.settle()
+        clock.advance(60)
+        await ember.settle()
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("fn", REQUEST)
+        await trigger(ember, "web", "fn", {"kind": "http", "path": "/orders"})
+        await trigger(ember, "tick", "fn", {"kind": "timer", "schedule": "rate(1 minute)"})
+        assert (await ember.http.get("/http/orders")).status_code == 200
+        await tick(ember)
+        assert len(await ticks(ember)) == 1
+
+        assert (await ember.http.delete("/functions/fn")).status_code == 200
+        # No settling: the routes are gone when the deletion is answered.
+        gone = await ember.http.get("/http/orders")
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "NotFound"
+        assert (await ember.http.get("/triggers")).json()["triggers"] == []
+        assert (await ember.http.get("/triggers/tick")).status_code == 404
+
+        await ember.deploy("fn", REQUEST)
+        assert (await ember.http.get("/triggers", params={"function": "fn"})).json() == {
+            "triggers": []}
+        await tick(ember)
+        await tick(ember)
+        assert await ticks(ember) == []  # the old timer did not fire for the new function
+        assert (await ember.http.get("/http/orders")).status_code == 404
+        await ember.services.supervisor.wait_settled()
+        assert ember.services.supervisor.running() == []
+
+    run(scenario, clock=clock)

@@ -34,21 +34,27 @@ class TriggerService:
         self._functions = functions
         self._clock = clock
         self._listeners: list[Callable[[str], None]] = []
+        self._deleted_listeners: list[Callable[[str], None]] = []
         functions.on_delete(self._function_deleted)
 
     def on_change(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(trigger_name)`` after every change (from any thread)."""
         self._listeners.append(listener)
 
+    def on_function_deleted(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(function_name)`` once a deleted function's triggers are gone
+        (from the deleting thread, before the deletion returns). The store removes them
+        with the function's row, so no change of each trigger is announced."""
+        self._deleted_listeners.append(listener)
+
     def _changed(self, name: str) -> None:
         for listener in self._listeners:
             listener(name)
 
     def _function_deleted(self, function: str) -> None:
-        gone = self._store.list(function=function)
         self._store.delete_function(function)
-        for trigger in gone:
-            self._changed(trigger.name)
+        for listener in self._deleted_listeners:
+            listener(function)
 
     def create(self, name: str, spec: dict[str, Any]) -> Trigger:
         """Create a trigger from ``{"function", "qualifier", "source", "description"}``.

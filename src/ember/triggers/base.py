@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from ember.clock import Clock
-from ember.errors import EmberError
+from ember.errors import EmberError, TriggerNotFound
 from ember.ids import new_id
 from ember.model.trigger import Trigger, cloud_event
 
@@ -78,6 +78,9 @@ class SourceContext:
         self.status = status if status is not None else TriggerStatus()
         self._submit = submit
         self._invoke = invoke
+        # Set once the trigger is gone (its function was deleted) while its source is still
+        # stopping: submit and invoke then refuse.
+        self.retired = False
 
     def event(
         self, *, type: str, data: Any = None, data_base64: str | None = None,
@@ -96,6 +99,11 @@ class SourceContext:
             extensions={"embertrigger": self.trigger.name, **(extensions or {})},
         )
 
+    def _check_live(self) -> None:
+        if self.retired:
+            raise TriggerNotFound(f"trigger {self.trigger.name!r} was deleted",
+                                  {"trigger": self.trigger.name})
+
     def received(self) -> None:
         self.status.events += 1
         self.status.last_event_at = self.clock.time()
@@ -108,8 +116,7 @@ class SourceContext:
     async def submit(self, event: dict[str, Any], *, idempotency_key: str | None = None) -> str:
         """Queue an async invocation of the trigger's function with ``event``; returns its
         task id once it is durably stored. Raises EmberError when it could not be queued."""
-        import orjson
-
+        self._check_live()
         task_id = await self._submit(self.trigger, orjson.dumps(event), idempotency_key)
         self.status.invocations += 1
         return task_id
@@ -118,8 +125,7 @@ class SourceContext:
         """Invoke the trigger's function now with ``event``; returns the router's result.
         Raises the invocation's EmberError, which is already counted in ``status`` (a
         source counts only failures of its own)."""
-        import orjson
-
+        self._check_live()
         self.status.invocations += 1
         try:
             return await self._invoke(self.trigger, orjson.dumps(event))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from ember.clock import Clock
@@ -41,6 +42,7 @@ class Supervisor:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         triggers.on_change(self._changed_from_any_thread)
+        triggers.on_function_deleted(self._function_deleted_from_any_thread)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -76,9 +78,33 @@ class Supervisor:
         self._loop.call_soon_threadsafe(self._schedule, name)
 
     def _schedule(self, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._reload(name))
+        self._spawn(self._reload(name))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _function_deleted_from_any_thread(self, function: str) -> None:
+        if self._loop is None or self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._retire, function)
+
+    def _retire(self, function: str) -> None:
+        """The triggers of a deleted function deliver nothing from now on; their sources stop
+        in the background. This callback runs before the API answers the deletion (whose
+        answer reaches the loop after it), so no request after that answer finds a route
+        of the function, and a function re-created under its name inherits nothing."""
+        for running in self._running.values():
+            if running.trigger.function == function:
+                running.context.retired = True
+        self._spawn(self._forget_missing())
+
+    async def _forget_missing(self) -> None:
+        """Stop the sources, and drop the statuses, of triggers no longer in the store."""
+        present = {t.name for t in await asyncio.to_thread(self._triggers.list)}
+        for name in (set(self._running) | set(self._statuses)) - present:
+            await self._apply(name, None)
 
     async def _reload(self, name: str) -> None:
         try:
@@ -92,11 +118,13 @@ class Supervisor:
         async with self._lock:
             running = self._running.get(name)
             if running is not None and (
-                trigger is None or trigger.state == "disabled"
+                trigger is None or trigger.state == "disabled" or running.context.retired
                 or _binding(running.trigger) != _binding(trigger)
             ):
                 del self._running[name]
                 await self._stop(running)
+                if running.context.retired:
+                    self._statuses.pop(name, None)  # a new trigger of the same name
                 running = None
             if trigger is None:
                 self._statuses.pop(name, None)
@@ -135,6 +163,10 @@ class Supervisor:
 
     # what the API asks -------------------------------------------------------------------
 
+    def running(self) -> list[str]:
+        """The names of the triggers whose source runs (enabled or paused), sorted."""
+        return sorted(self._running)
+
     def status(self, name: str) -> TriggerStatus:
         return self._statuses.get(name) or TriggerStatus()
 
@@ -144,7 +176,7 @@ class Supervisor:
         best: tuple[str, Source] | None = None
         for running in self._running.values():
             source = running.trigger.source
-            if not isinstance(source, HttpSource):
+            if not isinstance(source, HttpSource) or running.context.retired:
                 continue
             prefix = source.path
             matches = prefix == "/" or path == prefix or path.startswith(prefix + "/")
