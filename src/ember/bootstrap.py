@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 from ember.artifacts import ArtifactLimits, FilesystemArtifactStore
 from ember.clock import Clock, SystemClock
@@ -11,6 +16,7 @@ from ember.control import FunctionService
 from ember.control.builds import BuildService
 from ember.control.layers import LayerService
 from ember.control.triggers import TriggerService
+from ember.errors import Conflict
 from ember.observability.logs import LogStore
 from ember.observability.metrics import Metrics
 from ember.observability.stats import StatsStore
@@ -59,6 +65,11 @@ class Services:
     supervisor: Supervisor
     layers: LayerService
     builds: BuildService
+    launcher: Launcher
+
+    def problem(self) -> str | None:
+        """Why this server cannot serve invocations now (``/healthz`` fails), or None."""
+        return self.launcher.problem()
 
     async def start(self) -> None:
         log.info("ember data in %s, metadata at %s", self.settings.home, _safe_url(self.settings))
@@ -148,7 +159,51 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         settings=settings, clock=clock, limits=limits, store=store, functions=functions,
         logs=logs, stats=stats, metrics=metrics, router=router, invoker=invoker,
         triggers=triggers, supervisor=supervisor, layers=layers, builds=builds,
+        launcher=launcher,
     )
+
+
+class HomeLock:
+    """An exclusive lock on a server's home, held while the file stays open: two servers
+    on one home would remove each other's instance socket and share SQLite files."""
+
+    def __init__(self, path: Path, file: IO[str]) -> None:
+        self.path = path
+        self._file = file
+
+    def release(self) -> None:
+        self._file.close()  # closing the file releases the lock
+
+
+def lock_home(home: Path) -> HomeLock:
+    """Lock ``home`` for this process (``home/server.lock``, holding this pid).
+
+    Raises:
+        Conflict: another process holds the lock; the message names its pid.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "server.lock"
+    file = open(path, "a+")  # noqa: SIM115 - held open for the life of the server
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.seek(0)
+        holder = file.read().strip()
+        file.close()
+        who = f"pid {holder}" if holder.isdigit() else "another process"
+        raise Conflict(
+            f"another Ember server ({who}) is using the home {home.resolve()}: stop it, or "
+            "start this one with another --home (EMBER_HOME)",
+            {"home": str(home.resolve()), "pid": int(holder) if holder.isdigit() else None},
+        ) from None
+    except BaseException:
+        file.close()
+        raise
+    with contextlib.suppress(OSError):
+        file.truncate(0)
+        file.write(str(os.getpid()))
+        file.flush()
+    return HomeLock(path, file)
 
 
 def _queue(settings: Settings) -> Queue:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,8 +55,8 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-@pytest.fixture
-def server(home: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+@contextlib.contextmanager
+def _serve(home: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = _free_port()
     proc = subprocess.Popen(
         [EMBER, "server", "--port", str(port), "--home", str(home)],
@@ -67,12 +70,27 @@ def server(home: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         except httpx.HTTPError:
             time.sleep(0.05)
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-    yield proc, url
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(timeout=15)
-    if proc.stdout:
-        proc.stdout.close()
+    try:
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=15)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+@pytest.fixture
+def server(home: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    with _serve(home) as running:
+        yield running
+
+
+def _create(url: str, name: str) -> None:
+    source = "import os\n\ndef handler(event, context):\n    return os.getpid()\n"
+    code = {"zip": base64.b64encode(make_zip({"main.py": source})).decode()}
+    created = httpx.post(f"{url}/functions", json={"name": name, "code": code})
+    assert created.status_code == 201, created.text
 
 
 def test_sigkill_of_the_server_leaves_no_instance(
@@ -117,3 +135,43 @@ def test_sigterm_stops_cleanly(server: tuple[subprocess.Popen[bytes], str]) -> N
     output = proc.stdout.read().decode() if proc.stdout else ""
     assert "Application shutdown complete" in output, output
     assert not [p for p in helpers if _alive(p)]
+
+
+def test_a_second_server_on_the_same_home_is_refused(
+    server: tuple[subprocess.Popen[bytes], str], home: Path,
+) -> None:
+    proc, url = server
+    port = url.rsplit(":", 1)[1]
+    # Even on the same port (so that it could not have served anyway), the second server
+    # must leave the first one's home alone.
+    second = subprocess.run(
+        [EMBER, "server", "--port", port, "--home", str(home)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert second.returncode != 0
+    assert "another Ember server" in second.stderr, second.stderr
+    assert f"pid {proc.pid}" in second.stderr, second.stderr
+    assert "--home" in second.stderr
+    assert httpx.get(f"{url}/healthz").status_code == 200
+    # Two cold starts: the first may take the spare prepared before; the second needs a
+    # new instance to connect to the first server's socket.
+    for name in ("one", "two"):
+        _create(url, name)
+        answer = httpx.post(f"{url}/functions/{name}/invoke", json={}, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+
+def test_healthz_fails_when_instances_cannot_connect() -> None:
+    # A short home: the instance socket lives in it (long paths move it to a temp dir).
+    home = Path(tempfile.mkdtemp(prefix="ember-"))
+    try:
+        with _serve(home) as (_, url):
+            assert httpx.get(f"{url}/healthz").status_code == 200
+            (home / "run" / "instances.sock").unlink()
+            answer = httpx.get(f"{url}/healthz")
+            assert answer.status_code == 503, answer.text
+            error = answer.json()["error"]
+            assert error["code"] == "ServiceUnavailable"
+            assert "instance socket" in error["message"], error
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -13,6 +13,7 @@ import ember
 from ember.api import builds, errors, functions, invoke, layers, tasks, triggers
 from ember.api.limits import BodyLimit
 from ember.api.schemas import ErrorBody, Health
+from ember.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     from ember.bootstrap import Services
@@ -52,8 +53,13 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(layers.router)
     app.include_router(builds.router)
 
-    @app.get("/healthz", response_model=Health, tags=["system"])
+    @app.get("/healthz", response_model=Health, tags=["system"],
+             responses={503: {"model": ErrorBody}})
     async def healthz() -> Health:
+        """``ok``, or 503 ``ServiceUnavailable`` saying why invocations cannot run."""
+        problem = services.problem()
+        if problem is not None:
+            raise ServiceUnavailable(problem)
         return Health(status="ok", version=ember.__version__)
 
     limits = services.limits

@@ -31,7 +31,7 @@ def server(
     from pydantic import ValidationError
 
     from ember.api import create_app
-    from ember.bootstrap import build
+    from ember.bootstrap import build, lock_home
     from ember.control.validation import field_errors, invalid_spec
     from ember.settings import Settings
 
@@ -41,5 +41,11 @@ def server(
             settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
         except ValidationError as exc:
             raise invalid_spec(field_errors(exc.errors())) from exc
+        # Before anything in the home is touched: a second server on it would remove the
+        # first one's instance socket.
+        home_lock = lock_home(settings.home)
         app = create_app(build(settings))
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    finally:
+        home_lock.release()

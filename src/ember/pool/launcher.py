@@ -52,6 +52,9 @@ INHERITED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "
 # AF_UNIX paths are limited to 108 bytes; past this the sockets go to a short temp dir.
 _MAX_SOCKET_PATH = 100
 _HELLO_TIMEOUT_S = 5.0
+# Cold starts failing in a row before any user code ran (no sandbox, no process, no
+# connection) after which the launcher reports that instances cannot start.
+FAILED_STARTS_UNHEALTHY = 3
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 # The limit a spare waits under until a function takes it and sets its own: the largest a
@@ -132,6 +135,9 @@ class Launcher:
         self._refilling: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._unclaimed: set[asyncio.StreamWriter] = set()
+        self._socket_id: tuple[int, int] | None = None
+        self._failed_starts = 0
+        self._last_start_error = ""
 
     @property
     def instances(self) -> list[Instance]:
@@ -162,9 +168,30 @@ class Launcher:
             self.socket_path.unlink()
         self._server = await asyncio.start_unix_server(self._on_connect, path=str(self.socket_path))
         os.chmod(self.socket_path, 0o600)
+        bound = os.stat(self.socket_path)
+        self._socket_id = (bound.st_dev, bound.st_ino)
         if self.use_zygote:
             await self._ensure_zygote()
         self._refill_spares()
+
+    def problem(self) -> str | None:
+        """Why instances cannot start now, or None: the launcher is closed, its socket was
+        removed or replaced (instances could not connect), or the last
+        ``FAILED_STARTS_UNHEALTHY`` starts failed before any user code ran."""
+        if self._closed or self._socket_id is None:
+            return "the launcher is not running"
+        try:
+            found = os.stat(self.socket_path)
+        except OSError:
+            return (f"the instance socket {self.socket_path} is gone (removed by another "
+                    "process?): no instance can connect; restart the server")
+        if (found.st_dev, found.st_ino) != self._socket_id:
+            return (f"the instance socket {self.socket_path} was replaced by another "
+                    "process: no instance can connect; restart the server")
+        if self._failed_starts >= FAILED_STARTS_UNHEALTHY:
+            return (f"the last {self._failed_starts} instance starts failed before any "
+                    f"function code ran: {self._last_start_error}")
+        return None
 
     async def launch(
         self,
@@ -229,7 +256,9 @@ class Launcher:
         try:
             sandbox = self.sandboxes.create(instance_id, limits)
         except OSError as exc:
-            raise EmberError(f"cannot create the sandbox of an instance: {exc}") from exc
+            self._failed_starts += 1
+            self._last_start_error = f"cannot create the sandbox of an instance: {exc}"
+            raise EmberError(self._last_start_error) from exc
         process: ProcessHandle | None = None
         try:
             hello: asyncio.Future[tuple[int, Stream]] = asyncio.get_running_loop().create_future()
@@ -251,14 +280,18 @@ class Launcher:
                 raise EmberError(
                     f"cannot put instance {instance_id} in its sandbox: {exc}"
                 ) from exc
-        except BaseException:
+        except BaseException as exc:
             if hello.done() and not hello.cancelled():
                 hello.result()[1][1].close()  # connected, then given up on
             if process is not None:
                 process.kill()
                 await process.wait()
             _close_sandbox(sandbox)
+            if isinstance(exc, Exception) and not isinstance(exc, ServiceUnavailable):
+                self._failed_starts += 1
+                self._last_start_error = str(exc)
             raise
+        self._failed_starts = 0
         return _Prepared(instance_id, process, sandbox, reader, writer)
 
     # -- spares --------------------------------------------------------------------------
