@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,14 +13,40 @@ from starlette.exceptions import HTTPException
 
 from ember.control.validation import field_errors, invalid_spec
 from ember.errors import EmberError, InvalidRequest, NotFound
+from ember.ids import new_id
 
 log = logging.getLogger(__name__)
+
+# A request id a client sent is kept when it is a plain token (it goes into the log line).
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def error_response(err: EmberError) -> JSONResponse:
     return JSONResponse(
         {"error": err.to_dict()}, status_code=err.http_status, headers=err.headers or None
     )
+
+
+def unexpected_response(
+    exc: BaseException, method: str, path: str, headers: Iterable[tuple[bytes, bytes]]
+) -> JSONResponse:
+    """The answer to an error that is not an EmberError: a bug or a failure of the server.
+    Its text may hold paths, SQL or secrets, so it goes to the log under a request id (the
+    request's own ``X-Ember-Request-Id`` when it sent one, else a new one) and the client
+    gets that id, in the details and in the header, and a generic message."""
+    request_id = None
+    for name, value in headers:
+        if name.lower() == b"x-ember-request-id":
+            text = value.decode("latin-1")
+            request_id = text if _REQUEST_ID_RE.match(text) else None
+    request_id = request_id or new_id()
+    log.error("unexpected error on %s %s, request %s", method, path, request_id, exc_info=exc)
+    err = EmberError(
+        f"internal error: the server's log has the details under request id {request_id}",
+        {"request_id": request_id},
+    )
+    err.headers["X-Ember-Request-Id"] = request_id
+    return error_response(err)
 
 
 def install(app: FastAPI) -> None:
@@ -45,5 +73,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(EmberError(f"internal error: {type(exc).__name__}: {exc}"))
+        return unexpected_response(exc, request.method, request.url.path, request.scope["headers"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qs
@@ -13,7 +12,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ember.api.errors import error_response
+from ember.api.errors import error_response, unexpected_response
 from ember.api.schemas import AcceptedOut, TaskOut
 from ember.api.triggers import direct_http_target, serve_direct_http, serve_http_trigger
 from ember.errors import EmberError, InvalidSpec
@@ -21,8 +20,6 @@ from ember.observability.logs import LogRecord
 
 if TYPE_CHECKING:
     from ember.bootstrap import Services
-
-log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["invocation"])
 
@@ -141,8 +138,7 @@ class InvokeFastPath:
         except EmberError as err:
             response = error_response(err)
         except Exception as exc:
-            log.exception("serving %s", scope["path"])
-            response = error_response(EmberError(f"internal error: {type(exc).__name__}: {exc}"))
+            response = unexpected_response(exc, scope["method"], scope["path"], scope["headers"])
         await response(scope, receive, send)
 
     async def _invoke(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
@@ -163,8 +159,7 @@ class InvokeFastPath:
         except EmberError as err:
             response = error_response(err)
         except Exception as exc:
-            log.exception("invoking %s", name)
-            response = error_response(EmberError(f"internal error: {type(exc).__name__}: {exc}"))
+            response = unexpected_response(exc, scope["method"], scope["path"], scope["headers"])
         await response(scope, receive, send)
 
 
