@@ -1,5 +1,6 @@
 """Nothing accepted is lost: 2,000 async events, the server killed with SIGKILL mid-run and
-started again on the same data — every event completes."""
+started again on the same data — every event completes, and those whose attempt the kill
+cut short run again as attempt 2."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import base64
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import Counter
@@ -50,11 +52,25 @@ def _start(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     raise AssertionError("the server did not start")
 
 
-def _lines(out: Path) -> list[str]:
+def _runs(out: Path) -> list[tuple[str, int]]:
+    """(request id, context.attempt) of every run the recorder wrote down."""
     try:
-        return [line.split()[0] for line in out.read_text().splitlines() if line.strip()]
+        text = out.read_text()
     except FileNotFoundError:
         return []
+    return [(line.split()[0], int(line.split()[1])) for line in text.splitlines()
+            if len(line.split()) == 2]
+
+
+def _lines(out: Path) -> list[str]:
+    return [request_id for request_id, _ in _runs(out)]
+
+
+def _leased(home: Path) -> set[str]:
+    """Events the killed server held: claimed, never acknowledged nor put back."""
+    with sqlite3.connect(home / "queue.db") as conn:
+        return {row[0] for row in conn.execute(
+            "SELECT id FROM events WHERE lease_token IS NOT NULL")}
 
 
 async def _submit_all(url: str) -> list[str]:
@@ -116,6 +132,8 @@ def test_sigkill_mid_run_loses_no_event(home: Path, tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    cut_short = _leased(home)
+    assert cut_short, "the kill found no event running: no redelivery was tested"
 
     proc = _start(home, port, log)
     try:
@@ -136,6 +154,19 @@ def test_sigkill_mid_run_loses_no_event(home: Path, tmp_path: Path) -> None:
             time.sleep(0.1)
             statuses = _statuses(url)
         assert statuses == Counter({"succeeded": EVENTS}), statuses
+        # A redelivery is a new attempt: the handler and the task say so.
+        attempts: dict[str, list[int]] = {}
+        for request_id, attempt in _runs(out):
+            attempts.setdefault(request_id, []).append(attempt)
+        for request_id in cut_short:
+            assert max(attempts[request_id]) >= 2, (request_id, attempts[request_id])
+            task = httpx.get(f"{url}/tasks/{request_id}").json()
+            assert task["attempts"] >= 2, task
+            assert task["history"][0]["outcome"] == "interrupted", task
+            assert task["history"][-1] == task["history"][-1] | {
+                "attempt": task["attempts"], "outcome": "success"}, task
+        for request_id, seen in attempts.items():
+            assert seen == sorted(set(seen)), (request_id, seen)  # no attempt ran twice
     finally:
         proc.terminate()
         proc.wait(timeout=30)

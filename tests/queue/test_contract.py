@@ -165,12 +165,35 @@ def test_leased_event_is_claimed_again_only_after_its_lease(with_queue: WithQueu
         ev = event()
         await submit(queue, ev)
         first = await claim_one(queue, now=T0, lease_s=30)
+        assert not first.redelivered
         assert await queue.claim(10, 30, now=T0 + 29) == []
-        # At least once: the holder vanished, so the event comes back, same attempt.
+        # At least once: the holder vanished, so the event comes back as a new attempt.
         again = await claim_one(queue, now=T0 + 31)
-        assert again.event == ev
-        assert again.event.attempt == 0
+        assert again.event == replace(ev, attempt=1)
+        assert again.redelivered
         assert again.token != first.token
+
+    with_queue(scenario)
+
+
+def test_every_redelivery_is_a_new_attempt(with_queue: WithQueue) -> None:
+    async def scenario(queue: Queue) -> None:
+        task = await submit(queue, event())
+        first = await claim_one(queue, now=T0, lease_s=10)
+        task.attempts = 1
+        await queue.retry(first, task, delay_s=0, now=T0 + 1)  # attempt 1 ended: an error
+        second = await claim_one(queue, now=T0 + 1, lease_s=10)
+        assert (second.event.attempt, second.redelivered) == (1, False)
+        third = await claim_one(queue, now=T0 + 12, lease_s=10)   # second's lease ran out
+        assert (third.event.attempt, third.redelivered) == (2, True)
+        fourth = await claim_one(queue, now=T0 + 23, lease_s=10)  # and third's
+        assert (fourth.event.attempt, fourth.redelivered) == (3, True)
+        # Put back, the event keeps what it counted; the next claim is no redelivery.
+        await queue.postpone(fourth, delay_s=0, now=T0 + 24)
+        fifth = await claim_one(queue, now=T0 + 24)
+        assert (fifth.event.attempt, fifth.redelivered) == (3, False)
+        await queue.retry(fifth, task, delay_s=0, now=T0 + 25)
+        assert (await claim_one(queue, now=T0 + 25)).event.attempt == 4
 
     with_queue(scenario)
 
@@ -348,9 +371,10 @@ def test_a_stale_delivery_does_not_clobber_the_newer_claim(with_queue: WithQueue
         figures = await queue.figures(now=T0 + 22)
         assert (figures.depth, figures.leased, figures.dead_letters) == (1, 1, 0)
         assert await queue.claim(10, 30, now=T0 + 22) == []
-        # The stale extend did not stretch the lease, nor did the stale retry count.
+        # The stale extend did not stretch the lease, nor did the stale retry count: only
+        # the two redeliveries did.
         again = await claim_one(queue, now=T0 + 51)
-        assert again.event.attempt == 0
+        assert again.event.attempt == 2
 
         await queue.ack(again, late)
         assert (await queue.get_task(task.id)).status == "succeeded"
@@ -561,7 +585,8 @@ def test_a_restart_keeps_everything_and_frees_expired_leases(with_queue: WithQue
         assert (figures.depth, figures.leased, figures.dead_letters) == (2, 1, 1)
         assert ids(await queue.claim(10, 30, now=T0 + 10)) == [events[2].id]
         again = await claim_one(queue, now=T0 + 36)
-        assert again.event == events[0]
+        assert again.event == replace(events[0], attempt=1)
+        assert again.redelivered
 
     with_queue(before)
     with_queue(after)

@@ -31,7 +31,8 @@ class Attempt:
     attempt: int
     started_at: float
     finished_at: float
-    outcome: str                    # "success", "error", "system_error", "stopped"
+    outcome: str                    # "success", "error", "system_error", "stopped",
+                                    # "interrupted" (its lease ran out before it ended)
     version: str | None = None
     error_code: str | None = None
     message: str | None = None

@@ -118,7 +118,9 @@ return {0}
 """
 
 # ARGV: prefix, now, lease_until, limit, consumer, n skipped, skipped functions…
-# Returns a flat list: function, token, event body, function, token, event body, …
+# Returns a flat list: function, token, event body, redeliveries, function, token, … where
+# redeliveries counts the claims of this entry whose lease ran out (Redis's delivery count
+# less one): attempts cut short, which the caller adds to the body's attempt.
 _CLAIM = """
 -- Times stay the strings Python sent: Lua would print numbers with 14 digits only.
 local now, lease_until, limit, consumer = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
@@ -190,13 +192,21 @@ local function take(q)
     return
   end
   local entry = got[1][1]
-  if not q.was_leased then q.last = entry end
+  local redeliveries = 0
+  if q.was_leased then
+    -- XCLAIM counted this delivery in the entry's pending record.
+    local pending = redis.call('XPENDING', q.stream, GROUP, entry, entry, 1)
+    if #pending > 0 then redeliveries = tonumber(pending[1][4]) - 1 end
+  else
+    q.last = entry
+  end
   local token = string.format('%s/%d', entry, redis.call('INCR', k('seq')))
   redis.call('ZADD', k('lease', q.fn), lease_until, entry)
   redis.call('HSET', k('token', q.fn), entry, token)
   table.insert(out, q.fn)
   table.insert(out, token)
   table.insert(out, field(got[1][2], 'event'))
+  table.insert(out, redeliveries)
   taken = taken + 1
 end
 

@@ -6,7 +6,9 @@ the event together). Implementations: ``embedded.py`` (SQLite in $EMBER_HOME) an
 ``redis.py`` (Redis streams with consumer groups).
 
 Delivery is at least once: a claimed event is leased; if the lease runs out before it is
-acknowledged (the server died), the event is delivered again with the same ``attempt``.
+acknowledged (the server died), the event is delivered again as a new attempt: ``attempt``
+one higher and ``Delivery.redelivered`` set, so that the handler's ``context.attempt`` and
+the task's attempts count the run that was cut short.
 
 Stale deliveries: ``extend``, ``ack``, ``retry``, ``postpone`` and ``dead_letter`` with a
 delivery whose event has since been claimed again (its lease ran out and another claim took
@@ -26,10 +28,13 @@ from ember.store.base import Page
 
 @dataclass(frozen=True)
 class Delivery:
-    """A claimed event and the backend's token for its lease."""
+    """A claimed event and the backend's token for its lease. ``redelivered``: the event
+    was leased before and its lease ran out (that attempt never ended), so this claim counted
+    it (``event.attempt`` is one higher than before that claim)."""
 
     event: Event
     token: str
+    redelivered: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,8 @@ class Queue(Protocol):
         """Lease up to ``limit`` events that are due (past their retry delay) and not leased
         (or whose lease ran out), skipping functions in ``paused`` and ``busy``; oldest
         (by the time they became due) first, and when several functions have events,
-        spread across them."""
+        spread across them. An event whose lease ran out comes back with ``attempt`` + 1
+        and ``redelivered`` set."""
         ...
 
     async def extend(self, delivery: Delivery, lease_s: float, *, now: float) -> None:

@@ -8,6 +8,9 @@ inside that thread's transaction, which is what makes it atomic.
 Leases: a claim writes a fresh random ``lease_token`` and ``lease_until`` on the event row. An
 event is claimable when it is due and ``lease_until`` is unset or in the past, so an event
 whose holder died (even across a restart) is delivered again once its lease has run out.
+A row that still carries a token when it is claimed was leased before and never settled
+(``retry`` and ``postpone`` clear the token): that claim is a redelivery and counts the
+attempt that was cut short.
 ``extend``, ``ack``, ``retry``, ``postpone`` and ``dead_letter`` apply only while the row
 still carries the delivery's token: after a lease ran out and another claim took the event,
 the old holder's calls do nothing at all (neither the event nor the task is written), so a
@@ -123,7 +126,7 @@ WITH RECURSIVE f(name) AS (
 SELECT name FROM f WHERE name IS NOT NULL
 """
 _READY = """
-SELECT seq, due_at FROM events
+SELECT seq, due_at, lease_token IS NOT NULL FROM events
 WHERE function = ? AND due_at <= ? AND (lease_until IS NULL OR lease_until < ?)
 ORDER BY due_at, seq LIMIT ?
 """
@@ -270,22 +273,23 @@ class EmbeddedQueue:
         skip = paused | busy
 
         def work(conn: sqlite3.Connection) -> list[Delivery]:
-            ranked: list[tuple[int, float, int]] = []
+            ranked: list[tuple[int, float, int, bool]] = []
             for (function,) in conn.execute(_FUNCTIONS_WITH_EVENTS).fetchall():
                 if function in skip:
                     continue
                 ready = conn.execute(_READY, (function, now, now, limit)).fetchall()
-                ranked.extend((rank, due_at, seq) for rank, (seq, due_at) in enumerate(ready))
+                ranked.extend((rank, due_at, seq, bool(was_leased))
+                              for rank, (seq, due_at, was_leased) in enumerate(ready))
             ranked.sort()
             deliveries = []
-            for _, _, seq in ranked[:limit]:
+            for _, _, seq, redelivered in ranked[:limit]:
                 token = secrets.token_hex(16)
                 row = conn.execute(
-                    f"UPDATE events SET lease_token = ?, lease_until = ? WHERE seq = ? "
-                    f"RETURNING {_EVENT_COLUMNS}",
-                    (token, now + lease_s, seq),
+                    "UPDATE events SET lease_token = ?, lease_until = ?, attempt = attempt + ? "
+                    f"WHERE seq = ? RETURNING {_EVENT_COLUMNS}",
+                    (token, now + lease_s, int(redelivered), seq),
                 ).fetchone()
-                deliveries.append(Delivery(_event_from(row), token))
+                deliveries.append(Delivery(_event_from(row), token, redelivered))
             return deliveries
 
         return await self._db.write(work)

@@ -24,6 +24,8 @@ Time: every deadline (lease, retry delay, dedup window) is kept in the caller's 
 and compared inside the scripts, never against the server's clock, so the queue behaves
 the same under a manual clock. Redis's own pending-entries list still shows which node
 holds which entry (the consumer is the host name), but a lease runs out by ``lease:{fn}``.
+Its delivery count tells how often an entry was claimed again after its lease ran out:
+each such claim is a new attempt, added to the ``attempt`` of the event's body.
 
 Entry ids come from one counter (``N-0``), so a claim can serve, in each round-robin round
 over the functions, the function whose next event is oldest first.
@@ -198,8 +200,13 @@ class RedisQueue:
         skipped = sorted(paused | busy)
         flat = await self._run("claim", now, now + lease_s, limit, self._consumer,
                                len(skipped), *skipped)
-        return [Delivery(event=_unpack_event(flat[i + 2]), token=flat[i + 1].decode())
-                for i in range(0, len(flat), 3)]
+        deliveries = []
+        for i in range(0, len(flat), 4):
+            event, redeliveries = _unpack_event(flat[i + 2]), int(flat[i + 3])
+            if redeliveries:  # leases that ran out: attempts that were cut short
+                event = dataclasses.replace(event, attempt=event.attempt + redeliveries)
+            deliveries.append(Delivery(event, flat[i + 1].decode(), redeliveries > 0))
+        return deliveries
 
     async def extend(self, delivery: Delivery, lease_s: float, *, now: float) -> None:
         """Move the lease's end to ``now + lease_s``; a stale token changes nothing."""

@@ -218,6 +218,8 @@ class AsyncInvoker:
         if task.stop_requested:
             await self._stopped(delivery)
             return
+        if delivery.redelivered:
+            await self._interrupted(delivery, task, now)
         if event.function in self._paused:
             await self.queue.postpone(delivery, delay_s=1.0, now=now)
             return
@@ -264,6 +266,20 @@ class AsyncInvoker:
                 return alias.async_config
             number = alias.version
         return self._functions.get_version(function, number).config.async_
+
+    async def _interrupted(self, delivery: Delivery, task: Task, now: float) -> None:
+        """The previous claim of this event never ended (its holder died, or stalled past
+        its lease): record that attempt, which the queue counted in ``event.attempt``."""
+        was_running = task.status == "running"
+        task.history.append(Attempt(
+            delivery.event.attempt, task.updated_at if was_running else now, now,
+            "interrupted", task.version if was_running else None, None,
+            "the attempt did not finish: its lease ran out (the server stopped or stalled)",
+        ))
+        task.status = "queued"
+        task.attempts = delivery.event.attempt
+        task.updated_at = now
+        await self.queue.save_task(task)
 
     async def _heartbeat(self, delivery: Delivery) -> None:
         while True:
