@@ -77,6 +77,18 @@ async def wait(ember: Ember, task_id: str, timeout: float = 20) -> dict[str, Any
         await asyncio.sleep(0.01)
 
 
+async def wait_for_state(ember: Ember, task_id: str, ready: Callable[[dict[str, Any]], bool],
+                         timeout: float = 20) -> dict[str, Any]:
+    """The task once ``ready`` holds for it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        task = dict((await ember.http.get(f"/tasks/{task_id}")).json())
+        if ready(task):
+            return task
+        assert asyncio.get_running_loop().time() < deadline, task
+        await asyncio.sleep(0.01)
+
+
 def test_async_invoke_runs_and_records_the_task(run_async: Run) -> None:
     async def scenario(ember: Ember) -> None:
         await ember.deploy("echo", ECHO)
@@ -215,22 +227,51 @@ def test_max_event_age_expires_events(run_async: Run) -> None:
 
 
 def test_system_errors_are_retried(run_async: Run) -> None:
-    crashy = """
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("echo", ECHO, **{"async": {"max_retries": 0}})
+        await ember.http.post("/functions/echo/disable")
+        await ember.settle()
+        accepted = await submit(ember, "echo", {"n": 1})
+        task = await wait_for_state(ember, accepted["request_id"],
+                                    lambda t: len(t["history"]) >= 2)
+        # max_retries counts function errors only: a disabled function is the platform's.
+        assert task["status"] in ("queued", "running")
+        assert {a["outcome"] for a in task["history"]} == {"system_error"}
+        assert task["history"][0]["error_code"] == "FunctionDisabled"
+        await ember.http.post("/functions/echo/enable")
+        done = await wait(ember, accepted["request_id"])
+        assert done["status"] == "succeeded"
+        assert done["result"]["value"]["attempt"] == done["attempts"] >= 3
+
+    run_async(scenario)
+
+
+CRASHER = """
 import os
 
 def handler(event, context):
-    if context.attempt == 1:
-        os._exit(7)
+    if context.attempt <= event["crashes"]:
+        os._exit(1)
     return context.attempt
 """
 
+
+def test_a_crash_the_event_causes_counts_against_max_retries(run_async: Run) -> None:
     async def scenario(ember: Ember) -> None:
-        await ember.deploy("crashy", crashy, **{"async": {"max_retries": 0}})
-        task = await wait(ember, (await submit(ember, "crashy"))["request_id"])
-        # max_retries counts function errors only: a crash is the platform's to retry.
-        assert task["status"] == "succeeded" and task["attempts"] == 2
-        assert task["history"][0]["outcome"] == "system_error"
-        assert task["history"][0]["error_code"] == "InstanceCrashed"
+        await ember.deploy("crashy", CRASHER, **{"async": {"max_retries": 2}})
+        failed = await wait(ember, (await submit(ember, "crashy", {"crashes": 99}))["request_id"])
+        assert failed["status"] == "failed" and failed["dead_lettered"] is True
+        assert failed["attempts"] == 3
+        assert [(a["outcome"], a["error_code"]) for a in failed["history"]] == [
+            ("error", "InstanceCrashed")] * 3
+        letter = (await ember.http.get(f"/dead-letters/{failed['id']}")).json()
+        assert letter["reason"]["condition"] == "RetriesExhausted"
+        assert letter["reason"]["code"] == "InstanceCrashed"
+
+        # Within max_retries, a crash is retried like any function error.
+        ok = await wait(ember, (await submit(ember, "crashy", {"crashes": 1}))["request_id"])
+        assert ok["status"] == "succeeded" and ok["result"] == {"value": 2}
+        assert [a["outcome"] for a in ok["history"]] == ["error", "success"]
 
     run_async(scenario)
 

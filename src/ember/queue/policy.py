@@ -1,5 +1,6 @@
-"""When a failed async attempt is tried again: function errors a bounded number of times,
-system errors with exponential backoff and full jitter until the event's maximum age."""
+"""When a failed async attempt is tried again: function errors (a crash the event caused
+among them) a bounded number of times, system errors with exponential backoff and jitter
+until the event's maximum age."""
 
 from __future__ import annotations
 
@@ -28,9 +29,17 @@ PERMANENT_ERRORS: tuple[type[EmberError], ...] = (
 )
 
 
-def kind_of(error: EmberError) -> str:
+def kind_of(error: EmberError, request_id: str | None = None) -> str:
     """``system``, ``permanent`` or ``function`` (the handler raised, timed out, ran out
-    of memory or failed to initialize)."""
+    of memory, failed to initialize, or crashed its instance while running the event).
+
+    An ``InstanceCrashed`` is the function's when it names ``request_id``: the instance
+    died with that request in flight, so the event crashed it (``os._exit``, a segfault)
+    and retrying it forever would crash it again. One that names no request — the instance
+    was gone before the event reached it, or failed to start — is the platform's."""
+    if (isinstance(error, InstanceCrashed) and request_id is not None
+            and error.details.get("request_id") == request_id):
+        return "function"
     if isinstance(error, SYSTEM_ERRORS):
         return "system"
     if isinstance(error, PERMANENT_ERRORS):

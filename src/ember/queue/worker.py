@@ -308,7 +308,7 @@ class AsyncInvoker:
                               config: AsyncConfig, started: float) -> None:
         event = delivery.event
         now = self._clock.time()
-        kind = kind_of(err)
+        kind = kind_of(err, event.id)
         task.history.append(Attempt(
             event.attempt + 1, started, now, "system_error" if kind == "system" else "error",
             err.headers.get("X-Ember-Version"), err.code, err.message,
