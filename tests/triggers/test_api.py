@@ -218,3 +218,37 @@ def test_deleting_a_function_stops_and_removes_its_triggers(run: Run) -> None:
         assert ember.services.supervisor.running() == []
 
     run(scenario, clock=clock)
+
+
+def test_an_alias_or_version_a_trigger_targets_cannot_be_deleted(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("app", "def handler(e, c):\n    return 'v1'\n")
+        await ember.http.post("/functions/app/versions")
+        await ember.update_code("app", "def handler(e, c):\n    return 'v2'\n")
+        await ember.http.post("/functions/app/versions")
+        await ember.http.put("/functions/app/aliases/live", json={"version": 2})
+        await trigger(ember, "site", "app", {"kind": "http", "path": "/site"}, qualifier="live")
+        await trigger(ember, "tick", "app", {"kind": "timer", "schedule": "rate(1 hour)"},
+                      qualifier="live")
+        await trigger(ember, "pinned", "app", {"kind": "http", "path": "/v1"}, qualifier="1")
+
+        refused = await ember.http.delete("/functions/app/aliases/live")
+        assert refused.status_code == 409, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "Conflict"
+        assert error["details"]["triggers"] == ["site", "tick"]
+        assert "site, tick" in error["message"]
+        assert (await ember.http.get("/functions/app/aliases/live")).status_code == 200
+        assert (await ember.http.get("/http/site")).text == "v2"
+
+        version = await ember.http.delete("/functions/app/versions/1")
+        assert version.status_code == 409, version.text
+        assert version.json()["error"]["details"]["triggers"] == ["pinned"]
+        assert (await ember.http.get("/http/v1")).text == "v1"
+
+        for name in ("site", "tick", "pinned"):
+            assert (await ember.http.delete(f"/triggers/{name}")).status_code == 200
+        assert (await ember.http.delete("/functions/app/aliases/live")).status_code == 200
+        assert (await ember.http.delete("/functions/app/versions/1")).status_code == 200
+
+    run(scenario)

@@ -20,6 +20,7 @@ from ember.model.function import (
     CodeRef,
     Function,
     FunctionConfig,
+    Qualifier,
     Version,
     check_name,
 )
@@ -81,6 +82,7 @@ class FunctionService:
         self._builds = builds
         self._listeners: list[Callable[[str], None]] = []
         self._delete_listeners: list[Callable[[str], None]] = []
+        self._target_guards: list[Callable[[str, Qualifier], None]] = []
 
     def on_change(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(function_name)`` after every change to a function, its versions
@@ -91,6 +93,15 @@ class FunctionService:
         """Call ``listener(function_name)`` after a function is deleted, so that what is
         kept about it elsewhere (logs, statistics) goes with it."""
         self._delete_listeners.append(listener)
+
+    def guard_targets(self, guard: Callable[[str, Qualifier], None]) -> None:
+        """Call ``guard(function_name, qualifier)`` before a version or an alias is
+        deleted; the guard raises Conflict to refuse (a trigger targets it)."""
+        self._target_guards.append(guard)
+
+    def _check_unused(self, name: str, qualifier: Qualifier) -> None:
+        for guard in self._target_guards:
+            guard(name, qualifier)
 
     def _changed(self, name: str) -> None:
         for listener in self._listeners:
@@ -261,6 +272,8 @@ class FunctionService:
         return self._store.list_versions(name)
 
     def delete_version(self, name: str, number: int) -> Version:
+        """Raises Conflict while an alias holds the version or a trigger targets it."""
+        self._check_unused(name, Qualifier("version", str(number), number))
         deleted = self._store.delete_version(name, number)
         self._collect(deleted.code.sha256)
         self._changed(name)
@@ -312,6 +325,8 @@ class FunctionService:
         return self._store.list_aliases(name)
 
     def delete_alias(self, name: str, alias: str) -> Alias:
+        """Raises Conflict while a trigger targets the alias."""
+        self._check_unused(name, Qualifier("alias", alias))
         deleted = self._store.delete_alias(name, alias)
         self._changed(name)
         return deleted

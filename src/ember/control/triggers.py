@@ -36,6 +36,7 @@ class TriggerService:
         self._listeners: list[Callable[[str], None]] = []
         self._deleted_listeners: list[Callable[[str], None]] = []
         functions.on_delete(self._function_deleted)
+        functions.guard_targets(self._refuse_targeted)
 
     def on_change(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(trigger_name)`` after every change (from any thread)."""
@@ -55,6 +56,20 @@ class TriggerService:
         self._store.delete_function(function)
         for listener in self._deleted_listeners:
             listener(function)
+
+    def _refuse_targeted(self, function: str, qualifier: Qualifier) -> None:
+        """Raise Conflict when triggers target ``qualifier`` (a version or an alias) of
+        ``function``, naming them: deleting it would leave them pointing at nothing."""
+        holders = [t.name for t in self._store.list(function=function)
+                   if _same_target(t.qualifier, qualifier)]
+        if holders:
+            what = (f"version {qualifier.version}" if qualifier.kind == "version"
+                    else f"alias {qualifier.value!r}")
+            raise Conflict(
+                f"{what} of {function!r} is the target of trigger(s) {', '.join(holders)}: "
+                "point them at another qualifier or delete them first",
+                {"function": function, "qualifier": qualifier.value, "triggers": holders},
+            )
 
     def create(self, name: str, spec: dict[str, Any]) -> Trigger:
         """Create a trigger from ``{"function", "qualifier", "source", "description"}``.
@@ -141,3 +156,14 @@ class TriggerService:
         self._changed(name)
         return deleted
 
+
+
+def _same_target(text: str, qualifier: Qualifier) -> bool:
+    try:
+        parsed = Qualifier.parse(text)
+    except ValueError:
+        return False
+    return parsed.kind == qualifier.kind and (
+        parsed.version == qualifier.version if parsed.kind == "version"
+        else parsed.value == qualifier.value
+    )
