@@ -22,7 +22,8 @@ from ember.api.schemas import (
     VersionOut,
 )
 from ember.control import FunctionService
-from ember.errors import InvalidSpec
+from ember.errors import InvalidSpec, VersionNotFound
+from ember.model.function import MAX_VERSION
 
 router = APIRouter(tags=["functions"])
 
@@ -96,9 +97,22 @@ def download_code(name: str, request: Request, qualifier: str = "latest") -> Res
 
 
 def _version_number(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise InvalidSpec(f"{text!r} is not a version number", {"field": "qualifier"})
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_VERSION:
+        raise InvalidSpec(
+            f"{text!r} is not a version number: versions go from 1 to {MAX_VERSION}",
+            {"field": "qualifier"},
+        )
     return int(text)
+
+
+def _stored_version(service: FunctionService, name: str, number: int) -> int:
+    """``number`` when a version could have it; beyond the store's range no version does."""
+    if not 1 <= number <= MAX_VERSION:
+        service.get(name)  # FunctionNotFound first, as for any other version
+        raise VersionNotFound(
+            f"function {name!r} has no version {number}", {"function": name, "version": number}
+        )
+    return number
 
 
 @router.delete("/functions/{name}", response_model=FunctionOut)
@@ -141,13 +155,15 @@ def list_versions(name: str, request: Request) -> VersionList:
 
 @router.get("/functions/{name}/versions/{number}", response_model=VersionOut)
 def get_version(name: str, number: int, request: Request) -> VersionOut:
-    return VersionOut.of(_service(request).get_version(name, number))
+    service = _service(request)
+    return VersionOut.of(service.get_version(name, _stored_version(service, name, number)))
 
 
 @router.delete("/functions/{name}/versions/{number}", response_model=VersionOut)
 def delete_version(name: str, number: int, request: Request) -> VersionOut:
     """Delete one version; refused while an alias points at it."""
-    return VersionOut.of(_service(request).delete_version(name, number))
+    service = _service(request)
+    return VersionOut.of(service.delete_version(name, _stored_version(service, name, number)))
 
 
 @router.put("/functions/{name}/aliases/{alias}", response_model=AliasOut)

@@ -187,8 +187,10 @@ def get_logs(
     services.functions.get(name)
     after = None
     if cursor is not None:
-        if not cursor.isdigit():
-            raise InvalidSpec("cursor is not valid", {"field": "cursor"})
+        # Log ids are SQLite integers: a cursor beyond their range is no cursor of ours.
+        if not (cursor.isascii() and cursor.isdigit()) or int(cursor) >= 2**63:
+            raise InvalidSpec("cursor is not valid: pass the next_cursor of a previous page",
+                              {"field": "cursor"})
         after = int(cursor)
     services.logs.flush()
     records = services.logs.query(

@@ -13,6 +13,8 @@ from ember.api.schemas import (
     LayerVersionOut,
 )
 from ember.control.layers import LayerService
+from ember.errors import LayerNotFound
+from ember.model.function import MAX_VERSION
 
 router = APIRouter(tags=["layers"])
 
@@ -51,11 +53,25 @@ def list_layer_versions(name: str, request: Request) -> LayerVersionList:
 
 @router.get("/layers/{name}/versions/{number}", response_model=LayerVersionOut)
 def get_layer_version(name: str, number: int, request: Request) -> LayerVersionOut:
-    return LayerVersionOut.of(_service(request).get_version(name, number))
+    service = _service(request)
+    return LayerVersionOut.of(service.get_version(name, _stored_version(service, name, number)))
 
 
 @router.delete("/layers/{name}/versions/{number}", response_model=LayerVersionOut)
 def delete_layer_version(name: str, number: int, request: Request) -> LayerVersionOut:
     """Delete one version; refused (Conflict) while a function's latest or one of its
     versions uses it."""
-    return LayerVersionOut.of(_service(request).delete_version(name, number))
+    service = _service(request)
+    return LayerVersionOut.of(
+        service.delete_version(name, _stored_version(service, name, number))
+    )
+
+
+def _stored_version(service: LayerService, name: str, number: int) -> int:
+    """``number`` when a version could have it; beyond the store's range no version does."""
+    if not 1 <= number <= MAX_VERSION:
+        service.list_versions(name)  # LayerNotFound for a layer that does not exist
+        raise LayerNotFound(
+            f"layer {name!r} has no version {number}", {"layer": name, "version": number}
+        )
+    return number

@@ -12,7 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ember.errors import InvalidCode
 from ember.model.build import Build
-from ember.model.function import Alias, AsyncConfig, Function, FunctionConfig, Version
+from ember.model.function import (
+    MAX_VERSION,
+    Alias,
+    AsyncConfig,
+    Function,
+    FunctionConfig,
+    Version,
+)
 from ember.model.invocation import DeadLetter, Task
 from ember.model.layer import Layer, LayerVersion
 from ember.model.trigger import Source
@@ -70,8 +77,8 @@ class PublishIn(_In):
 class AliasIn(_In):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    version: int = Field(ge=1)
-    additional_version: int | None = Field(default=None, ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
+    additional_version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
     weight: float | None = Field(default=None, gt=0, lt=1)
     description: str = Field(default="", max_length=256)
     async_: AsyncConfig | None = Field(

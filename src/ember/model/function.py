@@ -26,6 +26,9 @@ LAYER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}(:[1-9][0-9]*)?$")
 RESERVED_ALIASES = frozenset({"latest"})
 RESERVED_ENV_PREFIX = "EMBER_"
 MAX_TIMEOUT_S = 900.0
+# Versions of functions and layers are numbered from 1 up to the largest value of the
+# store's integer column (PostgreSQL ``integer``).
+MAX_VERSION = 2**31 - 1
 MAX_ENVIRONMENT_BYTES = 4096
 
 
@@ -164,6 +167,9 @@ class FunctionConfig(_Strict):
         for layer in value:
             if not LAYER_RE.match(layer):
                 raise ValueError(f"layer {layer!r} is invalid: use 'name' or 'name:version'")
+            _, _, number = layer.partition(":")
+            if number and int(number) > MAX_VERSION:
+                raise ValueError(f"layer {layer!r}: versions go from 1 to {MAX_VERSION}")
         return value
 
     @field_validator("tags")
@@ -290,8 +296,10 @@ class Qualifier:
             return cls("latest")
         if text.isdigit():
             number = int(text)
-            if number < 1:
-                raise ValueError(f"version {text!r} is invalid: versions start at 1")
+            if number < 1 or number > MAX_VERSION:
+                raise ValueError(
+                    f"version {text!r} is invalid: versions go from 1 to {MAX_VERSION}"
+                )
             return cls("version", text, number)
         check_name("alias", text)
         return cls("alias", text)

@@ -197,6 +197,8 @@ def _decode_cursor(cursor: str) -> tuple[float, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, seq = json.loads(raw)
+        if not 0 <= int(seq) < 2**63:  # a row id of SQLite: beyond its range is no cursor
+            raise ValueError(seq)
         return float(at), int(seq)
     except (ValueError, TypeError, binascii.Error) as exc:
         raise InvalidRequest("cursor is not valid: pass the next_cursor of a previous page",
