@@ -202,7 +202,7 @@ def test_stats_shows_summary_queue_and_minutes(served: dict[str, Any]) -> None:
     assert "duration p50 / p90 / p99" in result.stdout and "1.50 ms" in result.stdout
     assert "queue depth (running, delayed)" in result.stdout and "2 (1, 0)" in result.stdout
     assert "oldest queued event" in result.stdout and "3.2 s" in result.stdout
-    assert "MINUTE" in result.stdout and "2026-11-25 09:46:40" in result.stdout
+    assert "MINUTE" in result.stdout and "2026-11-25T09:46:40Z" in result.stdout
 
 
 def test_delete_asks_on_a_terminal(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:

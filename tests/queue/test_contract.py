@@ -198,16 +198,45 @@ def test_every_redelivery_is_a_new_attempt(with_queue: WithQueue) -> None:
     with_queue(scenario)
 
 
-def test_claim_skips_paused_and_busy_functions(with_queue: WithQueue) -> None:
+def test_claim_skips_paused_and_full_functions(with_queue: WithQueue) -> None:
     async def scenario(queue: Queue) -> None:
         a, b, c = event("a"), event("b"), event("c")
         for ev in (a, b, c):
             await submit(queue, ev)
-        got = await queue.claim(10, 30, now=T0, paused=frozenset({"a"}),
-                                busy=frozenset({"b"}))
+        got = await queue.claim(10, 30, now=T0, paused=frozenset({"a"}), limits={"b": 0})
         assert ids(got) == [c.id]
         rest = await queue.claim(10, 30, now=T0)
         assert sorted(ids(rest)) == sorted([a.id, b.id])
+
+    with_queue(scenario)
+
+
+def test_claim_caps_the_events_of_a_function_leased_at_once(with_queue: WithQueue) -> None:
+    async def scenario(queue: Queue) -> None:
+        capped = [event("a", at=T0 + i) for i in range(5)]
+        free = [event("b", at=T0 + 5 + i) for i in range(3)]
+        for ev in capped + free:
+            await submit(queue, ev)
+        limits = {"a": 2}
+        # One claim takes no more than the cap, however many it may take in all.
+        first = await queue.claim(10, 30, now=T0 + 10, limits=limits)
+        assert sorted(ids(first)) == sorted(ev.id for ev in capped[:2] + free)
+        # The live leases count, whoever holds them.
+        assert await queue.claim(10, 30, now=T0 + 10, limits=limits) == []
+        done = first[0]
+        await queue.ack(done, await queue.get_task(done.event.id))
+        assert ids(await queue.claim(10, 30, now=T0 + 11, limits=limits)) == [capped[2].id]
+        assert await queue.claim(10, 30, now=T0 + 11, limits=limits) == []
+        # A retry releases its lease; a raised cap takes more at once.
+        (held,) = [d for d in first if d.event.id == capped[1].id]
+        await queue.retry(held, await queue.get_task(held.event.id), delay_s=0, now=T0 + 12)
+        again = await queue.claim(10, 30, now=T0 + 12, limits={"a": 4})
+        # Live leases: capped[2]; the cap of 4 leaves room for 3 of the 3 waiting.
+        assert sorted(ids(again)) == sorted(ev.id for ev in (capped[1], capped[3], capped[4]))
+        # Leases that ran out no longer count: their events are claimable again, capped.
+        late = await queue.claim(10, 30, now=T0 + 100, limits=limits)
+        assert sorted(d.event.function for d in late) == ["a", "a", "b", "b", "b"]
+        assert all(d.redelivered for d in late)
 
     with_queue(scenario)
 

@@ -211,7 +211,7 @@ def test_claim_takes_the_oldest_head_first_in_each_round(
                 await submit(queue, ev)
             got = await queue.claim(6, 30, now=T0 + 10)
             assert [d.event.id for d in got] == [ev.id for ev in order]
-            assert await queue.claim(6, 30, now=T0 + 10, busy=frozenset({"a"})) == []
+            assert await queue.claim(6, 30, now=T0 + 10, limits={"a": 5}) == []
 
     run(scenario)
 

@@ -9,6 +9,7 @@ import base64
 import itertools
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -272,6 +273,42 @@ def test_a_crash_the_event_causes_counts_against_max_retries(run_async: Run) -> 
         ok = await wait(ember, (await submit(ember, "crashy", {"crashes": 1}))["request_id"])
         assert ok["status"] == "succeeded" and ok["result"] == {"value": 2}
         assert [a["outcome"] for a in ok["history"]] == ["error", "success"]
+
+    run_async(scenario)
+
+
+OVERLAP = """
+import os, time, uuid
+
+def handler(event, context):
+    # A marker file while it runs; every run writes down how many it saw, itself included.
+    runs = os.environ["RUNS"]
+    marker = os.path.join(runs, "running-" + uuid.uuid4().hex)
+    open(marker, "w").close()
+    seen = sum(name.startswith("running-") for name in os.listdir(runs))
+    with open(os.path.join(runs, "seen"), "a") as f:
+        f.write(f"{seen}\\n")
+    time.sleep(0.2)  # a window for others to start in, were they allowed to
+    os.remove(marker)
+    return seen
+"""
+
+
+def test_max_concurrency_bounds_the_events_running_at_once(run_async: Run,
+                                                            tmp_path: Path) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("capped", OVERLAP, environment={"RUNS": str(tmp_path)},
+                           **{"async": {"max_concurrency": 2}})
+        # Queued while paused, so that one claim could take all six at once.
+        await ember.http.post("/functions/capped/pause")
+        await ember.settle()
+        ids = [(await submit(ember, "capped", {"i": i}))["request_id"] for i in range(6)]
+        await ember.http.post("/functions/capped/resume")
+        for task_id in ids:
+            assert (await wait(ember, task_id))["status"] == "succeeded"
+        seen = [int(n) for n in (tmp_path / "seen").read_text().split()]
+        assert len(seen) == 6
+        assert max(seen) <= 2, seen
 
     run_async(scenario)
 

@@ -136,9 +136,9 @@ def invoke(
         _print_body(result, raw or session.json)
     output.note(summary(result))
     if result.log_tail:
-        output.err.rule("log tail", style="dim")
+        output.rule("log tail")
         output.err.out(result.log_tail.rstrip("\n"), highlight=False)
-        output.err.rule(style="dim")
+        output.rule()
     if result.error is not None:
         output.failure(result.error)
         raise typer.Exit(1)

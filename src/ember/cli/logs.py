@@ -18,6 +18,8 @@ from ember.cli.common import Session, parse_duration, parse_time
 from ember.client import LogLine, LogPage
 
 POLL_INTERVAL_S = 1.0
+DEFAULT_LIMIT = 100  # lines the server sends when no --limit is given
+MAX_LIMIT = 10_000  # the most the server sends at once
 _SEEN = 10_000  # log lines remembered while following, to drop repeats
 
 Name = Annotated[str, typer.Argument(help="Function name.", show_default=False)]
@@ -57,24 +59,52 @@ def logs(
     since_at = parse_time(since, "--since") if since else None
     until_at = parse_time(until, "--until") if until else None
 
-    def fetch(cursor: str | None, since: datetime | float | None) -> LogPage:
+    def fetch(
+        cursor: str | None, since: datetime | float | None, limit: int | None = limit
+    ) -> LogPage:
         return session.client.get_logs(
             name, request_id=request_id, level=level, since=since, until=until_at, grep=grep,
             limit=limit, cursor=cursor,
         )
 
     if not follow:
-        page = fetch(cursor, since_at)
         if session.json:
+            page = fetch(cursor, since_at)
             session.output.json(page.raw or render.jsonable(page))
             return
-        for line in page.logs:
-            session.output.out.print(render.log_line(line), soft_wrap=True)
-        if page.next_cursor:
-            session.output.note(f"more lines: add --cursor {page.next_cursor}")
+        _print_page(session, fetch, cursor, since_at, limit or DEFAULT_LIMIT)
         return
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how following ends
         _follow(session, fetch, cursor, since_at)
+
+
+def _print_page(
+    session: Session,
+    fetch: Callable[[str | None, datetime | float | None, int], LogPage],
+    cursor: str | None,
+    since: datetime | float | None,
+    limit: int,
+) -> None:
+    """One page of lines, then how to see more only when there are more: one line past
+    ``limit`` is asked for to know it."""
+    probe = limit < MAX_LIMIT
+    page = fetch(cursor, since, limit + 1 if probe else limit)
+    lines = page.logs
+    more = len(lines) > limit if probe else len(lines) == limit
+    if more and probe:
+        # Without a cursor the page is the newest lines: the extra one is the oldest.
+        lines = lines[:limit] if cursor else lines[1:]
+    for line in lines:
+        session.output.out.print(render.log_line(line), soft_wrap=True)
+    if not more:
+        return
+    if cursor is None:
+        session.output.note(f"older lines not shown: raise --limit (now {limit}) or narrow "
+                            "with --since, --level, --grep")
+        return
+    raw = page.raw.get("logs") or []
+    last = raw[limit - 1].get("id") if len(raw) >= limit else page.next_cursor
+    session.output.note(f"more lines: add --cursor {last}")
 
 
 def _follow(

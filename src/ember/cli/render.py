@@ -7,6 +7,7 @@ the answer and nothing else, while notes and errors go to stderr either way.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from collections.abc import Iterable, Mapping
@@ -18,6 +19,7 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
+from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
@@ -49,13 +51,33 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+# The width of output that goes to a file or a pipe: no terminal to fit, and a table folded
+# at 80 columns splits words and ids that scripts and people then cannot read back.
+UNBOUNDED_WIDTH = 10_000
+# Rules (lines across the output) are drawn at most this wide.
+RULE_WIDTH = 80
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console of the terminal's width, or unbounded when not writing to a terminal
+    (unless ``COLUMNS`` asks for a width)."""
+    found = Console(stderr=stderr, highlight=False)
+    if found.is_terminal or os.environ.get("COLUMNS", "").isdigit():
+        return found
+    return Console(stderr=stderr, highlight=False, width=UNBOUNDED_WIDTH)
+
+
 class Output:
     """Where a command writes: stdout for its answer, stderr for everything else."""
 
     def __init__(self, json_mode: bool) -> None:
         self.json_mode = json_mode
-        self.out = Console(highlight=False)
-        self.err = Console(stderr=True, highlight=False)
+        self.out = console()
+        self.err = console(stderr=True)
+
+    def rule(self, title: str = "") -> None:
+        """A dim line across stderr, with ``title`` in it."""
+        self.err.print(Rule(title, style="dim"), width=min(self.err.width, RULE_WIDTH))
 
     def show(self, answer: Any, human: RenderableType | None = None) -> None:
         """The answer: its JSON with ``--json``, else ``human`` (or nothing)."""
@@ -119,16 +141,37 @@ def size(n: int) -> str:
 
 
 def when(value: datetime | float | None) -> str:
+    """A time in ISO 8601, in UTC: ``2026-05-01T12:00:00Z``."""
     if value is None:
         return "-"
     if isinstance(value, int | float):
         value = datetime.fromtimestamp(value, UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def recent(value: float | None) -> str:
     """A time without its year, for narrow table columns."""
     return when(value)[5:] if value is not None else "-"
+
+
+# Keys of trigger status details that hold a Unix time.
+_TIME_KEYS = frozenset({"next_fire", "last_tick", "at"})
+
+
+def _details(value: Mapping[str, Any]) -> str:
+    """A source's status details, with its times in ISO 8601 rather than Unix seconds."""
+    parts = []
+    for key, item in value.items():
+        if isinstance(item, Mapping):
+            text = f"{{{_details(item)}}}"
+        elif isinstance(item, int | float) and not isinstance(item, bool) and (
+            key in _TIME_KEYS or key.endswith("_at")
+        ):
+            text = when(item)
+        else:
+            text = str(item)
+        parts.append(f"{key}={text}")
+    return ", ".join(parts) or "-"
 
 
 def duration(start: float | None, end: float | None) -> str:
@@ -488,7 +531,7 @@ def trigger_panel(t: TriggerOut, base_url: str | None = None) -> Panel:
     ]
     details = status.get("details")
     if isinstance(details, Mapping) and details:
-        rows.append(("details", _mapping(details)))
+        rows.append(("details", _details(details)))
     rows += [("created", when(t.created_at)), ("updated", when(t.updated_at))]
     return _grid(f"trigger {t.name}", rows)
 

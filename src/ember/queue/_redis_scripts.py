@@ -117,15 +117,21 @@ requeue(fn, id, body, enqueued_at, now, now)
 return {0}
 """
 
-# ARGV: prefix, now, lease_until, limit, consumer, n skipped, skipped functions…
+# ARGV: prefix, now, lease_until, limit, consumer, n skipped, skipped functions…, n capped,
+# then function, cap for each capped function (at most cap events of it leased at once).
 # Returns a flat list: function, token, event body, redeliveries, function, token, … where
 # redeliveries counts the claims of this entry whose lease ran out (Redis's delivery count
 # less one): attempts cut short, which the caller adds to the body's attempt.
 _CLAIM = """
 -- Times stay the strings Python sent: Lua would print numbers with 14 digits only.
 local now, lease_until, limit, consumer = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local skip = {}
-for i = 7, 6 + tonumber(ARGV[6]) do skip[ARGV[i]] = true end
+local skip, caps = {}, {}
+local n_skip = tonumber(ARGV[6])
+for i = 7, 6 + n_skip do skip[ARGV[i]] = true end
+local capped_at = 7 + n_skip
+for i = capped_at + 1, capped_at + 2 * tonumber(ARGV[capped_at]), 2 do
+  caps[ARGV[i]] = tonumber(ARGV[i + 1])
+end
 local function seq(entry) return tonumber(string.match(entry, '^(%d+)')) end
 
 local function last_delivered(stream)
@@ -151,13 +157,18 @@ for _, fn in ipairs(fns) do
       if body then enqueue(fn, id, body) end
     end
     local stream = k('stream', fn)
-    if redis.call('EXISTS', stream) == 1 then
+    -- How many more of its events may be leased: its cap less its live leases.
+    local room = limit
+    if caps[fn] then
+      room = math.min(limit, caps[fn] - redis.call('ZCOUNT', k('lease', fn), now, '+inf'))
+    end
+    if room > 0 and redis.call('EXISTS', stream) == 1 then
       -- Leases that ran out (the holder died): delivered again before anything new.
       local expired = redis.call('ZRANGEBYSCORE', k('lease', fn), '-inf', '(' .. now,
-                                 'LIMIT', 0, limit)
+                                 'LIMIT', 0, room)
       table.sort(expired, function(a, b) return seq(a) < seq(b) end)
       table.insert(queues, {fn = fn, stream = stream, expired = expired, next = 1,
-                            last = last_delivered(stream)})
+                            last = last_delivered(stream), room = room})
     end
   end
 end
@@ -208,6 +219,7 @@ local function take(q)
   table.insert(out, field(got[1][2], 'event'))
   table.insert(out, redeliveries)
   taken = taken + 1
+  q.room = q.room - 1
 end
 
 -- Round robin: each round gives every function with something due one event, the function
@@ -215,8 +227,10 @@ end
 while taken < limit and #queues > 0 do
   local ready = {}
   for _, q in ipairs(queues) do
-    q.head, q.was_leased = head(q)
-    if q.head then table.insert(ready, q) end
+    if q.room > 0 then
+      q.head, q.was_leased = head(q)
+      if q.head then table.insert(ready, q) end
+    end
   end
   table.sort(ready, function(a, b) return seq(a.head) < seq(b.head) end)
   for _, q in ipairs(ready) do

@@ -19,6 +19,7 @@ claimed again still honours its token.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -70,13 +71,17 @@ class Queue(Protocol):
 
     async def claim(
         self, limit: int, lease_s: float, *, now: float, paused: frozenset[str] = frozenset(),
-        busy: frozenset[str] = frozenset(),
+        limits: Mapping[str, int] | None = None,
     ) -> list[Delivery]:
         """Lease up to ``limit`` events that are due (past their retry delay) and not leased
-        (or whose lease ran out), skipping functions in ``paused`` and ``busy``; oldest
-        (by the time they became due) first, and when several functions have events,
-        spread across them. An event whose lease ran out comes back with ``attempt`` + 1
-        and ``redelivered`` set."""
+        (or whose lease ran out), skipping functions in ``paused``; oldest (by the time they
+        became due) first, and when several functions have events, spread across them. An
+        event whose lease ran out comes back with ``attempt`` + 1 and ``redelivered`` set.
+
+        ``limits`` caps the events of a function leased at once (its
+        ``async.max_concurrency``): the live leases it already has, whoever holds them,
+        count, and so do the events this claim takes; a function absent from it has no
+        cap, one mapped to 0 or less gets nothing."""
         ...
 
     async def extend(self, delivery: Delivery, lease_s: float, *, now: float) -> None:

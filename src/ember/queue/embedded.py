@@ -16,10 +16,11 @@ still carries the delivery's token: after a lease ran out and another claim took
 the old holder's calls do nothing at all (neither the event nor the task is written), so a
 slow worker can never undo the work of the one that replaced it.
 
-Fairness: a claim takes, from every function with a due event (less the paused and busy
-ones), its oldest due events, and interleaves them by per-function rank — every function's
-first event, oldest first, then every function's second, and so on — until ``limit``. One
-function with a deep backlog therefore cannot starve another that has a single event.
+Fairness: a claim takes, from every function with a due event (less the paused ones), its
+oldest due events — of a capped function no more than its cap less its live leases — and
+interleaves them by per-function rank: every function's first event, oldest first, then
+every function's second, and so on, until ``limit``. One function with a deep backlog
+therefore cannot starve another that has a single event.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import binascii
 import json
 import secrets
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,9 @@ CREATE TABLE IF NOT EXISTS events (
 -- claim walks each function's events in (due_at, seq) order. seq is the rowid, so it is
 -- part of every index entry and that order needs no sort.
 CREATE INDEX IF NOT EXISTS events_due ON events (function, due_at);
+-- Leases per function, for claims that cap a function's events leased at once.
+CREATE INDEX IF NOT EXISTS events_leased ON events (function, lease_until)
+    WHERE lease_until IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS tasks (
     seq INTEGER PRIMARY KEY,
@@ -130,6 +135,8 @@ SELECT seq, due_at, lease_token IS NOT NULL FROM events
 WHERE function = ? AND due_at <= ? AND (lease_until IS NULL OR lease_until < ?)
 ORDER BY due_at, seq LIMIT ?
 """
+
+_LEASED = "SELECT COUNT(*) FROM events WHERE function = ? AND lease_until >= ?"
 
 
 def _create_tables(conn: sqlite3.Connection) -> None:
@@ -266,20 +273,27 @@ class EmbeddedQueue:
 
     async def claim(
         self, limit: int, lease_s: float, *, now: float, paused: frozenset[str] = frozenset(),
-        busy: frozenset[str] = frozenset(),
+        limits: Mapping[str, int] | None = None,
     ) -> list[Delivery]:
-        """Lease up to ``limit`` due events, interleaving functions by rank (module doc);
-        each delivery gets its own random token."""
+        """Lease up to ``limit`` due events, interleaving functions by rank (module doc),
+        at most ``limits[f]`` of a function ``f`` leased at once; each delivery gets its
+        own random token."""
         if limit < 1:
             return []
-        skip = paused | busy
+        caps = limits or {}
 
         def work(conn: sqlite3.Connection) -> list[Delivery]:
             ranked: list[tuple[int, float, int, bool]] = []
             for (function,) in conn.execute(_FUNCTIONS_WITH_EVENTS).fetchall():
-                if function in skip:
+                if function in paused:
                     continue
-                ready = conn.execute(_READY, (function, now, now, limit)).fetchall()
+                room = limit
+                if function in caps:
+                    (leased,) = conn.execute(_LEASED, (function, now)).fetchone()
+                    room = min(limit, caps[function] - leased)
+                    if room < 1:
+                        continue
+                ready = conn.execute(_READY, (function, now, now, room)).fetchall()
                 ranked.extend((rank, due_at, seq, bool(was_leased))
                               for rank, (seq, due_at, was_leased) in enumerate(ready))
             ranked.sort()

@@ -41,7 +41,7 @@ import base64
 import binascii
 import dataclasses
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -191,15 +191,16 @@ class RedisQueue:
 
     async def claim(
         self, limit: int, lease_s: float, *, now: float, paused: frozenset[str] = frozenset(),
-        busy: frozenset[str] = frozenset(),
+        limits: Mapping[str, int] | None = None,
     ) -> list[Delivery]:
-        """Lease up to ``limit`` due events, round robin across functions; see
-        ``Queue.claim``."""
+        """Lease up to ``limit`` due events, round robin across functions, at most
+        ``limits[f]`` of a function ``f`` leased at once; see ``Queue.claim``."""
         if limit <= 0:
             return []
-        skipped = sorted(paused | busy)
+        skipped = sorted(paused)
+        caps = [x for function, cap in sorted((limits or {}).items()) for x in (function, cap)]
         flat = await self._run("claim", now, now + lease_s, limit, self._consumer,
-                               len(skipped), *skipped)
+                               len(skipped), *skipped, len(caps) // 2, *caps)
         deliveries = []
         for i in range(0, len(flat), 4):
             event, redeliveries = _unpack_event(flat[i + 2]), int(flat[i + 3])

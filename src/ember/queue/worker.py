@@ -55,9 +55,11 @@ class AsyncInvoker:
         self._policy = policy
         self._rng = rng or random.Random()
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._per_function: dict[str, int] = {}
         self._stopping: set[str] = set()
         self._paused: set[str] = set()
+        # async.max_concurrency of each function that sets one: the queue leases no more
+        # of its events at once. From the latest config at start and on every change, then
+        # from the config of what each attempt targets (an alias may set its own).
         self._limits: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -72,11 +74,17 @@ class AsyncInvoker:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self.queue.start()
-        self._paused = set(await asyncio.to_thread(self._load_paused))
+        functions = await asyncio.to_thread(self._functions.all_functions)
+        self._paused = {f.name for f in functions if f.async_paused}
+        for function in functions:
+            self._set_limit(function.name, function.config.async_.max_concurrency)
         self._loop_task = self._loop.create_task(self._consume())
 
-    def _load_paused(self) -> list[str]:
-        return [f.name for f in self._functions.all_functions() if f.async_paused]
+    def _set_limit(self, name: str, max_concurrency: int | None) -> None:
+        if max_concurrency is None:
+            self._limits.pop(name, None)
+        else:
+            self._limits[name] = max_concurrency
 
     async def close(self) -> None:
         """Stop claiming; give running attempts a grace period, then cancel them — their
@@ -167,12 +175,10 @@ class AsyncInvoker:
             free = self._settings.concurrency - len(self._running)
             deliveries: list[Delivery] = []
             if free > 0:
-                busy = frozenset(f for f, n in self._per_function.items()
-                                 if n >= self._limits.get(f, self._settings.concurrency))
                 try:
                     deliveries = await self.queue.claim(
                         free, self._settings.lease_s, now=self._clock.time(),
-                        paused=frozenset(self._paused), busy=busy,
+                        paused=frozenset(self._paused), limits=dict(self._limits),
                     )
                 except EmberError as exc:
                     log.warning("cannot claim async events: %s", exc)
@@ -184,15 +190,12 @@ class AsyncInvoker:
                     await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_s)
 
     def _begin(self, delivery: Delivery) -> None:
-        function = delivery.event.function
-        self._per_function[function] = self._per_function.get(function, 0) + 1
         task = asyncio.get_running_loop().create_task(self._process(delivery))
         self._running[delivery.event.id] = task
 
         def done(_: asyncio.Task[None]) -> None:
             self._running.pop(delivery.event.id, None)
             self._stopping.discard(delivery.event.id)
-            self._per_function[function] -= 1
             self._wake.set()
 
         task.add_done_callback(done)
@@ -228,7 +231,7 @@ class AsyncInvoker:
         except FunctionNotFound as err:
             await self._fail(delivery, task, err, "Failure", AsyncConfig(), now)
             return
-        self._limits[event.function] = config.max_concurrency or self._settings.concurrency
+        self._set_limit(event.function, config.max_concurrency)
         if now - event.enqueued_at > config.max_event_age_s:
             task.status = "expired"
             await self._fail(delivery, task, None, "EventAgeExceeded", config, now)
@@ -399,7 +402,9 @@ class AsyncInvoker:
             function = await asyncio.to_thread(self._functions.get, name)
         except FunctionNotFound:
             self._paused.discard(name)
+            self._limits.pop(name, None)
             return
+        self._set_limit(name, function.config.async_.max_concurrency)
         if function.async_paused:
             self._paused.add(name)
         else:
