@@ -68,6 +68,8 @@ from ember.api.schemas import (
     FunctionList,
     FunctionOut,
     Health,
+    InvocationList,
+    InvocationOut,
     LayerOut,
     LayerPublishOut,
     LayerVersionOut,
@@ -109,6 +111,8 @@ __all__ = [
     "FunctionList",
     "FunctionOut",
     "Health",
+    "InvocationList",
+    "InvocationOut",
     "InvocationResult",
     "LayerOut",
     "LayerPublishOut",
@@ -305,6 +309,7 @@ class _Routes:
     wait_build = _Plan(builds.wait_build)
     get_logs = _Route(calls.get_logs)
     get_stats = _Route(calls.get_stats)
+    list_invocations = _Route(calls.list_invocations)
     health = _Route(calls.health)
 
 

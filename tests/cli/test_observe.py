@@ -10,6 +10,40 @@ from pathlib import Path
 from tests.cli.conftest import Cli, project
 
 
+def test_fn_invocations_lists_each_run(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("deploy", project(tmp_path / "r", "runs"))
+    cli.ok("invoke", "runs", "--data", '{"n": 1}')
+    failed = cli("invoke", "runs", "--data", '{"fail": true}')
+    assert failed.exit_code == 1
+    failed_id = failed.stderr.split("request ", 1)[1].split(" ", 1)[0]
+
+    table = cli.ok("fn", "invocations", "runs")
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["STARTED", "REQUEST", "ID", "VERSION", "MODE", "STATUS",
+                                "COLD", "INIT", "DURATION", "ERROR"]
+    newest, oldest = lines[1], lines[2]
+    assert failed_id in newest and " error " in newest
+    assert "FunctionError: RuntimeError: asked to fail" in newest
+    assert " success " in oldest and " yes " in oldest  # the cold start
+    assert len(lines) == 3
+
+    errors = cli.ok("fn", "invocations", "runs", "--status", "error", "--json")
+    page = json.loads(errors.stdout)
+    assert [i["request_id"] for i in page["invocations"]] == [failed_id]
+    assert page["invocations"][0]["error_code"] == "FunctionError"
+
+    first = cli.ok("fn", "invocations", "runs", "--limit", "1")
+    assert failed_id in first.stdout
+    hint = first.stderr.strip()
+    assert hint.startswith("older invocations: add --cursor ")
+    older = cli.ok("fn", "invocations", "runs", "--limit", "1", "--cursor", hint.split()[-1])
+    assert " success " in older.stdout and older.stderr == ""
+
+    bad = cli.fails("fn", "invocations", "runs", "--status", "fine")
+    assert "Error [InvalidSpec]" in bad.stderr
+    assert "Error [FunctionNotFound]" in cli.fails("fn", "invocations", "nobody").stderr
+
+
 def test_logs_hint_at_more_lines_only_when_there_are_more(cli: Cli, tmp_path: Path) -> None:
     cli.ok("deploy", project(tmp_path / "l", "paged"))
     for n in range(3):
@@ -45,6 +79,9 @@ def test_tables_keep_words_whole_and_show_iso_times_when_not_a_terminal(
     row = listed[1].split()
     assert row[0] == name and row[2] == "main.handler"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row[-1]), row
+    runs = cli.ok("fn", "invocations", name).stdout.splitlines()[1].split()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", runs[0]), runs
+    assert len(runs[1]) == 36  # the whole request id
     log = cli.ok("logs", name).stdout.split()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", log[0]), log
 

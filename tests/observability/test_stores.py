@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from ember.observability.logs import LogStore
@@ -79,3 +80,65 @@ def test_percentile_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 50) == 50.0
     assert percentile(values, 99) == 99.0
+
+
+def _record(
+    i: int, outcome: str = "success", *, function: str = "f", error_code: str | None = None,
+    error_message: str | None = None,
+) -> InvocationRecord:
+    return InvocationRecord(1000.0 + i, function, "1", f"r{i}", "sync", i == 0,
+                            5.0 if i == 0 else 0.0, 1.0, 2.0, outcome, error_code,
+                            error_message=error_message)
+
+
+def test_invocations_newest_first_with_filter_and_cursor(tmp_path: Path) -> None:
+    store = StatsStore(tmp_path / "stats.db")
+    try:
+        for i in range(5):
+            store.record(_record(i))
+        store.record(_record(5, "error", error_code="FunctionError",
+                             error_message="ValueError: " + "x" * 5000))
+        store.record(_record(6, function="other"))
+        store.flush()
+        first = store.invocations("f", limit=4)
+        assert [r.request_id for r in first.items] == ["r5", "r4", "r3", "r2"]
+        assert first.next_cursor is not None
+        rest = store.invocations("f", limit=4, cursor=first.next_cursor)
+        assert [r.request_id for r in rest.items] == ["r1", "r0"]
+        assert rest.next_cursor is None
+        assert rest.items[-1].cold and rest.items[-1].init_ms == 5.0
+        errors = store.invocations("f", outcome="error").items
+        assert [r.request_id for r in errors] == ["r5"]
+        assert errors[0].error_code == "FunctionError"
+        message = errors[0].error_message or ""
+        assert message.startswith("ValueError: xxx") and len(message) == 1000
+        assert store.invocations("f", outcome="timeout").items == []
+    finally:
+        store.close()
+
+
+def test_stats_files_of_an_older_ember_gain_the_error_message(tmp_path: Path) -> None:
+    path = tmp_path / "stats.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE invocations (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, "
+        "function TEXT NOT NULL, version TEXT NOT NULL, request_id TEXT NOT NULL, "
+        "mode TEXT NOT NULL, cold INTEGER NOT NULL, init_ms REAL NOT NULL, "
+        "run_ms REAL NOT NULL, total_ms REAL NOT NULL, outcome TEXT NOT NULL, "
+        "error_code TEXT, attempt INTEGER NOT NULL DEFAULT 1);"
+        "INSERT INTO invocations (ts, function, version, request_id, mode, cold, init_ms, "
+        "run_ms, total_ms, outcome, error_code) "
+        "VALUES (1.0, 'f', '1', 'before', 'sync', 0, 0, 1, 1, 'error', 'FunctionError');"
+    )
+    old.close()
+    store = StatsStore(path)
+    try:
+        store.record(_record(9, "error", error_code="FunctionTimeout", error_message="late"))
+        store.flush()
+        items = store.invocations("f").items
+        assert [(r.request_id, r.error_message) for r in items] == [
+            ("r9", "late"), ("before", None)
+        ]
+    finally:
+        store.close()
+    StatsStore(path).close()  # a second start finds the column there

@@ -65,6 +65,8 @@ def test_async_client_round_trip(app: FastAPI, tmp_path: Path) -> None:
             logs = await client.get_logs("a1", limit=10)
             assert logs.logs == []  # HELLO prints nothing
             assert isinstance(await client.get_stats("a1"), dict)
+            invocations = await client.list_invocations("a1", status="success")
+            assert [i.request_id for i in invocations.invocations] == [result.request_id]
 
             with pytest.raises(InvalidSpec) as bad:
                 await client.create_function("a3", make_zip(HELLO), {"memory_mb": 1})

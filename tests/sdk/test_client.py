@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ember.client import Client, FunctionOut, InvocationResult
+from ember.client import Client, FunctionOut, InvocationList, InvocationOut, InvocationResult
 from ember.errors import (
     AliasNotFound,
     Conflict,
@@ -266,3 +266,28 @@ def test_non_json_error_keeps_status_and_text() -> None:
     assert type(err.value) is EmberError
     assert "502" in err.value.message and "Bad Gateway from the proxy" in err.value.message
     assert err.value.details["http_status"] == 502
+
+
+def test_list_invocations(client: Client) -> None:
+    client.create_function("echo", write_code_bytes())
+    ok = client.invoke("echo", {"n": 1})
+    failed = client.invoke("echo", {"fail": True}, check=False)
+    page = client.list_invocations("echo")
+    assert isinstance(page, InvocationList) and page.next_cursor is None
+    newest, oldest = page.invocations
+    assert isinstance(newest, InvocationOut)
+    assert (newest.request_id, newest.status, newest.mode) == (failed.request_id, "error", "sync")
+    assert newest.error_code == "FunctionError"
+    assert newest.error_message and "asked to fail" in newest.error_message
+    assert (oldest.request_id, oldest.status, oldest.cold) == (ok.request_id, "success", True)
+    assert oldest.version == "latest" and oldest.init_ms > 0 and oldest.error_message is None
+    first = client.list_invocations("echo", limit=1)
+    assert [i.request_id for i in first.invocations] == [failed.request_id]
+    rest = client.list_invocations("echo", limit=1, cursor=first.next_cursor)
+    assert [i.request_id for i in rest.invocations] == [ok.request_id]
+    only = client.list_invocations("echo", status="success")
+    assert [i.request_id for i in only.invocations] == [ok.request_id]
+    with pytest.raises(InvalidSpec):
+        client.list_invocations("echo", status="fine")
+    with pytest.raises(FunctionNotFound):
+        client.list_invocations("nope")

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 import ember
-from ember.api import builds, errors, functions, invoke, layers, tasks, triggers
+from ember.api import builds, errors, functions, invocations, invoke, layers, tasks, triggers
 from ember.api.limits import BodyLimit
 from ember.api.schemas import ErrorBody, Health
 from ember.errors import ServiceUnavailable
@@ -48,6 +48,7 @@ def create_app(services: Services) -> FastAPI:
     errors.install(app)
     app.include_router(functions.router)
     app.include_router(invoke.router)
+    app.include_router(invocations.router)
     app.include_router(tasks.router)
     app.include_router(triggers.router)
     app.include_router(layers.router)

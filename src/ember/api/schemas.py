@@ -423,3 +423,26 @@ class DeadLetterOut(BaseModel):
 class DeadLetterList(BaseModel):
     dead_letters: list[DeadLetterOut]
     next_cursor: str | None
+
+
+class InvocationOut(BaseModel):
+    """One invocation as it ended: sync, async (one record per attempt) or through a trigger."""
+
+    request_id: str
+    function: str
+    version: str
+    mode: str = Field(description="sync or async")
+    status: Literal["success", "error", "timeout", "throttled"]
+    cold: bool = Field(description="a cold start: an instance was started for it")
+    attempt: int
+    started_at: float = Field(description="Unix time the invocation arrived")
+    init_ms: float = Field(description="the cold start's import and initializer, else 0")
+    duration_ms: float = Field(description="the handler's run")
+    total_ms: float = Field(description="from arrival to answer, waits included")
+    error_code: str | None
+    error_message: str | None
+
+
+class InvocationList(BaseModel):
+    invocations: list[InvocationOut]
+    next_cursor: str | None

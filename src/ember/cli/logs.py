@@ -145,6 +145,28 @@ def _print_line(session: Session, line: LogLine) -> None:
         session.output.out.print(render.log_line(line), soft_wrap=True)
 
 
+def invocations(
+    session: Session,
+    name: Name,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only those that ended so: success, error, timeout or throttled.",
+                     show_default=False),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 20,
+    cursor: Annotated[
+        str | None, typer.Option(help="Older ones: the cursor the last page printed.",
+                                 show_default=False),
+    ] = None,
+) -> None:
+    """List a function's recent invocations, newest first: sync calls, async attempts and
+    trigger events, each with its outcome, timings and error."""
+    page = session.client.list_invocations(name, status=status, limit=limit, cursor=cursor)
+    session.output.show(page, render.invocations_table(page.invocations))
+    if page.next_cursor and not session.json:
+        session.output.note(f"older invocations: add --cursor {page.next_cursor}")
+
+
 def stats(
     session: Session,
     name: Name,

@@ -27,6 +27,7 @@ from ember.client import (
     AliasOut,
     DeadLetterOut,
     FunctionOut,
+    InvocationOut,
     LogLine,
     TaskOut,
     VersionOut,
@@ -202,7 +203,8 @@ def _grid(title: str, rows: Iterable[tuple[str, Any]]) -> Panel:
     return Panel(grid, title=Text(title), title_align="left", expand=False)
 
 
-_WHOLE = frozenset({"ID", "STATUS", "ATTEMPTS", "STATE", "EVENTS", "INVOKED", "FAILED", "UP"})
+_WHOLE = frozenset({"ID", "STATUS", "ATTEMPTS", "STATE", "EVENTS", "INVOKED", "FAILED", "UP",
+                    "REQUEST ID"})
 
 
 def _table(*columns: str, title: str | None = None) -> Table:
@@ -393,6 +395,27 @@ def log_line(line: LogLine) -> Text:
     return text
 
 
+_OUTCOME_STYLES = {"success": "green", "error": "red", "timeout": "red", "throttled": "yellow"}
+
+
+def invocations_table(invocations: Iterable[InvocationOut]) -> Table:
+    """One row per invocation, newest first: when, its request id (for ``ember logs
+    --request-id``), version, mode, status, cold start, timings and error."""
+    table = _table("STARTED", "REQUEST ID", "VERSION", "MODE", "STATUS", "COLD", "INIT",
+                   "DURATION", "ERROR")
+    for i in invocations:
+        error = None
+        if i.error_code:
+            error = _shorten(f"{i.error_code}: {i.error_message or ''}".rstrip(": "), 80)
+        mode = i.mode if i.attempt <= 1 else f"{i.mode} #{i.attempt}"
+        cells = _cells(when(i.started_at), i.request_id, i.version, mode, None,
+                       "yes" if i.cold else "no", _ms(i.init_ms) if i.cold else None,
+                       _ms(i.duration_ms), error)
+        cells[4] = Text(i.status, style=_OUTCOME_STYLES.get(i.status, ""))
+        table.add_row(*cells)
+    return table
+
+
 # tasks and dead letters ------------------------------------------------------------------------
 
 _STATUS_STYLES = {
@@ -525,6 +548,7 @@ def trigger_panel(t: TriggerOut, base_url: str | None = None) -> Panel:
         ("events", status.get("events")),
         ("invocations", status.get("invocations")),
         ("failures", status.get("failures")),
+        ("given up", status.get("dropped")),
         ("last event", when(status.get("last_event_at"))),
         ("last error", status.get("last_error")),
         ("last error at", when(status.get("last_error_at"))),

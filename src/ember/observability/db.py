@@ -25,13 +25,18 @@ _MAX_BATCH = 5000
 class BatchWriter:
     """Owns one SQLite connection for writes and one thread that applies queued rows."""
 
-    def __init__(self, path: Path, schema: str, flush_interval_s: float = 0.05) -> None:
+    def __init__(
+        self, path: Path, schema: str, flush_interval_s: float = 0.05,
+        migrate: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
         self._path = path
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._interval = flush_interval_s
         self._maintenance: list[Callable[[sqlite3.Connection], None]] = []
         conn = self.connect()
         conn.executescript(schema)
+        if migrate is not None:  # files made by an older Ember: bring them up to ``schema``
+            migrate(conn)
         conn.close()
         self._flushed = threading.Condition()
         self._pending = 0

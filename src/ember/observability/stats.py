@@ -27,20 +27,30 @@ CREATE TABLE IF NOT EXISTS invocations (
     total_ms REAL NOT NULL,
     outcome TEXT NOT NULL,
     error_code TEXT,
-    attempt INTEGER NOT NULL DEFAULT 1
+    attempt INTEGER NOT NULL DEFAULT 1,
+    error_message TEXT
 );
 CREATE INDEX IF NOT EXISTS ix_invocations_function ON invocations (function, ts);
+CREATE INDEX IF NOT EXISTS ix_invocations_recent ON invocations (function, id);
 """
-_INSERT = (
-    "INSERT INTO invocations (ts, function, version, request_id, mode, cold, init_ms, run_ms, "
-    "total_ms, outcome, error_code, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# Columns added after the first release, with their SQL type: added to older files at start.
+_ADDED_COLUMNS = {"error_message": "TEXT"}
+_COLUMNS = (
+    "ts, function, version, request_id, mode, cold, init_ms, run_ms, total_ms, outcome, "
+    "error_code, attempt, error_message"
 )
+_INSERT = (
+    f"INSERT INTO invocations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# Error messages are kept for people reading a list, not as a log: the start of each.
+MAX_ERROR_MESSAGE = 1000
 
 # Outcomes of an invocation; every error outcome but "throttled" ran (or tried to run) code.
 SUCCESS = "success"
 ERROR = "error"
 TIMEOUT = "timeout"
 THROTTLED = "throttled"
+OUTCOMES = (SUCCESS, ERROR, TIMEOUT, THROTTLED)
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,23 @@ class InvocationRecord:
     outcome: str
     error_code: str | None = None
     attempt: int = 1
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class InvocationPage:
+    """Invocation records, newest first; ``next_cursor`` lists the older ones."""
+
+    items: list[InvocationRecord]
+    next_cursor: str | None
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(invocations)")}
+    with conn:
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in present:
+                conn.execute(f"ALTER TABLE invocations ADD COLUMN {column} {kind}")
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -94,7 +121,7 @@ class StatsStore:
     """Invocation records in ``stats.db``, kept for ``retention_s``."""
 
     def __init__(self, path: Path, retention_s: float = 7 * 86400) -> None:
-        self._writer = BatchWriter(path, _SCHEMA)
+        self._writer = BatchWriter(path, _SCHEMA, migrate=_migrate)
         self._read = self._writer.connect()
         self._read_lock = threading.Lock()
         self._retention_s = retention_s
@@ -105,7 +132,8 @@ class StatsStore:
         self._writer.put(
             _INSERT,
             (r.ts, r.function, r.version, r.request_id, r.mode, int(r.cold), r.init_ms,
-             r.run_ms, r.total_ms, r.outcome, r.error_code, r.attempt),
+             r.run_ms, r.total_ms, r.outcome, r.error_code, r.attempt,
+             None if r.error_message is None else r.error_message[:MAX_ERROR_MESSAGE]),
         )
 
     def flush(self) -> None:
@@ -144,6 +172,41 @@ class StatsStore:
             **summarize(rows),
             "series": series,
         }
+
+    def invocations(
+        self, function: str, *, outcome: str | None = None, limit: int = 100,
+        cursor: str | None = None,
+    ) -> InvocationPage:
+        """The function's invocation records, newest first: at most ``limit``, only those
+        that ended in ``outcome`` when given, older than ``cursor`` (a ``next_cursor``).
+
+        Raises:
+            ValueError: ``cursor`` is not one this store made.
+        """
+        where, args = ["function = ?"], [function]
+        if outcome is not None:
+            where.append("outcome = ?")
+            args.append(outcome)
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise ValueError(f"invalid cursor {cursor!r}")
+            where.append("id < ?")
+            args.append(cursor)
+        sql = (f"SELECT id, {_COLUMNS} FROM invocations WHERE {' AND '.join(where)} "
+               "ORDER BY id DESC LIMIT ?")
+        with self._read_lock:
+            rows = self._read.execute(sql, [*args, limit + 1]).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [
+            InvocationRecord(
+                ts=row[1], function=row[2], version=row[3], request_id=row[4], mode=row[5],
+                cold=bool(row[6]), init_ms=row[7], run_ms=row[8], total_ms=row[9],
+                outcome=row[10], error_code=row[11], attempt=row[12], error_message=row[13],
+            )
+            for row in rows
+        ]
+        return InvocationPage(items, str(rows[-1][0]) if more else None)
 
     def delete_function(self, function: str) -> None:
         self._writer.put("DELETE FROM invocations WHERE function = ?", (function,))

@@ -223,7 +223,7 @@ class Router:
             if version != "?":  # resolved: a run was attempted or throttled
                 total_ms = (self._clock.monotonic() - started) * 1000
                 self._record(wall, name, version, request_id, mode, cold, init_ms, 0.0,
-                             total_ms, _outcome(err), err.code, attempt)
+                             total_ms, _outcome(err), err.code, attempt, err.message)
             _tag(err, request_id, version, cold)
             if log_tail and "flight" in locals():
                 tail = flight.tail_text()
@@ -289,6 +289,7 @@ class Router:
                     exchange.duration_ms, (self._clock.monotonic() - started) * 1000,
                     SUCCESS if error is None else _outcome(error),
                     None if error is None else error.code, 1,
+                    None if error is None else error.message,
                 )
 
             try:
@@ -304,7 +305,7 @@ class Router:
             if version != "?":
                 total_ms = (self._clock.monotonic() - started) * 1000
                 self._record(wall, name, version, request_id, "sync", cold, init_ms, 0.0,
-                             total_ms, _outcome(err), err.code, 1)
+                             total_ms, _outcome(err), err.code, 1, err.message)
             _tag(err, request_id, version, cold)
             raise
         return HttpResponse(request_id, version, cold, init_ms, exchange)
@@ -312,10 +313,10 @@ class Router:
     def _record(
         self, ts: float, function: str, version: str, request_id: str, mode: str, cold: bool,
         init_ms: float, run_ms: float, total_ms: float, outcome: str, error_code: str | None,
-        attempt: int,
+        attempt: int, error_message: str | None = None,
     ) -> None:
         record = InvocationRecord(ts, function, version, request_id, mode, cold, init_ms,
-                                  run_ms, total_ms, outcome, error_code, attempt)
+                                  run_ms, total_ms, outcome, error_code, attempt, error_message)
         self._stats.record(record)
         self._metrics.observe(record)
 

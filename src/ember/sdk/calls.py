@@ -27,6 +27,7 @@ from ember.api.schemas import (
     FunctionList,
     FunctionOut,
     Health,
+    InvocationList,
     PublishOut,
     VersionList,
     VersionOut,
@@ -466,6 +467,30 @@ def get_stats(name: str, *, window_s: float | None = None) -> Call[dict[str, Any
         return body if isinstance(body, dict) else {"stats": body}
 
     return Call("GET", _function_path(name, "stats"), parse, params=_params(window_s=window_s))
+
+
+def list_invocations(
+    name: str,
+    *,
+    status: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Call[InvocationList]:
+    """The function's recent invocations, newest first: one record per sync call, async
+    attempt or trigger event, with its request id, version, mode, status, cold start, init
+    and run durations, and error code and message.
+
+    Args:
+        status: only those that ended so: ``success``, ``error``, ``timeout`` or
+            ``throttled``.
+        limit: page size (1-1000). cursor: the ``next_cursor`` of the previous page.
+
+    Raises:
+        FunctionNotFound: no such function. InvalidSpec: a bad status or cursor.
+    """
+    params = _params(status=status, limit=limit, cursor=cursor)
+    return Call("GET", _function_path(name, "invocations"), _model(InvocationList),
+                params=params)
 
 
 def health() -> Call[Health]:
