@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Clock(Protocol):
@@ -23,6 +26,25 @@ class Clock(Protocol):
 
 def utcnow(clock: Clock) -> datetime:
     return datetime.fromtimestamp(clock.time(), UTC)
+
+
+async def wait_for(clock: Clock, awaitable: Awaitable[T], seconds: float) -> T:
+    """``asyncio.wait_for`` on ``clock``'s time: the result of ``awaitable``, or TimeoutError
+    once ``seconds`` have passed on ``clock`` first (``awaitable`` is then cancelled).
+    A result that arrives in the same loop step as the deadline wins."""
+    inner = asyncio.ensure_future(awaitable)
+    timer = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait((inner, timer), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        inner.cancel()
+        raise
+    finally:
+        timer.cancel()
+    if inner.done():
+        return inner.result()
+    inner.cancel()
+    raise TimeoutError
 
 
 class SystemClock:
@@ -58,8 +80,18 @@ class ManualClock:
             await asyncio.sleep(0)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sleepers.append((self._mono + seconds, future))
-        await future
+        sleeper = (self._mono + seconds, future)
+        self._sleepers.append(sleeper)
+        try:
+            await future
+        finally:
+            if sleeper in self._sleepers:  # cancelled before its deadline
+                self._sleepers.remove(sleeper)
+
+    def sleeping(self) -> int:
+        """How many sleepers wait for the clock to move: a test advances it once the code
+        under test is asleep."""
+        return len(self._sleepers)
 
     def advance(self, seconds: float) -> None:
         self._now += seconds

@@ -9,13 +9,33 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
-from ember.clock import Clock
+from ember.clock import Clock, wait_for
 from ember.errors import TooManyRequests
 from ember.pool.instance import Instance, InstanceSpec, LogSink
-from ember.pool.launcher import Launcher
 
 log = logging.getLogger(__name__)
+
+
+class InstanceLauncher(Protocol):
+    """What the pool needs to cold-start instances (``Launcher``; a fake in unit tests)."""
+
+    async def start(self) -> None:
+        """Get ready to launch (e.g. start the zygote)."""
+        ...
+
+    async def launch(
+        self, spec: InstanceSpec, *, request_id: str | None = None,
+        log_sink: LogSink | None = None,
+    ) -> Instance:
+        """A new instance of ``spec``, ready for its first request; ``request_id`` tags the
+        initializer's log lines, which go to ``log_sink``. Raises InitError."""
+        ...
+
+    async def close(self) -> None:
+        """Stop launching and release what ``start`` took."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -157,10 +177,9 @@ class VersionPool:
         waiters.append(future)
         handed = False
         try:
-            async with asyncio.timeout(self._manager.queue_wait_s):
-                instance = await future
-                handed = True
-                return instance
+            instance = await wait_for(self._manager.clock, future, self._manager.queue_wait_s)
+            handed = True
+            return instance
         except TimeoutError:
             raise TooManyRequests(
                 f"no instance of {self.key.function} was free within "
@@ -285,7 +304,7 @@ class PoolManager:
     """Every pool of the server, the shared capacity, and the reaper of idle instances."""
 
     def __init__(
-        self, launcher: Launcher, clock: Clock, *, max_instances: int, queue_depth: int,
+        self, launcher: InstanceLauncher, clock: Clock, *, max_instances: int, queue_depth: int,
         queue_wait_s: float, reap_interval_s: float = 1.0,
     ) -> None:
         self.launcher = launcher

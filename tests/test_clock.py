@@ -1,0 +1,97 @@
+"""The manual clock and ``wait_for`` on a clock's time."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ember.clock import ManualClock, SystemClock, wait_for
+from tests.waiting import until
+
+
+def test_manual_sleepers_wake_when_the_clock_passes_their_deadline() -> None:
+    async def scenario() -> None:
+        clock = ManualClock(start=100.0)
+        short = asyncio.create_task(clock.sleep(1))
+        long = asyncio.create_task(clock.sleep(2))
+        await until(lambda: clock.sleeping() == 2)
+        clock.advance(1)
+        await short
+        assert not long.done() and clock.sleeping() == 1
+        assert (clock.time(), clock.monotonic()) == (101.0, 1.0)
+        long.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await long
+        assert clock.sleeping() == 0  # a cancelled sleeper leaves no deadline behind
+
+    asyncio.run(scenario())
+
+
+def test_wait_for_returns_the_result_that_comes_first() -> None:
+    async def scenario() -> None:
+        clock = ManualClock()
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        waiter = asyncio.create_task(wait_for(clock, future, 5))
+        await until(lambda: clock.sleeping() == 1)
+        future.set_result("done")
+        assert await waiter == "done"
+        assert clock.sleeping() == 0
+
+    asyncio.run(scenario())
+
+
+def test_wait_for_times_out_on_the_clock_and_cancels_what_it_waited_for() -> None:
+    async def scenario() -> None:
+        clock = ManualClock()
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        waiter = asyncio.create_task(wait_for(clock, future, 5))
+        await until(lambda: clock.sleeping() == 1)
+        clock.advance(4.5)
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        clock.advance(0.5)
+        with pytest.raises(TimeoutError):
+            await waiter
+        assert future.cancelled()
+
+    asyncio.run(scenario())
+
+
+def test_wait_for_prefers_a_result_that_arrives_with_the_deadline() -> None:
+    async def scenario() -> None:
+        clock = ManualClock()
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        waiter = asyncio.create_task(wait_for(clock, future, 5))
+        await until(lambda: clock.sleeping() == 1)
+        clock.advance(5)
+        future.set_result("just in time")
+        assert await waiter == "just in time"
+
+    asyncio.run(scenario())
+
+
+def test_cancelling_wait_for_cancels_both_waits() -> None:
+    async def scenario() -> None:
+        clock = ManualClock()
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        waiter = asyncio.create_task(wait_for(clock, future, 5))
+        await until(lambda: clock.sleeping() == 1)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert future.cancelled()
+        await until(lambda: clock.sleeping() == 0)
+
+    asyncio.run(scenario())
+
+
+def test_wait_for_on_the_system_clock() -> None:
+    async def scenario() -> None:
+        event = asyncio.Event()
+        asyncio.get_running_loop().call_soon(event.set)
+        assert await wait_for(SystemClock(), event.wait(), 30) is True
+        with pytest.raises(TimeoutError):
+            await wait_for(SystemClock(), asyncio.Event().wait(), 0)
+
+    asyncio.run(scenario())
