@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable
 from typing import Any
 
+import aiomqtt
+
 from ember.clock import ManualClock
+from ember.triggers.base import SUBMIT_TRIES
 from tests.inprocess import Ember
+from tests.triggers.helpers import eventually
+from tests.triggers.kits import MqttKit
 
 Run = Callable[..., None]
 
@@ -252,3 +258,34 @@ def test_an_alias_or_version_a_trigger_targets_cannot_be_deleted(run: Run) -> No
         assert (await ember.http.delete("/functions/app/versions/1")).status_code == 200
 
     run(scenario)
+
+
+def test_an_mqtt_message_too_large_for_the_queue_is_given_up(run: Run) -> None:
+    """It is tried a bounded number of times, then acknowledged and counted; the status
+    says why, and the messages after it are queued."""
+    kit = MqttKit()
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("fn", "def handler(e, c):\n    return None\n")
+        await trigger(ember, kit.name, "fn", {"kind": "mqtt", "topic": kit.topic})
+        await eventually(lambda: ember.services.supervisor.status(kit.name).connected)
+        async with aiomqtt.Client("127.0.0.1", 1883) as client:
+            await client.publish(f"{kit.prefix}/big", b"x" * 4096, qos=1)
+            await client.publish(f"{kit.prefix}/small", b'"small"', qos=1)
+
+        async def tasks() -> list[Any]:
+            return list((await ember.http.get("/functions/fn/tasks")).json()["tasks"])
+
+        for _ in range(500):
+            status = (await ember.http.get(f"/triggers/{kit.name}")).json()["status"]
+            if status["dropped"] == 1 and await tasks():
+                break
+            await asyncio.sleep(0.02)
+        assert status["dropped"] == 1, status
+        assert status["failures"] == SUBMIT_TRIES
+        assert status["last_error"].startswith("PayloadTooLarge")
+        assert len(await tasks()) == 1
+        await ember.http.delete(f"/triggers/{kit.name}")
+        await kit.aclose()
+
+    run(scenario, max_async_payload_kb=1)

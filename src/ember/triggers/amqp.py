@@ -6,9 +6,14 @@ to each binding's exchange and routing key (a missing exchange is declared as a 
 exchange), so messages wait in the queue while Ember is down or the trigger is paused. At most
 ``prefetch`` messages are unacknowledged at a time. A message is acknowledged only once
 ``context.submit`` has durably queued its invocation; when submit fails it is rejected with
-requeue and the source reconnects after a backoff. A message with a ``message_id`` property is
-submitted with the idempotency key ``amqp:{queue}:{message_id}``, so one redelivered after a
-crash between submit and ack runs once; without one it may run twice.
+requeue and the source reconnects after a backoff. A message that meets a permanent error
+(too large, its function missing: see ``triggers.base``) is tried 3 times, then given up:
+rejected without requeue, which makes RabbitMQ drop it, or dead-letter it when the queue has a
+dead-letter exchange (``x-dead-letter-exchange``); the reason is logged and
+``status.dropped`` counts it. A message with a ``message_id`` property is submitted with the
+idempotency key ``amqp:{queue}:{message_id}`` (its SHA-256 when longer than 256 characters),
+so one redelivered after a crash between submit and ack runs once; without one it may run
+twice.
 
 Pause cancels the consumer by closing the channel and connection: every unacknowledged message,
 prefetched ones included, goes back to the queue, and resume drains it.
@@ -20,7 +25,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Literal
 
-from ember.triggers.base import BackgroundSource, SourceContext, event_data, until_paused
+from ember.triggers.base import (
+    BackgroundSource,
+    SourceContext,
+    bounded_key,
+    event_data,
+    until_paused,
+)
 
 if TYPE_CHECKING:
     from aio_pika.abc import (
@@ -124,13 +135,17 @@ class AmqpTriggerSource(BackgroundSource):
             },
             **event_data(message.body, message.content_type),
         )
-        key = f"amqp:{self.source.queue}:{message.message_id}" if message.message_id else None
+        key = (bounded_key(f"amqp:{self.source.queue}:{message.message_id}")
+               if message.message_id else None)
         try:
-            await self.context.submit(event, idempotency_key=key)
+            queued = await self.context.submit_or_give_up(event, idempotency_key=key)
         except BaseException:
             await _release(message)
             raise
-        await message.ack()
+        if queued:
+            await message.ack()
+        else:
+            await message.reject(requeue=False)
 
 
 async def _exists(

@@ -9,6 +9,15 @@ Delivery: a source hands each event to ``context.submit`` (durable async invocat
 returns once the event is safely queued, so a broker message can be acknowledged then) or,
 where order or a response matters, to ``context.invoke`` (synchronous: returns the result or
 raises the invocation's error).
+
+A broker source that redelivers what it could not submit uses ``context.submit_or_give_up``,
+which tells the two kinds of failure apart. One the same message would meet again
+(``PERMANENT_ERRORS``: too large for the queue, invalid, its function, version or alias
+missing) is tried ``SUBMIT_TRIES`` times in all, then the message is given up: the reason is
+logged, ``status.dropped`` counts it, and the source settles it with its broker so that it
+does not come back. Any other failure (the queue unavailable, the function disabled or over
+its limits) is the platform's, not the message's: it is raised, and the message is handed
+back for redelivery as long as it takes.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import hashlib
 import inspect
 import logging
 import random
@@ -29,7 +39,15 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from ember.clock import Clock
-from ember.errors import EmberError, TriggerNotFound
+from ember.errors import (
+    AliasNotFound,
+    EmberError,
+    FunctionNotFound,
+    InvalidRequest,
+    PayloadTooLarge,
+    TriggerNotFound,
+    VersionNotFound,
+)
 from ember.ids import new_id
 from ember.model.trigger import Trigger, cloud_event
 
@@ -40,6 +58,15 @@ _TEXT = "text/plain; charset=utf-8"
 _BINARY = "application/octet-stream"
 _JSON = "application/json"
 
+PERMANENT_ERRORS: tuple[type[EmberError], ...] = (
+    PayloadTooLarge, InvalidRequest, FunctionNotFound, VersionNotFound, AliasNotFound,
+)
+"""Submit errors that the same message would meet at every try."""
+SUBMIT_TRIES = 3
+"""How many times a message that meets a permanent error is tried before it is given up."""
+MAX_KEY = 256
+"""The queue's limit on an idempotency key."""
+
 
 @dataclass
 class TriggerStatus:
@@ -49,6 +76,8 @@ class TriggerStatus:
     events: int = 0
     invocations: int = 0
     failures: int = 0
+    dropped: int = 0
+    """Messages given up after a permanent failure (see the module docstring)."""
     last_event_at: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
@@ -120,6 +149,31 @@ class SourceContext:
         task_id = await self._submit(self.trigger, orjson.dumps(event), idempotency_key)
         self.status.invocations += 1
         return task_id
+
+    async def submit_or_give_up(
+        self, event: dict[str, Any], *, idempotency_key: str | None = None,
+        retry_delay_s: float = 0.1,
+    ) -> bool:
+        """Submit ``event``: True once it is queued, False when it was given up after
+        ``SUBMIT_TRIES`` tries that each met a permanent error (logged, and counted in
+        ``status.failures`` and ``status.dropped``); the caller then settles the message
+        with its broker so that it is not delivered again. Raises any other error at once
+        (recorded by the caller's loop), for the caller to hand the message back."""
+        delay = retry_delay_s
+        for tries in range(1, SUBMIT_TRIES + 1):
+            try:
+                await self.submit(event, idempotency_key=idempotency_key)
+                return True
+            except PERMANENT_ERRORS as err:
+                self.failed(err)
+                error = err
+            if tries < SUBMIT_TRIES:
+                await self.clock.sleep(delay)
+                delay *= 2
+        self.status.dropped += 1
+        log.warning("trigger %s: gave up message %s after %d tries: %s",
+                    self.trigger.name, event.get("id"), SUBMIT_TRIES, error)
+        return False
 
     async def invoke(self, event: dict[str, Any]) -> Any:
         """Invoke the trigger's function now with ``event``; returns the router's result.
@@ -220,6 +274,13 @@ class BackgroundSource(abc.ABC):
             with contextlib.suppress(Exception):
                 task.result()
         self.context.status.connected = False
+
+
+def bounded_key(key: str) -> str:
+    """``key``, or when it is longer than the queue takes, ``sha256:`` and its digest."""
+    if len(key) <= MAX_KEY:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def event_data(body: bytes, content_type: str | None = None) -> dict[str, Any]:

@@ -7,7 +7,9 @@ id derived from the trigger's name and topic filter, so the broker keeps the QoS
 that arrive while Ember is down, the trigger is paused or the connection is lost, and sends
 them on the next connect. A message is acknowledged (PUBACK) only once ``context.submit`` has
 durably queued its invocation. When submit fails the message is left unacknowledged and the
-source reconnects after a backoff, which makes the broker send it again. MQTT gives a QoS 1
+source reconnects after a backoff, which makes the broker send it again; a message that meets
+a permanent error (too large, its function missing: see ``triggers.base``) is tried 3 times,
+then given up — acknowledged, logged and counted in ``status.dropped``. MQTT gives a QoS 1
 message no stable identity, so a message redelivered after a crash between submit and PUBACK
 runs twice (no idempotency key).
 
@@ -133,6 +135,7 @@ class MqttTriggerSource(BackgroundSource):
             extensions={"mqtttopic": message.topic.value, "mqttretain": message.retain},
             **event_data(body, content_type),
         )
-        # Raises on failure: no PUBACK, and reconnecting makes the broker send it again.
-        await self.context.submit(event, idempotency_key=None)
+        # Raises on a passing failure: no PUBACK, and reconnecting makes the broker send it
+        # again. A message given up is acknowledged like one queued, so that it stays away.
+        await self.context.submit_or_give_up(event, idempotency_key=None)
         client._client.ack(message.mid, message.qos)

@@ -8,9 +8,13 @@ starts at messages published after it is made, an existing one where it left off
 wait in the stream while Ember is down or the trigger is paused. The source fetches batches of
 ``batch_size``; a message is acknowledged only once ``context.submit`` has durably queued its
 invocation. When submit fails, it and the rest of its batch are negatively acknowledged
-(redelivered) and the source reconnects after a backoff. Each message is submitted with the
-idempotency key ``nats:{stream}:{created}:{sequence}`` (``created``: the stream's creation
-time in seconds, so a re-made stream's sequences are new keys): a message redelivered after a
+(redelivered) and the source reconnects after a backoff; a message that meets a permanent
+error (too large, its function missing: see ``triggers.base``) is tried 3 times, then given
+up: terminated (``AckTerm``: JetStream never delivers it again), logged and counted in
+``status.dropped``. Each message is submitted with the idempotency key
+``nats:{stream}:{created}:{sequence}`` (``created``: the stream's creation time in seconds,
+so a re-made stream's sequences are new keys; its SHA-256 when longer than 256 characters):
+a message redelivered after a
 crash between submit and ack runs once. A message fetched but not acknowledged when the
 source dies, or one a pull request left by a stopped source takes in the second before it
 expires (``fetch_timeout_s``), comes again after the consumer's ack wait (30 s by default).
@@ -20,7 +24,8 @@ fetches again.
 
 Without ``stream``, the source is a plain core NATS subscription: at most once. Messages
 published while Ember is down, the trigger is paused or the connection is lost are not kept,
-and a message whose submit fails is dropped (recorded as a failure).
+and a message whose submit fails is dropped (recorded as a failure and in
+``status.dropped``).
 """
 
 from __future__ import annotations
@@ -30,7 +35,13 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ember.triggers.base import BackgroundSource, SourceContext, event_data, until_paused
+from ember.triggers.base import (
+    BackgroundSource,
+    SourceContext,
+    bounded_key,
+    event_data,
+    until_paused,
+)
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
@@ -208,7 +219,7 @@ class NatsTriggerSource(BackgroundSource):
         self.context.received()
         meta = msg.metadata
         seq = meta.sequence.stream
-        key = f"nats:{meta.stream}:{created}:{seq}"
+        key = bounded_key(f"nats:{meta.stream}:{created}:{seq}")
         event = self.context.event(
             type="nats.message", subject=msg.subject, id=key,
             time=meta.timestamp.timestamp() if meta.timestamp else None,
@@ -218,8 +229,10 @@ class NatsTriggerSource(BackgroundSource):
             },
             **_data(msg),
         )
-        await self.context.submit(event, idempotency_key=key)
-        await msg.ack()
+        if await self.context.submit_or_give_up(event, idempotency_key=key):
+            await msg.ack()
+        else:
+            await msg.term()
 
     # -- core NATS: at most once -------------------------------------------------------------
 
@@ -244,6 +257,7 @@ class NatsTriggerSource(BackgroundSource):
                 await self.context.submit(event, idempotency_key=None)
             except Exception as exc:  # nothing can take the message back: count it and go on
                 self.context.failed(exc)
+                self.context.status.dropped += 1
                 log.warning("trigger %s: dropped a NATS message: %s",
                             self.context.trigger.name, exc)
 
