@@ -210,3 +210,27 @@ def test_a_cancelled_waiter_leaves_the_queue() -> None:
         assert pool.idle == [instance]
 
     run(scenario)
+
+
+# -- min_instances ---------------------------------------------------------------------
+
+
+def test_min_instances_beyond_the_server_limit_keep_what_fits_without_churn() -> None:
+    """Keeping a version warm never reclaims an idle instance: that used to stop and
+    start instances in a loop, in one pool or between two."""
+
+    async def scenario(w: World) -> None:
+        first = w.pool("a", min_instances=3)
+        first.provision()
+        await until(lambda: first._provisioning is not None and first._provisioning.done())
+        assert first.size == 2 and w.manager.capacity.used == 2
+        second = w.pool("b", min_instances=2)
+        for _ in range(3):
+            w.manager.reap()
+            await until(lambda: all(p._provisioning is None or p._provisioning.done()
+                                    for p in (first, second)))
+        assert (first.size, second.size) == (2, 0)
+        assert len(w.launcher.launched) == 2
+        assert not any(i.stopped for i in w.launcher.launched)
+
+    run(scenario, max_instances=2)

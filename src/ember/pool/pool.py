@@ -285,7 +285,9 @@ class VersionPool:
 
     async def _provision(self) -> None:
         while not self.draining and self.size < self.config.min_instances:
-            if not self._manager.reserve():
+            # Free capacity only: reclaiming an idle instance to keep another warm would
+            # reclaim this pool's own (or another pool's min) and start over forever.
+            if not self._manager.capacity.try_take():
                 log.warning("no capacity to keep %s warm", self.key)
                 return
             try:
