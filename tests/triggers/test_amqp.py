@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractChannel
 
 from ember.model.trigger import AmqpBinding, AmqpSource
 from ember.triggers.amqp import AmqpTriggerSource
-from ember.triggers.base import make_source
+from ember.triggers.base import MAX_KEY, bounded_key, make_source
 from tests.triggers.helpers import (
     Submits,
     eventually,
@@ -170,6 +170,25 @@ def test_a_failed_submit_requeues_the_message() -> None:
             assert (first["amqpredelivered"], second["amqpredelivered"]) == (False, True)
             assert submits.data() == [{"n": 1}]
             assert context.status.failures == 1
+
+    run(scenario)
+
+
+def test_a_long_message_id_gives_a_key_the_queue_takes() -> None:
+    """AMQP allows a 255-character message id; with the queue's name the key would pass the
+    queue's 256 characters (InvalidSpec at every try): it is hashed, the same each time."""
+
+    async def scenario() -> None:
+        async with broker() as test:
+            submits = Submits(fail=1)
+            source, context = test.source(submits)
+            async with started(source, context):
+                await test.publish("k", b'{"n": 1}', message_id="m" * 255)
+                await eventually(lambda: len(submits.accepted) == 1)
+            (_, first_key), (_, second_key) = submits.attempts
+            assert first_key == second_key
+            assert first_key is not None and len(first_key) <= MAX_KEY
+            assert first_key == bounded_key(f"amqp:{test.queue}:{'m' * 255}")
 
     run(scenario)
 
