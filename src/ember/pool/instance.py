@@ -20,6 +20,7 @@ import contextlib
 import enum
 import logging
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -328,6 +329,7 @@ class Instance:
         self._pending: dict[str | None, _Pending] = {}
         self.inflight = 0
         self._read_task: asyncio.Task[None] | None = None
+        self._exit_watch: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[ExitStatus] | None = None
         self._sink_failed = False
         self._stopping = False
@@ -356,6 +358,9 @@ class Instance:
         """
         self._read_task = asyncio.get_running_loop().create_task(
             self._read_loop(), name=f"ember-instance-{self.id}"
+        )
+        self._exit_watch = asyncio.get_running_loop().create_task(
+            self._watch_exit(), name=f"ember-instance-exit-{self.id}"
         )
         # The init exchange is the only one without an id: ready/init_error carry none.
         pending = _Pending(request_id, future=asyncio.get_running_loop().create_future())
@@ -608,6 +613,20 @@ class Instance:
                 pending.deliver(None)
             self._begin_close(kill=False)
 
+    async def _watch_exit(self) -> None:
+        """End the conversation when the process ends, even if its socket stays open.
+
+        A process it left behind (a daemon started with the socket inherited) keeps the
+        other end open, so the end of the stream would never come and a request would wait
+        for its whole timeout. Shutting down our reading side instead lets the reader take
+        what the process sent before it ended, then see the end of the stream.
+        """
+        await self._process.wait()
+        sock = self._writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
+
     def _log(self, message: Message) -> None:
         request_id = message.get("id")
         if request_id is None and self.state is InstanceState.STARTING:
@@ -677,6 +696,8 @@ class Instance:
             await self._writer.wait_closed()
         if self._read_task is not None and self._read_task is not asyncio.current_task():
             await self._read_task
+        if self._exit_watch is not None:
+            await self._exit_watch
         try:
             self._sandbox.close()
         except OSError as exc:

@@ -399,6 +399,9 @@ def run(connect_path: str, instance_id: str, parent_pid: int) -> int:
               file=sys.stderr)
         return 2
     conn = FrameSocket(sock)
+    # A process the handler forks (a daemon, a worker) must not keep the conversation open
+    # after this one ends, nor write frames into it: its copy of the socket is closed.
+    os.register_at_fork(after_in_child=sock.close)
     capture = LogCapture(conn)
     capture.start()
     try:
