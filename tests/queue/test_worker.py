@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -309,6 +310,38 @@ def test_max_concurrency_bounds_the_events_running_at_once(run_async: Run,
         seen = [int(n) for n in (tmp_path / "seen").read_text().split()]
         assert len(seen) == 6
         assert max(seen) <= 2, seen
+
+    run_async(scenario)
+
+
+def test_deleting_a_function_drops_its_events_tasks_and_dead_letters(run_async: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("gone", FLAKY, **{"async": {"max_retries": 0}})
+        done = await wait(ember, (await submit(ember, "gone", {"succeed_on": 1}))["request_id"])
+        dead = await wait(ember, (await submit(ember, "gone", {"succeed_on": 2}))["request_id"])
+        assert (done["status"], dead["dead_lettered"]) == ("succeeded", True)
+        await ember.http.post("/functions/gone/pause")
+        await ember.settle()
+        queued = [(await submit(ember, "gone", {"succeed_on": 1}))["request_id"]
+                  for _ in range(3)]
+        await ember.deploy("kept", ECHO)
+        other = await wait(ember, (await submit(ember, "kept", {"n": 1}))["request_id"])
+
+        assert (await ember.http.delete("/functions/gone")).status_code == 200
+        # Gone by the time the deletion is answered.
+        for task_id in [done["id"], dead["id"], *queued]:
+            answer = await ember.http.get(f"/tasks/{task_id}")
+            assert answer.status_code == 404, answer.text
+        assert (await ember.http.get(f"/dead-letters/{dead['id']}")).status_code == 404
+        letters = await ember.http.get("/dead-letters", params={"function": "gone"})
+        assert letters.json()["dead_letters"] == []
+        figures = await ember.services.invoker.queue.figures("gone", now=time.time())
+        assert (figures.depth, figures.dead_letters) == (0, 0)
+        # A function re-created under the name starts with nothing queued.
+        await ember.deploy("gone", ECHO)
+        assert (await ember.http.get("/functions/gone/tasks")).json()["tasks"] == []
+        # Other functions keep theirs.
+        assert (await ember.http.get(f"/tasks/{other['id']}")).json()["status"] == "succeeded"
 
     run_async(scenario)
 

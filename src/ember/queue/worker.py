@@ -28,6 +28,8 @@ from ember.router import InvocationResult, Router
 log = logging.getLogger(__name__)
 
 DEDUP_WINDOW_S = 24 * 3600
+# How long a function's deletion waits for its queue state to be dropped.
+_DELETE_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -412,12 +414,31 @@ class AsyncInvoker:
             self._wake.set()
 
     def _deleted_from_any_thread(self, name: str) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._drop, name)
+        """Drop the deleted function's queued events, tasks and dead letters. Called from
+        another thread (the API's deletion is), this waits until they are gone, so that the
+        deletion is answered after them and a function re-created under the name starts
+        with an empty queue. An attempt already running finishes; its outcome finds no
+        event and no task and is not recorded."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        done = asyncio.run_coroutine_threadsafe(self._forget(name), loop)
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            return  # it cannot be waited for here; it runs next
+        try:
+            done.result(timeout=_DELETE_WAIT_S)
+        except Exception:  # the function is deleted either way: say what was left behind
+            log.exception("the async events, tasks and dead letters of deleted function %s "
+                          "could not all be dropped", name)
 
-    def _drop(self, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(self.queue.delete_function(name))
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+    async def _forget(self, name: str) -> None:
+        self._paused.discard(name)
+        self._limits.pop(name, None)
+        await self.queue.delete_function(name)
 
 
 def _trigger_of(event: Event) -> str | None:
