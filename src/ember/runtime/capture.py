@@ -16,6 +16,7 @@ both pipes and waits until both readers have passed it.
 from __future__ import annotations
 
 import array
+import contextlib
 import contextvars
 import fcntl
 import json
@@ -80,26 +81,42 @@ class _RecordHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            text = self.format(record)
-            line = b"".join(
-                (
-                    _RECORD_MARK,
-                    record.levelname.encode("ascii", "replace"),
-                    _FIELD_SEP,
-                    repr(record.created).encode(),
-                    _FIELD_SEP,
-                    (current_request.get() or "").encode("ascii", "replace"),
-                    _FIELD_SEP,
-                    json.dumps(text).encode(),
-                    b"\n",
-                )
-            )
-            # Whatever sys.stderr still buffers was written first: keep that order.
-            if sys.stderr is not None:
-                sys.stderr.flush()
-            _write_all(2, line)
+            write_record(record.levelname, self.format(record), current_request.get(),
+                         record.created)
         except Exception:
             self.handleError(record)
+
+
+def write_record(level: str, text: str, request_id: str | None = None,
+                 created: float | None = None) -> None:
+    """Write one log entry onto the stderr pipe, whole (a traceback stays one entry) and
+    with its level, whatever the user did to ``logging``. Without ``request_id`` the entry
+    belongs to the request of the moment (``LogCapture.request_id``)."""
+    line = b"".join(
+        (
+            _RECORD_MARK,
+            level.encode("ascii", "replace"),
+            _FIELD_SEP,
+            repr(time.time() if created is None else created).encode(),
+            _FIELD_SEP,
+            (request_id or "").encode("ascii", "replace"),
+            _FIELD_SEP,
+            json.dumps(text).encode(),
+            b"\n",
+        )
+    )
+    # Whatever sys.stderr still buffers was written first: keep that order.
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    _write_all(2, line)
+
+
+def log_uncaught(error: dict[str, str], request_id: str | None = None) -> None:
+    """Put the uncaught exception of a request (an ``error`` frame's map) in the function's
+    logs: one ERROR entry with its traceback, tagged with the request."""
+    text = error.get("traceback", "").rstrip() or f"{error.get('type')}: {error.get('message')}"
+    with contextlib.suppress(Exception):  # out of memory, or the user closed fd 2
+        write_record("ERROR", text, request_id)
 
 
 def _line_stream(fd: int) -> TextIO:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ember.runtime import protocol
-from ember.runtime.capture import LogCapture
+from ember.runtime.capture import LogCapture, log_uncaught
 from ember.runtime.context import Context, function_logger
 from ember.runtime.protocol import FrameSocket, Message
 
@@ -272,9 +272,9 @@ class Runtime:
         try:
             value = self.resolve(self.handler(event, context))
         except MemoryError as exc:
-            return self._error(request_id, exc, protocol.KIND_MEMORY)
+            return self._uncaught(request_id, exc, protocol.KIND_MEMORY)
         except BaseException as exc:  # SystemExit from a handler is its failure too
-            return self._error(request_id, exc, protocol.KIND_HANDLER)
+            return self._uncaught(request_id, exc, protocol.KIND_HANDLER)
         duration_ms = (time.perf_counter() - started) * 1000
         try:
             body, content_type = encode_result(value)
@@ -298,6 +298,12 @@ class Runtime:
     @staticmethod
     def _error(request_id: str, exc: BaseException, kind: str) -> Message:
         return {"t": protocol.ERROR, "id": request_id, "error": describe_error(exc, kind)}
+
+    def _uncaught(self, request_id: str, exc: BaseException, kind: str) -> Message:
+        """The error frame of an exception the handler let out, also put in the logs."""
+        reply = self._error(request_id, exc, kind)
+        log_uncaught(reply["error"], request_id)
+        return reply
 
     def stop(self, grace_s: float = 5.0) -> None:
         """Run pre_stop (its failure is logged, not fatal) and flush the logs.

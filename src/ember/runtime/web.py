@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from ember.runtime import protocol
-from ember.runtime.capture import current_request
+from ember.runtime.capture import current_request, log_uncaught
 from ember.runtime.main import _libc, describe_error, set_parent_death_signal
 from ember.runtime.protocol import FrameSocket, Message
 
@@ -184,15 +184,13 @@ class StreamResponder:
         if isinstance(exc, Cancelled):
             self.tracker.done(self.request_id)  # nobody listens for this request any more
             return
+        error = describe_error(exc)
+        log_uncaught(error, self.request_id)
         if not self.started:
-            traceback_text = describe_error(exc)
             self.tracker.before_last_frame(self.request_id)
-            self.conn.send({"t": protocol.ERROR, "id": self.request_id, "error": traceback_text})
+            self.conn.send({"t": protocol.ERROR, "id": self.request_id, "error": error})
         else:
             # Headers are out: all that can be said now is that the body is cut short.
-            import traceback
-
-            traceback.print_exception(exc)
             self.tracker.before_last_frame(self.request_id)
             self.conn.send({"t": protocol.HTTP_BODY, "id": self.request_id, "body": b"",
                             "more": False, "abort": True})
@@ -259,8 +257,10 @@ class InvokeResponder:
         if self.finished:
             return
         self.finished = True
+        error = describe_error(exc)
+        log_uncaught(error, self.request_id)
         self.tracker.before_last_frame(self.request_id)
-        self.conn.send({"t": protocol.ERROR, "id": self.request_id, "error": describe_error(exc)})
+        self.conn.send({"t": protocol.ERROR, "id": self.request_id, "error": error})
         self.tracker.done(self.request_id)
 
     # A collected response is bounded by ``max_bytes``: no flow control.
