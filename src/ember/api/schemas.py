@@ -22,7 +22,7 @@ from ember.model.function import (
 )
 from ember.model.invocation import DeadLetter, Task
 from ember.model.layer import Layer, LayerVersion
-from ember.model.trigger import Source
+from ember.model.trigger import SourceSpec
 
 
 class _In(BaseModel):
@@ -202,7 +202,7 @@ class TriggerIn(BaseModel):
     name: str = Field(description="[A-Za-z][A-Za-z0-9_-]{0,63}")
     function: str
     qualifier: str = "latest"
-    source: Source
+    source: SourceSpec
     description: str = Field(default="", max_length=256)
 
 
@@ -211,7 +211,7 @@ class TriggerPatch(BaseModel):
 
     function: str | None = None
     qualifier: str | None = None
-    source: Source | None = Field(default=None, description="replaces the source whole")
+    source: SourceSpec | None = Field(default=None, description="replaces the source whole")
     description: str | None = Field(default=None, max_length=256)
 
 

@@ -12,6 +12,7 @@ import yaml
 from ember.cli import render
 from ember.cli.common import Session, UsageError, command, load_mapping
 from ember.cli.functions import confirm_delete
+from ember.model.trigger import SOURCE_KINDS
 
 if TYPE_CHECKING:
     from ember.client import TriggerOut
@@ -132,15 +133,11 @@ def _show(session: Session, trigger: TriggerOut) -> None:
     session.output.show(trigger, render.trigger_panel(trigger, session.client.base_url))
 
 
-# The field that says where a source's events come from, by kind.
-_WHERE = {"http": "path", "timer": "schedule", "mqtt": "topic", "amqp": "queue",
-          "nats": "subject", "redis_stream": "streams", "storage": "path"}
-
-
 def target(trigger: TriggerOut) -> str:
     """``http /orders → hello:live``."""
     kind = str(trigger.source.get("kind"))
-    where = trigger.source.get(_WHERE.get(kind, ""))
+    known = SOURCE_KINDS.get(kind)
+    where = trigger.source.get(known.where) if known is not None else None
     if isinstance(where, list):
         where = ",".join(map(str, where))
     return f"{kind} {where} → {trigger.function}:{trigger.qualifier}"
@@ -166,7 +163,8 @@ def create(
     """Create a trigger: a source (--source, --http or --timer) bound to a function."""
     spec = source_from_options(source, http, methods, api_key, timer, timezone)
     if spec is None:
-        raise typer.BadParameter("give the source: --source, --http or --timer")
+        shortcuts = [k.shortcut for k in SOURCE_KINDS.values() if k.shortcut]
+        raise typer.BadParameter(f"give the source: --source, {' or '.join(shortcuts)}")
     trigger = session.client.create_trigger(
         name, function, spec, qualifier=qualifier or "latest", description=description or ""
     )

@@ -6,19 +6,17 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from ember.clock import Clock
 from ember.control.functions import FunctionService, checked_name
 from ember.control.validation import field_errors, invalid_spec
 from ember.errors import Conflict, InvalidSpec
 from ember.model.function import Qualifier
-from ember.model.trigger import TRIGGER_STATES, Source, Trigger, TriggerSpec
+from ember.model.trigger import TRIGGER_STATES, Trigger, TriggerSpec
 from ember.store.triggers import SqlTriggerStore
 
 log = logging.getLogger(__name__)
-
-_SOURCE: TypeAdapter[Any] = TypeAdapter(Source)
 
 
 def _errors(exc: ValidationError) -> InvalidSpec:

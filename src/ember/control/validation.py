@@ -9,11 +9,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from ember.errors import InvalidSpec
+from ember.model.trigger import SOURCE_KINDS
 
 # Fields holding a tagged union, and their tags (trigger sources by kind).
 UNION_FIELDS = frozenset({"source"})
 _NAMED = re.compile(r"^([a-z_]+): ")
-UNION_TAGS = frozenset({"http", "timer", "mqtt", "amqp", "nats", "redis_stream", "storage"})
+UNION_TAGS = frozenset(SOURCE_KINDS)
 
 
 def field_path(loc: Sequence[int | str], prefix: str = "") -> str:

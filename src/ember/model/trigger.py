@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -159,11 +159,53 @@ class StorageSource(_Source):
         return value
 
 
-Source = Annotated[
+SourceSpec = Annotated[
     HttpSource | TimerSource | MqttSource | AmqpSource | NatsSource | RedisStreamSource
     | StorageSource,
     Field(discriminator="kind"),
 ]
+"""What a trigger's source is declared as (its running side is ``triggers.base.Source``)."""
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """One kind of trigger source: everything the rest of Ember knows about it."""
+
+    model: type[BaseModel]
+    """Its declaration, a member of ``SourceSpec``."""
+    runner: str
+    """``module:Class`` of the Source that runs it, imported on first use."""
+    where: str
+    """The field that says where its events come from (shown by the CLI)."""
+    shortcut: str | None = None
+    """The CLI option that declares one without ``--source``."""
+
+    @property
+    def name(self) -> str:
+        (name,) = get_args(self.model.model_fields["kind"].annotation)
+        return str(name)
+
+
+def _registry(*kinds: SourceKind) -> dict[str, SourceKind]:
+    found = {kind.name: kind for kind in kinds}
+    (union, *_) = get_args(SourceSpec)
+    if {kind.model for kind in kinds} != set(get_args(union)):
+        raise TypeError("SOURCE_KINDS and SourceSpec must list the same source models")
+    return found
+
+
+# The one list of source kinds: a new kind is a model above, added to SourceSpec, and an
+# entry here (with its Source module in ember/triggers/).
+SOURCE_KINDS: dict[str, SourceKind] = _registry(
+    SourceKind(HttpSource, "ember.triggers.http:HttpTriggerSource", "path", "--http"),
+    SourceKind(TimerSource, "ember.triggers.timer:TimerTriggerSource", "schedule", "--timer"),
+    SourceKind(MqttSource, "ember.triggers.mqtt:MqttTriggerSource", "topic"),
+    SourceKind(AmqpSource, "ember.triggers.amqp:AmqpTriggerSource", "queue"),
+    SourceKind(NatsSource, "ember.triggers.nats:NatsTriggerSource", "subject"),
+    SourceKind(RedisStreamSource, "ember.triggers.redis_stream:RedisStreamTriggerSource",
+               "streams"),
+    SourceKind(StorageSource, "ember.triggers.storage:StorageTriggerSource", "path"),
+)
 
 
 class TriggerSpec(BaseModel):
@@ -173,7 +215,7 @@ class TriggerSpec(BaseModel):
 
     function: str
     qualifier: str = "latest"
-    source: Source
+    source: SourceSpec
     description: str = Field(default="", max_length=256)
 
 
@@ -182,7 +224,7 @@ class Trigger:
     name: str
     function: str
     qualifier: str
-    source: Source
+    source: SourceSpec
     state: str
     description: str
     created_at: float

@@ -65,10 +65,10 @@ def _source_model() -> type[BaseModel]:
     # A model holding only ``source``, so that errors are named as the server names them.
     from pydantic import ConfigDict, create_model
 
-    from ember.model.trigger import Source
+    from ember.model.trigger import SourceSpec
 
     model: type[BaseModel] = create_model(
-        "SourceSpec", __config__=ConfigDict(extra="forbid"), source=(Source, ...)
+        "SourceOnly", __config__=ConfigDict(extra="forbid"), source=(SourceSpec, ...)
     )
     return model
 

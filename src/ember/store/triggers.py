@@ -9,10 +9,10 @@ from pydantic import TypeAdapter
 from sqlalchemy.engine import Engine
 
 from ember.errors import Conflict, TriggerNotFound
-from ember.model.trigger import Source, Trigger
+from ember.model.trigger import SourceSpec, Trigger
 from ember.store.schema import triggers
 
-_SOURCE: TypeAdapter[Any] = TypeAdapter(Source)
+_SOURCE: TypeAdapter[Any] = TypeAdapter(SourceSpec)
 
 
 class SqlTriggerStore:

@@ -49,7 +49,7 @@ from ember.errors import (
     VersionNotFound,
 )
 from ember.ids import new_id
-from ember.model.trigger import Trigger, cloud_event
+from ember.model.trigger import SOURCE_KINDS, Trigger, cloud_event
 
 log = logging.getLogger(__name__)
 
@@ -332,22 +332,12 @@ async def until_paused(source: BackgroundSource, step: Awaitable[T]) -> T | None
     return task.result()
 
 
-_KINDS = {
-    "http": "ember.triggers.http:HttpTriggerSource",
-    "timer": "ember.triggers.timer:TimerTriggerSource",
-    "storage": "ember.triggers.storage:StorageTriggerSource",
-    "mqtt": "ember.triggers.mqtt:MqttTriggerSource",
-    "amqp": "ember.triggers.amqp:AmqpTriggerSource",
-    "nats": "ember.triggers.nats:NatsTriggerSource",
-    "redis_stream": "ember.triggers.redis_stream:RedisStreamTriggerSource",
-}
-
-
 def make_source(trigger: Trigger, context: SourceContext) -> Source:
-    """The Source for ``trigger``'s kind; its module is imported on first use."""
+    """The Source for ``trigger``'s kind (``SOURCE_KINDS``); its module is imported on
+    first use."""
     import importlib
 
-    module_name, _, class_name = _KINDS[trigger.source.kind].partition(":")
+    module_name, _, class_name = SOURCE_KINDS[trigger.source.kind].runner.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     source: Source = cls(context)
     return source
