@@ -17,51 +17,25 @@ Standard library and msgpack only: this module is what every instance imports.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import json
 import os
-import signal
 import socket
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ember.runtime import protocol
 from ember.runtime.capture import LogCapture, log_uncaught
 from ember.runtime.context import Context, function_logger
-from ember.runtime.protocol import FrameSocket, Message
+from ember.runtime.process import set_parent_death_signal
+from ember.runtime.protocol import FrameSocket, Message, describe_error
 
-_PR_SET_PDEATHSIG = 1
 # A result must fit in one frame, with room for the frame's other fields.
 MAX_RESULT_BYTES = protocol.MAX_FRAME_BYTES - 64 * 1024
-_RUNTIME_DIR = str(Path(__file__).resolve().parent)
-
-
-@functools.cache
-def _libc() -> Any:
-    # Cached so that the zygote loads it once and its forks find it ready.
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def set_parent_death_signal(expected_parent: int) -> None:
-    """Ask Linux to SIGKILL this process when its parent dies; exit if it already has.
-
-    The check after ``prctl`` closes the race where the parent died between the fork and
-    the call: the process was then re-parented and the signal would never come.
-    """
-    if sys.platform.startswith("linux"):
-        # Without prctl the instance only notices its parent's death when its socket closes.
-        with contextlib.suppress(OSError, AttributeError):
-            _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != expected_parent:
-        os._exit(1)
 
 
 def load_entrypoint(entry: str) -> Callable[..., Any]:
@@ -112,21 +86,6 @@ def encode_result(value: Any) -> tuple[bytes, str]:
         return value.encode("utf-8"), "text/plain; charset=utf-8"
     text = json.dumps(value, ensure_ascii=False, allow_nan=False)
     return text.encode("utf-8"), "application/json"
-
-
-def describe_error(exc: BaseException, kind: str = protocol.KIND_HANDLER) -> dict[str, str]:
-    """The error map of an ``error``/``init_error`` frame, the runtime's frames left out."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_RUNTIME_DIR):
-        tb = tb.tb_next
-    if tb is None:
-        tb = exc.__traceback__
-    return {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, tb)),
-        "kind": kind,
-    }
 
 
 class Runtime:
@@ -191,21 +150,24 @@ class Runtime:
         return True
 
     def _web_server(self, app: Any) -> Any:
-        from ember.runtime import web
+        # Imported here: a handler instance started as a fresh interpreter never pays for
+        # the web servers (the zygote has them loaded already).
+        from ember.runtime.asgi import AsgiServer, is_asgi
+        from ember.runtime.wsgi import WsgiServer
 
         server: Any
-        if web.is_asgi(app):
-            server = web.AsgiServer(app)
+        if is_asgi(app):
+            server = AsgiServer(app)
         else:
-            server = web.WsgiServer(app, int(self.spec.get("concurrency", 1)))
+            server = WsgiServer(app, int(self.spec.get("concurrency", 1)))
         server.start(float(self.spec.get("initializer_timeout_s", 30.0)))
         return server
 
     def _custom_server(self) -> Any:
-        from ember.runtime import web
+        from ember.runtime.custom import CustomServer
 
         spec = self.spec
-        server = web.CustomServer(
+        server = CustomServer(
             list(spec["command"]), spec["code_dir"], int(spec.get("concurrency", 1)),
             spec.get("startup_probe"), spec.get("health_check"), self.fatal,
         )
@@ -326,7 +288,8 @@ class Runtime:
 
     def serve_http(self) -> None:
         """Hand requests to the web server as they come, until ``stop`` or the end."""
-        from ember.runtime import web
+        from ember.runtime.responders import InvokeResponder, StreamResponder
+        from ember.runtime.web import invoke_request
 
         while True:
             message = self.conn.recv()
@@ -339,13 +302,13 @@ class Runtime:
                 if found is not None:
                     found.credit(int(message.get("n", 0)))
             elif kind == protocol.HTTP:
-                stream = web.StreamResponder(self.conn, message["id"], self)
+                stream = StreamResponder(self.conn, message["id"], self)
                 self._begin(message["id"], stream)
                 self.server.submit(message, stream)
             elif kind == protocol.INVOKE:
-                responder = web.InvokeResponder(self.conn, message["id"], self, MAX_RESULT_BYTES)
+                responder = InvokeResponder(self.conn, message["id"], self, MAX_RESULT_BYTES)
                 self._begin(message["id"], responder)
-                self.server.submit(web.invoke_request(message), responder)
+                self.server.submit(invoke_request(message), responder)
             elif kind == protocol.CANCEL:
                 found = self._responders.get(message["id"])
                 if found is not None:

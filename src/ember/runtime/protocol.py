@@ -53,6 +53,8 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgpack  # type: ignore[import-untyped, unused-ignore]
@@ -90,16 +92,38 @@ KIND_MEMORY = "memory"
 # Response body bytes an instance may have sent and not had acknowledged (flow control).
 WINDOW_BYTES = 4 * 1024 * 1024
 
+# Headers about one connection (one hop), not the request or response: never passed on,
+# by the server's HTTP front ends nor by a custom runtime's proxy.
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"upgrade",
+                        b"proxy-connection", b"proxy-authorization", b"te", b"trailer"})
+
 # Generous: sync payloads are at most 6 MiB, and a frame also carries results and logs.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 _HEADER = struct.Struct(">I")
+# Frames of the runtime's own files are left out of the tracebacks a user sees.
+_RUNTIME_DIR = str(Path(__file__).resolve().parent)
 
 Message = dict[str, Any]
 
 
 class ProtocolError(Exception):
     """A frame was malformed, too large, or not a map with a ``"t"`` key."""
+
+
+def describe_error(exc: BaseException, kind: str = KIND_HANDLER) -> dict[str, str]:
+    """The error map of an ``error``/``init_error`` frame, the runtime's frames left out."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_RUNTIME_DIR):
+        tb = tb.tb_next
+    if tb is None:
+        tb = exc.__traceback__
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, tb)),
+        "kind": kind,
+    }
 
 
 def encode(message: Message) -> bytes:

@@ -45,12 +45,24 @@ import traceback
 import typing
 import uuid
 
-from ember.runtime import capture, context, main, protocol, web
+from ember.runtime import (
+    asgi,
+    capture,
+    context,
+    custom,
+    main,
+    process,
+    protocol,
+    responders,
+    web,
+    wsgi,
+)
 from ember.runtime.protocol import FrameSocket, Message
 
 PRELOADED = (asyncio, base64, collections, contextlib, dataclasses, datetime, decimal,
              hashlib, inspect, json, logging, re, traceback, typing, uuid,
-             capture, context, main, web)  # web: ~28 ms of http.client and friends
+             capture, context, main, responders, web,
+             asgi, wsgi, custom)  # the web servers: ~28 ms of http.client and friends
 
 
 class Zygote:
@@ -137,7 +149,7 @@ class Zygote:
 
 def run(socket_path: str, parent_pid: int) -> int:
     """Be the zygote: connect to the server and serve spawn requests."""
-    main.set_parent_death_signal(parent_pid)
+    process.set_parent_death_signal(parent_pid)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(socket_path)

@@ -26,7 +26,7 @@ from ember.ids import new_id
 from ember.model.trigger import HttpSource
 from ember.pool.instance import HttpRequest
 from ember.router import HttpResponse, InvocationResult, Router
-from ember.runtime.web import HOP_BY_HOP
+from ember.runtime.protocol import HOP_BY_HOP
 from ember.triggers.base import SourceContext
 
 

@@ -1,0 +1,228 @@
+"""Custom runtimes inside an instance: the user's own HTTP server, any language, started by
+a command with ``$PORT`` set, probed until ready, health-checked while it runs, and reached
+through a local HTTP connection per worker thread."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import quote
+
+from ember.runtime.process import libc, set_parent_death_signal
+from ember.runtime.protocol import HOP_BY_HOP, Message
+from ember.runtime.responders import Responder
+from ember.runtime.web import request_headers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class CustomServer:
+    """The user's HTTP server: started by ``command`` in the code directory with ``$PORT``
+    set; ready once ``GET probe_path`` answers below 400; replaced (the instance exits)
+    after ``failure_threshold`` failed health checks in a row, or when it exits."""
+
+    def __init__(self, command: list[str], code_dir: str, concurrency: int,
+                 startup_probe: dict[str, Any] | None,
+                 health_check: dict[str, Any] | None,
+                 on_fatal: Callable[[str], None]) -> None:
+        self.command = command
+        self.code_dir = code_dir
+        self.probe = {"path": "/", "timeout_s": 10.0, **(startup_probe or {})}
+        self.health = health_check
+        self.on_fatal = on_fatal
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ember-proxy")
+        self._local = threading.local()
+        self._stopping = threading.Event()
+        self._inflight: dict[str, http.client.HTTPConnection] = {}
+
+    def start(self, timeout_s: float) -> None:
+        import resource
+
+        if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
+            print("ember: no cgroups on this server, so memory is bounded by address space "
+                  "(RLIMIT_AS), which the command inherits: runtimes that reserve much of it "
+                  "(Node.js, the JVM, Go) may fail to start; run Ember where cgroups work",
+                  file=sys.stderr, flush=True)
+        self.port = free_port()
+        environment = {**os.environ, "PORT": str(self.port)}
+        with contextlib.suppress(OSError):
+            libc()  # loaded before the fork: the child only calls into it
+        try:
+            # The user's server goes when the instance goes, however the instance ends.
+            self.process = subprocess.Popen(
+                self.command, cwd=self.code_dir, env=environment, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=functools.partial(set_parent_death_signal, os.getpid()),
+            )
+        except OSError as exc:
+            raise RuntimeError(f"cannot start the command {self.command!r}: {exc}") from exc
+        self._wait_ready(min(float(self.probe["timeout_s"]), timeout_s))
+        threading.Thread(target=self._watch, name="ember-custom-watch", daemon=True).start()
+        if self.health:
+            threading.Thread(target=self._check_health, name="ember-health", daemon=True).start()
+
+    def _get(self, path: str, timeout_s: float) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
+        try:
+            conn.request("GET", path, headers={"User-Agent": "ember-probe"})
+            response = conn.getresponse()
+            response.read()
+            return int(response.status)
+        finally:
+            conn.close()
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        assert self.process is not None
+        path = str(self.probe["path"])
+        deadline = time.monotonic() + timeout_s
+        last = "no answer yet"
+        delay = 0.02
+        while True:
+            status = self.process.poll()
+            if status is not None:
+                raise RuntimeError(
+                    f"the command {self.command!r} exited with status {status} before its "
+                    f"startup probe GET {path} succeeded"
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._kill()
+                raise TimeoutError(
+                    f"the startup probe GET {path} on $PORT ({self.port}) did not succeed "
+                    f"within {timeout_s:g} s: {last}"
+                )
+            try:
+                code = self._get(path, max(min(left, 2.0), 0.05))
+            except (OSError, http.client.HTTPException) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if code < 400:
+                    return
+                last = f"it answered {code}"
+            time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+            delay = min(delay * 2, 0.2)
+
+    def _watch(self) -> None:
+        assert self.process is not None
+        status = self.process.wait()
+        if not self._stopping.is_set():
+            self.on_fatal(f"the command {self.command!r} exited with status {status}")
+
+    def _check_health(self) -> None:
+        assert self.health is not None
+        path = str(self.health.get("path", "/"))
+        interval = float(self.health.get("interval_s", 10.0))
+        timeout = float(self.health.get("timeout_s", 2.0))
+        threshold = int(self.health.get("failure_threshold", 3))
+        failures = 0
+        while not self._stopping.wait(interval):
+            try:
+                code = self._get(path, timeout)
+                problem = f"it answered {code}" if code >= 400 else ""
+            except (OSError, http.client.HTTPException) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if not problem:
+                failures = 0
+                continue
+            failures += 1
+            print(f"health check GET {path} failed ({failures}/{threshold}): {problem}",
+                  file=sys.stderr, flush=True)
+            if failures >= threshold:
+                self.on_fatal(f"unhealthy: {threshold} health checks failed in a row")
+                return
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port)
+            self._local.conn = conn
+        return conn
+
+    def submit(self, request: Message, responder: Responder) -> None:
+        self.pool.submit(self._proxy, request, responder)
+
+    def _proxy(self, request: Message, responder: Responder) -> None:
+        request_id = request["id"]
+        conn = self._connection()
+        self._inflight[request_id] = conn
+        try:
+            target = quote(str(request["path"]))
+            query = bytes(request.get("query") or b"")
+            if query:
+                target += "?" + query.decode("latin-1")
+            body = bytes(request.get("body") or b"")
+            conn.putrequest(str(request["method"]), target, skip_host=True,
+                            skip_accept_encoding=True)
+            headers = request_headers(request)
+            if not any(name == b"host" for name, _ in headers):
+                headers.append((b"host", f"127.0.0.1:{self.port}".encode()))  # HTTP/1.1 needs one
+            for name, value in headers:
+                if name not in HOP_BY_HOP and name != b"content-length":
+                    conn.putheader(name.decode("latin-1"), value)
+            conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            response = conn.getresponse()
+            responder.start(response.status, [
+                (k.lower().encode("latin-1"), v.encode("latin-1"))
+                for k, v in response.getheaders()
+                if k.lower().encode("latin-1") not in HOP_BY_HOP
+                and k.lower() != "content-length"
+            ])
+            while True:
+                chunk = response.read1(65536)
+                if not chunk:
+                    break
+                responder.body(chunk, True)
+            responder.body(b"", False)
+            if response.will_close:
+                conn.close()
+        except BaseException as exc:
+            conn.close()  # whatever state it was left in, the next request reconnects
+            if isinstance(exc, OSError | http.client.HTTPException):
+                exc = ConnectionError(f"the custom runtime did not answer: "
+                                      f"{type(exc).__name__}: {exc}")
+            responder.fail(exc)
+        finally:
+            self._inflight.pop(request_id, None)
+
+    def cancel(self, request_id: str) -> None:
+        conn = self._inflight.get(request_id)
+        if conn is not None and conn.sock is not None:
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
+
+    def _kill(self) -> None:
+        self._stopping.set()
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(2.0)
+
+    def stop(self, grace_s: float) -> None:
+        self._stopping.set()
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(max(grace_s - 0.5, 0.1))
+            except subprocess.TimeoutExpired:
+                self._kill()
+        self.pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,40 @@
+"""Process helpers of the runtime: libc, and dying with the parent.
+
+A leaf module (standard library only, nothing of the runtime imported) so that the
+instance main loop, the zygote and the custom-runtime server all use it without importing
+each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import sys
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def libc() -> Any:
+    """The C library, through ``ctypes``; cached so that the zygote loads it once and its
+    forks find it ready."""
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def set_parent_death_signal(expected_parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies; exit if it already has.
+
+    The check after ``prctl`` closes the race where the parent died between the fork and
+    the call: the process was then re-parented and the signal would never come.
+    """
+    if sys.platform.startswith("linux"):
+        # Without prctl the instance only notices its parent's death when its socket closes.
+        with contextlib.suppress(OSError, AttributeError):
+            libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != expected_parent:
+        os._exit(1)
