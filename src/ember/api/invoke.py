@@ -13,6 +13,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ember.api.errors import error_response, unexpected_response
+from ember.api.payloads import check_json_depth
 from ember.api.schemas import AcceptedOut, TaskOut
 from ember.api.triggers import direct_http_target, serve_direct_http, serve_http_trigger
 from ember.errors import EmberError, InvalidSpec
@@ -45,7 +46,8 @@ async def invoke(
     ] = None,
 ) -> Response:
     """Run the function with the request body as its event; the answer is its result, or
-    for async invocations 202 with the request id (also the task id).
+    for async invocations 202 with the request id (also the task id). A JSON event nested
+    more than 512 levels deep is refused (400 ``InvalidPayload``).
 
     Served by ``InvokeFastPath``; this declaration documents it in the OpenAPI spec."""
     return await run_invoke(
@@ -61,13 +63,14 @@ async def run_invoke(
     idempotency_key: str | None,
 ) -> Response:
     mode = (invocation_type or "sync").lower()
-    if mode == "async":
-        return await _accept(services, name, qualifier, body, content_type, idempotency_key)
-    if mode != "sync":
+    if mode not in ("sync", "async"):
         raise InvalidSpec(
             f"invocation type {invocation_type!r} is not one of sync, async",
             {"field": "X-Ember-Invocation-Type"},
         )
+    check_json_depth(body, content_type)
+    if mode == "async":
+        return await _accept(services, name, qualifier, body, content_type, idempotency_key)
     tail = (log_type or "").lower() == "tail"
     result = await services.router.invoke(
         name, qualifier, body, content_type or "application/json", log_tail=tail

@@ -15,7 +15,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 ALIAS_RE = NAME_RE
@@ -30,6 +38,18 @@ MAX_TIMEOUT_S = 900.0
 # store's integer column (PostgreSQL ``integer``).
 MAX_VERSION = 2**31 - 1
 MAX_ENVIRONMENT_BYTES = 4096
+
+
+def _env_value(value: str) -> str:
+    # execve() ends a string at its first NUL: no instance could be given this value.
+    if "\x00" in value:
+        raise ValueError("an environment value cannot hold a NUL character")
+    return value
+
+
+EnvValue = Annotated[
+    str, AfterValidator(_env_value), WithJsonSchema({"type": "string", "pattern": "^[^\\u0000]*$"})
+]
 
 
 def check_name(kind: str, value: str) -> str:
@@ -104,7 +124,10 @@ class FunctionConfig(_Strict):
     description: Annotated[str, Field(max_length=256)] = ""
     memory_mb: Annotated[int, Field(ge=64, le=16384)] = 256
     timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 60.0
-    environment: dict[str, str] = Field(default_factory=dict)
+    environment: dict[str, EnvValue] = Field(
+        default_factory=dict,
+        json_schema_extra={"propertyNames": {"pattern": ENV_KEY_RE.pattern}},
+    )
     layers: Annotated[list[str], Field(max_length=5)] = Field(default_factory=list)
     concurrency: Annotated[int, Field(ge=1, le=1000)] = 1
     min_instances: Annotated[int, Field(ge=0, le=100)] = 0
@@ -150,7 +173,7 @@ class FunctionConfig(_Strict):
     @classmethod
     def _environment(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            if not ENV_KEY_RE.match(key):
+            if not ENV_KEY_RE.fullmatch(key):
                 raise ValueError(f"environment variable name {key!r} is invalid")
             if key.upper().startswith(RESERVED_ENV_PREFIX):
                 raise ValueError(f"environment variable {key!r} uses the reserved prefix EMBER_")
