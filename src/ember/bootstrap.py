@@ -146,6 +146,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
             concurrency=settings.async_concurrency,
             lease_s=settings.async_lease_s,
             max_payload_bytes=limits.max_async_payload_bytes,
+            retention_s=settings.task_retention_s,
         ),
         RetryPolicy(
             function_delay_s=settings.async_retry_delay_s,

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     async_system_delay_s: float = Field(
         default=1.0, ge=0, le=3600, description="first delay after a system error, doubled"
     )
+    task_retention_s: float = Field(
+        default=7 * 24 * 3600, gt=0,
+        description="how long finished async tasks and dead letters are kept",
+    )
     build_timeout_s: float = Field(
         default=600, gt=0, le=3600,
         description="longest pip install of a function's requirements.txt",

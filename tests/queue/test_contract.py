@@ -592,6 +592,66 @@ def test_delete_function_drops_its_events_tasks_and_dead_letters(with_queue: Wit
     with_queue(scenario)
 
 
+def test_purge_deletes_what_ended_before_the_cut(with_queue: WithQueue) -> None:
+    async def scenario(queue: Queue) -> None:
+        async def finish(task: Task, status: str, at: float) -> None:
+            delivery = await claim_one(queue, now=at)
+            assert delivery.event.id == task.id
+            task.status, task.finished_at, task.updated_at = status, at, at
+            if status == "failed":
+                await queue.dead_letter(delivery, task, {"code": "X"}, now=at)
+            else:
+                await queue.ack(delivery, task)
+
+        old_done = await submit(queue, event("a", at=T0))
+        await finish(old_done, "succeeded", T0 + 1)
+        old_dead = await submit(queue, event("b", at=T0 + 2))
+        await finish(old_dead, "failed", T0 + 3)
+        stopped = await submit(queue, event("a", at=T0 + 4))
+        assert await queue.stop_queued(stopped.id, now=T0 + 5) is not None
+        recent = await submit(queue, event("a", at=T0 + 6))
+        await finish(recent, "succeeded", T0 + 100)
+        waiting = await submit(queue, event("a", at=T0 + 7))   # queued: never purged
+        running = await submit(queue, event("b", at=T0 + 8))
+        await claim_one(queue, now=T0 + 9)                     # leased: never purged
+        # A final task whose event is still queued keeps both (a redelivered event needs it).
+        kept_final = await submit(queue, event("c", at=T0 + 10))
+        kept_final.status, kept_final.updated_at = "succeeded", T0 + 10
+        await queue.save_task(kept_final)
+
+        assert await queue.purge(T0 + 50) == 4  # old_done, old_dead's task and letter, stopped
+        for gone in (old_done, old_dead, stopped):
+            with pytest.raises(TaskNotFound):
+                await queue.get_task(gone.id)
+        with pytest.raises(DeadLetterNotFound):
+            await queue.get_dead_letter(old_dead.id)
+        assert (await queue.list_dead_letters()).items == []
+        for kept in (recent, waiting, running, kept_final):
+            assert (await queue.get_task(kept.id)).id == kept.id
+        assert {t.id for t in (await queue.list_tasks("a")).items} == {recent.id, waiting.id}
+        assert (await queue.list_tasks("a", status="succeeded")).items[0].id == recent.id
+        assert (await queue.list_tasks("b", status="failed")).items == []
+        assert (await queue.figures(now=T0 + 50)).depth == 3
+        assert await queue.purge(T0 + 50) == 0
+        # The cut is strict: a task finished exactly at ``before`` stays.
+        assert await queue.purge(T0 + 100) == 0
+        assert await queue.purge(T0 + 100.5) == 1
+
+    with_queue(scenario)
+
+
+def test_purge_deletes_in_batches(with_queue: WithQueue) -> None:
+    async def scenario(queue: Queue) -> None:
+        for i in range(1205):
+            task = await submit(queue, event(f"f{i % 3}", at=T0 + i / 100))
+            assert await queue.stop_queued(task.id, now=T0 + i / 100) is not None
+        assert await queue.purge(T0 + 100) == 1205
+        for name in ("f0", "f1", "f2"):
+            assert (await queue.list_tasks(name)).items == []
+
+    with_queue(scenario)
+
+
 # restart and concurrency
 
 def test_a_restart_keeps_everything_and_frees_expired_leases(with_queue: WithQueue) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from ember.clock import ManualClock
 from tests.inprocess import Ember
 from tests.queue.conftest import REDIS_URL, _drop_redis_keys
 
@@ -344,6 +345,30 @@ def test_deleting_a_function_drops_its_events_tasks_and_dead_letters(run_async: 
         assert (await ember.http.get(f"/tasks/{other['id']}")).json()["status"] == "succeeded"
 
     run_async(scenario)
+
+
+def test_finished_tasks_and_dead_letters_are_purged_after_the_retention(
+        run_async: Run) -> None:
+    clock = ManualClock()
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("flaky", FLAKY, **{"async": {"max_retries": 0}})
+        old = await wait(ember, (await submit(ember, "flaky", {"succeed_on": 1}))["request_id"])
+        dead = await wait(ember, (await submit(ember, "flaky", {"succeed_on": 2}))["request_id"])
+        assert dead["dead_lettered"] is True
+        clock.advance(3601)  # the hourly purge runs: nothing is 5,000 s old yet
+        recent = await wait(ember, (await submit(ember, "flaky", {"succeed_on": 1}))["request_id"])
+        for task in (old, dead):
+            assert (await ember.http.get(f"/tasks/{task['id']}")).status_code == 200
+        clock.advance(3600)  # the next purge: old and dead are 7,200 s old, recent 3,600 s
+        await wait_for_state(ember, old["id"],
+                             lambda t: (t.get("error") or {}).get("code") == "TaskNotFound")
+        assert (await ember.http.get(f"/tasks/{dead['id']}")).status_code == 404
+        assert (await ember.http.get(f"/dead-letters/{dead['id']}")).status_code == 404
+        tasks = (await ember.http.get("/functions/flaky/tasks")).json()["tasks"]
+        assert [t["id"] for t in tasks] == [recent["id"]]
+
+    run_async(scenario, clock=clock, task_retention_s=5000)
 
 
 def test_pause_keeps_events_queued_until_resume(run_async: Run) -> None:

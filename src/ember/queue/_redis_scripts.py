@@ -24,8 +24,17 @@ end
 
 local function member_id(member) return string.match(member, '^[^|]*|[^|]*|(.*)$') end
 
--- Store a task and keep its function's listing and per-status listings in step.
+local FINAL = {succeeded = true, failed = true, stopped = true, expired = true}
+
+-- Store a task and keep its function's listing and per-status listings in step, and the
+-- index of finished tasks by their last change (``updated_at``), which purges walk.
+-- Every script that stores a task gets its updated_at as its last argument.
 local function put_task(id, fn, status, created_at, blob)
+  if FINAL[status] then
+    redis.call('ZADD', k('finished'), ARGV[#ARGV], id)
+  else
+    redis.call('ZREM', k('finished'), id)
+  end
   local key = k('task', id)
   local old = redis.call('HMGET', key, 'status', 'order')
   local order = old[2]
@@ -86,7 +95,7 @@ end
 """
 
 # ARGV: prefix, function, task id, event body, enqueued_at, idempotency key ("" for none),
-# now, dedup until, task status, task created_at, task blob.
+# now, dedup until, task status, task created_at, task blob, task updated_at.
 # Returns {0} when stored, {1, blob} with the task that was there first.
 _SUBMIT = """
 local fn, id, body, enqueued_at, key = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -252,7 +261,8 @@ return 1
 
 # Ends a claim. ARGV: prefix, function, task id, token, mode ("ack", "requeue", "dead"),
 # task status ("" to leave the task alone), task created_at, task blob,
-# then for "requeue": event body, enqueued_at, due, now; for "dead": dead_at, dead-letter blob.
+# then for "requeue": event body, enqueued_at, due, now; for "dead": dead_at, dead-letter blob;
+# last, task updated_at.
 # A stale token (the lease ran out and another claim took the event, or it was finished)
 # changes nothing at all: the newer claim owns both the event and the task. Returns 1 or 0.
 _SETTLE = """
@@ -281,8 +291,9 @@ if ARGV[6] ~= '' then put_task(id, fn, ARGV[6], ARGV[7], ARGV[8]) end
 return 1
 """
 
-# ARGV: prefix, function, task id, status, created_at, blob. A task that is not stored (its
-# function was deleted meanwhile) is not brought back. Returns 1, or 0 for no such task.
+# ARGV: prefix, function, task id, status, created_at, blob, updated_at. A task that is not
+# stored (its function was deleted meanwhile) is not brought back. Returns 1, or 0 for no
+# such task.
 _SAVE_TASK = """
 if redis.call('EXISTS', k('task', ARGV[3])) == 0 then return 0 end
 put_task(ARGV[3], ARGV[2], ARGV[4], ARGV[5], ARGV[6])
@@ -290,7 +301,7 @@ return 1
 """
 
 # ARGV: prefix, function, task id, revision read, now, then the stopped task: status,
-# created_at, blob. Returns "stopped", "leased", or "changed" (the task changed since it
+# created_at, blob, updated_at. Returns "stopped", "leased", or "changed" (the task changed since it
 # was read: read it again).
 _STOP = """
 local fn, id, now = ARGV[2], ARGV[3], tonumber(ARGV[5])
@@ -310,7 +321,7 @@ return 'stopped'
 """
 
 # ARGV: prefix, function, task id, task revision read ("" when there was no task), now,
-# event body, then the queued task: status, created_at, blob.
+# event body, then the queued task: status, created_at, blob, updated_at.
 # Returns "queued", "missing" (no such dead letter) or "changed" (read again).
 _REDRIVE = """
 local fn, id, now = ARGV[2], ARGV[3], ARGV[5]
@@ -370,6 +381,7 @@ _DELETE_FUNCTION = """
 local fn = ARGV[2]
 for _, member in ipairs(redis.call('ZRANGE', k('tasks', fn), 0, -1)) do
   redis.call('UNLINK', k('task', member_id(member)))
+  redis.call('ZREM', k('finished'), member_id(member))
 end
 for _, member in ipairs(redis.call('ZRANGE', k('dls', fn), 0, -1)) do
   redis.call('UNLINK', k('dl', member_id(member)))
@@ -386,6 +398,39 @@ redis.call('SREM', k('functions'), fn)
 return 1
 """
 
+# ARGV: prefix, before, batch size. Deletes up to a batch of the tasks finished before
+# ``before`` (a task whose event is still queued is kept, and leaves the index until it is
+# stored again) and up to a batch of the dead letters made before it.
+# Returns {tasks deleted, tasks looked at, dead letters deleted}.
+_PURGE = """
+local before, batch = tonumber(ARGV[2]), tonumber(ARGV[3])
+local tasks, seen, dead = 0, 0, 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('finished'), '-inf', '(' .. ARGV[2],
+                               'LIMIT', 0, batch)) do
+  seen = seen + 1
+  redis.call('ZREM', k('finished'), id)
+  local key = k('task', id)
+  local t = redis.call('HMGET', key, 'function', 'status', 'order')
+  if t[1] and not redis.call('ZSCORE', k('events', t[1]), id) then
+    redis.call('ZREM', k('tasks', t[1]), t[3])
+    redis.call('ZREM', k('status', t[1], t[2]), t[3])
+    redis.call('UNLINK', key)
+    tasks = tasks + 1
+  end
+end
+-- Dead-letter listings are ordered by dead_at, written as order_member writes it.
+local bound = '(' .. string.format('%020.6f', before)
+for _, member in ipairs(redis.call('ZRANGE', k('dls'), '-', bound, 'BYLEX', 'LIMIT', 0, batch)) do
+  local id = member_id(member)
+  local fn = redis.call('HGET', k('dl', id), 'function')
+  redis.call('ZREM', k('dls'), member)
+  if fn then redis.call('ZREM', k('dls', fn), member) end
+  redis.call('UNLINK', k('dl', id))
+  dead = dead + 1
+end
+return {tasks, seen, dead}
+"""
+
 SCRIPTS: dict[str, str] = {
     name: _HELPERS + body
     for name, body in {
@@ -399,5 +444,6 @@ SCRIPTS: dict[str, str] = {
         "figures": _FIGURES,
         "list": _LIST,
         "delete_function": _DELETE_FUNCTION,
+        "purge": _PURGE,
     }.items()
 }

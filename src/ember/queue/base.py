@@ -149,3 +149,10 @@ class Queue(Protocol):
     async def delete_function(self, function: str) -> None:
         """Drop every event, task and dead letter of a deleted function."""
         ...
+
+    async def purge(self, before: float) -> int:
+        """Delete the tasks that ended (a final status) before ``before`` — by their last
+        change, ``updated_at`` — and the dead letters made before it (``dead_at``); return
+        how many tasks and dead letters were deleted. A task whose event is still queued
+        is kept."""
+        ...

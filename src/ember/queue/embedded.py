@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ember.errors import Conflict, DeadLetterNotFound, InvalidRequest, TaskNotFound
-from ember.model.invocation import Attempt, DeadLetter, Event, Task
+from ember.model.invocation import FINAL_STATUSES, Attempt, DeadLetter, Event, Task
 from ember.queue._sqlite import SqliteThreads
 from ember.queue.base import Delivery, QueueFigures
 from ember.store.base import Page
@@ -86,6 +86,9 @@ CREATE INDEX IF NOT EXISTS tasks_newest ON tasks (function, created_at);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks (function, status, created_at);
 CREATE INDEX IF NOT EXISTS tasks_key ON tasks (function, idempotency_key, created_at)
     WHERE idempotency_key IS NOT NULL;
+-- Finished tasks by when they finished, for purging them.
+CREATE INDEX IF NOT EXISTS tasks_done ON tasks (updated_at)
+    WHERE status IN ('expired', 'failed', 'stopped', 'succeeded');
 
 CREATE TABLE IF NOT EXISTS dead_letters (
     seq INTEGER PRIMARY KEY,
@@ -137,6 +140,23 @@ ORDER BY due_at, seq LIMIT ?
 """
 
 _LEASED = "SELECT COUNT(*) FROM events WHERE function = ? AND lease_until >= ?"
+# The final statuses as SQL, written as the tasks_done index has them: SQLite uses a
+# partial index only for a query whose WHERE repeats the index's.
+_FINAL = "(" + ", ".join(f"'{status}'" for status in sorted(FINAL_STATUSES)) + ")"
+assert f"WHERE status IN {_FINAL};" in _SCHEMA
+# A purge deletes in batches, each its own write, so that other writes go in between.
+_PURGE_BATCH = 1000
+_PURGE_TASKS = f"""
+DELETE FROM tasks WHERE seq IN (
+    SELECT seq FROM tasks
+    WHERE status IN {_FINAL} AND updated_at < ?
+        AND NOT EXISTS (SELECT 1 FROM events WHERE events.id = tasks.id)
+    LIMIT ?)
+"""
+_PURGE_DEAD = """
+DELETE FROM dead_letters WHERE seq IN (
+    SELECT seq FROM dead_letters WHERE dead_at < ? LIMIT ?)
+"""
 
 
 def _create_tables(conn: sqlite3.Connection) -> None:
@@ -517,3 +537,18 @@ class EmbeddedQueue:
                 conn.execute(f"DELETE FROM {table} WHERE function = ?", (function,))
 
         await self._db.write(work)
+
+    async def purge(self, before: float) -> int:
+        """Delete tasks final since before ``before`` and dead letters older than it, a batch
+        per write; return how many."""
+        def work(conn: sqlite3.Connection) -> tuple[int, int]:
+            tasks = conn.execute(_PURGE_TASKS, (before, _PURGE_BATCH)).rowcount
+            dead = conn.execute(_PURGE_DEAD, (before, _PURGE_BATCH)).rowcount
+            return tasks, dead
+
+        removed = 0
+        while True:
+            tasks, dead = await self._db.write(work)
+            removed += tasks + dead
+            if tasks < _PURGE_BATCH and dead < _PURGE_BATCH:
+                return removed

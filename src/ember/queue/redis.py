@@ -19,6 +19,8 @@ Keys, all under ``prefix`` (``{prefix}:…``; function names cannot contain ``:`
     idem:{fn}, idem-until:{fn}       idempotency key → task id, and → end of its window
     dl:{id}                 hash     function, order, data (msgpack DeadLetter)
     dls, dls:{fn}           zset     "<dead_at>|<seq>|<id>", all and per function
+    finished                zset     task id → updated_at of every task in a final
+                                     status, for purges
 
 Time: every deadline (lease, retry delay, dedup window) is kept in the caller's ``now``
 and compared inside the scripts, never against the server's clock, so the queue behaves
@@ -66,6 +68,8 @@ from ember.store.base import Page
 
 # The compare-and-set scripts (stop, redrive) start over when the task changed under them.
 _CAS_TRIES = 20
+# Tasks and dead letters a purge deletes per script.
+_PURGE_BATCH = 500
 
 
 def _pack(value: dict[str, Any]) -> bytes:
@@ -183,7 +187,7 @@ class RedisQueue:
         found = await self._run(
             "submit", event.function, event.id, _pack(dataclasses.asdict(event)),
             event.enqueued_at, idempotency_key or "", now, now + dedup_window_s,
-            task.status, task.created_at, _pack_task(task),
+            task.status, task.created_at, _pack_task(task), task.updated_at,
         )
         if found[0] == 1:
             return _unpack_task(found[1]), False
@@ -216,10 +220,10 @@ class RedisQueue:
     async def _settle(self, delivery: Delivery, task: Task | None, mode: str,
                       *extra: Any) -> None:
         event = delivery.event
-        status, created, blob = ("", 0, b"") if task is None else (
-            task.status, task.created_at, _pack_task(task))
+        status, created, blob, updated = ("", 0, b"", 0) if task is None else (
+            task.status, task.created_at, _pack_task(task), task.updated_at)
         await self._run("settle", event.function, event.id, delivery.token, mode,
-                        status, created, blob, *extra)
+                        status, created, blob, *extra, updated)
 
     async def ack(self, delivery: Delivery, task: Task) -> None:
         """Remove the event (unless the token is stale) and store ``task``."""
@@ -288,7 +292,7 @@ class RedisQueue:
     async def save_task(self, task: Task) -> None:
         """Store the task's new state."""
         await self._run("save_task", task.function, task.id, task.status, task.created_at,
-                        _pack_task(task))
+                        _pack_task(task), task.updated_at)
 
     async def stop_queued(self, task_id: str, *, now: float) -> Task | None:
         """Remove a waiting (or delayed, or abandoned) event and mark its task ``stopped``;
@@ -304,7 +308,8 @@ class RedisQueue:
             stopped = dataclasses.replace(task, status="stopped", updated_at=now,
                                           finished_at=now)
             outcome = await self._run("stop", task.function, task_id, rev, now,
-                                      stopped.status, stopped.created_at, _pack_task(stopped))
+                                      stopped.status, stopped.created_at, _pack_task(stopped),
+                                      stopped.updated_at)
             if outcome == b"stopped":
                 return stopped
             if outcome == b"leased":
@@ -347,7 +352,7 @@ class RedisQueue:
                           enqueued_at=now, attempt=0)
             outcome = await self._run("redrive", dead.function, task_id, rev, now,
                                       _pack(dataclasses.asdict(event)), task.status,
-                                      task.created_at, _pack_task(task))
+                                      task.created_at, _pack_task(task), task.updated_at)
             if outcome == b"queued":
                 return task
             if outcome == b"missing":
@@ -367,3 +372,13 @@ class RedisQueue:
     async def delete_function(self, function: str) -> None:
         """Drop every event, task, dead letter and idempotency key of ``function``."""
         await self._run("delete_function", function)
+
+    async def purge(self, before: float) -> int:
+        """Delete tasks final since before ``before`` and dead letters older than it, a
+        batch per script so that Redis serves other commands in between; return how many."""
+        removed = 0
+        while True:
+            tasks, seen, dead = (int(n) for n in await self._run("purge", before, _PURGE_BATCH))
+            removed += tasks + dead
+            if seen < _PURGE_BATCH and dead < _PURGE_BATCH:
+                return removed

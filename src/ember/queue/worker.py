@@ -39,6 +39,8 @@ class WorkerSettings:
     poll_interval_s: float = 0.1     # how often an idle worker looks for due retries
     max_payload_bytes: int = 256 * 1024
     shutdown_grace_s: float = 10.0
+    retention_s: float = 7 * 24 * 3600  # finished tasks and dead letters are kept this long
+    purge_interval_s: float = 3600.0    # how often those older than that are deleted
 
 
 class AsyncInvoker:
@@ -65,6 +67,7 @@ class AsyncInvoker:
         self._limits: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._purge_task: asyncio.Task[None] | None = None
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_outcome: Callable[[str, str], None] = lambda function, outcome: None
@@ -81,6 +84,7 @@ class AsyncInvoker:
         for function in functions:
             self._set_limit(function.name, function.config.async_.max_concurrency)
         self._loop_task = self._loop.create_task(self._consume())
+        self._purge_task = self._loop.create_task(self._purge())
 
     def _set_limit(self, name: str, max_concurrency: int | None) -> None:
         if max_concurrency is None:
@@ -93,10 +97,11 @@ class AsyncInvoker:
         events stay leased and run again after a restart."""
         self._closing = True
         self._wake.set()
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        for loop_task in (self._loop_task, self._purge_task):
+            if loop_task is not None:
+                loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop_task
         running = list(self._running.values())
         if running:
             _, pending = await asyncio.wait(running, timeout=self._settings.shutdown_grace_s)
@@ -190,6 +195,20 @@ class AsyncInvoker:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_s)
+
+    async def _purge(self) -> None:
+        """Delete finished tasks and dead letters older than the retention, now and then
+        every ``purge_interval_s`` (on the injected clock)."""
+        while not self._closing:
+            try:
+                removed = await self.queue.purge(self._clock.time() - self._settings.retention_s)
+            except EmberError as exc:
+                log.warning("cannot purge finished tasks and dead letters: %s", exc)
+            else:
+                if removed:
+                    log.info("purged %d finished tasks and dead letters older than %g s",
+                             removed, self._settings.retention_s)
+            await self._clock.sleep(self._settings.purge_interval_s)
 
     def _begin(self, delivery: Delivery) -> None:
         task = asyncio.get_running_loop().create_task(self._process(delivery))
