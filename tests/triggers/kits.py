@@ -9,25 +9,29 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
-from ember.clock import SystemClock
+from ember.clock import Clock, ManualClock, SystemClock
 from ember.errors import EmberError
 from ember.model.trigger import (
     AmqpBinding,
     AmqpSource,
+    HttpSource,
     MqttSource,
     NatsSource,
     RedisStreamSource,
     StorageSource,
+    TimerSource,
     Trigger,
 )
 from ember.triggers.base import Source, SourceContext, make_source
-from tests.triggers.helpers import unique
+from ember.triggers.timer import Schedule
+from tests.triggers.helpers import eventually, unique
 
 MQTT_URL = os.environ.get("EMBER_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 AMQP_URL = os.environ.get("EMBER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -76,8 +80,12 @@ class Kit:
     redelivers = True
     """A message whose submit failed comes again (at least once)."""
 
+    publishes = True
+    """Whether the contract can make events of this kind (HTTP answers requests instead)."""
+
     def __init__(self) -> None:
         self.name = unique(self.kind.replace("_", "-"))
+        self.clock: Clock = SystemClock()
 
     def model(self) -> Any:
         raise NotImplementedError
@@ -93,6 +101,14 @@ class Kit:
         """The published values an event carries, in order."""
         return [event["data"]]
 
+    async def live(self, context: SourceContext) -> None:
+        """Wait until the source takes what is published from now on."""
+        await eventually(lambda: context.status.connected, what="connected")
+
+    async def idle(self, context: SourceContext) -> None:
+        """After ``pause()``: wait until what is published from now on is no longer taken
+        (kept by the broker, or lost where nothing keeps it)."""
+
     async def aclose(self) -> None:
         pass
 
@@ -103,7 +119,7 @@ class Kit:
             source=model if model is not None else self.model(), state="enabled",
             description="", created_at=0.0, updated_at=0.0,
         )
-        context = SourceContext(trigger, SystemClock(), function.submit, function.invoke)
+        context = SourceContext(trigger, self.clock, function.submit, function.invoke)
         return make_source(trigger, context), context
 
 
@@ -242,6 +258,10 @@ class CoreNatsKit(NatsKit):
         super().__init__()
         self.stream = None
 
+    async def idle(self, context: SourceContext) -> None:
+        # Pausing unsubscribes: nothing is kept until the subscription is made again.
+        await eventually(lambda: not context.status.connected, what="unsubscribed")
+
 
 class RedisStreamKit(Kit):
     kind = "redis_stream"
@@ -308,9 +328,59 @@ class StorageKit(Kit):
     def values(self, event: Event) -> list[Any]:
         return [orjson.loads(Path(event["data"]["path"]).read_bytes())]
 
+    async def live(self, context: SourceContext) -> None:
+        await eventually(lambda: context.status.details.get("watching") is True,
+                         what="watching")
+
+    async def idle(self, context: SourceContext) -> None:
+        await eventually(lambda: context.status.details.get("watching") is False,
+                         what="not watching")
+
+
+class TimerKit(Kit):
+    """A timer on a manual clock: publishing a value moves the clock to the next tick, and
+    the event of that tick carries the value."""
+
+    kind = "timer"
+    type = "timer.tick"
+    extensions = frozenset({"embertick"})
+    durable = False
+    redelivers = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.manual = ManualClock(start=1_700_000_000)
+        self.clock = self.manual
+        self._by_tick: dict[int, Any] = {}
+
+    def model(self) -> TimerSource:
+        return TimerSource(kind="timer", schedule="rate(1 minute)")
+
+    async def publish(self, value: Any) -> None:
+        tick = Schedule(self.model()).next_after(self.manual.time())
+        self._by_tick[tick] = value
+        self.manual.advance(tick - self.manual.time())
+
+    def values(self, event: Event) -> list[Any]:
+        return [self._by_tick[int(datetime.fromisoformat(event["time"]).timestamp())]]
+
+
+class HttpKit(Kit):
+    """An HTTP route: its requests come through the API (tests/triggers/test_api.py)."""
+
+    kind = "http"
+    type = "http.request"
+    publishes = False
+
+    def model(self) -> HttpSource:
+        return HttpSource(kind="http", path=f"/{self.name}")
+
 
 BROKERS = ("mqtt", "amqp", "nats", "nats_core", "redis_stream", "storage")
 """The kinds whose events come from outside: every part of the contract applies."""
+PUBLISHING = (*BROKERS, "timer")
+"""The kinds the contract can make events of."""
+ALL = (*PUBLISHING, "http")
 REDELIVERING = ("mqtt", "amqp", "nats")
 """The kinds that submit and redeliver what could not be submitted."""
 
@@ -320,6 +390,7 @@ def kit(kind: str, tmp_path: Path) -> AbstractAsyncContextManager[Kit]:
     makers: dict[str, Callable[[], Kit]] = {
         "mqtt": MqttKit, "amqp": AmqpKit, "nats": NatsKit, "nats_core": CoreNatsKit,
         "redis_stream": RedisStreamKit, "storage": lambda: StorageKit(tmp_path),
+        "timer": TimerKit, "http": HttpKit,
     }
 
     @asynccontextmanager

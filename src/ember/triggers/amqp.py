@@ -29,6 +29,7 @@ from ember.triggers.base import (
     BackgroundSource,
     SourceContext,
     bounded_key,
+    cannot_connect,
     event_data,
     until_paused,
 )
@@ -62,10 +63,13 @@ class AmqpTriggerSource(BackgroundSource):
         import aio_pika
 
         await self.running.wait()
-        connection = await aio_pika.connect(
-            self.source.url, timeout=self.connect_timeout_s,
-            client_properties={"connection_name": f"ember-{self.context.trigger.name}"},
-        )
+        try:
+            connection = await aio_pika.connect(
+                self.source.url, timeout=self.connect_timeout_s,
+                client_properties={"connection_name": f"ember-{self.context.trigger.name}"},
+            )
+        except (OSError, aio_pika.exceptions.AMQPError) as exc:
+            raise cannot_connect("the AMQP broker", self.source.url, exc) from exc
         async with connection:
             inbox: asyncio.Queue[AbstractIncomingMessage | BaseException] = asyncio.Queue()
 

@@ -77,7 +77,8 @@ class TriggerStatus:
     invocations: int = 0
     failures: int = 0
     dropped: int = 0
-    """Messages given up after a permanent failure (see the module docstring)."""
+    """Events given up: after a permanent failure (see the module docstring), or after any
+    failure where nothing can take them back (timer ticks, file changes, core NATS)."""
     last_event_at: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
@@ -274,6 +275,14 @@ class BackgroundSource(abc.ABC):
             with contextlib.suppress(Exception):
                 task.result()
         self.context.status.connected = False
+
+
+def cannot_connect(what: str, url: str, cause: BaseException | str) -> ConnectionError:
+    """A ConnectionError that names the broker, by its URL without the password, and why:
+    what ``status.last_error`` shows for a wrong URL or a broker that is down."""
+    from ember.queue.redis import _redact
+
+    return ConnectionError(f"cannot connect to {what} at {_redact(url)}: {cause}")
 
 
 def bounded_key(key: str) -> str:

@@ -28,13 +28,20 @@ The helpers ``event_data`` and ``until_paused`` are shared by the AMQP and NATS 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import ssl
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from ember.triggers.base import BackgroundSource, SourceContext, event_data, until_paused
+from ember.triggers.base import (
+    BackgroundSource,
+    SourceContext,
+    cannot_connect,
+    event_data,
+    until_paused,
+)
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -71,9 +78,15 @@ class MqttTriggerSource(BackgroundSource):
         self.client_id = client_id(context.trigger.name, source.topic)
 
     async def run(self) -> None:
+        import aiomqtt
+
         await self.running.wait()
         client = self._client()
-        async with client:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(client)
+            except aiomqtt.MqttError as exc:
+                raise cannot_connect("the MQTT broker", self.source.url, exc) from exc
             await self._subscribe(client)
             self.context.status.connected = True
             self.context.status.details.update(client_id=self.client_id)

@@ -39,6 +39,7 @@ from ember.triggers.base import (
     BackgroundSource,
     SourceContext,
     bounded_key,
+    cannot_connect,
     event_data,
     until_paused,
 )
@@ -98,7 +99,7 @@ class NatsTriggerSource(BackgroundSource):
             )
         except nats.errors.NoServersError:
             cause = errors[-1] if errors else None
-            raise ConnectionError(f"cannot connect to NATS: {cause or 'no server'}") from cause
+            raise cannot_connect("NATS", self.source.url, cause or "no server") from cause
         try:
             if self.source.stream:
                 await self._consume_stream(client, self.source.stream, closed)

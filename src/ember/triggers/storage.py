@@ -213,6 +213,7 @@ class StorageTriggerSource(BackgroundSource):
             await context.submit(event, idempotency_key=key)
         except Exception as exc:  # at most once: record it and go on watching
             context.failed(exc)
+            context.status.dropped += 1
             log.warning("storage trigger %s: %s %s not submitted: %s", context.trigger.name,
                         kind, rel, exc)
 

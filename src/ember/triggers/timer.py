@@ -169,5 +169,6 @@ class TimerTriggerSource(BackgroundSource):
             await context.submit(event, idempotency_key=key)
         except Exception as exc:  # the queue being down must not end the schedule
             context.failed(exc)
+            context.status.dropped += 1
             log.warning("timer %s: tick %s not submitted: %s", context.trigger.name,
                         self.schedule.iso(tick), exc)
