@@ -31,6 +31,52 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Methods that may be sent twice with the effect of once (RFC 9110, 9.2.2).
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+class _AppConnection(http.client.HTTPConnection):
+    """A connection to the app that counts the bytes of the current request the kernel
+    took, so that a request that failed is known to have reached nothing."""
+
+    accepted = 0
+
+    def send(self, data: Any) -> None:
+        if not isinstance(data, bytes | bytearray):
+            super().send(data)
+            self.accepted += 1
+            return
+        if self.sock is None:
+            self.connect()
+        view = memoryview(data)
+        while view:
+            sent = self.sock.send(view)
+            self.accepted += sent
+            view = view[sent:]
+
+
+def _closed_by_app(sock: socket.socket) -> bool:
+    """Whether an idle kept-alive connection has been closed by the app: it is then
+    readable (the end of the stream, or bytes no request asked for)."""
+    import select
+
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+def _may_resend(method: str, accepted: int, exc: BaseException) -> bool:
+    """Whether a request that failed on a reused connection may go again on a new one:
+    when no byte of it was taken, or when it is idempotent and the app closed the
+    connection without a byte of answer (it may have acted on it: only idempotent
+    requests can be repeated then)."""
+    if accepted == 0 and isinstance(exc, OSError):
+        return True
+    return method in IDEMPOTENT and isinstance(
+        exc, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError
+    )
+
+
 class CustomServer:
     """The user's HTTP server: started by ``command`` in the code directory with ``$PORT``
     set; ready once ``GET probe_path`` answers below 400; replaced (the instance exits)
@@ -148,37 +194,43 @@ class CustomServer:
                 self.on_fatal(f"unhealthy: {threshold} health checks failed in a row")
                 return
 
-    def _connection(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+    def _connection(self) -> tuple[_AppConnection, bool]:
+        """This worker thread's connection to the app, and whether it served a request
+        before. A kept-alive connection the app has closed meanwhile (Node closes one idle
+        for 5 s) is not reused: the proxy would write into a dead socket."""
+        conn: _AppConnection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port)
+            conn = _AppConnection("127.0.0.1", self.port)
             self._local.conn = conn
-        return conn
+        elif conn.sock is not None and _closed_by_app(conn.sock):
+            conn.close()
+        return conn, conn.sock is not None
 
     def submit(self, request: Message, responder: Responder) -> None:
         self.pool.submit(self._proxy, request, responder)
 
     def _proxy(self, request: Message, responder: Responder) -> None:
         request_id = request["id"]
-        conn = self._connection()
-        self._inflight[request_id] = conn
+        method = str(request["method"])
+        target = quote(str(request["path"]))
+        query = bytes(request.get("query") or b"")
+        if query:
+            target += "?" + query.decode("latin-1")
+        body = bytes(request.get("body") or b"")
+        headers = request_headers(request)
+        if not any(name == b"host" for name, _ in headers):
+            headers.append((b"host", f"127.0.0.1:{self.port}".encode()))  # HTTP/1.1 needs one
+        conn, reused = self._connection()
         try:
-            target = quote(str(request["path"]))
-            query = bytes(request.get("query") or b"")
-            if query:
-                target += "?" + query.decode("latin-1")
-            body = bytes(request.get("body") or b"")
-            conn.putrequest(str(request["method"]), target, skip_host=True,
-                            skip_accept_encoding=True)
-            headers = request_headers(request)
-            if not any(name == b"host" for name, _ in headers):
-                headers.append((b"host", f"127.0.0.1:{self.port}".encode()))  # HTTP/1.1 needs one
-            for name, value in headers:
-                if name not in HOP_BY_HOP and name != b"content-length":
-                    conn.putheader(name.decode("latin-1"), value)
-            conn.putheader("Content-Length", str(len(body)))
-            conn.endheaders(body)
-            response = conn.getresponse()
+            try:
+                response = self._send(conn, request_id, method, target, headers, body)
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                if not (reused and _may_resend(method, conn.accepted, exc)):
+                    raise
+                # The app closed the kept-alive connection as it was reused: once more, on
+                # a connection of its own.
+                response = self._send(conn, request_id, method, target, headers, body)
             responder.start(response.status, [
                 (k.lower().encode("latin-1"), v.encode("latin-1"))
                 for k, v in response.getheaders()
@@ -190,6 +242,7 @@ class CustomServer:
                 if not chunk:
                     break
                 responder.body(chunk, True)
+            response.close()  # read to its end: the connection can take the next request
             responder.body(b"", False)
             if response.will_close:
                 conn.close()
@@ -201,6 +254,19 @@ class CustomServer:
             responder.fail(exc)
         finally:
             self._inflight.pop(request_id, None)
+
+    def _send(self, conn: _AppConnection, request_id: str, method: str, target: str,
+              headers: list[tuple[bytes, bytes]], body: bytes) -> http.client.HTTPResponse:
+        """Send one request and read the head of its response."""
+        self._inflight[request_id] = conn
+        conn.accepted = 0
+        conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers:
+            if name not in HOP_BY_HOP and name != b"content-length":
+                conn.putheader(name.decode("latin-1"), value)
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        return conn.getresponse()
 
     def cancel(self, request_id: str) -> None:
         conn = self._inflight.get(request_id)
