@@ -32,7 +32,7 @@ import contextlib
 import hashlib
 import logging
 import ssl
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from ember.triggers.base import (
@@ -49,12 +49,6 @@ if TYPE_CHECKING:
     from ember.model.trigger import MqttSource
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-_TEXT = "text/plain; charset=utf-8"
-_BINARY = "application/octet-stream"
-_JSON = "application/json"
 
 
 def client_id(trigger_name: str, topic: str) -> str:

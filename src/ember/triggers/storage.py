@@ -45,7 +45,7 @@ from typing import Any
 import watchfiles
 
 from ember.model.trigger import StorageEvent, StorageSource
-from ember.triggers.base import BackgroundSource, SourceContext
+from ember.triggers.base import MAX_KEY, BackgroundSource, SourceContext
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,6 @@ _KINDS: dict[watchfiles.Change, StorageEvent] = {
     watchfiles.Change.modified: "modified",
     watchfiles.Change.deleted: "deleted",
 }
-_MAX_KEY = 256  # the queue's limit on an idempotency key
 
 
 class StorageTriggerSource(BackgroundSource):
@@ -205,7 +204,7 @@ class StorageTriggerSource(BackgroundSource):
         key = None
         if info is not None:
             key = f"storage:{context.trigger.name}:{kind}:{info.st_ctime_ns}:{rel}"
-            if len(key) > _MAX_KEY:
+            if len(key) > MAX_KEY:
                 digest = hashlib.sha256(rel.encode()).hexdigest()
                 key = f"storage:{context.trigger.name}:{kind}:{info.st_ctime_ns}:{digest}"
         context.received()
