@@ -3,6 +3,8 @@ processes, no queue."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from ember.errors import (
@@ -20,7 +22,7 @@ from ember.errors import (
     TooManyRequests,
     VersionNotFound,
 )
-from ember.queue.policy import kind_of
+from ember.queue.policy import RetryPolicy, kind_of
 
 
 @pytest.mark.parametrize("error, kind", [
@@ -57,3 +59,31 @@ def test_a_crash_before_the_event_reached_the_instance_is_the_platforms() -> Non
         assert kind_of(error, "req-1") == "system"
     named = InstanceCrashed("died during the invocation", {"request_id": "req-1"})
     assert kind_of(named) == "system"  # no request to blame
+
+
+def test_function_errors_wait_a_doubling_delay_up_to_the_ceiling() -> None:
+    policy = RetryPolicy(function_delay_s=2.0, function_max_s=20.0)
+    assert [policy.function_delay(n) for n in range(1, 7)] == [2, 4, 8, 16, 20, 20]
+    assert policy.function_delay(0) == 2.0  # no attempt yet: the first delay
+
+
+def test_system_errors_back_off_with_jitter_between_half_and_all_of_the_ceiling() -> None:
+    policy = RetryPolicy(system_base_s=1.0, system_max_s=60.0)
+    rng = random.Random(7)
+    for attempt, ceiling in [(1, 1), (2, 2), (3, 4), (6, 32), (7, 60), (30, 60)]:
+        delays = [policy.system_delay(attempt, rng) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays), (attempt, min(delays))
+        assert max(delays) - min(delays) > ceiling / 4  # spread, not in lockstep
+
+
+def test_system_delays_follow_the_random_source() -> None:
+    policy = RetryPolicy()
+    first = [policy.system_delay(4, random.Random(1)) for _ in range(3)]
+    again = [policy.system_delay(4, random.Random(1)) for _ in range(3)]
+    assert first == again
+
+
+def test_a_zero_delay_policy_retries_at_once() -> None:
+    policy = RetryPolicy(function_delay_s=0, system_base_s=0)
+    assert policy.function_delay(5) == 0
+    assert policy.system_delay(5, random.Random(0)) == 0

@@ -213,12 +213,13 @@ def handler(event, context):
 
 
 def test_max_event_age_expires_events(run_async: Run) -> None:
+    clock = ManualClock()
+
     async def scenario(ember: Ember) -> None:
         await ember.deploy("old", ECHO, **{"async": {"max_event_age_s": 1}})
         await ember.http.post("/functions/old/pause")
-        await ember.settle()
         accepted = await submit(ember, "old", {"n": 1})
-        await asyncio.sleep(1.3)
+        clock.advance(1.5)
         await ember.http.post("/functions/old/resume")
         task = await wait(ember, accepted["request_id"])
         assert task["status"] == "expired"
@@ -226,7 +227,7 @@ def test_max_event_age_expires_events(run_async: Run) -> None:
         letter = (await ember.http.get(f"/dead-letters/{task['id']}")).json()
         assert letter["reason"]["condition"] == "EventAgeExceeded"
 
-    run_async(scenario)
+    run_async(scenario, clock=clock)
 
 
 def test_system_errors_are_retried(run_async: Run) -> None:
@@ -371,18 +372,56 @@ def test_finished_tasks_and_dead_letters_are_purged_after_the_retention(
     run_async(scenario, clock=clock, task_retention_s=5000)
 
 
+def test_the_heartbeat_keeps_a_long_attempt_on_the_injected_clock(run_async: Run,
+                                                                 tmp_path: Path) -> None:
+    clock = ManualClock()
+    gated = """
+import os, time
+
+def handler(event, context):
+    open(event["started"], "w").close()
+    while not os.path.exists(event["gate"]):
+        time.sleep(0.005)
+    return context.attempt
+"""
+    gate, started = tmp_path / "gate", tmp_path / "started"
+
+    async def scenario(ember: Ember) -> None:
+        queue = ember.services.invoker.queue
+        await ember.deploy("long", gated)
+        accepted = await submit(ember, "long", {"gate": str(gate), "started": str(started)})
+        while not started.exists():
+            await asyncio.sleep(0.005)
+        # Ten leases of 3 s go by on the clock, a second at a time: each time the heartbeat
+        # wakes on the clock and pushes the lease to now + 3, so it never runs out.
+        for _ in range(30):
+            clock.advance(1)
+            while (await queue.figures("long", now=clock.time() + 2.5)).leased == 0:
+                await asyncio.sleep(0.005)
+        await ember.services.invoker.quiet()  # the worker looked: nothing to redeliver
+        gate.touch()
+        task = await wait(ember, accepted["request_id"])
+        assert task["status"] == "succeeded" and task["result"] == {"value": 1}
+        assert [a["outcome"] for a in task["history"]] == ["success"]
+
+    run_async(scenario, clock=clock, async_lease_s=3)
+
+
 def test_pause_keeps_events_queued_until_resume(run_async: Run) -> None:
+    clock = ManualClock()
+
     async def scenario(ember: Ember) -> None:
         await ember.deploy("echo", ECHO)
         paused = await ember.http.post("/functions/echo/pause")
         assert paused.json()["async_state"] == "paused"
-        await ember.settle()
         ids = [(await submit(ember, "echo", {"n": i}))["request_id"] for i in range(3)]
-        await asyncio.sleep(0.5)
+        clock.advance(0.5)
+        await ember.services.invoker.quiet()  # the worker looked since, and left them
         for task_id in ids:
             assert (await ember.http.get(f"/tasks/{task_id}")).json()["status"] == "queued"
         stats = (await ember.http.get("/functions/echo/stats")).json()
-        assert stats["queue"]["depth"] == 3 and stats["queue"]["oldest_age_s"] >= 0.4
+        assert stats["queue"]["depth"] == 3
+        assert stats["queue"]["oldest_age_s"] == pytest.approx(0.5)
         metrics = (await ember.http.get("/metrics")).text
         assert 'ember_queue_depth{function="echo"} 3.0' in metrics
         assert 'ember_queue_oldest_age_seconds{function="echo"}' in metrics
@@ -391,7 +430,7 @@ def test_pause_keeps_events_queued_until_resume(run_async: Run) -> None:
         for task_id in ids:
             assert (await wait(ember, task_id))["status"] == "succeeded"
 
-    run_async(scenario)
+    run_async(scenario, clock=clock)
 
 
 def test_stop_queued_and_running_tasks(run_async: Run) -> None:
@@ -421,7 +460,7 @@ def handler(event, context):
         answer = await ember.http.post(f"/tasks/{queued['request_id']}/stop")
         assert answer.json()["status"] == "stopped" and answer.json()["attempts"] == 0
         await ember.http.post("/functions/slow/resume")
-        await asyncio.sleep(0.3)
+        await ember.services.invoker.quiet()  # the worker looked since: nothing to run
         later = await ember.http.get(f"/tasks/{queued['request_id']}")
         assert later.json()["status"] == "stopped"
         unknown = await ember.http.get("/tasks/nope")
@@ -450,26 +489,39 @@ def test_payload_over_the_async_limit_is_refused(run_async: Run) -> None:
     run_async(scenario)
 
 
-def test_sync_callers_go_before_an_async_backlog(run_async: Run) -> None:
-    slow = """
-import time
+def test_sync_callers_go_before_an_async_backlog(run_async: Run, tmp_path: Path) -> None:
+    gated = """
+import os, time
 
 def handler(event, context):
-    time.sleep(0.05)
+    if event.get("gate"):  # async events hold the instance until the test opens the gate
+        while not os.path.exists(event["gate"]):
+            time.sleep(0.005)
+    with open(event["out"], "a") as f:
+        f.write(event["name"] + "\\n")
     return "ok"
 """
+    gate, out = tmp_path / "gate", tmp_path / "order"
 
     async def scenario(ember: Ember) -> None:
-        await ember.deploy("shared", slow, max_instances=1)
-        for i in range(20):
-            await submit(ember, "shared", {"i": i})
-        await asyncio.sleep(0.1)
-        started = asyncio.get_running_loop().time()
-        answer = await ember.invoke("shared", {})
-        waited = asyncio.get_running_loop().time() - started
-        assert answer.status_code == 200
-        # Behind the one async attempt already running, not behind all twenty.
-        assert waited < 0.5, waited
+        await ember.deploy("shared", gated, max_instances=1)
+        ids = [(await submit(ember, "shared", {"gate": str(gate), "out": str(out),
+                                               "name": f"async-{i}"}))["request_id"]
+               for i in range(5)]
+        for task_id in ids:  # all claimed: one holds the only instance, the rest wait for it
+            await wait_for_state(ember, task_id, lambda t: t["status"] == "running")
+        (pool,) = [p for p in ember.services.router._pools.pools()
+                   if p.key.function == "shared"]
+        sync = asyncio.ensure_future(ember.invoke("shared", {"out": str(out), "name": "sync"}))
+        while not any(not f.done() for f in pool._waiters):  # the sync call waits too
+            await asyncio.sleep(0.005)
+        gate.touch()
+        assert (await sync).status_code == 200
+        for task_id in ids:
+            assert (await wait(ember, task_id))["status"] == "succeeded"
+        order = out.read_text().split()
+        # Behind at most the async attempt that held the instance, not behind all five.
+        assert order.index("sync") <= 1, order
 
     run_async(scenario)
 

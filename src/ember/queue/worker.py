@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ember.clock import Clock
+from ember.clock import Clock, wait_for
 from ember.control import FunctionService
 from ember.errors import EmberError, FunctionNotFound, InvalidSpec, PayloadTooLarge
 from ember.ids import new_id
@@ -68,6 +68,8 @@ class AsyncInvoker:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._purge_task: asyncio.Task[None] | None = None
+        self._claims = 0  # claims begun, numbered
+        self._quiet_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_outcome: Callable[[str, str], None] = lambda function, outcome: None
@@ -177,8 +179,21 @@ class AsyncInvoker:
 
     # consuming ---------------------------------------------------------------------------
 
+    async def quiet(self) -> None:
+        """Return once a claim that began after this call found nothing to start: every
+        event due by then (of a function not paused, not at its cap) has been started. A
+        point for tests to wait on instead of sleeping."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._quiet_waiters.append((self._claims, future))
+        self._wake.set()
+        await future
+
     async def _consume(self) -> None:
         while not self._closing:
+            # Cleared before the claim: a wake-up during it makes the loop claim again.
+            self._wake.clear()
+            self._claims += 1
+            number = self._claims
             free = self._settings.concurrency - len(self._running)
             deliveries: list[Delivery] = []
             if free > 0:
@@ -189,12 +204,25 @@ class AsyncInvoker:
                     )
                 except EmberError as exc:
                     log.warning("cannot claim async events: %s", exc)
+                else:
+                    if not deliveries:
+                        self._found_nothing(number)
             for delivery in deliveries:
                 self._begin(delivery)
             if not deliveries:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_s)
+                    await wait_for(self._clock, self._wake.wait(),
+                                   self._settings.poll_interval_s)
+
+    def _found_nothing(self, claim: int) -> None:
+        waiting = []
+        for after, future in self._quiet_waiters:
+            if claim > after:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                waiting.append((after, future))
+        self._quiet_waiters = waiting
 
     async def _purge(self) -> None:
         """Delete finished tasks and dead letters older than the retention, now and then
@@ -307,7 +335,7 @@ class AsyncInvoker:
 
     async def _heartbeat(self, delivery: Delivery) -> None:
         while True:
-            await asyncio.sleep(self._settings.lease_s / 3)
+            await self._clock.sleep(self._settings.lease_s / 3)
             await self.queue.extend(delivery, self._settings.lease_s, now=self._clock.time())
 
     # outcomes ----------------------------------------------------------------------------
