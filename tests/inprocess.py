@@ -13,8 +13,11 @@ import httpx
 from ember.api import create_app
 from ember.bootstrap import Services, build
 from ember.clock import Clock
+from ember.pool.pool import VersionPool
+from ember.queue.worker import AsyncInvoker
 from ember.settings import Settings
 from tests.conftest import make_zip
+from tests.waiting import until
 
 
 class Ember:
@@ -52,9 +55,22 @@ class Ember:
         )
 
     async def settle(self) -> None:
-        """Let control-plane change notifications reach the router."""
-        for _ in range(5):
-            await asyncio.sleep(0.01)
+        """Wait until the server has reacted to every control-plane change made so far.
+
+        A change reaches the router, the trigger supervisor and the async worker as a
+        callback queued on this loop before the API answers; each reacts in a task of its
+        own, awaited here."""
+        services = self.services
+        refresh = AsyncInvoker._refresh_paused.__code__  # the worker keeps no task set
+        while True:
+            await asyncio.sleep(0)  # callbacks queued from the API's threads run first
+            await services.router.wait_settled()
+            await services.supervisor.wait_settled()
+            worker = [t for t in asyncio.all_tasks()
+                      if not t.done() and getattr(t.get_coro(), "cr_code", None) is refresh]
+            if not worker:
+                return
+            await asyncio.gather(*worker, return_exceptions=True)
 
     @asynccontextmanager
     async def served(self) -> AsyncIterator[httpx.AsyncClient]:
@@ -69,10 +85,9 @@ class Ember:
         port = sock.getsockname()[1]
         server = uvicorn.Server(uvicorn.Config(self.app, lifespan="off", log_level="warning"))
         task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
+        await until(lambda: server.started or task.done(), message="uvicorn started")
+        if task.done():
+            task.result()
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
                                          timeout=60) as client:
@@ -82,8 +97,23 @@ class Ember:
             await task
             sock.close()
 
+    def pools(self, name: str) -> list[VersionPool]:
+        """The pools of ``name``'s versions."""
+        return [p for p in self.services.router._pools.pools() if p.key.function == name]
+
     def instances(self, name: str) -> int:
-        return sum(p.size for p in self.services.router._pools.pools() if p.key.function == name)
+        """``name``'s instances: starting, idle or busy."""
+        return sum(p.size for p in self.pools(name))
+
+    def idle(self, name: str) -> int:
+        return sum(len(p.idle) for p in self.pools(name))
+
+    def busy(self, name: str) -> int:
+        return sum(len(p.busy) for p in self.pools(name))
+
+    def waiting(self, name: str) -> bool:
+        """Whether a request for ``name`` waits for an instance."""
+        return any(p.has_waiters() for p in self.pools(name))
 
 
 @asynccontextmanager

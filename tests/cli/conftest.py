@@ -5,7 +5,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from ember.cli.app import app
+from tests.waiting import wait_until
 
 HANDLER = """
 def handler(event, context):
@@ -56,22 +56,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
     url = f"http://127.0.0.1:{port}"
+
+    def answering() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"ember server exited with {process.returncode}:\n"
+                + (home / "server.log").read_text()
+            )
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"ember server exited with {process.returncode}:\n"
-                    + (home / "server.log").read_text()
-                )
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("ember server did not answer /healthz within 30 s")
-            time.sleep(0.1)
+        wait_until(answering, timeout=60, interval=0.1, message="ember server /healthz")
         yield url
     finally:
         process.send_signal(signal.SIGTERM)

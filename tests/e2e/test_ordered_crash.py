@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import signal
-import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from tests.conftest import make_zip
 from tests.e2e.test_async_crash import _start
 from tests.e2e.test_server_process import _free_port
 from tests.queue.conftest import REDIS_URL
+from tests.waiting import wait_until
 
 RECORDS = 1000
 STREAMS = 4
@@ -35,7 +36,12 @@ def handler(event, context):
         os.write(fd, lines.encode())
     finally:
         os.close(fd)
-    time.sleep(0.05)  # slow enough that the kill lands mid-stream
+    # Past a third of the records, hold while the gate is there: the kill lands mid-stream
+    # however fast the records go.
+    with open(os.environ["OUT"]) as out:
+        done = sum(1 for _ in out)
+    while done >= int(os.environ["HOLD_AFTER"]) and os.path.exists(os.environ["GATE"]):
+        time.sleep(0.01)
     return len(event["data"]["records"])
 """
 
@@ -67,7 +73,8 @@ def _processed(out: Path) -> list[tuple[str, int]]:
 
 @pytest.mark.timeout(240)
 def test_ordered_streams_survive_sigkill(home: Path, tmp_path: Path) -> None:
-    out, log = tmp_path / "processed.txt", tmp_path / "server.log"
+    out, log, gate = tmp_path / "processed.txt", tmp_path / "server.log", tmp_path / "gate"
+    gate.touch()
     names = [f"ember-test-{uuid.uuid4().hex[:8]}-{i}" for i in range(STREAMS)]
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -75,7 +82,8 @@ def test_ordered_streams_survive_sigkill(home: Path, tmp_path: Path) -> None:
     try:
         code = {"zip": base64.b64encode(make_zip({"main.py": SINK})).decode()}
         httpx.post(f"{url}/functions", json={
-            "name": "sink", "code": code, "config": {"environment": {"OUT": str(out)}},
+            "name": "sink", "code": code, "config": {"environment": {
+                "OUT": str(out), "GATE": str(gate), "HOLD_AFTER": str(RECORDS // 3)}},
         }).raise_for_status()
         httpx.post(f"{url}/triggers", json={
             "name": "ordered", "function": "sink",
@@ -83,18 +91,18 @@ def test_ordered_streams_survive_sigkill(home: Path, tmp_path: Path) -> None:
                        "batch_size": 10, "batch_window_ms": 20},
         }).raise_for_status()
         asyncio.run(_fill(names))
-        deadline = time.monotonic() + 60
-        while len(_processed(out)) < RECORDS // 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(_processed(out)) >= RECORDS // 3, timeout=60,
+                   message="a third of the records processed")
         before = len(_processed(out))
         assert before < RECORDS, "everything ran before the kill: nothing was tested"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        gate.unlink()
 
         proc = _start(home, port, log)
-        deadline = time.monotonic() + 120
-        while len({n for _, n in _processed(out)}) < RECORDS and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with contextlib.suppress(AssertionError):  # what is missing is reported below
+            wait_until(lambda: len({n for _, n in _processed(out)}) == RECORDS, timeout=150,
+                       interval=0.05, message="every record processed after the restart")
         processed = _processed(out)
         numbers = {n for _, n in processed}
         missing = set(range(RECORDS)) - numbers

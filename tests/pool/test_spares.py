@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 
 from ember.sandbox import CGROUP_HEADROOM_MB, CgroupSandbox
 from tests.pool.conftest import Harness
+from tests.waiting import until
 
 HANDLER = """
 import os
@@ -18,12 +18,8 @@ def handler(event, context):
 
 
 async def _spare_ready(harness: Harness) -> str:
-    for _ in range(500):
-        spare = harness.launcher._spare
-        if spare is not None:
-            return spare.instance_id
-        await asyncio.sleep(0.01)
-    raise AssertionError("no spare was prepared")
+    spare = await until(lambda: harness.launcher._spare, message="a spare prepared")
+    return spare.instance_id
 
 
 def test_a_cold_start_takes_the_spare_and_a_new_one_is_prepared(sandboxed: Harness) -> None:
@@ -52,10 +48,8 @@ def test_a_dead_spare_is_replaced_by_a_normal_cold_start(zygote: Harness) -> Non
         assert spare is not None
         os.kill(spare.process.pid, signal.SIGKILL)
         await spare.process.wait()
-        for _ in range(100):  # the end of its connection arrives through the event loop
-            if spare.reader.at_eof():
-                break
-            await asyncio.sleep(0.01)
+        # The end of its connection arrives through the event loop.
+        await until(spare.reader.at_eof, message="the spare's connection closed")
         instance = await zygote.start(HANDLER)
         assert instance.id != spare.instance_id
         assert (await zygote.invoke(instance)).body == str(instance.pid).encode()

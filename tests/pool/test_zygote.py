@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -20,24 +21,20 @@ from ember.pool.zygote import Zygote, ZygoteDied
 from ember.runtime import protocol
 from ember.runtime.protocol import read_frame_async
 from tests.pool.conftest import Harness, running_harness
+from tests.waiting import until, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
 ECHO = "def handler(event, context):\n    return event\n"
 
 
-def _gone(pid: int, within_s: float = 5.0) -> bool:
-    """Whether ``pid`` is gone (or a zombie) within ``within_s``."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.02)
-    return False
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` is gone (or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def _cold_starts(harness: Harness, count: int) -> list[float]:
@@ -70,7 +67,7 @@ def test_killing_the_zygote_kills_its_instances(zygote: Harness) -> None:
         assert old is not None
         os.kill(old.pid, signal.SIGKILL)
         for instance in instances:
-            assert await asyncio.to_thread(_gone, instance.pid)
+            await until(functools.partial(_gone, instance.pid), message=f"{instance.pid} gone")
             status = await instance.wait_gone()
             assert status.signal == signal.SIGKILL
             with pytest.raises(InstanceCrashed):
@@ -138,7 +135,7 @@ def test_instances_die_with_the_server(tmp_path: Path) -> None:
             spec = InstanceSpec("fn", "latest", Path({str(code)!r}), "main.handler", {{}}, 128, 5)
             instance = await launcher.launch(spec)
             print(json.dumps([launcher.zygote.pid, instance.pid]), flush=True)
-            await asyncio.sleep(60)
+            await asyncio.Event().wait()  # until the test kills this server
 
         asyncio.run(main())
     """)
@@ -151,8 +148,8 @@ def test_instances_die_with_the_server(tmp_path: Path) -> None:
         server.wait()
         if server.stdout is not None:
             server.stdout.close()
-    assert _gone(zygote_pid)
-    assert _gone(instance_pid)
+    wait_until(lambda: _gone(zygote_pid), message="the zygote gone")
+    wait_until(lambda: _gone(instance_pid), message="its instance gone")
 
 
 def test_launcher_falls_back_to_fresh_interpreters(zygote: Harness, tmp_path: Path) -> None:

@@ -6,10 +6,12 @@ import asyncio
 import base64
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ember.clock import ManualClock
 from tests.inprocess import Ember
+from tests.waiting import until
 
 ECHO = """
 import os
@@ -19,6 +21,23 @@ def handler(event, context):
 """
 
 Run = Callable[..., None]
+
+GATED = """
+import os, time
+
+def handler(event, context):
+    while not os.path.exists(event["until"]):
+        time.sleep(0.01)
+    return "done"
+"""
+
+
+async def tick(clock: ManualClock, seconds: float) -> None:
+    """Move ``clock`` and wait until every loop it woke (the reaper among them) has done
+    its round and sleeps again."""
+    asleep = clock.sleeping()
+    clock.advance(seconds)
+    await until(lambda: clock.sleeping() >= asleep, message="the clock's sleepers back asleep")
 
 
 def test_cold_then_warm(run: Run) -> None:
@@ -47,16 +66,11 @@ def test_keep_alive_reclaims_then_scales_to_zero(run: Run) -> None:
         await ember.deploy("echo", ECHO, keep_alive_s=30)
         first = await ember.invoke("echo")
         assert ember.instances("echo") == 1
-        clock.advance(10)
-        await ember.settle()
+        await tick(clock, 10)
         assert ember.instances("echo") == 1
         warm = await ember.invoke("echo")
         assert warm.headers["x-ember-cold-start"] == "false"
-        clock.advance(31)
-        for _ in range(50):
-            await asyncio.sleep(0.02)
-            if ember.instances("echo") == 0:
-                break
+        await tick(clock, 31)
         assert ember.instances("echo") == 0
         again = await ember.invoke("echo")
         assert again.headers["x-ember-cold-start"] == "true"
@@ -70,17 +84,11 @@ def test_min_instances_kept_warm(run: Run) -> None:
 
     async def scenario(ember: Ember) -> None:
         await ember.deploy("warm", ECHO, min_instances=1, keep_alive_s=5)
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if ember.instances("warm") == 1:
-                break
-        # Its start may still be finishing: wait until the instance is idle.
-        await asyncio.sleep(0.3)
+        await until(lambda: ember.idle("warm") == 1, message="the min instance started")
         first = await ember.invoke("warm")
         assert first.headers["x-ember-cold-start"] == "false", first.headers
-        clock.advance(60)
-        await ember.settle()
-        assert ember.instances("warm") == 1
+        await tick(clock, 60)
+        assert ember.instances("warm") == 1 and ember.idle("warm") == 1
 
     run(scenario, clock)
 
@@ -113,42 +121,52 @@ def test_alias_split_follows_weights(run: Run) -> None:
     run(scenario)
 
 
-SLOW = """
-import time
+def test_max_instances_and_queue_give_429(run: Run, tmp_path: Path) -> None:
+    gate = tmp_path / "go"
 
-def handler(event, context):
-    time.sleep(event["sleep"])
-    return "done"
-"""
-
-
-def test_max_instances_and_queue_give_429(run: Run) -> None:
     async def scenario(ember: Ember) -> None:
-        await ember.deploy("slow", SLOW, max_instances=1)
-        await ember.invoke("slow", {"sleep": 0})  # resolved and warm: no race on the start
-        calls = [ember.invoke("slow", {"sleep": 1.0}) for _ in range(3)]
-        answers = await asyncio.gather(*calls)
-        codes = sorted(a.status_code for a in answers)
-        assert codes == [200, 200, 429], [a.text for a in answers]
-        throttled = next(a for a in answers if a.status_code == 429)
-        assert throttled.json()["error"]["code"] == "TooManyRequests"
+        await ember.deploy("slow", GATED, max_instances=1)
+        gate.touch()
+        await ember.invoke("slow", {"until": str(gate)})  # resolved and warm
+        gate.unlink()
+        calls = [asyncio.create_task(ember.invoke("slow", {"until": str(gate)}))
+                 for _ in range(3)]
+        # One runs, one waits, and the third finds the queue full (depth 1).
+        await until(lambda: ember.busy("slow") == 1 and ember.waiting("slow"))
+        throttled = await until(lambda: next((c for c in calls if c.done()), None))
+        assert throttled.result().status_code == 429, throttled.result().text
+        assert throttled.result().json()["error"]["code"] == "TooManyRequests"
+        gate.touch()
+        answers = [await c for c in calls if c is not throttled]
+        assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
         assert ember.instances("slow") == 1
 
-    run(scenario, queue_depth=1)
+    run(scenario, ManualClock(), queue_depth=1)
 
 
-def test_queue_wait_bounded(run: Run) -> None:
+def test_queue_wait_bounded(run: Run, tmp_path: Path) -> None:
+    clock = ManualClock()
+    gate = tmp_path / "go"
+
     async def scenario(ember: Ember) -> None:
-        await ember.deploy("slow", SLOW, max_instances=1)
-        busy = asyncio.create_task(ember.invoke("slow", {"sleep": 1.5}))
-        while ember.instances("slow") == 0:
-            await asyncio.sleep(0.01)
-        waited = await ember.invoke("slow", {"sleep": 0})
-        assert waited.status_code == 429, waited.text
-        assert "0.3 s" in waited.json()["error"]["message"]
+        await ember.deploy("slow", GATED, max_instances=1)
+        busy = asyncio.create_task(ember.invoke("slow", {"until": str(gate)}))
+        await until(lambda: ember.busy("slow") == 1, message="the first request running")
+        asleep = clock.sleeping()
+        waited = asyncio.create_task(ember.invoke("slow", {"until": str(gate)}))
+        await until(lambda: ember.waiting("slow") and clock.sleeping() > asleep,
+                    message="the second request waiting")
+        clock.advance(29.9)
+        await asyncio.sleep(0)
+        assert not waited.done()
+        clock.advance(0.1)
+        answer = await waited  # at once: the wait is on the clock
+        assert answer.status_code == 429, answer.text
+        assert "30 s" in answer.json()["error"]["message"]
+        gate.touch()
         assert (await busy).status_code == 200
 
-    run(scenario, queue_wait_s=0.3)
+    run(scenario, clock, queue_wait_s=30)
 
 
 def test_200_concurrent_with_four_instances(run: Run) -> None:

@@ -28,12 +28,20 @@ MIB = 1024 * 1024
 
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    """An interpreter done starting (its address space settled), that lives until killed."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import signal; print('ready', flush=True); signal.pause()"],
+        stdout=subprocess.PIPE,
+    )
     try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"ready\n"
         yield process
     finally:
         process.kill()
         process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def _limit(pid: int, name: str) -> str:

@@ -405,6 +405,11 @@ class Router:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def wait_settled(self) -> None:
+        """Let pending reactions to control-plane changes finish (tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def _reconcile(self, name: str) -> None:
         """Retire pools of content that no qualifier reaches any more; keep min_instances
         warm for ``latest`` and every version an alias points at."""
