@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Callable
 from typing import Any
@@ -192,18 +191,15 @@ def test_deleting_a_function_stops_and_removes_its_triggers(run: Run) -> None:
         assert answer.status_code == 200, answer.text
         return list(answer.json()["tasks"])
 
-    async def tick(ember: Ember) -> None:
-        # Let the timer's loop reach its sleep, then move past the next minute.
-        await ember.settle()
-        clock.advance(60)
-        await ember.settle()
 
     async def scenario(ember: Ember) -> None:
         await ember.deploy("fn", REQUEST)
         await trigger(ember, "web", "fn", {"kind": "http", "path": "/orders"})
         await trigger(ember, "tick", "fn", {"kind": "timer", "schedule": "rate(1 minute)"})
         assert (await ember.http.get("/http/orders")).status_code == 200
-        await tick(ember)
+        supervisor = ember.services.supervisor
+        clock.advance(60)
+        await eventually(lambda: supervisor.status("tick").invocations == 1, what="a tick")
         assert len(await ticks(ember)) == 1
 
         assert (await ember.http.delete("/functions/fn")).status_code == 200
@@ -213,15 +209,16 @@ def test_deleting_a_function_stops_and_removes_its_triggers(run: Run) -> None:
         assert (await ember.http.get("/triggers")).json()["triggers"] == []
         assert (await ember.http.get("/triggers/tick")).status_code == 404
 
+        await supervisor.wait_settled()
+        assert supervisor.running() == []  # the sources stopped
+
         await ember.deploy("fn", REQUEST)
         assert (await ember.http.get("/triggers", params={"function": "fn"})).json() == {
             "triggers": []}
-        await tick(ember)
-        await tick(ember)
-        assert await ticks(ember) == []  # the old timer did not fire for the new function
+        clock.advance(120)
+        await ember.settle()
+        assert await ticks(ember) == []  # no timer fires for the new function
         assert (await ember.http.get("/http/orders")).status_code == 404
-        await ember.services.supervisor.wait_settled()
-        assert ember.services.supervisor.running() == []
 
     run(scenario, clock=clock)
 
@@ -273,18 +270,15 @@ def test_an_mqtt_message_too_large_for_the_queue_is_given_up(run: Run) -> None:
             await client.publish(f"{kit.prefix}/big", b"x" * 4096, qos=1)
             await client.publish(f"{kit.prefix}/small", b'"small"', qos=1)
 
-        async def tasks() -> list[Any]:
-            return list((await ember.http.get("/functions/fn/tasks")).json()["tasks"])
-
-        for _ in range(500):
-            status = (await ember.http.get(f"/triggers/{kit.name}")).json()["status"]
-            if status["dropped"] == 1 and await tasks():
-                break
-            await asyncio.sleep(0.02)
+        running = ember.services.supervisor.status(kit.name)
+        await eventually(lambda: running.dropped == 1 and running.invocations == 1,
+                         what="the big message given up and the small one queued")
+        status = (await ember.http.get(f"/triggers/{kit.name}")).json()["status"]
         assert status["dropped"] == 1, status
         assert status["failures"] == SUBMIT_TRIES
         assert status["last_error"].startswith("PayloadTooLarge")
-        assert len(await tasks()) == 1
+        tasks = (await ember.http.get("/functions/fn/tasks")).json()["tasks"]
+        assert len(tasks) == 1
         await ember.http.delete(f"/triggers/{kit.name}")
         await kit.aclose()
 
