@@ -1,6 +1,6 @@
 """Nothing accepted is lost: 2,000 async events, the server killed with SIGKILL mid-run and
 started again on the same data — every event completes, and those whose attempt the kill
-cut short run again as attempt 2."""
+cut short run again as attempt 2. On the embedded queue and on Redis."""
 
 from __future__ import annotations
 
@@ -11,14 +11,18 @@ import signal
 import sqlite3
 import subprocess
 import time
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import make_zip
 from tests.e2e.test_server_process import EMBER, _free_port
+from tests.queue.conftest import REDIS_URL, _drop_redis_keys
 
 EVENTS = 2000
 RECORDER = """
@@ -35,8 +39,21 @@ def handler(event, context):
 """
 
 
-def _start(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "EMBER_ASYNC_LEASE_S": "2", "EMBER_ASYNC_CONCURRENCY": "16"}
+@pytest.fixture(params=["embedded", "redis"])
+def queue_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The server's queue settings: the embedded queue, or Redis under a fresh prefix."""
+    if request.param == "embedded":
+        yield {"EMBER_QUEUE_URL": ""}
+        return
+    prefix = f"ember-test-{uuid.uuid4().hex[:12]}"
+    yield {"EMBER_QUEUE_URL": REDIS_URL, "EMBER_QUEUE_PREFIX": prefix}
+    asyncio.run(_drop_redis_keys(prefix))
+
+
+def _start(home: Path, port: int, log: Path, queue_env: dict[str, str]
+           ) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "EMBER_ASYNC_LEASE_S": "2", "EMBER_ASYNC_CONCURRENCY": "16",
+           **queue_env}
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [EMBER, "server", "--port", str(port), "--home", str(home)],
@@ -66,11 +83,20 @@ def _lines(out: Path) -> list[str]:
     return [request_id for request_id, _ in _runs(out)]
 
 
-def _leased(home: Path) -> set[str]:
+def _leased(home: Path, queue_env: dict[str, str]) -> set[str]:
     """Events the killed server held: claimed, never acknowledged nor put back."""
-    with sqlite3.connect(home / "queue.db") as conn:
-        return {row[0] for row in conn.execute(
-            "SELECT id FROM events WHERE lease_token IS NOT NULL")}
+    prefix = queue_env.get("EMBER_QUEUE_PREFIX")
+    if prefix is None:
+        with sqlite3.connect(home / "queue.db") as conn:
+            return {row[0] for row in conn.execute(
+                "SELECT id FROM events WHERE lease_token IS NOT NULL")}
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        entries = set(client.zrange(f"{prefix}:lease:recorder", 0, -1))
+        ids = client.hgetall(f"{prefix}:entry:recorder")
+        return {task_id for task_id, entry in ids.items() if entry in entries}
+    finally:
+        client.close()
 
 
 async def _submit_all(url: str) -> list[str]:
@@ -105,12 +131,13 @@ def _statuses(url: str) -> Counter[str]:
 
 
 @pytest.mark.timeout(300)
-def test_sigkill_mid_run_loses_no_event(home: Path, tmp_path: Path) -> None:
+def test_sigkill_mid_run_loses_no_event(home: Path, tmp_path: Path,
+                                        queue_env: dict[str, str]) -> None:
     out = tmp_path / "runs.txt"
     log = tmp_path / "server.log"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = _start(home, port, log)
+    proc = _start(home, port, log, queue_env)
     try:
         code = {"zip": base64.b64encode(make_zip({"main.py": RECORDER})).decode()}
         created = httpx.post(f"{url}/functions", json={
@@ -132,10 +159,10 @@ def test_sigkill_mid_run_loses_no_event(home: Path, tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    cut_short = _leased(home)
+    cut_short = _leased(home, queue_env)
     assert cut_short, "the kill found no event running: no redelivery was tested"
 
-    proc = _start(home, port, log)
+    proc = _start(home, port, log, queue_env)
     try:
         deadline = time.monotonic() + 180
         while len(set(_lines(out))) < EVENTS and time.monotonic() < deadline:
