@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ember.errors import (
     EmberError,
@@ -40,6 +40,7 @@ from ember.errors import (
 from ember.pool.zygote import ExitStatus, ProcessHandle
 from ember.runtime import protocol
 from ember.runtime.protocol import Message, read_frame_async, write_frame_async
+from ember.runtime.spec import HealthCheck, InitSpec, StartupProbe
 from ember.sandbox import Limits, Sandbox
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
     from ember.model.function import FunctionConfig
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 LogSink = Callable[[str | None, str, float, str], None]
 """Receives every log line of an instance: (request_id, level, unix_ts, line).
@@ -93,8 +96,8 @@ class InstanceSpec:
     app: str | None = None
     command: tuple[str, ...] | None = None
     concurrency: int = 1
-    startup_probe: dict[str, Any] | None = None
-    health_check: dict[str, Any] | None = None
+    startup_probe: StartupProbe | None = None
+    health_check: HealthCheck | None = None
 
     @classmethod
     def from_config(
@@ -122,16 +125,16 @@ class InstanceSpec:
             app=config.app,
             command=tuple(config.command) if config.command else None,
             concurrency=config.concurrency,
-            startup_probe=_dump(config.startup_probe),
-            health_check=_dump(config.health_check),
+            startup_probe=_typed(StartupProbe, config.startup_probe),
+            health_check=_typed(HealthCheck, config.health_check),
         )
 
     @property
     def init_timeout_s(self) -> float:
         """How long a cold start may take once the process runs: the initializer, and for
         a custom runtime its startup probe too."""
-        probe = self.startup_probe or {}
-        extra = float(probe.get("timeout_s", 10.0)) + 1.0 if self.kind == "custom" else 0.0
+        probe = self.startup_probe or StartupProbe()
+        extra = probe.timeout_s + 1.0 if self.kind == "custom" else 0.0
         return self.initializer_timeout_s + extra
 
     def limits(self) -> Limits:
@@ -147,31 +150,32 @@ class InstanceSpec:
             "EMBER_MEMORY_MB": str(self.memory_mb),
         }
 
-    def to_runtime(self, base_environment: dict[str, str]) -> dict[str, Any]:
-        """The ``spec`` map of the ``init`` message."""
-        return {
-            "function": self.function,
-            "version": self.version,
-            "code_dir": str(self.code_dir),
-            "layer_dirs": [str(p) for p in self.layer_dirs],
-            "handler": self.handler,
-            "initializer": self.initializer,
-            "initializer_timeout_s": self.initializer_timeout_s,
-            "pre_stop": self.pre_stop,
-            "memory_mb": self.memory_mb,
-            "timeout_s": self.timeout_s,
-            "env": self.environment_for(base_environment),
-            "kind": self.kind,
-            "app": self.app,
-            "command": list(self.command) if self.command else None,
-            "concurrency": self.concurrency,
-            "startup_probe": self.startup_probe,
-            "health_check": self.health_check,
-        }
+    def to_runtime(self, base_environment: dict[str, str]) -> InitSpec:
+        """The spec the ``init`` message carries to the instance."""
+        return InitSpec(
+            function=self.function,
+            version=self.version,
+            code_dir=str(self.code_dir),
+            layer_dirs=tuple(str(p) for p in self.layer_dirs),
+            handler=self.handler,
+            initializer=self.initializer,
+            initializer_timeout_s=self.initializer_timeout_s,
+            pre_stop=self.pre_stop,
+            memory_mb=self.memory_mb,
+            timeout_s=self.timeout_s,
+            env=self.environment_for(base_environment),
+            kind=self.kind,
+            app=self.app,
+            command=self.command,
+            concurrency=self.concurrency,
+            startup_probe=self.startup_probe,
+            health_check=self.health_check,
+        )
 
 
-def _dump(model: BaseModel | None) -> dict[str, Any] | None:
-    return None if model is None else model.model_dump()
+def _typed(kind: type[T], model: BaseModel | None) -> T | None:
+    """A probe of the config (a pydantic model) as the runtime's dataclass."""
+    return None if model is None else kind(**model.model_dump())
 
 
 @dataclass
@@ -348,7 +352,7 @@ class Instance:
     # -- start ---------------------------------------------------------------------------
 
     async def initialize(
-        self, runtime_spec: dict[str, Any], timeout_s: float, request_id: str | None = None
+        self, runtime_spec: InitSpec, timeout_s: float, request_id: str | None = None
     ) -> None:
         """Send ``init`` and wait for ``ready``; the launcher's half of a cold start.
 
@@ -366,9 +370,8 @@ class Instance:
         pending = _Pending(request_id, future=asyncio.get_running_loop().create_future())
         self._pending[None] = pending
         try:
-            reply = await self._exchange(
-                protocol.encode({"t": protocol.INIT, "spec": runtime_spec}), pending, timeout_s
-            )
+            init = {"t": protocol.INIT, "spec": runtime_spec.to_message()}
+            reply = await self._exchange(protocol.encode(init), pending, timeout_s)
         except TimeoutError:
             self.kill()
             await self.wait_gone()

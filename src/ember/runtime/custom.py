@@ -22,6 +22,7 @@ from urllib.parse import quote
 from ember.runtime.process import libc, set_parent_death_signal
 from ember.runtime.protocol import HOP_BY_HOP, Message
 from ember.runtime.responders import Responder
+from ember.runtime.spec import HealthCheck, StartupProbe
 from ember.runtime.web import request_headers
 
 
@@ -83,12 +84,12 @@ class CustomServer:
     after ``failure_threshold`` failed health checks in a row, or when it exits."""
 
     def __init__(self, command: list[str], code_dir: str, concurrency: int,
-                 startup_probe: dict[str, Any] | None,
-                 health_check: dict[str, Any] | None,
+                 startup_probe: StartupProbe,
+                 health_check: HealthCheck | None,
                  on_fatal: Callable[[str], None]) -> None:
         self.command = command
         self.code_dir = code_dir
-        self.probe = {"path": "/", "timeout_s": 10.0, **(startup_probe or {})}
+        self.probe = startup_probe
         self.health = health_check
         self.on_fatal = on_fatal
         self.port = 0
@@ -119,7 +120,7 @@ class CustomServer:
             )
         except OSError as exc:
             raise RuntimeError(f"cannot start the command {self.command!r}: {exc}") from exc
-        self._wait_ready(min(float(self.probe["timeout_s"]), timeout_s))
+        self._wait_ready(min(self.probe.timeout_s, timeout_s))
         threading.Thread(target=self._watch, name="ember-custom-watch", daemon=True).start()
         if self.health:
             threading.Thread(target=self._check_health, name="ember-health", daemon=True).start()
@@ -136,7 +137,7 @@ class CustomServer:
 
     def _wait_ready(self, timeout_s: float) -> None:
         assert self.process is not None
-        path = str(self.probe["path"])
+        path = self.probe.path
         deadline = time.monotonic() + timeout_s
         last = "no answer yet"
         delay = 0.02
@@ -173,10 +174,10 @@ class CustomServer:
 
     def _check_health(self) -> None:
         assert self.health is not None
-        path = str(self.health.get("path", "/"))
-        interval = float(self.health.get("interval_s", 10.0))
-        timeout = float(self.health.get("timeout_s", 2.0))
-        threshold = int(self.health.get("failure_threshold", 3))
+        path = self.health.path
+        interval = self.health.interval_s
+        timeout = self.health.timeout_s
+        threshold = self.health.failure_threshold
         failures = 0
         while not self._stopping.wait(interval):
             try:

@@ -33,6 +33,7 @@ from ember.runtime.capture import LogCapture, log_uncaught
 from ember.runtime.context import Context, function_logger
 from ember.runtime.process import set_parent_death_signal
 from ember.runtime.protocol import FrameSocket, Message, describe_error
+from ember.runtime.spec import InitSpec
 
 # A result must fit in one frame, with room for the frame's other fields.
 MAX_RESULT_BYTES = protocol.MAX_FRAME_BYTES - 64 * 1024
@@ -91,7 +92,7 @@ def encode_result(value: Any) -> tuple[bytes, str]:
 class Runtime:
     """One function instance: its handler, its hooks and the event loop of async handlers."""
 
-    def __init__(self, conn: FrameSocket, capture: LogCapture, spec: dict[str, Any]) -> None:
+    def __init__(self, conn: FrameSocket, capture: LogCapture, spec: InitSpec) -> None:
         self.conn = conn
         self.capture = capture
         self.spec = spec
@@ -105,10 +106,10 @@ class Runtime:
                 attempt: int = 1, trigger: str | None = None) -> Context:
         return Context(
             request_id=request_id,
-            function_name=self.spec["function"],
-            function_version=self.spec["version"],
+            function_name=self.spec.function,
+            function_version=self.spec.version,
             qualifier=qualifier,
-            memory_limit_mb=self.spec["memory_mb"],
+            memory_limit_mb=self.spec.memory_mb,
             deadline=deadline,
             attempt=attempt,
             trigger=trigger,
@@ -120,21 +121,21 @@ class Runtime:
         started = time.perf_counter()
         spec = self.spec
         try:
-            os.chdir(spec["code_dir"])
-            sys.path[:0] = [spec["code_dir"], *spec.get("layer_dirs", ())]
+            os.chdir(spec.code_dir)
+            sys.path[:0] = [spec.code_dir, *spec.layer_dirs]
             os.environ.clear()
-            os.environ.update(spec["env"])
+            os.environ.update(spec.env)
             if "TZ" in os.environ:
                 time.tzset()
             importlib.invalidate_caches()
-            kind = spec.get("kind", "event")
+            kind = spec.kind
             if kind == "event":
-                self.handler = load_entrypoint(spec["handler"])
+                self.handler = load_entrypoint(spec.handler)
             elif kind == "web":
-                app = load_entrypoint(spec["app"])
-            if spec.get("initializer"):
-                init = load_entrypoint(spec["initializer"])
-                deadline = time.time() + float(spec.get("initializer_timeout_s", 30.0))
+                app = load_entrypoint(str(spec.app))
+            if spec.initializer:
+                init = load_entrypoint(spec.initializer)
+                deadline = time.time() + spec.initializer_timeout_s
                 self.call_hook(init, self.context(None, deadline))
             if kind == "web":
                 self.server = self._web_server(app)
@@ -155,12 +156,8 @@ class Runtime:
         from ember.runtime.asgi import AsgiServer, is_asgi
         from ember.runtime.wsgi import WsgiServer
 
-        server: Any
-        if is_asgi(app):
-            server = AsgiServer(app)
-        else:
-            server = WsgiServer(app, int(self.spec.get("concurrency", 1)))
-        server.start(float(self.spec.get("initializer_timeout_s", 30.0)))
+        server: Any = AsgiServer(app) if is_asgi(app) else WsgiServer(app, self.spec.concurrency)
+        server.start(self.spec.initializer_timeout_s)
         return server
 
     def _custom_server(self) -> Any:
@@ -168,11 +165,10 @@ class Runtime:
 
         spec = self.spec
         server = CustomServer(
-            list(spec["command"]), spec["code_dir"], int(spec.get("concurrency", 1)),
-            spec.get("startup_probe"), spec.get("health_check"), self.fatal,
+            list(spec.command or ()), spec.code_dir, spec.concurrency,
+            spec.probe, spec.health_check, self.fatal,
         )
-        probe = spec.get("startup_probe") or {}
-        server.start(float(probe.get("timeout_s", 10.0)))
+        server.start(spec.probe.timeout_s)
         return server
 
     def fatal(self, reason: str) -> None:
@@ -224,7 +220,7 @@ class Runtime:
         request_id = message["id"]
         context = self.context(
             request_id,
-            float(message.get("deadline") or time.time() + float(self.spec["timeout_s"])),
+            float(message.get("deadline") or time.time() + self.spec.timeout_s),
             message.get("qualifier", ""),
             int(message.get("attempt", 1)),
             message.get("trigger"),
@@ -272,7 +268,7 @@ class Runtime:
 
         The server kills the instance ``grace_s`` after asking; the hook's context says so.
         """
-        entry = self.spec.get("pre_stop")
+        entry = self.spec.pre_stop
         if entry:
             try:
                 hook = load_entrypoint(entry)
@@ -378,7 +374,7 @@ def run(connect_path: str, instance_id: str, parent_pid: int) -> int:
         message = conn.recv()
         if message is None or message["t"] != protocol.INIT:
             return 0
-        runtime = Runtime(conn, capture, message["spec"])
+        runtime = Runtime(conn, capture, InitSpec.from_message(message["spec"]))
         if not runtime.initialize():
             return 1
         runtime.serve()
