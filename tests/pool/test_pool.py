@@ -6,9 +6,8 @@ keep-alive reclaim, min_instances and the server-wide instance limit."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,73 +15,10 @@ import pytest
 
 from ember.clock import ManualClock
 from ember.errors import InitError, TooManyRequests
-from ember.pool.instance import InstanceSpec, LogSink
+from ember.pool.instance import InstanceSpec
 from ember.pool.pool import PoolConfig, PoolKey, PoolManager, VersionPool
+from tests.pool.fakes import FakeLauncher
 from tests.waiting import until
-
-_ids = itertools.count(1)
-
-
-@dataclass(eq=False)
-class FakeInstance:
-    """What the pool touches of an instance."""
-
-    spec: InstanceSpec
-    id: str = field(default_factory=lambda: f"i{next(_ids)}")
-    alive: bool = True
-    last_used: float = 0.0
-    init_ms: float = 1.0
-    stopped: bool = False
-
-    async def stop(self) -> None:
-        self.stopped = True
-        self.alive = False
-
-    def kill(self) -> None:
-        self.alive = False
-
-    def die(self) -> None:
-        """The process ended on its own (crash, unhealthy custom runtime)."""
-        self.alive = False
-
-
-class FakeLauncher:
-    """Launches fake instances at once, or when a test lets them (``hold``), or fails."""
-
-    def __init__(self) -> None:
-        self.launched: list[FakeInstance] = []
-        self.failures: list[BaseException] = []
-        self.gate: asyncio.Event | None = None
-        self.waiting = 0
-        self.started = self.closed = False
-
-    def hold(self) -> asyncio.Event:
-        """Launches wait until the returned event is set."""
-        self.gate = asyncio.Event()
-        return self.gate
-
-    async def start(self) -> None:
-        self.started = True
-
-    async def launch(
-        self, spec: InstanceSpec, *, request_id: str | None = None,
-        log_sink: LogSink | None = None,
-    ) -> FakeInstance:
-        await asyncio.sleep(0)  # a launch always suspends the caller
-        if self.gate is not None:
-            self.waiting += 1
-            try:
-                await self.gate.wait()
-            finally:
-                self.waiting -= 1
-        if self.failures:
-            raise self.failures.pop(0)
-        instance = FakeInstance(spec)
-        self.launched.append(instance)
-        return instance
-
-    async def close(self) -> None:
-        self.closed = True
 
 
 @dataclass
