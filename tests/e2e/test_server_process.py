@@ -175,3 +175,14 @@ def test_healthz_fails_when_instances_cannot_connect() -> None:
             assert "instance socket" in error["message"], error
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_home_lock_dies_with_a_killed_server(home: Path) -> None:
+    with _serve(home) as (first, _):
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    # The kernel dropped the lock with the process: a new server starts on the same home.
+    with _serve(home) as (second, url):
+        assert second.poll() is None
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert (home / "server.lock").read_text() == str(second.pid)
