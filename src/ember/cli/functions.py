@@ -13,7 +13,8 @@ from ember.cli.common import Session, UsageError, apply_assignments, command, lo
 from ember.client import FunctionList, FunctionOut
 
 app = typer.Typer(
-    help="Manage functions: create, get, list, update, delete, disable, enable, pause, resume."
+    help="Manage functions: create, get, list, update, delete, disable, enable, pause, resume; "
+    "list their invocations."
 )
 
 Name = Annotated[str, typer.Argument(help="Function name.", show_default=False)]

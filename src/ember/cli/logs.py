@@ -1,5 +1,5 @@
-"""``ember logs`` and ``ember stats``: what a function's instances wrote, and how its
-invocations went."""
+"""``ember logs``, ``ember stats`` and ``ember fn invocations``: what a function's instances
+wrote, how its invocations went, and each of them."""
 
 from __future__ import annotations
 
