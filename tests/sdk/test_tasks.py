@@ -217,7 +217,7 @@ def test_async_client_tasks_and_dead_letters(app: FastAPI) -> None:
             assert [t.id for t in (await client.list_tasks("echo")).tasks] == [task.id]
 
             failed = await client.wait_task(
-                (await client.invoke_async("boom")).request_id, timeout_s=10
+                (await client.invoke_async("boom")).request_id, timeout_s=DEADLINE_S
             )
             assert failed.status == "failed" and failed.attempts == 1
             dead = await client.get_dead_letter(failed.id)
