@@ -101,9 +101,9 @@ class StartupProbe(_Strict):
 
 
 class HealthCheck(_Strict):
-    """Periodic ``GET path`` of a running custom runtime: after ``failure_threshold`` failed
-    checks in a row (an error, a status of 400 or more, or no answer within ``timeout_s``)
-    the instance is replaced."""
+    """Periodic ``GET path`` of a running web app or custom runtime: after
+    ``failure_threshold`` failed checks in a row (an error, a status of 400 or more, or no
+    answer within ``timeout_s``) the instance is replaced."""
 
     path: Annotated[str, Field(pattern=r"^/[^\s]*$", max_length=1024)] = "/"
     interval_s: Annotated[float, Field(ge=0.1, le=3600)] = 10.0
@@ -217,8 +217,10 @@ class FunctionConfig(_Strict):
             raise ValueError("kind: 'app' is for web functions: set kind to 'web'")
         if self.command is not None and self.kind != "custom":
             raise ValueError("kind: 'command' is for custom functions: set kind to 'custom'")
-        if (self.health_check or self.startup_probe) is not None and self.kind != "custom":
-            raise ValueError("kind: 'startup_probe' and 'health_check' are for custom functions")
+        if self.startup_probe is not None and self.kind != "custom":
+            raise ValueError("kind: 'startup_probe' is for custom functions")
+        if self.health_check is not None and self.kind == "event":
+            raise ValueError("kind: 'health_check' is for web and custom functions")
         if self.kind == "custom" and (self.initializer or self.pre_stop):
             raise ValueError("kind: 'initializer' and 'pre_stop' are Python hooks: a custom "
                              "function's own program does its setup and cleanup")
