@@ -85,3 +85,39 @@ def test_unexpected_error_on_direct_http(
     raising: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     _assert_generic(raising.get("/functions/fn/http/hello"), caplog)
+
+
+def test_method_not_allowed_names_every_method_of_the_path(api: TestClient) -> None:
+    for method, path, allowed in (
+        ("PUT", "/functions", "GET, POST"),
+        ("OPTIONS", "/functions/fn", "GET, PATCH, DELETE"),
+        ("TRACE", "/functions/fn/versions/1", "GET, DELETE"),
+        ("GET", "/functions/fn/invoke", "POST"),
+    ):
+        answer = api.request(method, path)
+        assert answer.status_code == 405, (method, path)
+        assert answer.headers["Allow"] == allowed, (method, path)
+        err = error_of(answer)
+        assert err["code"] == "MethodNotAllowed"
+        assert err["details"]["allowed"] == allowed.split(", ")
+
+
+def test_openapi_document_gives_the_patterns_the_server_checks(api: TestClient) -> None:
+    spec = api.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+
+    def param(path: str, method: str, name: str) -> dict[str, Any]:
+        found = [p for p in spec["paths"][path][method]["parameters"] if p["name"] == name]
+        schema: dict[str, Any] = found[0]["schema"]
+        return schema
+
+    name = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+    assert schemas["FunctionCreate"]["properties"]["name"]["pattern"] == name
+    assert param("/functions/{name}", "get", "name")["pattern"] == name
+    assert param("/layers/{name}/versions", "post", "name")["pattern"] == name
+    assert param("/functions/{name}/aliases/{alias}", "put", "alias")["pattern"] == name
+    assert param("/functions", "get", "cursor")["pattern"].startswith("^[A-Za-z0-9_-]")
+    invoke = "/functions/{name}/invoke"
+    assert param(invoke, "post", "x-ember-invocation-type")["enum"] == ["sync", "async"]
+    assert param(invoke, "post", "x-ember-idempotency-key")["maxLength"] == 256
+    assert "pattern" in schemas["CodeIn"]["properties"]["zip"]

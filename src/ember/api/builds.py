@@ -7,8 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
+from ember.api.params import FunctionName
 from ember.api.schemas import BuildIn, BuildList, BuildOut, BuildSummaryOut
 from ember.control.builds import BuildService
+from ember.errors import InvalidSpec
+from ember.model.function import check_name
 
 router = APIRouter(tags=["builds"])
 
@@ -49,7 +52,11 @@ async def get_build(
 
 
 @router.get("/functions/{name}/builds", response_model=BuildList)
-def list_builds(name: str, request: Request) -> BuildList:
+def list_builds(name: FunctionName, request: Request) -> BuildList:
     """The builds recorded against the function, newest first, without their logs; those
     of a create that failed on its build are listed though the function does not exist."""
+    try:
+        check_name("function", name)
+    except ValueError as exc:
+        raise InvalidSpec(str(exc), {"field": "name"}) from exc
     return BuildList(builds=[BuildSummaryOut.of(b) for b in _service(request).list_for(name)])

@@ -10,9 +10,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from ember.control.validation import field_errors, invalid_spec
-from ember.errors import EmberError, InvalidRequest, NotFound
+from ember.errors import EmberError, InvalidRequest, MethodNotAllowed, NotFound
 from ember.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,20 @@ def unexpected_response(
     return error_response(err)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route takes on the request's path. (Starlette's own ``Allow``
+    names only those of the first route matching the path.)"""
+    routes = request.app.router.routes
+    return [
+        method for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+               for route in routes)
+    ]
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(EmberError)
     async def _ember(_: Request, exc: EmberError) -> JSONResponse:
@@ -64,11 +79,18 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404:
             err: EmberError = NotFound(f"no route {request.method} {request.url.path}")
         elif exc.status_code == 405:
-            err = InvalidRequest(f"method {request.method} is not allowed on {request.url.path}")
-            return JSONResponse({"error": err.to_dict()}, status_code=405)
+            allowed = _allowed_methods(request)
+            err = MethodNotAllowed(
+                f"method {request.method} is not allowed on {request.url.path}: "
+                f"{', '.join(allowed)}",
+                {"allowed": allowed},
+            )
+            err.headers["Allow"] = ", ".join(allowed)
+            return error_response(err)
         else:
             err = InvalidRequest(str(exc.detail))
-            return JSONResponse({"error": err.to_dict()}, status_code=exc.status_code)
+            return JSONResponse({"error": err.to_dict()}, status_code=exc.status_code,
+                                headers=exc.headers)
         return error_response(err)
 
     @app.exception_handler(Exception)

@@ -7,6 +7,7 @@ from typing import Annotated, cast
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel
 
+from ember.api.params import AliasName, Cursor, FunctionName
 from ember.api.schemas import (
     AliasIn,
     AliasList,
@@ -48,28 +49,29 @@ def list_functions(
     prefix: str = "",
     tag: Annotated[str | None, Query(description="key or key=value")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> FunctionList:
-    page = _service(request).list_functions(prefix=prefix, tag=tag, limit=limit, cursor=cursor)
+    page = _service(request).list_functions(prefix=prefix, tag=tag, limit=limit,
+                                            cursor=cursor or None)
     return FunctionList(
         functions=[FunctionOut.of(f) for f in page.items], next_cursor=page.next_cursor
     )
 
 
 @router.get("/functions/{name}", response_model=FunctionOut)
-def get_function(name: str, request: Request) -> FunctionOut:
+def get_function(name: FunctionName, request: Request) -> FunctionOut:
     return FunctionOut.of(_service(request).get(name))
 
 
 @router.patch("/functions/{name}", response_model=FunctionOut)
-def update_function(name: str, body: FunctionPatch, request: Request) -> FunctionOut:
+def update_function(name: FunctionName, body: FunctionPatch, request: Request) -> FunctionOut:
     """Replace the given top-level config fields of ``latest``."""
     patch = cast(BaseModel, body.config).model_dump(exclude_unset=True, by_alias=True)
     return FunctionOut.of(_service(request).update_config(name, patch))
 
 
 @router.put("/functions/{name}/code", response_model=FunctionOut)
-def update_code(name: str, body: CodeIn, request: Request) -> FunctionOut:
+def update_code(name: FunctionName, body: CodeIn, request: Request) -> FunctionOut:
     """Replace the code of ``latest``."""
     return FunctionOut.of(_service(request).update_code(name, body.decode()))
 
@@ -79,7 +81,7 @@ def update_code(name: str, body: CodeIn, request: Request) -> FunctionOut:
     response_class=Response,
     responses={200: {"content": {"application/zip": {}}}},
 )
-def download_code(name: str, request: Request, qualifier: str = "latest") -> Response:
+def download_code(name: FunctionName, request: Request, qualifier: str = "latest") -> Response:
     """The zip archive of ``latest``, of a version, or of the version an alias points at."""
     service = _service(request)
     if qualifier == "latest":
@@ -116,19 +118,19 @@ def _stored_version(service: FunctionService, name: str, number: int) -> int:
 
 
 @router.delete("/functions/{name}", response_model=FunctionOut)
-def delete_function(name: str, request: Request) -> FunctionOut:
+def delete_function(name: FunctionName, request: Request) -> FunctionOut:
     """Delete the function with all its versions and aliases."""
     return FunctionOut.of(_service(request).delete(name))
 
 
 @router.post("/functions/{name}/disable", response_model=FunctionOut)
-def disable_function(name: str, request: Request) -> FunctionOut:
+def disable_function(name: FunctionName, request: Request) -> FunctionOut:
     """Refuse invocations until enabled again."""
     return FunctionOut.of(_service(request).set_enabled(name, False))
 
 
 @router.post("/functions/{name}/enable", response_model=FunctionOut)
-def enable_function(name: str, request: Request) -> FunctionOut:
+def enable_function(name: FunctionName, request: Request) -> FunctionOut:
     return FunctionOut.of(_service(request).set_enabled(name, True))
 
 
@@ -139,7 +141,8 @@ def enable_function(name: str, request: Request) -> FunctionOut:
     responses={200: {"model": PublishOut, "description": "latest was unchanged"}},
 )
 def publish_version(
-    name: str, request: Request, response: Response, body: PublishIn | None = None
+    name: FunctionName, request: Request, response: Response,
+    body: PublishIn | None = None,
 ) -> PublishOut:
     """Publish ``latest`` as a new immutable version."""
     version, created = _service(request).publish(name, body.description if body else "")
@@ -149,18 +152,18 @@ def publish_version(
 
 
 @router.get("/functions/{name}/versions", response_model=VersionList)
-def list_versions(name: str, request: Request) -> VersionList:
+def list_versions(name: FunctionName, request: Request) -> VersionList:
     return VersionList(versions=[VersionOut.of(v) for v in _service(request).list_versions(name)])
 
 
 @router.get("/functions/{name}/versions/{number}", response_model=VersionOut)
-def get_version(name: str, number: int, request: Request) -> VersionOut:
+def get_version(name: FunctionName, number: int, request: Request) -> VersionOut:
     service = _service(request)
     return VersionOut.of(service.get_version(name, _stored_version(service, name, number)))
 
 
 @router.delete("/functions/{name}/versions/{number}", response_model=VersionOut)
-def delete_version(name: str, number: int, request: Request) -> VersionOut:
+def delete_version(name: FunctionName, number: int, request: Request) -> VersionOut:
     """Delete one version; refused while an alias points at it."""
     service = _service(request)
     return VersionOut.of(service.delete_version(name, _stored_version(service, name, number)))
@@ -168,7 +171,8 @@ def delete_version(name: str, number: int, request: Request) -> VersionOut:
 
 @router.put("/functions/{name}/aliases/{alias}", response_model=AliasOut)
 def set_alias(
-    name: str, alias: str, body: AliasIn, request: Request, response: Response
+    name: FunctionName, alias: AliasName, body: AliasIn, request: Request,
+    response: Response,
 ) -> AliasOut:
     """Create or move an alias, optionally splitting traffic with a second version."""
     found, created = _service(request).set_alias(
@@ -181,15 +185,15 @@ def set_alias(
 
 
 @router.get("/functions/{name}/aliases", response_model=AliasList)
-def list_aliases(name: str, request: Request) -> AliasList:
+def list_aliases(name: FunctionName, request: Request) -> AliasList:
     return AliasList(aliases=[AliasOut.of(a) for a in _service(request).list_aliases(name)])
 
 
 @router.get("/functions/{name}/aliases/{alias}", response_model=AliasOut)
-def get_alias(name: str, alias: str, request: Request) -> AliasOut:
+def get_alias(name: FunctionName, alias: AliasName, request: Request) -> AliasOut:
     return AliasOut.of(_service(request).get_alias(name, alias))
 
 
 @router.delete("/functions/{name}/aliases/{alias}", response_model=AliasOut)
-def delete_alias(name: str, alias: str, request: Request) -> AliasOut:
+def delete_alias(name: FunctionName, alias: AliasName, request: Request) -> AliasOut:
     return AliasOut.of(_service(request).delete_alias(name, alias))

@@ -13,6 +13,13 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ember.api.errors import error_response, unexpected_response
+from ember.api.params import (
+    FunctionName,
+    IdempotencyKey,
+    InvocationType,
+    LogCursor,
+    Qualifier,
+)
 from ember.api.payloads import check_json_depth
 from ember.api.schemas import AcceptedOut, TaskOut
 from ember.api.triggers import direct_http_target, serve_direct_http, serve_http_trigger
@@ -34,16 +41,12 @@ _INVOKE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/functions/{name}/invoke", response_class=Response, responses=_INVOKE_RESPONSES)
 async def invoke(
-    name: str,
+    name: FunctionName,
     request: Request,
-    qualifier: Annotated[str | None, Query(description="latest, a version or an alias")] = None,
-    x_ember_invocation_type: Annotated[
-        str, Header(description="sync (answer when done) or async (202 once queued)")
-    ] = "sync",
+    qualifier: Qualifier = None,
+    x_ember_invocation_type: InvocationType = "sync",
     x_ember_log_type: Annotated[str | None, Header(description="Tail: return the log tail")] = None,
-    x_ember_idempotency_key: Annotated[
-        str | None, Header(description="async: the same key within 24 h returns the first task")
-    ] = None,
+    x_ember_idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Run the function with the request body as its event; the answer is its result, or
     for async invocations 202 with the request id (also the task id). A JSON event nested
@@ -175,7 +178,7 @@ def _record(r: LogRecord) -> dict[str, Any]:
 
 @router.get("/functions/{name}/logs")
 def get_logs(
-    name: str,
+    name: FunctionName,
     request: Request,
     request_id: str | None = None,
     level: Annotated[str | None, Query(description="lowest level shown")] = None,
@@ -183,12 +186,13 @@ def get_logs(
     until: Annotated[float | None, Query(description="unix time")] = None,
     grep: Annotated[str | None, Query(description="text the line contains")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    cursor: Annotated[str | None, Query(description="next_cursor of an earlier answer")] = None,
+    cursor: LogCursor = None,
 ) -> dict[str, Any]:
     """Log lines of the function, oldest first; ``next_cursor`` polls for newer ones."""
     services = request.app.state.services
     services.functions.get(name)
     after = None
+    cursor = cursor or None  # an empty cursor is no cursor, as in every list
     if cursor is not None:
         # Log ids are SQLite integers: a cursor beyond their range is no cursor of ours.
         if not (cursor.isascii() and cursor.isdigit()) or int(cursor) >= 2**63:
@@ -206,7 +210,7 @@ def get_logs(
 
 @router.get("/functions/{name}/stats")
 async def get_stats(
-    name: str,
+    name: FunctionName,
     request: Request,
     window_s: Annotated[float, Query(gt=0, le=7 * 86400)] = 900,
 ) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
+from ember.api.params import LayerName
 from ember.api.schemas import (
     LayerList,
     LayerOut,
@@ -31,7 +32,7 @@ def _service(request: Request) -> LayerService:
     responses={200: {"model": LayerPublishOut, "description": "the newest version is the same"}},
 )
 def publish_layer(
-    name: str, body: LayerPublishIn, request: Request, response: Response
+    name: LayerName, body: LayerPublishIn, request: Request, response: Response
 ) -> LayerPublishOut:
     """Publish a zip as the layer's next version (the layer is made on its first)."""
     version, created = _service(request).publish(name, body.decode(), body.description)
@@ -46,19 +47,19 @@ def list_layers(request: Request) -> LayerList:
 
 
 @router.get("/layers/{name}/versions", response_model=LayerVersionList)
-def list_layer_versions(name: str, request: Request) -> LayerVersionList:
+def list_layer_versions(name: LayerName, request: Request) -> LayerVersionList:
     found = _service(request).list_versions(name)
     return LayerVersionList(versions=[LayerVersionOut.of(v) for v in found])
 
 
 @router.get("/layers/{name}/versions/{number}", response_model=LayerVersionOut)
-def get_layer_version(name: str, number: int, request: Request) -> LayerVersionOut:
+def get_layer_version(name: LayerName, number: int, request: Request) -> LayerVersionOut:
     service = _service(request)
     return LayerVersionOut.of(service.get_version(name, _stored_version(service, name, number)))
 
 
 @router.delete("/layers/{name}/versions/{number}", response_model=LayerVersionOut)
-def delete_layer_version(name: str, number: int, request: Request) -> LayerVersionOut:
+def delete_layer_version(name: LayerName, number: int, request: Request) -> LayerVersionOut:
     """Delete one version; refused (Conflict) while a function's latest or one of its
     versions uses it."""
     service = _service(request)

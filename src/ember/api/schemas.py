@@ -14,6 +14,7 @@ from ember.errors import InvalidCode
 from ember.model.build import Build
 from ember.model.function import (
     MAX_VERSION,
+    NAME_RE,
     Alias,
     AsyncConfig,
     Function,
@@ -24,6 +25,18 @@ from ember.model.invocation import DeadLetter, Task
 from ember.model.layer import Layer, LayerVersion
 from ember.model.trigger import SourceSpec
 
+# Names, qualifiers and base64 carry their pattern in the OpenAPI document; the services
+# check them with messages that state the rule (see ember.api.params).
+NAME_PATTERN = NAME_RE.pattern
+# latest, a version (1 to 999,999,999 here; the server takes up to 2**31 - 1) or an alias.
+QUALIFIER_PATTERN = r"^(\$LATEST|[1-9][0-9]{0,8}|[A-Za-z][A-Za-z0-9_-]{0,63})$"
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
+def _name(*default: None) -> Any:
+    """A name field (required unless given a None default)."""
+    return Field(*default, description=NAME_PATTERN, json_schema_extra={"pattern": NAME_PATTERN})
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -32,7 +45,10 @@ class _In(BaseModel):
 class CodeIn(_In):
     """Code as a base64-encoded zip archive."""
 
-    zip: str = Field(description="base64 of a zip archive of the code directory")
+    zip: str = Field(
+        description="base64 of a zip archive of the code directory",
+        json_schema_extra={"pattern": BASE64_PATTERN},
+    )
 
     def decode(self) -> bytes:
         try:
@@ -49,7 +65,8 @@ def _partial(model: type[BaseModel], name: str) -> type[BaseModel]:
     for field_name, info in model.model_fields.items():
         fields[field_name] = (
             info.annotation | None,  # type: ignore[operator]
-            Field(default=None, alias=info.alias, description=info.description),
+            Field(default=None, alias=info.alias, description=info.description,
+                  json_schema_extra=info.json_schema_extra),
         )
     config = ConfigDict(extra="forbid", populate_by_name=True)
     return create_model(name, __config__=config, **fields)
@@ -59,7 +76,7 @@ FunctionConfigPatch = _partial(FunctionConfig, "FunctionConfigPatch")
 
 
 class FunctionCreate(_In):
-    name: str = Field(description="[A-Za-z][A-Za-z0-9_-]{0,63}")
+    name: str = _name()
     config: FunctionConfig = Field(default_factory=FunctionConfig)
     code: CodeIn
 
@@ -199,9 +216,9 @@ class Health(BaseModel):
 class TriggerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="[A-Za-z][A-Za-z0-9_-]{0,63}")
-    function: str
-    qualifier: str = "latest"
+    name: str = _name()
+    function: str = _name()
+    qualifier: str = Field(default="latest", json_schema_extra={"pattern": QUALIFIER_PATTERN})
     source: SourceSpec
     description: str = Field(default="", max_length=256)
 
@@ -209,8 +226,8 @@ class TriggerIn(BaseModel):
 class TriggerPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    function: str | None = None
-    qualifier: str | None = None
+    function: str | None = _name(None)
+    qualifier: str | None = Field(default=None, json_schema_extra={"pattern": QUALIFIER_PATTERN})
     source: SourceSpec | None = Field(default=None, description="replaces the source whole")
     description: str | None = Field(default=None, max_length=256)
 
@@ -281,7 +298,8 @@ class BuildIn(CodeIn):
     the build is for (it need not exist yet)."""
 
     function: str | None = Field(
-        default=None, description="record the build against this function"
+        default=None, description="record the build against this function",
+        json_schema_extra={"pattern": NAME_PATTERN},
     )
 
 

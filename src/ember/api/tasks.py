@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from ember.api.params import Cursor, FunctionName
 from ember.api.schemas import (
     DeadLetterList,
     DeadLetterOut,
@@ -51,10 +52,10 @@ async def stop_task(task_id: str, request: Request) -> TaskOut:
 
 @router.get("/functions/{name}/tasks", response_model=TaskList)
 async def list_tasks(
-    name: str, request: Request,
+    name: FunctionName, request: Request,
     status: Annotated[str | None, Query(description=" | ".join(TASK_STATUSES))] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> TaskList:
     """Tasks of a function, newest first."""
     services = _services(request)
@@ -63,17 +64,17 @@ async def list_tasks(
         raise InvalidSpec(f"status {status!r} is not one of {', '.join(TASK_STATUSES)}",
                           {"field": "status"})
     page = await services.invoker.queue.list_tasks(name, status=status, limit=limit,
-                                                   cursor=cursor)
+                                                   cursor=cursor or None)
     return TaskList(tasks=[TaskOut.of(t) for t in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/dead-letters", response_model=DeadLetterList)
 async def list_dead_letters(
     request: Request, function: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: Cursor = None,
 ) -> DeadLetterList:
     page = await _services(request).invoker.queue.list_dead_letters(
-        function, limit=limit, cursor=cursor
+        function, limit=limit, cursor=cursor or None
     )
     return DeadLetterList(dead_letters=[DeadLetterOut.of(d) for d in page.items],
                           next_cursor=page.next_cursor)
@@ -94,13 +95,13 @@ async def redrive(task_id: str, request: Request) -> TaskOut:
 
 
 @router.post("/functions/{name}/pause", response_model=FunctionOut, tags=["functions"])
-async def pause(name: str, request: Request) -> FunctionOut:
+async def pause(name: FunctionName, request: Request) -> FunctionOut:
     """Stop processing the function's async events; they stay queued. No event of the
     function starts after this answer."""
     return FunctionOut.of(await _services(request).invoker.set_paused(name, True))
 
 
 @router.post("/functions/{name}/resume", response_model=FunctionOut, tags=["functions"])
-async def resume(name: str, request: Request) -> FunctionOut:
+async def resume(name: FunctionName, request: Request) -> FunctionOut:
     """Process the function's queued async events again."""
     return FunctionOut.of(await _services(request).invoker.set_paused(name, False))

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
+from ember.api.params import FunctionName, TriggerName
 from ember.api.schemas import TriggerIn, TriggerList, TriggerOut, TriggerPatch
 from ember.errors import NotFound
 from ember.model.trigger import Trigger
@@ -55,27 +56,27 @@ async def list_triggers(request: Request, function: str | None = None) -> Trigge
 
 
 @router.get("/triggers/{name}", response_model=TriggerOut)
-async def get_trigger(name: str, request: Request) -> TriggerOut:
+async def get_trigger(name: TriggerName, request: Request) -> TriggerOut:
     """The trigger with its status: events, invocations, failures, last event and error,
     connected or not."""
     return _out(request, await asyncio.to_thread(_service(request).triggers.get, name))
 
 
 @router.patch("/triggers/{name}", response_model=TriggerOut)
-async def update_trigger(name: str, body: TriggerPatch, request: Request) -> TriggerOut:
+async def update_trigger(name: TriggerName, body: TriggerPatch, request: Request) -> TriggerOut:
     patch = body.model_dump(mode="json", exclude_unset=True)
     updated = await asyncio.to_thread(_service(request).triggers.update, name, patch)
     return await _settled(request, updated)
 
 
 @router.delete("/triggers/{name}", response_model=TriggerOut)
-async def delete_trigger(name: str, request: Request) -> TriggerOut:
+async def delete_trigger(name: TriggerName, request: Request) -> TriggerOut:
     deleted = await asyncio.to_thread(_service(request).triggers.delete, name)
     return await _settled(request, deleted)
 
 
 def _state_route(action: str, state: str, doc: str) -> None:
-    async def change(name: str, request: Request) -> TriggerOut:
+    async def change(name: TriggerName, request: Request) -> TriggerOut:
         changed = await asyncio.to_thread(_service(request).triggers.set_state, name, state)
         return await _settled(request, changed)
 
@@ -113,7 +114,7 @@ for _method in _METHODS:
     )
 
 
-async def direct_http(name: str, path: str, request: Request) -> Response:
+async def direct_http(name: FunctionName, path: str, request: Request) -> Response:
     """A request straight to a web or custom function, no trigger in between (for
     debugging): the app sees it below ``/functions/{name}/http``; the ``X-Ember-Qualifier``
     header picks the version or alias (``latest`` by default)."""

@@ -52,6 +52,12 @@ EnvValue = Annotated[
 ]
 
 
+def _documented(pattern: re.Pattern[str]) -> Any:
+    # The pattern a validator below checks, for the OpenAPI document (the validator keeps
+    # its own message).
+    return Field(json_schema_extra={"pattern": pattern.pattern})
+
+
 def check_name(kind: str, value: str) -> str:
     """Validate a function, alias or trigger name; raise ValueError naming the rule."""
     if not NAME_RE.match(value):
@@ -68,6 +74,13 @@ class _Strict(BaseModel):
 
 class Destination(_Strict):
     """Where the outcome of an async invocation goes: another function, or the dead letters."""
+
+    # The OpenAPI document says what _target checks: a function destination names one.
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"kind": {"const": "function"}}},
+        "then": {"required": ["function"],
+                 "properties": {"function": {"type": "string", "pattern": NAME_RE.pattern}}},
+    })
 
     kind: Literal["function", "dead_letter"] = "function"
     function: str | None = None
@@ -116,9 +129,9 @@ class FunctionConfig(_Strict):
 
     runtime: Literal["python3"] = "python3"
     kind: Literal["event", "web", "custom"] = "event"
-    handler: str = "main.handler"
-    app: str | None = None
-    command: list[str] | None = None
+    handler: Annotated[str, _documented(ENTRYPOINT_RE)] = "main.handler"
+    app: Annotated[str | None, _documented(ENTRYPOINT_RE)] = None
+    command: Annotated[list[str], Field(min_length=1, max_length=64)] | None = None
     startup_probe: StartupProbe | None = None  # custom functions: StartupProbe() if unset
     health_check: HealthCheck | None = None
     description: Annotated[str, Field(max_length=256)] = ""
@@ -128,16 +141,21 @@ class FunctionConfig(_Strict):
         default_factory=dict,
         json_schema_extra={"propertyNames": {"pattern": ENV_KEY_RE.pattern}},
     )
-    layers: Annotated[list[str], Field(max_length=5)] = Field(default_factory=list)
+    layers: Annotated[list[Annotated[str, _documented(LAYER_RE)]], Field(max_length=5)] = Field(
+        default_factory=list
+    )
     concurrency: Annotated[int, Field(ge=1, le=1000)] = 1
     min_instances: Annotated[int, Field(ge=0, le=100)] = 0
     max_instances: Annotated[int, Field(ge=1, le=1000)] = 100
     keep_alive_s: Annotated[float, Field(ge=0, le=86400)] = 120.0
-    initializer: str | None = None
+    initializer: Annotated[str | None, _documented(ENTRYPOINT_RE)] = None
     initializer_timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 30.0
-    pre_stop: str | None = None
+    pre_stop: Annotated[str | None, _documented(ENTRYPOINT_RE)] = None
     async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict, json_schema_extra={
+        "maxProperties": 50, "propertyNames": {"minLength": 1, "maxLength": 128},
+        "additionalProperties": {"type": "string", "maxLength": 256},
+    })
 
     @field_validator("handler", "initializer", "pre_stop")
     @classmethod
