@@ -181,10 +181,17 @@ def test_unhealthy_custom_runtime_is_replaced(run: Run) -> None:
             health_check={"path": "/healthz", "interval_s": 0.1, "timeout_s": 1,
                           "failure_threshold": 2},
         )
+        # The instance min_instances asks for, before any traffic (which would otherwise
+        # cold-start one of its own meanwhile).
+        for _ in range(400):
+            old = set(alive_instances(ember, "node"))
+            if old:
+                break
+            await asyncio.sleep(0.05)
+        assert len(old) == 1
         first = (await ember.http.get("/http/node/a")).json()["pid"]
         assert (await ember.http.get("/http/node/a")).json()["pid"] == first
-        old = set(alive_instances(ember, "node"))
-        assert len(old) == 1
+        assert set(alive_instances(ember, "node")) == old
         await ember.http.get("/http/node/sicken")
         # Two failed checks 0.1 s apart, the instance exits, and min_instances brings a
         # new one up without waiting for traffic.

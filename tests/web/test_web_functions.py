@@ -324,7 +324,8 @@ def test_web_config_is_validated(run: Run) -> None:
             ({"kind": "custom"}, "config.command", "serves HTTP on $PORT"),
             ({"kind": "custom", "command": []}, "config.command", "non-empty list"),
             ({"app": "app:app"}, "config.kind", "set kind to 'web'"),
-            ({"kind": "web", "app": "a:b", "health_check": {}}, "config.kind", "custom"),
+            ({"kind": "web", "app": "a:b", "startup_probe": {}}, "config.kind", "custom"),
+            ({"health_check": {}}, "config.kind", "web and custom"),
             ({"kind": "custom", "command": "x", "startup_probe": {"path": "no-slash"}},
              "config.startup_probe.path", "pattern"),
         ]:

@@ -256,20 +256,22 @@ def function_panel(f: FunctionOut) -> Panel:
 
 def _entry_point(c: FunctionConfig) -> list[tuple[str, Any]]:
     """What a function runs: its handler, its web app, or its command and probes."""
+    rows: list[tuple[str, Any]]
     if c.kind == "web":
-        return [("app", c.app)]
-    if c.kind == "custom":
+        rows = [("app", c.app)]
+    elif c.kind == "custom":
         probe = c.startup_probe or StartupProbe()
-        rows: list[tuple[str, Any]] = [
+        rows = [
             ("command", shlex.join(c.command or [])),
             ("startup probe", f"GET {probe.path} within {probe.timeout_s:g} s"),
         ]
-        if c.health_check is not None:
-            h = c.health_check
-            rows.append(("health check", f"GET {h.path} every {h.interval_s:g} s, "
-                                         f"replaced after {h.failure_threshold} failures"))
-        return rows
-    return [("handler", c.handler)]
+    else:
+        return [("handler", c.handler)]
+    if c.health_check is not None:
+        h = c.health_check
+        rows.append(("health check", f"GET {h.path} every {h.interval_s:g} s, "
+                                     f"replaced after {h.failure_threshold} failures"))
+    return rows
 
 
 def _runs(c: FunctionConfig) -> str:

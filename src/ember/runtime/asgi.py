@@ -13,7 +13,7 @@ from urllib.parse import quote
 from ember.runtime.capture import current_request
 from ember.runtime.protocol import Message
 from ember.runtime.responders import Cancelled, Responder
-from ember.runtime.web import request_headers, server_address
+from ember.runtime.web import probe, request_headers, server_address
 
 
 def is_asgi(app: Any) -> bool:
@@ -103,7 +103,8 @@ class AsgiServer:
     async def _serve(self, request: Message, responder: Responder) -> None:
         asyncio = self._asyncio
         request_id = request["id"]
-        current_request.set(request_id)  # this task's own context
+        # This task's own context; a health check's logs belong to no request.
+        current_request.set(None if request.get("probe") else request_id)
         self._tasks[request_id] = asyncio.current_task()
         headers = request_headers(request)
         path = str(request.get("root_path") or "") + str(request["path"])
@@ -162,6 +163,10 @@ class AsgiServer:
         finally:
             finished.set()
             self._tasks.pop(request_id, None)
+
+    def probe(self, path: str, timeout_s: float) -> int:
+        """A health check: ``GET path`` on the app's loop, like any request."""
+        return probe(path, timeout_s, self.submit, self.cancel)
 
     def cancel(self, request_id: str) -> None:
         def cancel() -> None:

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
+from ember.runtime.health import HealthChecker
 from ember.runtime.process import libc, set_parent_death_signal
 from ember.runtime.protocol import HOP_BY_HOP, Message
 from ember.runtime.responders import Responder
@@ -98,6 +99,7 @@ class CustomServer:
         self._local = threading.local()
         self._stopping = threading.Event()
         self._inflight: dict[str, http.client.HTTPConnection] = {}
+        self._checker: HealthChecker | None = None
 
     def start(self, timeout_s: float) -> None:
         import resource
@@ -122,8 +124,9 @@ class CustomServer:
             raise RuntimeError(f"cannot start the command {self.command!r}: {exc}") from exc
         self._wait_ready(min(self.probe.timeout_s, timeout_s))
         threading.Thread(target=self._watch, name="ember-custom-watch", daemon=True).start()
-        if self.health:
-            threading.Thread(target=self._check_health, name="ember-health", daemon=True).start()
+        if self.health is not None:
+            self._checker = HealthChecker(self.health, self._get, self.on_fatal)
+            self._checker.start()
 
     def _get(self, path: str, timeout_s: float) -> int:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
@@ -171,29 +174,6 @@ class CustomServer:
         status = self.process.wait()
         if not self._stopping.is_set():
             self.on_fatal(f"the command {self.command!r} exited with status {status}")
-
-    def _check_health(self) -> None:
-        assert self.health is not None
-        path = self.health.path
-        interval = self.health.interval_s
-        timeout = self.health.timeout_s
-        threshold = self.health.failure_threshold
-        failures = 0
-        while not self._stopping.wait(interval):
-            try:
-                code = self._get(path, timeout)
-                problem = f"it answered {code}" if code >= 400 else ""
-            except (OSError, http.client.HTTPException) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            if not problem:
-                failures = 0
-                continue
-            failures += 1
-            print(f"health check GET {path} failed ({failures}/{threshold}): {problem}",
-                  file=sys.stderr, flush=True)
-            if failures >= threshold:
-                self.on_fatal(f"unhealthy: {threshold} health checks failed in a row")
-                return
 
     def _connection(self) -> tuple[_AppConnection, bool]:
         """This worker thread's connection to the app, and whether it served a request
@@ -277,6 +257,8 @@ class CustomServer:
 
     def _kill(self) -> None:
         self._stopping.set()
+        if self._checker is not None:
+            self._checker.stop()
         if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(OSError):
                 os.killpg(self.process.pid, signal.SIGKILL)
@@ -285,6 +267,8 @@ class CustomServer:
 
     def stop(self, grace_s: float) -> None:
         self._stopping.set()
+        if self._checker is not None:
+            self._checker.stop()
         if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(OSError):
                 os.killpg(self.process.pid, signal.SIGTERM)

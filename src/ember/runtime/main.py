@@ -99,6 +99,7 @@ class Runtime:
         self.handler: Callable[..., Any] | None = None
         self._loop: Any = None  # one asyncio loop for the instance's life, made on first use
         self.server: Any = None  # web and custom functions: an ember.runtime.web server
+        self.health: Any = None  # a web app's HealthChecker (a custom server has its own)
         self._responders: dict[str, Any] = {}  # requests in flight (web and custom)
         self._inflight_lock = threading.Lock()
 
@@ -158,6 +159,11 @@ class Runtime:
 
         server: Any = AsgiServer(app) if is_asgi(app) else WsgiServer(app, self.spec.concurrency)
         server.start(self.spec.initializer_timeout_s)
+        if self.spec.health_check is not None:
+            from ember.runtime.health import HealthChecker
+
+            self.health = HealthChecker(self.spec.health_check, server.probe, self.fatal)
+            self.health.start()
         return server
 
     def _custom_server(self) -> Any:
@@ -290,6 +296,7 @@ class Runtime:
         while True:
             message = self.conn.recv()
             if message is None:
+                self._stop_health()
                 self.server.stop(0.5)
                 return
             kind = message["t"]
@@ -312,9 +319,14 @@ class Runtime:
                 self.server.cancel(message["id"])
             elif kind == protocol.STOP:
                 grace_s = float(message.get("grace_s") or 5.0)
+                self._stop_health()
                 self.server.stop(grace_s)
                 self.stop(grace_s)
                 return
+
+    def _stop_health(self) -> None:
+        if self.health is not None:
+            self.health.stop()
 
     def _begin(self, request_id: str, responder: Any) -> None:
         with self._inflight_lock:

@@ -263,3 +263,50 @@ def _wake(waiter: tuple[Any, Any] | None) -> None:
 
     with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
         loop.call_soon_threadsafe(resolve)
+
+
+class ProbeResponder:
+    """Takes the status of a health check's response (the body is dropped) for a thread
+    that waits for it."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.finished = False
+        self.blocking = True
+        self.status = 0
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+
+    def start(self, status: int, headers: Headers) -> None:
+        self.status = int(status)
+
+    def body(self, data: bytes, more: bool) -> None:
+        self.started = True
+        if not more and not self.finished:
+            self.finished = True
+            self._done.set()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.finished:
+            self.finished = True
+            self.error = exc
+            self._done.set()
+
+    def wait(self, timeout_s: float) -> int:
+        """The status; raises ``TimeoutError`` without an answer within ``timeout_s``, and
+        ``RuntimeError`` when the app failed."""
+        if not self._done.wait(timeout_s):
+            raise TimeoutError(f"no answer within {timeout_s:g} s")
+        if self.error is not None:
+            raise RuntimeError(f"the app failed: {type(self.error).__name__}: {self.error}")
+        return self.status
+
+    def credit(self, size: int) -> None:
+        pass
+
+    def cancel(self) -> None:
+        pass
+
+    async def wait_room_async(self) -> None:
+        pass
+

@@ -20,10 +20,15 @@ Standard library only, like the rest of the runtime.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from typing import Protocol
+from urllib.parse import unquote
 
 from ember.runtime.protocol import Message
-from ember.runtime.responders import Headers, Responder
+from ember.runtime.responders import Headers, ProbeResponder, Responder
+
+_probes = itertools.count(1)
 
 
 def invoke_request(message: Message) -> Message:
@@ -64,3 +69,25 @@ def server_address(headers: Headers) -> tuple[str, int]:
                 return host, int(port)
             return value.decode("latin-1"), 80
     return "localhost", 80
+
+
+def probe(path: str, timeout_s: float, submit: Callable[[Message, Responder], None],
+          cancel: Callable[[str], None]) -> int:
+    """The status of ``GET path`` asked of an in-process app (a health check): the request
+    goes through ``submit``; past ``timeout_s`` it is cancelled and ``TimeoutError`` raised.
+    The app sees it as a request like any other, from ``User-Agent: ember-probe``."""
+    target, _, query = path.partition("?")
+    request: Message = {
+        "id": f"ember-probe-{next(_probes)}", "method": "GET", "path": unquote(target),
+        "root_path": "", "query": query.encode("latin-1"), "body": b"", "client": None,
+        "headers": [(b"host", b"localhost"), (b"user-agent", b"ember-probe")],
+        "probe": True,  # its logs belong to no request
+    }
+    responder = ProbeResponder()
+    submit(request, responder)
+    try:
+        return responder.wait(timeout_s)
+    finally:
+        if not responder.finished:
+            cancel(str(request["id"]))
+

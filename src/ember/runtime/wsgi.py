@@ -4,6 +4,7 @@ one request per thread."""
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from ember.runtime.capture import current_request
 from ember.runtime.protocol import Message
 from ember.runtime.responders import Responder
-from ember.runtime.web import request_headers, server_address
+from ember.runtime.web import probe, request_headers, server_address
 
 
 class WsgiServer:
@@ -81,7 +82,7 @@ class WsgiServer:
         def write(data: bytes) -> None:
             responder.body(data, True)
 
-        token = current_request.set(str(request["id"]))
+        token = current_request.set(None if request.get("probe") else str(request["id"]))
         try:
             result = self.app(self.environ(request), start_response)
             try:
@@ -97,6 +98,16 @@ class WsgiServer:
             responder.fail(exc)
         finally:
             current_request.reset(token)
+
+    def probe(self, path: str, timeout_s: float) -> int:
+        """A health check: ``GET path`` in a thread of its own, so that requests holding
+        every worker do not make a busy app look unhealthy."""
+
+        def submit(request: Message, responder: Responder) -> None:
+            threading.Thread(target=self._serve, args=(request, responder),
+                             name="ember-wsgi-probe", daemon=True).start()
+
+        return probe(path, timeout_s, submit, self.cancel)
 
     def cancel(self, request_id: str) -> None:
         pass  # a thread cannot be interrupted; its answer will be dropped by the server
