@@ -7,7 +7,8 @@ vocabulary. Byte strings stay byte strings (``use_bin_type``), text stays text.
 Instance conversation (server ⇄ instance), in order:
 
     instance → server   hello       {"id": instance_id, "pid": int}
-    server → instance   init        {"spec": {...}}            (after the sandbox holds the pid)
+    server → instance   init        {"spec": InitSpec.to_message()}   (``ember.runtime.spec``;
+                                                                 after the sandbox holds the pid)
     instance → server   ready       {"init_ms": float}
                      or init_error  {"error": {"type", "message", "traceback"}}   then exits
     server → instance   invoke      {"id", "payload", "content_type", "deadline", "qualifier",
