@@ -104,3 +104,32 @@ def test_json_depth_counts_only_structure(value: object) -> None:
         return 0
 
     assert json_depth(json.dumps(value).encode()) == depth(value)
+
+
+def test_nul_in_names_queries_and_bodies_is_refused(api: TestClient) -> None:
+    """PostgreSQL cannot hold a NUL character: every store would refuse it the same way."""
+    create(api, "fn")
+    for method, path in (
+        ("GET", "/functions/a%00b"), ("POST", "/functions/a%00b/invoke"),
+        ("GET", "/triggers/%00"), ("GET", "/layers/%00/versions"), ("GET", "/builds/%00"),
+        ("GET", "/functions/a%00/http/x"),
+    ):
+        answer = api.request(method, path)
+        assert answer.status_code == 400, (path, answer.text)
+        assert error_of(answer)["details"] == {"field": "path"}
+    for query in ("prefix=%00", "tag=a%00"):
+        answer = api.get(f"/functions?{query}")
+        assert answer.status_code == 400, answer.text
+        assert error_of(answer)["details"] == {"field": "query"}
+    for method, path, body, field in (
+        ("POST", "/functions/fn/versions", {"description": "v\x00"}, "description"),
+        ("PATCH", "/functions/fn", {"config": {"tags": {"k": "\x00"}}}, "config.tags.k"),
+        ("POST", "/layers/lay/versions", {**code(), "description": "\x00"}, "description"),
+        ("POST", "/triggers", {"name": "t", "function": "fn", "description": "\x00",
+                               "source": {"kind": "http", "path": "/t"}}, "description"),
+    ):
+        assert _fields(api.request(method, path, json=body)) == [field], path
+    # A NUL in an event is the function's business.
+    answer = api.post("/functions/fn/invoke", json={"text": "a\x00b"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"hello": {"text": "a\x00b"}}

@@ -23,7 +23,7 @@ from ember.api.params import (
 from ember.api.payloads import check_json_depth
 from ember.api.schemas import AcceptedOut, TaskOut
 from ember.api.triggers import direct_http_target, serve_direct_http, serve_http_trigger
-from ember.errors import EmberError, InvalidSpec
+from ember.errors import EmberError, InvalidRequest, InvalidSpec
 from ember.observability.logs import LogRecord
 
 if TYPE_CHECKING:
@@ -114,13 +114,22 @@ class InvokeFastPath:
             if path.startswith("/http") and (len(path) == 5 or path[5] == "/"):
                 await self._http_trigger(path[5:], scope, receive, send)
                 return
+            direct = direct_http_target(path)
+            # PostgreSQL cannot hold a NUL character, and no name or value of Ember's
+            # does: refuse one before it reaches the store (the path and query below a
+            # direct HTTP mount belong to the app).
+            where = _nul_in(path, scope.get("query_string", b""), direct)
+            if where is not None:
+                err = InvalidRequest(f"a NUL character is not allowed in the {where}",
+                                     {"field": where})
+                await error_response(err)(scope, receive, send)
+                return
             if (scope["method"] == "POST" and path.startswith("/functions/")
                     and path.endswith("/invoke")):
                 name = path[len("/functions/") : -len("/invoke")]
                 if name and "/" not in name:
                     await self._invoke(name, scope, receive, send)
                     return
-            direct = direct_http_target(path)
             if direct is not None:
                 request = Request(scope, receive)
                 await self._respond(
@@ -167,6 +176,16 @@ class InvokeFastPath:
         except Exception as exc:
             response = unexpected_response(exc, scope["method"], scope["path"], scope["headers"])
         await response(scope, receive, send)
+
+
+def _nul_in(path: str, query: bytes, direct: tuple[str, str] | None) -> str | None:
+    """``path`` or ``query`` when that part of a request holds a NUL character that Ember
+    would read (below a direct HTTP mount, both belong to the app)."""
+    if "\x00" in (direct[0] if direct else path):
+        return "path"
+    if direct is None and b"%00" in query:
+        return "query"
+    return None
 
 
 def _record(r: LogRecord) -> dict[str, Any]:

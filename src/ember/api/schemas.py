@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from ember.errors import InvalidCode
 from ember.model.build import Build
@@ -39,7 +40,36 @@ def _name(*default: None) -> Any:
 
 
 class _In(BaseModel):
+    """A request body: unknown fields and NUL characters are refused."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> Self:
+        # PostgreSQL cannot hold a NUL character, and no name or text of Ember's needs one.
+        # (Fields that say more, such as environment values, are refused before this.)
+        errors = [{"field": path, "message": "a NUL character is not allowed"}
+                  for path in _nul_paths(self.model_dump(by_alias=True), "")]
+        if errors:
+            # Imported here: the SDK imports this module, and ember.control loads the store.
+            from ember.control.validation import invalid_spec
+
+            raise invalid_spec(errors)
+        return self
+
+
+def _nul_paths(value: Any, path: str) -> Iterator[str]:
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield path or "body"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            yield from _nul_paths(key, inner)
+            yield from _nul_paths(item, inner)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _nul_paths(item, f"{path}[{i}]")
 
 
 class CodeIn(_In):
@@ -213,9 +243,7 @@ class Health(BaseModel):
     version: str
 
 
-class TriggerIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TriggerIn(_In):
     name: str = _name()
     function: str = _name()
     qualifier: str = Field(default="latest", json_schema_extra={"pattern": QUALIFIER_PATTERN})
@@ -223,9 +251,7 @@ class TriggerIn(BaseModel):
     description: str = Field(default="", max_length=256)
 
 
-class TriggerPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TriggerPatch(_In):
     function: str | None = _name(None)
     qualifier: str | None = Field(default=None, json_schema_extra={"pattern": QUALIFIER_PATTERN})
     source: SourceSpec | None = Field(default=None, description="replaces the source whole")
