@@ -6,7 +6,7 @@ code, the CLI prints code and message.
 
     EmberError                      500  Internal
     ├── InvalidRequest              400
-    │   ├── MethodNotAllowed        405  an HTTP trigger does not take this method
+    │   ├── MethodNotAllowed        405  a route or an HTTP trigger does not take this method
     │   ├── InvalidSpec             400  a field of a spec or request is wrong
     │   ├── InvalidCode             400  the code archive is unsafe or unreadable
     │   └── InvalidPayload          400  an invocation payload cannot be read
@@ -26,7 +26,7 @@ code, the CLI prints code and message.
     ├── BuildFailed                 422  the code's requirements.txt could not be installed
     ├── TooManyRequests             429  concurrency or queue limits reached
     ├── ServiceUnavailable          503  the platform is shutting down or not ready
-    └── InvocationFailed            the function ran and did not return a result
+    └── InvocationFailed            502  the function ran and did not return a result
         ├── FunctionError           502  the handler raised
         ├── InitError               502  the initializer or the import of the handler failed
         ├── InstanceCrashed         502  the instance process died
