@@ -70,7 +70,7 @@ async def submit(ember: Ember, name: str, event: Any = None, *, key: str | None 
     return dict(answer.json())
 
 
-async def wait(ember: Ember, task_id: str, timeout: float = 20) -> dict[str, Any]:
+async def wait(ember: Ember, task_id: str, timeout: float = 60) -> dict[str, Any]:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         task = (await ember.http.get(f"/tasks/{task_id}", params={"wait_s": 1})).json()
@@ -81,7 +81,7 @@ async def wait(ember: Ember, task_id: str, timeout: float = 20) -> dict[str, Any
 
 
 async def wait_for_state(ember: Ember, task_id: str, ready: Callable[[dict[str, Any]], bool],
-                         timeout: float = 20) -> dict[str, Any]:
+                         timeout: float = 60) -> dict[str, Any]:
     """The task once ``ready`` holds for it."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -388,7 +388,7 @@ def handler(event, context):
 
     async def scenario(ember: Ember) -> None:
         queue = ember.services.invoker.queue
-        await ember.deploy("long", gated)
+        await ember.deploy("long", gated, timeout_s=600)  # real time passes too
         accepted = await submit(ember, "long", {"gate": str(gate), "started": str(started)})
         while not started.exists():
             await asyncio.sleep(0.005)

@@ -4,13 +4,11 @@ each outcome means — done, retried, expired, dead-lettered, sent to a destinat
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -22,6 +20,7 @@ from ember.model.function import AsyncConfig, Destination, Function, Qualifier
 from ember.model.invocation import Attempt, Event, Task
 from ember.model.trigger import CLOUDEVENTS_JSON
 from ember.queue.base import Delivery, Queue
+from ember.queue.destinations import destination_record
 from ember.queue.policy import RetryPolicy, kind_of
 from ember.router import InvocationResult, Router
 
@@ -69,6 +68,7 @@ class AsyncInvoker:
         self._loop_task: asyncio.Task[None] | None = None
         self._purge_task: asyncio.Task[None] | None = None
         self._claims = 0  # claims begun, numbered
+        self._refreshing: set[asyncio.Task[None]] = set()
         self._quiet_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -444,7 +444,19 @@ class AsyncInvoker:
 
     def _refresh(self, name: str) -> None:
         task = asyncio.get_running_loop().create_task(self._refresh_paused(name))
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshed)
+
+    def _refreshed(self, task: asyncio.Task[None]) -> None:
+        self._refreshing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("cannot follow a change of a function: %s", task.exception())
+
+    async def wait_settled(self) -> None:
+        """Let pending reactions to control-plane changes (pause, resume, max_concurrency)
+        finish (tests)."""
+        while self._refreshing:
+            await asyncio.gather(*list(self._refreshing), return_exceptions=True)
 
     async def _refresh_paused(self, name: str) -> None:
         try:
@@ -499,32 +511,3 @@ def _trigger_of(event: Event) -> str | None:
         return None
     trigger = envelope.get("embertrigger") if isinstance(envelope, dict) else None
     return trigger if isinstance(trigger, str) else None
-
-
-def _payload_json(payload: bytes, content_type: str) -> Any:
-    if "json" in content_type:
-        try:
-            return orjson.loads(payload) if payload else None
-        except orjson.JSONDecodeError:
-            pass
-    return {"base64": base64.b64encode(payload).decode()}
-
-
-def destination_record(event: Event, task: Task, condition: str) -> dict[str, Any]:
-    """What a destination function receives about an async invocation's outcome."""
-    response: dict[str, Any]
-    if task.status == "succeeded":
-        response = {"result": _payload_json(task.result or b"",
-                                            task.result_content_type or "")}
-    else:
-        response = {"error": task.error}
-    return {
-        "version": "1.0",
-        "request_id": task.id,
-        "condition": condition,
-        "source": {"function": task.function, "qualifier": task.qualifier,
-                   "version": task.version},
-        "request": {"payload": _payload_json(event.payload, event.content_type)},
-        "response": response,
-        "attempts": [a.to_json() for a in task.history],
-    }
