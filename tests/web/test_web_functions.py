@@ -4,7 +4,6 @@ called through HTTP triggers, over a real port where streaming matters."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,13 +75,25 @@ async def upload(request: Request):
     return {"size": len(data), "sum": sum(data)}
 
 
+released = asyncio.Event()
+
+
 @app.get("/stream")
-async def stream(n: int = 3, delay: float = 0.2):
+async def stream(n: int = 3, delay: float = 0.2, hold: bool = False):
     async def parts():
         for i in range(n):
             yield f"part {i}\\n".encode()
-            await asyncio.sleep(delay)
+            if hold and i == 0:  # the rest only once /release is called
+                await asyncio.wait_for(released.wait(), 10)
+            else:
+                await asyncio.sleep(delay)
     return StreamingResponse(parts(), media_type="text/plain")
+
+
+@app.get("/release")
+async def release():
+    released.set()
+    return {"released": True}
 
 
 @app.get("/teapot")
@@ -109,6 +120,7 @@ async def invoke(request: Request):
 
 FLASK_APP = '''
 import asyncio
+import threading
 import time
 from flask import Flask, Response, jsonify, make_response, request, stream_with_context, url_for
 
@@ -149,16 +161,30 @@ def download():
     return Response(bytes(range(256)) * 4, mimetype="application/octet-stream")
 
 
+released = threading.Event()
+
+
 @app.get("/stream")
 def stream():
     n = int(request.args.get("n", 3))
     delay = float(request.args.get("delay", 0.2))
+    hold = request.args.get("hold") == "true"
 
     def parts():
         for i in range(n):
             yield f"part {i}\\n"
-            time.sleep(delay)
+            if hold and i == 0:  # the rest only once /release is called
+                if not released.wait(10):
+                    raise RuntimeError("never released: the first part did not stream")
+            else:
+                time.sleep(delay)
     return Response(stream_with_context(parts()), mimetype="text/plain")
+
+
+@app.get("/release")
+def release():
+    released.set()
+    return jsonify(released=True)
 
 
 @app.get("/teapot")
@@ -279,23 +305,20 @@ def test_direct_invoke_of_a_web_function_posts_to_invoke(run: Run) -> None:
 
 def test_streamed_responses_arrive_as_they_are_produced(run: Run) -> None:
     async def scenario(ember: Ember) -> None:
-        await deploy_app(ember, "shop", FASTAPI_APP, "/shop")
-        await deploy_app(ember, "blog", FLASK_APP, "/blog")
+        await deploy_app(ember, "shop", FASTAPI_APP, "/shop", concurrency=2)
+        await deploy_app(ember, "blog", FLASK_APP, "/blog", concurrency=2)
         async with ember.served() as client:
             for base in ("/http/shop", "/http/blog"):
                 await client.get(f"{base}/items/1")  # warm
-                began = time.monotonic()
-                arrivals = []
                 async with client.stream("GET", f"{base}/stream",
-                                         params={"n": 3, "delay": 0.3}) as response:
+                                         params={"n": 3, "hold": "true"}) as response:
                     assert response.status_code == 200
-                    async for line in response.aiter_lines():
-                        if line:
-                            arrivals.append((line, time.monotonic() - began))
-                assert [line for line, _ in arrivals] == ["part 0", "part 1", "part 2"]
-                # The first part came long before the app finished (0.9 s in all).
-                assert arrivals[0][1] < 0.6, arrivals
-                assert arrivals[-1][1] >= 0.55, arrivals
+                    lines = response.aiter_lines()
+                    # The first part arrives while the app waits: it cannot have finished.
+                    assert await anext(lines) == "part 0"
+                    released = await client.get(f"{base}/release")
+                    assert released.status_code == 200, released.text
+                    assert [line async for line in lines if line] == ["part 1", "part 2"]
 
     run(scenario)
 
