@@ -21,13 +21,17 @@ FORKS_A_DAEMON = """
     import os, time
 
     def handler(event, context):
+        pidfile = event["pidfile"]
         if os.fork() == 0:
             os.setsid()
             if os.fork() == 0:
-                with open(event["pidfile"], "w") as out:
+                with open(pidfile + ".tmp", "w") as out:
                     out.write(str(os.getpid()))
+                os.rename(pidfile + ".tmp", pidfile)
                 time.sleep(60)
             os._exit(0)
+        while not os.path.exists(pidfile):  # known, so that the test can end it
+            time.sleep(0.01)
         os._exit(0)
 """
 

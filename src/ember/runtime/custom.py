@@ -8,6 +8,7 @@ import contextlib
 import functools
 import http.client
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -60,8 +61,6 @@ class _AppConnection(http.client.HTTPConnection):
 def _closed_by_app(sock: socket.socket) -> bool:
     """Whether an idle kept-alive connection has been closed by the app: it is then
     readable (the end of the stream, or bytes no request asked for)."""
-    import select
-
     poller = select.poll()
     poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
     return bool(poller.poll(0))
