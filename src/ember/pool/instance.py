@@ -89,13 +89,14 @@ class InstanceSpec:
     memory_mb: int
     timeout_s: float
     initializer: str | None = None
-    initializer_timeout_s: float = 30.0
+    # Defaults are the runtime's own (``InitSpec``): one place for both sides.
+    initializer_timeout_s: float = InitSpec.initializer_timeout_s
     pre_stop: str | None = None
     layer_dirs: tuple[Path, ...] = ()
-    kind: str = "event"
+    kind: str = InitSpec.kind
     app: str | None = None
     command: tuple[str, ...] | None = None
-    concurrency: int = 1
+    concurrency: int = InitSpec.concurrency
     startup_probe: StartupProbe | None = None
     health_check: HealthCheck | None = None
 
