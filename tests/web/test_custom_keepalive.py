@@ -14,9 +14,9 @@ from tests.web.test_custom_runtimes import CUSTOM, NODE, needs_node
 Run = Callable[..., None]
 
 # HTTP/1.1 with keep-alive; a connection idle for IDLE_S is closed (Node's keepAliveTimeout
-# does the same, 5 s by default), and each close is logged once done. On a connection's second request
-# and later, /flaky/... is read, counted, then dropped without an answer: the app closing
-# the connection just as the proxy reuses it.
+# does the same, 5 s by default), and each close is logged once done. On a connection's
+# second request and later, /flaky/... is read, counted, then dropped without an answer:
+# the app closing the connection just as the proxy reuses it.
 APP = r'''
 import collections, http.server, json, os, sys
 
