@@ -109,6 +109,14 @@ def test_json_and_raw_payloads(zygote: Harness) -> None:
         with pytest.raises(InvalidPayload):
             await instance.invoke("r", b"{not json", "application/json")
         assert instance.state is InstanceState.IDLE
+        # An event nested past the parser's recursion limit (a trigger's message is not
+        # checked by the API) is refused, and the instance lives on.
+        deep = b"[" * 100_000 + b"]" * 100_000
+        with pytest.raises(InvalidPayload, match="nested too deeply"):
+            await instance.invoke("r", deep, "application/json")
+        assert instance.state is InstanceState.IDLE
+        result = await instance.invoke("r", b'{"x": 2}', "application/json")
+        assert json.loads(result.body) == {"type": "dict", "event": {"x": 2}}
 
     zygote.run(scenario())
 
