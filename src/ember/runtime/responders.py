@@ -173,7 +173,21 @@ class StreamResponder:
         self.tracker.done(self.request_id)
 
 
-class InvokeResponder:
+class Collected:
+    """A responder that collects the whole answer in memory, bounded by its size: there is
+    nothing to flow-control and nothing to cancel."""
+
+    def credit(self, size: int) -> None:
+        pass
+
+    def cancel(self) -> None:
+        pass
+
+    async def wait_room_async(self) -> None:
+        pass
+
+
+class InvokeResponder(Collected):
     """Collects the response to ``POST /invoke`` into the ``result`` or ``error`` frame of an
     ``invoke`` message."""
 
@@ -239,16 +253,6 @@ class InvokeResponder:
         self.conn.send({"t": protocol.ERROR, "id": self.request_id, "error": error})
         self.tracker.done(self.request_id)
 
-    # A collected response is bounded by ``max_bytes``: no flow control.
-
-    def credit(self, size: int) -> None:
-        pass
-
-    def cancel(self) -> None:
-        pass
-
-    async def wait_room_async(self) -> None:
-        pass
 
 
 def _wake(waiter: tuple[Any, Any] | None) -> None:
@@ -265,7 +269,7 @@ def _wake(waiter: tuple[Any, Any] | None) -> None:
         loop.call_soon_threadsafe(resolve)
 
 
-class ProbeResponder:
+class ProbeResponder(Collected):
     """Takes the status of a health check's response (the body is dropped) for a thread
     that waits for it."""
 
@@ -300,13 +304,4 @@ class ProbeResponder:
         if self.error is not None:
             raise RuntimeError(f"the app failed: {type(self.error).__name__}: {self.error}")
         return self.status
-
-    def credit(self, size: int) -> None:
-        pass
-
-    def cancel(self) -> None:
-        pass
-
-    async def wait_room_async(self) -> None:
-        pass
 
