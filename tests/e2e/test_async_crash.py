@@ -10,7 +10,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import redis
 from tests.conftest import make_zip
 from tests.e2e.test_server_process import EMBER, _free_port
 from tests.queue.conftest import REDIS_URL, _drop_redis_keys
+from tests.waiting import wait_until
 
 EVENTS = 2000
 RECORDER = """
@@ -50,23 +50,25 @@ def queue_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     asyncio.run(_drop_redis_keys(prefix))
 
 
-def _start(home: Path, port: int, log: Path, queue_env: dict[str, str]
+def _start(home: Path, port: int, log: Path, queue_env: dict[str, str] | None = None
            ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "EMBER_ASYNC_LEASE_S": "2", "EMBER_ASYNC_CONCURRENCY": "16",
-           **queue_env}
+           **(queue_env or {})}
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [EMBER, "server", "--port", str(port), "--home", str(home)],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.05)
+
+    def healthy() -> bool:
         assert proc.poll() is None, log.read_text()
-    raise AssertionError("the server did not start")
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(healthy, timeout=60, interval=0.05, message="the server answers /healthz")
+    return proc
 
 
 def _runs(out: Path) -> list[tuple[str, int]]:
@@ -130,7 +132,7 @@ def _statuses(url: str) -> Counter[str]:
             return statuses
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_sigkill_mid_run_loses_no_event(home: Path, tmp_path: Path,
                                         queue_env: dict[str, str]) -> None:
     out = tmp_path / "runs.txt"
@@ -151,9 +153,8 @@ def test_sigkill_mid_run_loses_no_event(home: Path, tmp_path: Path,
         assert len(set(ids)) == EVENTS
         httpx.post(f"{url}/functions/recorder/resume").raise_for_status()
         # Kill it while the backlog is being worked through.
-        deadline = time.monotonic() + 60
-        while len(_lines(out)) < EVENTS // 4 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(_lines(out)) >= EVENTS // 4, timeout=120,
+                   message="a quarter of the backlog ran")
         ran_before = len(_lines(out))
         assert ran_before < EVENTS, "the backlog finished before the kill: nothing was tested"
     finally:
@@ -164,9 +165,8 @@ def test_sigkill_mid_run_loses_no_event(home: Path, tmp_path: Path,
 
     proc = _start(home, port, log, queue_env)
     try:
-        deadline = time.monotonic() + 180
-        while len(set(_lines(out))) < EVENTS and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: len(set(_lines(out))) >= EVENTS, timeout=240, interval=0.1,
+                   message="every event ran")
         runs = Counter(_lines(out))
         missing = set(ids) - set(runs)
         duplicates = sum(n - 1 for n in runs.values())
@@ -174,13 +174,9 @@ def test_sigkill_mid_run_loses_no_event(home: Path, tmp_path: Path,
               f"{len(runs)} ran in all, {duplicates} ran twice (at-least-once), "
               f"{len(missing)} lost")
         assert not missing, f"{len(missing)} events never ran"
-        statuses = _statuses(url)
-        for _ in range(100):  # the last acknowledgements may trail the last runs
-            if statuses == Counter({"succeeded": EVENTS}):
-                break
-            time.sleep(0.1)
-            statuses = _statuses(url)
-        assert statuses == Counter({"succeeded": EVENTS}), statuses
+        # The last acknowledgements may trail the last runs.
+        wait_until(lambda: _statuses(url) == Counter({"succeeded": EVENTS}), timeout=60,
+                   interval=0.1, message="every task succeeded")
         # A redelivery is a new attempt: the handler and the task say so.
         attempts: dict[str, list[int]] = {}
         for request_id, attempt in _runs(out):
