@@ -1,0 +1,762 @@
+"""Reads a workflow document (YAML or JSON) into a ``Workflow``, refusing what Ember does not run.
+
+Every problem is reported as ``InvalidSpec`` with the path of the offending node, written
+as the API names fields (``do[2].charge.call``); all problems of a document are reported
+together. A DSL feature outside Ember's subset is refused with "not supported by Ember:
+<feature>" rather than ignored (docs/workflows.md lists the subset).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any, NoReturn, TypeVar
+
+import yaml
+
+from ember.control.validation import field_path, invalid_spec
+from ember.errors import InvalidSpec
+from ember.model.function import ALIAS_RE, MAX_VERSION, NAME_RE
+from ember.workflows.expressions import compile_expression, is_expression
+from ember.workflows.model import (
+    FLOW_KEYWORDS,
+    Backoff,
+    CallFunction,
+    CallHttp,
+    Catch,
+    Document,
+    DoTask,
+    Duration,
+    EmitTask,
+    Error,
+    EventConsumption,
+    EventFilter,
+    ForkTask,
+    ForTask,
+    Input,
+    ListenTask,
+    Output,
+    RaiseTask,
+    RetryPolicy,
+    RunWorkflow,
+    Schedule,
+    SetTask,
+    SwitchCase,
+    SwitchTask,
+    Task,
+    Timeout,
+    TryTask,
+    Use,
+    WaitTask,
+    Workflow,
+)
+
+Loc = tuple[str | int, ...]
+T = TypeVar("T")
+
+DSL_RE = re.compile(r"^1\.0\.(0|[1-9][0-9]*)$")
+# The spec's rule for namespaces and names: lowercase letters and digits, inner dashes.
+DOC_NAME_RE = re.compile(r"^[a-z0-9](-*[a-z0-9]){0,62}$")
+SEMVER_RE = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
+)
+ISO_DURATION_RE = re.compile(
+    r"^P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d{1,3})?)S)?)?$"
+)
+DURATION_UNITS_MS = {
+    "days": 86_400_000, "hours": 3_600_000, "minutes": 60_000, "seconds": 1000, "milliseconds": 1,
+}
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+EVENT_ATTRIBUTES = ("id", "source", "type", "time", "subject", "datacontenttype", "dataschema")
+ERROR_FILTER_FIELDS = frozenset({"type", "status", "instance", "title", "details", "detail"})
+
+COMMON_FIELDS = frozenset({"if", "input", "output", "export", "timeout", "then", "metadata"})
+# The fields of each task kind besides the common ones; the first is the one naming the kind.
+KIND_FIELDS: dict[str, frozenset[str]] = {
+    "call": frozenset({"call", "with"}),
+    "do": frozenset({"do"}),
+    "fork": frozenset({"fork"}),
+    "switch": frozenset({"switch"}),
+    "for": frozenset({"for", "while", "do"}),
+    "set": frozenset({"set"}),
+    "wait": frozenset({"wait"}),
+    "raise": frozenset({"raise"}),
+    "try": frozenset({"try", "catch"}),
+    "emit": frozenset({"emit"}),
+    "listen": frozenset({"listen", "foreach"}),
+    "run": frozenset({"run"}),
+}
+UNSUPPORTED_CALLS = {
+    "grpc": "call: grpc",
+    "openapi": "call: openapi",
+    "asyncapi": "call: asyncapi",
+    "a2a": "call: a2a",
+    "mcp": "call: mcp",
+}
+UNSUPPORTED_RUNS = ("container", "script", "shell")
+UNSUPPORTED_USE = ("authentications", "extensions", "functions", "secrets", "catalogs")
+
+
+class _Bad(Exception):
+    """This node is wrong (already recorded); give up on it, keep reading its siblings."""
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.errors: list[dict[str, str]] = []
+        self.use = Use()
+
+    # -- reporting ----------------------------------------------------------------------
+
+    def note(self, loc: Loc, message: str) -> None:
+        self.errors.append({"field": field_path(loc) or "body", "message": message})
+
+    def fail(self, loc: Loc, message: str) -> NoReturn:
+        self.note(loc, message)
+        raise _Bad
+
+    def unsupported(self, loc: Loc, feature: str) -> NoReturn:
+        self.fail(loc, f"not supported by Ember: {feature}")
+
+    def guard(self, read: Callable[..., T], *args: Any) -> T | None:
+        """``read(*args)``, or None when it failed (the failure is already noted)."""
+        try:
+            return read(*args)
+        except _Bad:
+            return None
+
+    # -- shapes -------------------------------------------------------------------------
+
+    def mapping(
+        self, value: Any, loc: Loc, allowed: Iterable[str] | None, required: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """A mapping; unknown keys are noted (``allowed`` None: any key), missing ones fail."""
+        if not isinstance(value, dict):
+            self.fail(loc, f"must be a mapping, not {_kind(value)}")
+        if allowed is not None:
+            known = set(allowed)
+            for key in value:
+                if key not in known:
+                    self.note((*loc, str(key)), "unknown field")
+        for key in required:
+            if key not in value:
+                self.fail((*loc, key), "field required")
+        return value
+
+    def string(self, value: Any, loc: Loc) -> str:
+        if not isinstance(value, str) or not value:
+            self.fail(loc, f"must be a non-empty string, not {_kind(value)}")
+        return value
+
+    def boolean(self, value: Any, loc: Loc) -> bool:
+        if not isinstance(value, bool):
+            self.fail(loc, f"must be true or false, not {_kind(value)}")
+        return value
+
+    def integer(self, value: Any, loc: Loc, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(loc, f"must be an integer, not {_kind(value)}")
+        if value < minimum:
+            self.fail(loc, f"must be at least {minimum}, not {value}")
+        return value
+
+    def expression(self, value: Any, loc: Loc) -> str:
+        """A field that is always a runtime expression; the ``${ }`` may be left out."""
+        text = self.string(value, loc)
+        self.check_expression(text, loc, implicit=True)
+        return text
+
+    def expression_or_template(self, value: Any, loc: Loc) -> Any:
+        """``input.from``, ``output.as``, ``export.as``: an expression, or a template."""
+        if isinstance(value, str):
+            return self.expression(value, loc)
+        return self.json_value(value, loc)
+
+    def check_expression(self, text: str, loc: Loc, *, implicit: bool = False) -> None:
+        try:
+            compile_expression(text, implicit=implicit)
+        except InvalidSpec as exc:
+            self.fail(loc, exc.message)
+
+    def json_value(self, value: Any, loc: Loc) -> Any:
+        """A value that may hold expressions in any string inside it; each is checked."""
+        if isinstance(value, str):
+            if is_expression(value):
+                self.check_expression(value, loc)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                self.guard(self.json_value, item, (*loc, str(key)))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self.guard(self.json_value, item, (*loc, index))
+        return value
+
+    def duration(self, value: Any, loc: Loc) -> Duration:
+        if isinstance(value, str):
+            if is_expression(value):
+                self.unsupported(loc, "a runtime expression as a duration")
+            match = ISO_DURATION_RE.match(value)
+            if not match or value in ("P", "PT") or value.endswith("T"):
+                self.fail(
+                    loc,
+                    f"{value!r} is not an ISO 8601 duration of weeks, days, hours, minutes and "
+                    "seconds (e.g. PT1M30S; years and months have no fixed length)",
+                )
+            parts = {k: float(v) for k, v in match.groupdict().items() if v is not None}
+            ms = parts.pop("weeks", 0) * 7 * 86_400_000
+            ms += sum(DURATION_UNITS_MS[unit] * amount for unit, amount in parts.items())
+            return Duration(round(ms))
+        raw = self.mapping(value, loc, DURATION_UNITS_MS)
+        if not raw:
+            self.fail(loc, "must name at least one of " + ", ".join(DURATION_UNITS_MS))
+        total = 0
+        for unit, amount in raw.items():
+            if unit in DURATION_UNITS_MS:
+                total += DURATION_UNITS_MS[unit] * self.integer(amount, (*loc, unit), 0)
+        return Duration(total)
+
+    # -- document parts -----------------------------------------------------------------
+
+    def document(self, value: Any, loc: Loc) -> Document:
+        raw = self.mapping(
+            value, loc,
+            ("dsl", "namespace", "name", "version", "title", "summary", "tags", "metadata"),
+            ("dsl", "namespace", "name", "version"),
+        )
+        dsl = self.string(raw["dsl"], (*loc, "dsl"))
+        if not DSL_RE.match(dsl):
+            self.fail((*loc, "dsl"), f"Ember reads DSL version 1.0.x, not {dsl!r}")
+        for key in ("namespace", "name"):
+            if not DOC_NAME_RE.match(self.string(raw[key], (*loc, key))):
+                self.note(
+                    (*loc, key),
+                    f"{raw[key]!r} is invalid: lowercase letters, digits and inner '-', "
+                    "at most 63 characters",
+                )
+        version = self.string(raw["version"], (*loc, "version"))
+        if not SEMVER_RE.match(version):
+            self.note((*loc, "version"), f"{version!r} is not a semantic version (e.g. 1.0.0)")
+        return Document(
+            dsl=dsl, namespace=raw["namespace"], name=raw["name"], version=version,
+            title=self.optional(raw, "title", loc, self.string),
+            summary=self.optional(raw, "summary", loc, self.string),
+            tags=self.optional(raw, "tags", loc, self.plain_mapping) or {},
+            metadata=self.optional(raw, "metadata", loc, self.plain_mapping) or {},
+        )
+
+    def plain_mapping(self, value: Any, loc: Loc) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(loc, f"must be a mapping, not {_kind(value)}")
+        return value
+
+    def optional(
+        self, raw: dict[str, Any], key: str, loc: Loc, read: Callable[[Any, Loc], T]
+    ) -> T | None:
+        if key not in raw or raw[key] is None:
+            return None
+        return read(raw[key], (*loc, key))
+
+    def input(self, value: Any, loc: Loc) -> Input:
+        raw = self.mapping(value, loc, ("schema", "from"))
+        return Input(
+            schema=self.optional(raw, "schema", loc, self.schema),
+            from_=self.optional(raw, "from", loc, self.expression_or_template),
+        )
+
+    def output(self, value: Any, loc: Loc) -> Output:
+        raw = self.mapping(value, loc, ("schema", "as"))
+        return Output(
+            schema=self.optional(raw, "schema", loc, self.schema),
+            as_=self.optional(raw, "as", loc, self.expression_or_template),
+        )
+
+    def schema(self, value: Any, loc: Loc) -> dict[str, Any]:
+        raw = self.mapping(value, loc, ("format", "document", "resource"), ("document",))
+        if raw.get("format", "json") not in ("json", "json:draft-2020-12", "json:2020-12"):
+            self.unsupported((*loc, "format"), f"schema format {raw['format']!r}")
+        if "resource" in raw:
+            self.unsupported((*loc, "resource"), "an external schema resource")
+        return self.plain_mapping(raw["document"], (*loc, "document"))
+
+    def timeout(self, value: Any, loc: Loc) -> Timeout:
+        if isinstance(value, str):
+            found = self.use.timeouts.get(value)
+            if found is None:
+                self.fail(loc, f"no timeout named {value!r} in use.timeouts")
+            return Timeout(found.after, ref=value)
+        raw = self.mapping(value, loc, ("after",), ("after",))
+        return Timeout(self.duration(raw["after"], (*loc, "after")))
+
+    def error(self, value: Any, loc: Loc) -> Error:
+        raw = self.mapping(
+            value, loc, ("type", "status", "title", "detail", "instance"), ("type", "status")
+        )
+        status = self.integer(raw["status"], (*loc, "status"), 100)
+        if status > 599:
+            self.fail((*loc, "status"), f"must be an HTTP status (100-599), not {status}")
+        return Error(
+            type=self.string(raw["type"], (*loc, "type")), status=status,
+            title=self.optional(raw, "title", loc, self.string_or_expression),
+            detail=self.optional(raw, "detail", loc, self.string_or_expression),
+            instance=self.optional(raw, "instance", loc, self.string),
+        )
+
+    def string_or_expression(self, value: Any, loc: Loc) -> str:
+        text = self.string(value, loc)
+        self.json_value(text, loc)
+        return text
+
+    def retry(self, value: Any, loc: Loc) -> RetryPolicy:
+        if isinstance(value, str):
+            found = self.use.retries.get(value)
+            if found is None:
+                self.fail(loc, f"no retry policy named {value!r} in use.retries")
+            return replace(found, ref=value)
+        raw = self.mapping(
+            value, loc, ("when", "exceptWhen", "delay", "backoff", "limit", "jitter")
+        )
+        backoff = self.optional(raw, "backoff", loc, self.backoff) or Backoff()
+        jitter = self.optional(
+            raw, "jitter", loc, lambda v, at: self.mapping(v, at, ("from", "to"), ("from", "to"))
+        )
+        limit = self.optional(
+            raw, "limit", loc, lambda v, at: self.mapping(v, at, ("attempt", "duration"))
+        ) or {}
+        attempt = self.optional(
+            limit, "attempt", (*loc, "limit"),
+            lambda v, at: self.mapping(v, at, ("count", "duration")),
+        ) or {}
+        at_attempt = (*loc, "limit", "attempt")
+        return RetryPolicy(
+            delay=self.optional(raw, "delay", loc, self.duration),
+            backoff=backoff,
+            jitter_from=self.duration(jitter["from"], (*loc, "jitter", "from")) if jitter else None,
+            jitter_to=self.duration(jitter["to"], (*loc, "jitter", "to")) if jitter else None,
+            limit_attempt_count=self.optional(
+                attempt, "count", at_attempt, lambda v, at: self.integer(v, at, 1)
+            ),
+            limit_attempt_duration=self.optional(attempt, "duration", at_attempt, self.duration),
+            limit_duration=self.optional(limit, "duration", (*loc, "limit"), self.duration),
+            when=self.optional(raw, "when", loc, self.expression),
+            except_when=self.optional(raw, "exceptWhen", loc, self.expression),
+        )
+
+    def backoff(self, value: Any, loc: Loc) -> Backoff:
+        raw = self.mapping(value, loc, ("constant", "linear", "exponential"))
+        kinds = [k for k in ("constant", "linear", "exponential") if k in raw]
+        if len(kinds) != 1:
+            self.fail(loc, "must name exactly one of constant, linear, exponential")
+        if raw[kinds[0]] not in (None, {}):
+            self.unsupported((*loc, kinds[0]), "backoff settings (the delay is the retry's delay)")
+        return Backoff(kinds[0])
+
+    def consumption(self, value: Any, loc: Loc, *, until: bool = True) -> EventConsumption:
+        keys = ("one", "all", "any", "until") if until else ("one", "all", "any")
+        raw = self.mapping(value, loc, keys)
+        kinds = [k for k in ("one", "all", "any") if k in raw]
+        if len(kinds) != 1:
+            self.fail(loc, "must name exactly one of one, all, any")
+        kind = kinds[0]
+        if kind == "one":
+            filters: tuple[EventFilter, ...] = (self.event_filter(raw["one"], (*loc, "one")),)
+        else:
+            items = raw[kind]
+            if not isinstance(items, list) or not items:
+                self.fail((*loc, kind), "must be a non-empty list of event filters")
+            found = [self.guard(self.event_filter, f, (*loc, kind, i)) for i, f in enumerate(items)]
+            filters = tuple(f for f in found if f is not None)
+        stop: str | EventConsumption | None = None
+        if "until" in raw:
+            if kind != "any":
+                self.fail((*loc, "until"), "only listening to any event can have until")
+            if isinstance(raw["until"], str):
+                stop = self.expression(raw["until"], (*loc, "until"))
+            else:
+                stop = self.consumption(raw["until"], (*loc, "until"), until=False)
+        return EventConsumption(kind=kind, filters=filters, until=stop)
+
+    def event_filter(self, value: Any, loc: Loc) -> EventFilter:
+        raw = self.mapping(value, loc, ("with", "correlate"), ("with",))
+        attributes = self.plain_mapping(raw["with"], (*loc, "with"))
+        if not attributes:
+            self.fail((*loc, "with"), "must name at least one attribute to match")
+        self.json_value(attributes, (*loc, "with"))
+        correlate: dict[str, tuple[str, Any]] = {}
+        keys = self.plain_mapping(raw.get("correlate") or {}, (*loc, "correlate"))
+        for key, spec in keys.items():
+            at = (*loc, "correlate", str(key))
+            entry = self.guard(self.mapping, spec, at, ("from", "expect"), ("from",))
+            if entry is not None:
+                source = self.guard(self.expression, entry["from"], (*at, "from"))
+                expect = self.guard(self.json_value, entry.get("expect"), (*at, "expect"))
+                if source is not None:
+                    correlate[str(key)] = (source, expect)
+        return EventFilter(with_=attributes, correlate=correlate)
+
+    def schedule(self, value: Any, loc: Loc) -> Schedule:
+        raw = self.mapping(value, loc, ("every", "cron", "after", "on"))
+        if len([k for k in ("every", "cron", "after", "on") if k in raw]) != 1:
+            self.fail(loc, "must name exactly one of every, cron, after, on")
+        cron = self.optional(raw, "cron", loc, self.string)
+        if cron is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(cron):
+                self.fail((*loc, "cron"), f"{cron!r} is not a cron expression")
+        return Schedule(
+            every=self.optional(raw, "every", loc, self.duration),
+            cron=cron,
+            after=self.optional(raw, "after", loc, self.duration),
+            on=self.optional(raw, "on", loc, self.consumption),
+        )
+
+    def use_block(self, value: Any, loc: Loc) -> None:
+        raw = self.mapping(value, loc, ("errors", "retries", "timeouts", *UNSUPPORTED_USE))
+        for key in UNSUPPORTED_USE:
+            if key in raw:
+                self.guard(self.unsupported, (*loc, key), f"use.{key}")
+        errors = self.named(raw, "errors", loc, self.error)
+        retries = self.named(raw, "retries", loc, self.retry)
+        timeouts = self.named(raw, "timeouts", loc, self.timeout)
+        self.use = Use(errors=errors, retries=retries, timeouts=timeouts)
+
+    def named(
+        self, raw: dict[str, Any], key: str, loc: Loc, read: Callable[[Any, Loc], T]
+    ) -> dict[str, T]:
+        found: dict[str, T] = {}
+        for name, item in (self.optional(raw, key, loc, self.plain_mapping) or {}).items():
+            entry = self.guard(read, item, (*loc, key, str(name)))
+            if entry is not None:
+                found[str(name)] = entry
+        return found
+
+    # -- tasks --------------------------------------------------------------------------
+
+    def task_list(self, value: Any, loc: Loc) -> tuple[Task, ...]:
+        if not isinstance(value, list) or not value:
+            self.fail(loc, "must be a non-empty list of tasks, each a mapping of its name to it")
+        names: list[str] = []
+        for index, item in enumerate(value):
+            if not isinstance(item, dict) or len(item) != 1:
+                self.note((*loc, index), "must be a mapping of one task name to its task")
+                continue
+            name = next(iter(item))
+            if not isinstance(name, str) or not name:
+                self.note((*loc, index), "a task name must be a non-empty string")
+            elif name in FLOW_KEYWORDS:
+                self.note((*loc, index, name), f"{name!r} is a flow directive, not a task name")
+            elif name in names:
+                self.note((*loc, index, name), f"duplicate task name {name!r} in this list")
+            names.append(str(name))
+        tasks: list[Task] = []
+        siblings = frozenset(names)
+        for index, item in enumerate(value):
+            if isinstance(item, dict) and len(item) == 1:
+                name, body = next(iter(item.items()))
+                task = self.guard(self.task, str(name), body, (*loc, index, str(name)), siblings)
+                if task is not None:
+                    tasks.append(task)
+        return tuple(tasks)
+
+    def flow(self, value: Any, loc: Loc, siblings: frozenset[str]) -> str:
+        target = self.string(value, loc)
+        if target not in FLOW_KEYWORDS and target not in siblings:
+            self.fail(
+                loc, f"{target!r} is neither continue, exit, end nor a task in the same list"
+            )
+        return target
+
+    def task(self, name: str, value: Any, loc: Loc, siblings: frozenset[str]) -> Task:
+        if not isinstance(value, dict):
+            self.fail(loc, f"a task must be a mapping, not {_kind(value)}")
+        kinds = [k for k in KIND_FIELDS if k in value]
+        if "for" in kinds:
+            kinds = ["for"]
+        if not kinds:
+            self.fail(loc, "unknown task kind: a task has one of " + ", ".join(KIND_FIELDS))
+        if len(kinds) > 1:
+            self.fail(loc, f"a task has one kind, not {' and '.join(kinds)}")
+        kind = kinds[0]
+        raw = self.mapping(value, loc, COMMON_FIELDS | KIND_FIELDS[kind])
+        common: dict[str, Any] = {
+            "name": name,
+            "path": _pointer(loc),
+            "if_": self.guard(lambda: self.optional(raw, "if", loc, self.expression)),
+            "input": self.guard(lambda: self.optional(raw, "input", loc, self.input)),
+            "output": self.guard(lambda: self.optional(raw, "output", loc, self.output)),
+            "export": self.guard(lambda: self.optional(raw, "export", loc, self.output)),
+            "timeout": self.guard(lambda: self.optional(raw, "timeout", loc, self.timeout)),
+            "then": self.guard(lambda: self.optional(
+                raw, "then", loc, lambda v, at: self.flow(v, at, siblings))) or "continue",
+            "metadata": self.guard(
+                lambda: self.optional(raw, "metadata", loc, self.plain_mapping)) or {},
+        }
+        build = getattr(self, f"task_{kind}")
+        task: Task = build(raw, loc, common, siblings)
+        return task
+
+    def task_call(self, raw: dict[str, Any], loc: Loc, common: dict[str, Any], _: Any) -> Task:
+        target = self.string(raw["call"], (*loc, "call"))
+        if target in UNSUPPORTED_CALLS:
+            self.unsupported((*loc, "call"), UNSUPPORTED_CALLS[target])
+        if target == "http":
+            return self.call_http(raw, loc, common)
+        function, _sep, qualifier = target.partition(":")
+        if not NAME_RE.match(function) or (_sep and not _qualifier_ok(qualifier)):
+            self.fail(
+                (*loc, "call"),
+                f"{target!r} is neither http nor an Ember function as name or name:qualifier "
+                "(latest, a version number or an alias)",
+            )
+        with_ = self.optional(raw, "with", loc, self.json_value)
+        return CallFunction(**common, function=function, qualifier=qualifier or "latest",
+                            with_=with_)
+
+    def call_http(self, raw: dict[str, Any], loc: Loc, common: dict[str, Any]) -> Task:
+        at = (*loc, "with")
+        args = self.mapping(
+            raw.get("with"), at,
+            ("method", "endpoint", "headers", "body", "query", "output", "redirect"),
+            ("method", "endpoint"),
+        )
+        method = self.string(args["method"], (*at, "method")).upper()
+        if method not in HTTP_METHODS:
+            self.fail((*at, "method"), f"{args['method']!r} is not an HTTP method")
+        endpoint = args["endpoint"]
+        if isinstance(endpoint, dict):
+            spec = self.mapping(endpoint, (*at, "endpoint"), ("uri", "authentication"), ("uri",))
+            if "authentication" in spec:
+                self.unsupported((*at, "endpoint", "authentication"), "endpoint authentication")
+            endpoint = spec["uri"]
+            self.string_or_expression(endpoint, (*at, "endpoint", "uri"))
+        else:
+            self.string_or_expression(endpoint, (*at, "endpoint"))
+        output = args.get("output", "content")
+        if output not in ("content", "response", "raw"):
+            self.fail((*at, "output"), "must be content, response or raw")
+        return CallHttp(
+            **common, method=method, endpoint=endpoint,
+            headers=self.optional(args, "headers", at, self.json_value),
+            body=self.optional(args, "body", at, self.json_value),
+            query=self.optional(args, "query", at, self.json_value),
+            output_format=output,
+            redirect=self.optional(args, "redirect", at, self.boolean) or False,
+        )
+
+    def task_do(self, raw: dict[str, Any], loc: Loc, common: dict[str, Any], _: Any) -> Task:
+        return DoTask(**common, do=self.task_list(raw["do"], (*loc, "do")))
+
+    def task_fork(self, raw: dict[str, Any], loc: Loc, common: dict[str, Any], _: Any) -> Task:
+        at = (*loc, "fork")
+        spec = self.mapping(raw["fork"], at, ("branches", "compete"), ("branches",))
+        return ForkTask(
+            **common, branches=self.task_list(spec["branches"], (*at, "branches")),
+            compete=self.optional(spec, "compete", at, self.boolean) or False,
+        )
+
+    def task_switch(
+        self, raw: dict[str, Any], loc: Loc, common: dict[str, Any], siblings: frozenset[str]
+    ) -> Task:
+        at = (*loc, "switch")
+        if not isinstance(raw["switch"], list) or not raw["switch"]:
+            self.fail(at, "must be a non-empty list of cases, each a mapping of its name to it")
+        cases = []
+        for index, item in enumerate(raw["switch"]):
+            if not isinstance(item, dict) or len(item) != 1:
+                self.note((*at, index), "must be a mapping of one case name to its case")
+                continue
+            name, body = next(iter(item.items()))
+            case_at = (*at, index, str(name))
+            spec = self.guard(self.mapping, body, case_at, ("when", "then"), ("then",))
+            if spec is None:
+                continue
+            when = self.guard(self.optional, spec, "when", case_at, self.expression)
+            then = self.guard(self.flow, spec["then"], (*case_at, "then"), siblings)
+            if then is not None:
+                cases.append(SwitchCase(name=str(name), when=when, then=then))
+        return SwitchTask(**common, cases=tuple(cases))
+
+    def task_for(self, raw: dict[str, Any], loc: Loc, common: dict[str, Any], _: Any) -> Task:
+        at = (*loc, "for")
+        spec = self.mapping(raw["for"], at, ("each", "in", "at", "concurrency"), ("in",))
+        if "do" not in raw:
+            self.fail((*loc, "do"), "field required")
+        return ForTask(
+            **common,
+            each=self.optional(spec, "each", at, self.string) or "item",
+            in_=self.expression(spec["in"], (*at, "in")),
+            at=self.optional(spec, "at", at, self.string) or "index",
+            while_=self.optional(raw, "while", loc, self.expression),
+            concurrency=self.optional(
+                spec, "concurrency", at, lambda v, c: self.integer(v, c, 1)) or 1,
+            do=self.task_list(raw["do"], (*loc, "do")),
+        )
+
+    def task_set(self, raw: dict[str, Any], loc: Loc, common: dict[str, Any], _: Any) -> Task:
+        value = raw["set"]
+        if not isinstance(value, dict) and not (isinstance(value, str) and is_expression(value)):
+            self.fail((*loc, "set"), "must be a mapping or a runtime expression")
+        return SetTask(**common, set=self.json_value(value, (*loc, "set")))
+
+    def task_wait(self, raw: dict[str, Any], loc: Loc, common: dict[str, Any], _: Any) -> Task:
+        return WaitTask(**common, wait=self.duration(raw["wait"], (*loc, "wait")))
+
+    def task_raise(self, raw: dict[str, Any], loc: Loc, common: dict[str, Any], _: Any) -> Task:
+        at = (*loc, "raise")
+        spec = self.mapping(raw["raise"], at, ("error",), ("error",))
+        if isinstance(spec["error"], str):
+            found = self.use.errors.get(spec["error"])
+            if found is None:
+                self.fail((*at, "error"), f"no error named {spec['error']!r} in use.errors")
+            return RaiseTask(**common, error=found, error_ref=spec["error"])
+        return RaiseTask(**common, error=self.error(spec["error"], (*at, "error")))
+
+    def task_try(self, raw: dict[str, Any], loc: Loc, common: dict[str, Any], _: Any) -> Task:
+        if "catch" not in raw:
+            self.fail((*loc, "catch"), "field required")
+        body = self.guard(lambda: self.task_list(raw["try"], (*loc, "try")))
+        catch = self.catch(raw["catch"], (*loc, "catch"))
+        return TryTask(**common, try_=body or (), catch=catch)
+
+    def catch(self, value: Any, loc: Loc) -> Catch:
+        raw = self.mapping(value, loc, ("errors", "as", "when", "exceptWhen", "retry", "do"))
+        errors = self.optional(raw, "errors", loc, lambda v, at: self.mapping(v, at, ("with",)))
+        with_: dict[str, Any] = {}
+        if errors and errors.get("with") is not None:
+            with_ = self.mapping(errors["with"], (*loc, "errors", "with"), ERROR_FILTER_FIELDS)
+        return Catch(
+            errors_with=with_,
+            as_=self.optional(raw, "as", loc, self.string) or "error",
+            when=self.guard(lambda: self.optional(raw, "when", loc, self.expression)),
+            except_when=self.guard(lambda: self.optional(raw, "exceptWhen", loc, self.expression)),
+            retry=self.guard(lambda: self.optional(raw, "retry", loc, self.retry)),
+            do=self.optional(raw, "do", loc, self.task_list) or (),
+        )
+
+    def task_emit(self, raw: dict[str, Any], loc: Loc, common: dict[str, Any], _: Any) -> Task:
+        at = (*loc, "emit")
+        spec = self.mapping(raw["emit"], at, ("event",), ("event",))
+        event = self.mapping(spec["event"], (*at, "event"), ("with",), ("with",))
+        attributes = self.mapping(
+            event["with"], (*at, "event", "with"), None, ("source", "type")
+        )
+        return EmitTask(**common, event=self.json_value(attributes, (*at, "event", "with")))
+
+    def task_listen(self, raw: dict[str, Any], loc: Loc, common: dict[str, Any], _: Any) -> Task:
+        if "foreach" in raw:
+            self.unsupported((*loc, "foreach"), "listen.foreach (stream processing of events)")
+        at = (*loc, "listen")
+        spec = self.mapping(raw["listen"], at, ("to", "read"), ("to",))
+        read = spec.get("read", "data")
+        if read not in ("data", "envelope", "raw"):
+            self.fail((*at, "read"), "must be data, envelope or raw")
+        return ListenTask(**common, to=self.consumption(spec["to"], (*at, "to")), read=read)
+
+    def task_run(self, raw: dict[str, Any], loc: Loc, common: dict[str, Any], _: Any) -> Task:
+        at = (*loc, "run")
+        if isinstance(raw["run"], dict):
+            for kind in UNSUPPORTED_RUNS:
+                if kind in raw["run"]:
+                    self.unsupported((*at, kind), f"run: {kind}")
+        spec = self.mapping(raw["run"], at, ("workflow", "await", "return"), ("workflow",))
+        if "return" in spec:
+            self.unsupported((*at, "return"), "run.return")
+        target = self.mapping(
+            spec["workflow"], (*at, "workflow"), ("namespace", "name", "version", "input"),
+            ("namespace", "name"),
+        )
+        wat = (*at, "workflow")
+        return RunWorkflow(
+            **common,
+            namespace=self.string(target["namespace"], (*wat, "namespace")),
+            workflow=self.string(target["name"], (*wat, "name")),
+            version=self.optional(target, "version", wat, self.string) or "latest",
+            workflow_input=self.optional(target, "input", wat, self.json_value),
+            await_=self.optional(spec, "await", at, self.boolean) is not False,
+        )
+
+    # -- the whole document -------------------------------------------------------------
+
+    def workflow(self, value: Any) -> Workflow:
+        raw = self.mapping(
+            value, (), ("document", "input", "use", "do", "timeout", "output", "schedule",
+                        "evaluate"),
+            ("document", "do"),
+        )
+        if "evaluate" in raw:
+            self.guard(lambda: self.evaluate(raw["evaluate"], ("evaluate",)))
+        document = self.guard(lambda: self.document(raw["document"], ("document",)))
+        if "use" in raw:
+            self.guard(lambda: self.use_block(raw["use"], ("use",)))
+        head = {
+            key: self.guard(self.optional, raw, key, (), read)
+            for key, read in (("input", self.input), ("output", self.output),
+                              ("timeout", self.timeout), ("schedule", self.schedule))
+        }
+        do = self.guard(lambda: self.task_list(raw["do"], ("do",)))
+        if self.errors or document is None or do is None:
+            raise _Bad
+        return Workflow(document=document, do=do, use=self.use, **head)
+
+    def evaluate(self, value: Any, loc: Loc) -> None:
+        raw = self.mapping(value, loc, ("language", "mode"))
+        if raw.get("language", "jq") != "jq":
+            self.unsupported((*loc, "language"), f"expression language {raw['language']!r}")
+        if raw.get("mode", "strict") != "strict":
+            self.unsupported((*loc, "mode"), f"evaluation mode {raw['mode']!r}")
+
+
+def load_workflow(data: Any) -> Workflow:
+    """Build a ``Workflow`` from a decoded document.
+
+    Raises ``InvalidSpec`` whose ``details["errors"]`` lists each problem as
+    ``{"field": "do[2].charge.call", "message": ...}``.
+    """
+    reader = _Reader()
+    try:
+        return reader.workflow(data)
+    except _Bad:
+        raise invalid_spec(reader.errors) from None
+
+
+def parse_workflow(text: str | bytes, content_type: str | None = None) -> Workflow:
+    """Parse a workflow document written in YAML or JSON.
+
+    ``content_type`` ``application/json`` reads JSON only; anything else (or none) reads
+    YAML, of which JSON is a subset. Raises ``InvalidSpec`` for unreadable text and for
+    every problem ``load_workflow`` finds.
+    """
+    media = (content_type or "").split(";")[0].strip().lower()
+    try:
+        if media == "application/json" or media.endswith("+json"):
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise InvalidSpec(
+            f"the workflow document is not valid {'JSON' if 'json' in media else 'YAML'}: {exc}",
+            {"errors": [{"field": "body", "message": str(exc)}]},
+        ) from exc
+    return load_workflow(data)
+
+
+def _pointer(loc: Loc) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in loc)
+
+
+def _qualifier_ok(qualifier: str) -> bool:
+    if qualifier.isdigit():
+        return 1 <= int(qualifier) <= MAX_VERSION and not qualifier.startswith("0")
+    return bool(ALIAS_RE.match(qualifier))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
