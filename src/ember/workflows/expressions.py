@@ -105,7 +105,7 @@ def compile_expression(text: str, *, implicit: bool = False) -> CompiledExpressi
     try:
         program, arguments = _compile(body)
     except ValueError as exc:
-        message = _jq_message(exc)
+        message = _compile_error(body, exc)
         raise InvalidSpec(
             f"runtime expression {text!r} does not compile: {message}",
             {"expression": text, "reason": message},
@@ -121,6 +121,16 @@ def _compile(body: str) -> tuple[Any, tuple[str, ...]]:
     # The newline before ")" ends a trailing "# comment" in the body.
     program = jq.compile(f". as [$__ember_data{bound}] | $__ember_data | (\n{body}\n)")
     return program, arguments
+
+
+def _compile_error(body: str, exc: ValueError) -> str:
+    # jq's message locates the error in the wrapped program; compiling the body alone, with
+    # the arguments bound, locates it in what the author wrote.
+    try:
+        jq.compile(body, args=dict.fromkeys(ARGUMENTS))
+    except ValueError as bare:
+        exc = bare
+    return _jq_message(exc).removeprefix("jq: error: ").rstrip(":")
 
 
 def _jq_message(exc: Exception) -> str:
