@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 # A JSON value as it appears in the document (dicts are never mutated after parsing).
@@ -320,12 +321,10 @@ class Workflow:
     schedule: Schedule | None = None
     use: Use = field(default_factory=Use)
 
-    def task(self, path: str) -> Task:
-        """The task at ``path`` (as ``walk`` names it); ``KeyError`` if none."""
-        for found, task in walk(self):
-            if found == path:
-                return task
-        raise KeyError(path)
+    @cached_property
+    def tasks(self) -> dict[str, Task]:
+        """Every task by its path, in ``walk`` order."""
+        return dict(walk(self))
 
 
 def walk(workflow: Workflow | Task) -> Iterator[tuple[str, Task]]:

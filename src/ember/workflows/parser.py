@@ -477,7 +477,11 @@ class _Reader:
         if "for" in kinds:
             kinds = ["for"]
         if not kinds:
-            self.fail(loc, "unknown task kind: a task has one of " + ", ".join(KIND_FIELDS))
+            found = ", ".join(str(k) for k in value) or "nothing"
+            self.fail(
+                loc,
+                f"unknown task kind: a task has one of {', '.join(KIND_FIELDS)} (found {found})",
+            )
         if len(kinds) > 1:
             self.fail(loc, f"a task has one kind, not {' and '.join(kinds)}")
         kind = kinds[0]
@@ -735,13 +739,32 @@ def parse_workflow(text: str | bytes, content_type: str | None = None) -> Workfl
         if media == "application/json" or media.endswith("+json"):
             data = json.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_Loader)
     except (ValueError, yaml.YAMLError) as exc:
         raise InvalidSpec(
             f"the workflow document is not valid {'JSON' if 'json' in media else 'YAML'}: {exc}",
             {"errors": [{"field": "body", "message": str(exc)}]},
         ) from exc
     return load_workflow(data)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2's core scalars: ``on``, ``off``, ``yes``, ``no`` stay strings (``schedule.on``
+    would otherwise read as the key ``True``) and dates stay strings, as JSON has them."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [
+        (tag, regexp) for tag, regexp in resolvers
+        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 
 
 def _pointer(loc: Loc) -> str:
