@@ -11,6 +11,9 @@ identity, and the value is passed through untouched (a :class:`RawJson` stays en
 Each stage binds the arguments the DSL's table gives it (*Runtime expression arguments*);
 an expression that uses another fails with the ``expression`` error. ``$input`` in ``if``
 is the raw task input, since ``if`` runs before ``input.from`` (dsl-reference.md, *Task*).
+The initial ``$context`` is the caller's: :class:`Scope` starts from ``{}`` (dsl.md's text
+makes the transformed workflow input the first ``$input``; its diagram also draws it as the
+initial ``$context``; pass ``context=`` to follow the diagram).
 
 Not done here: ``input.schema`` / ``output.schema`` / ``export.schema`` validation (no JSON
 Schema library is among Ember's dependencies), ``$authorization``.
