@@ -19,7 +19,7 @@ import yaml
 from ember.control.validation import field_path, invalid_spec
 from ember.errors import InvalidSpec
 from ember.model.function import ALIAS_RE, MAX_VERSION, NAME_RE
-from ember.workflows.expressions import compile_expression, is_expression
+from ember.workflows.expressions import ARGUMENTS, compile_expression, is_expression
 from ember.workflows.model import (
     FLOW_KEYWORDS,
     Backoff,
@@ -56,6 +56,8 @@ from ember.workflows.model import (
 Loc = tuple[str | int, ...]
 T = TypeVar("T")
 
+VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BODY_RE = re.compile(r"^\s*\$\{(.*)\}\s*$", re.DOTALL)
 DSL_RE = re.compile(r"^1\.0\.(0|[1-9][0-9]*)$")
 # The spec's rule for namespaces and names: lowercase letters and digits, inner dashes.
 DOC_NAME_RE = re.compile(r"^[a-z0-9](-*[a-z0-9]){0,62}$")
@@ -109,6 +111,8 @@ class _Reader:
     def __init__(self) -> None:
         self.errors: list[dict[str, str]] = []
         self.use = Use()
+        # Variables bound by enclosing for (each, at) and catch (as) tasks.
+        self.scope: frozenset[str] = frozenset()
 
     # -- reporting ----------------------------------------------------------------------
 
@@ -180,7 +184,39 @@ class _Reader:
         try:
             compile_expression(text, implicit=implicit)
         except InvalidSpec as exc:
-            self.fail(loc, exc.message)
+            if not (self.scope and self.compiles_in_scope(text, implicit)):
+                self.fail(loc, exc.message)
+
+    def compiles_in_scope(self, text: str, implicit: bool) -> bool:
+        """Whether ``text`` compiles once the variables of enclosing ``for`` and ``catch``
+        (``$item``, ``$index``, ``$error`` or the names given them) are bound."""
+        match = _BODY_RE.match(text)
+        if match is None and not implicit:
+            return False
+        body = match.group(1) if match else text
+        bound = "".join(f"null as ${name} | " for name in sorted(self.scope))
+        try:
+            compile_expression("${ " + bound + "(\n" + body + "\n) }")
+        except InvalidSpec:
+            return False
+        return True
+
+    def variable(self, value: Any, loc: Loc) -> str:
+        name = self.string(value, loc)
+        if not VARIABLE_RE.match(name):
+            self.fail(loc, f"{name!r} is not a variable name (letters, digits and '_')")
+        if name in ARGUMENTS:
+            self.fail(loc, f"${name} is a runtime argument; choose another name")
+        return name
+
+    def scoped(self, names: Iterable[str], read: Callable[..., T], *args: Any) -> T:
+        """``read(*args)`` with ``names`` added to the variables expressions may use."""
+        outer = self.scope
+        self.scope = outer | frozenset(names)
+        try:
+            return read(*args)
+        finally:
+            self.scope = outer
 
     def json_value(self, value: Any, loc: Loc) -> Any:
         """A value that may hold expressions in any string inside it; each is checked."""
@@ -589,15 +625,18 @@ class _Reader:
         spec = self.mapping(raw["for"], at, ("each", "in", "at", "concurrency"), ("in",))
         if "do" not in raw:
             self.fail((*loc, "do"), "field required")
+        each = self.optional(spec, "each", at, self.variable) or "item"
+        index = self.optional(spec, "at", at, self.variable) or "index"
+        names = (each, index)
         return ForTask(
             **common,
-            each=self.optional(spec, "each", at, self.string) or "item",
+            each=each,
             in_=self.expression(spec["in"], (*at, "in")),
-            at=self.optional(spec, "at", at, self.string) or "index",
-            while_=self.optional(raw, "while", loc, self.expression),
+            at=index,
+            while_=self.scoped(names, self.optional, raw, "while", loc, self.expression),
             concurrency=self.optional(
                 spec, "concurrency", at, lambda v, c: self.integer(v, c, 1)) or 1,
-            do=self.task_list(raw["do"], (*loc, "do")),
+            do=self.scoped(names, self.task_list, raw["do"], (*loc, "do")),
         )
 
     def task_set(self, raw: dict[str, Any], loc: Loc, common: dict[str, Any], _: Any) -> Task:
@@ -632,12 +671,16 @@ class _Reader:
         with_: dict[str, Any] = {}
         if errors and errors.get("with") is not None:
             with_ = self.mapping(errors["with"], (*loc, "errors", "with"), ERROR_FILTER_FIELDS)
+        name = self.optional(raw, "as", loc, self.variable) or "error"
+        return self.scoped((name,), self.catch_body, raw, loc, with_, name)
+
+    def catch_body(self, raw: dict[str, Any], loc: Loc, with_: dict[str, Any], name: str) -> Catch:
         return Catch(
             errors_with=with_,
-            as_=self.optional(raw, "as", loc, self.string) or "error",
-            when=self.guard(lambda: self.optional(raw, "when", loc, self.expression)),
-            except_when=self.guard(lambda: self.optional(raw, "exceptWhen", loc, self.expression)),
-            retry=self.guard(lambda: self.optional(raw, "retry", loc, self.retry)),
+            as_=name,
+            when=self.guard(self.optional, raw, "when", loc, self.expression),
+            except_when=self.guard(self.optional, raw, "exceptWhen", loc, self.expression),
+            retry=self.guard(self.optional, raw, "retry", loc, self.retry),
             do=self.optional(raw, "do", loc, self.task_list) or (),
         )
 
