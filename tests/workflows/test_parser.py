@@ -680,6 +680,8 @@ def test_yaml_scalars_stay_as_json_has_them() -> None:
          "not supported by Ember: evaluation mode 'loose'"),
         ("schedule: {cron: 'every day'}\ndo: [{a: {call: w}}]", "schedule.cron",
          "not a cron expression"),
+        ("schedule: {cron: '*/5 * * * * *'}\ndo: [{a: {call: w}}]", "schedule.cron",
+         "five fields"),
         ("schedule: {every: PT1M, cron: '* * * * *'}\ndo: [{a: {call: w}}]", "schedule",
          "exactly one of"),
         ("colour: red\ndo: [{a: {call: w}}]", "colour", "unknown field"),
