@@ -387,6 +387,7 @@ def test_retry_and_timeout_from_use() -> None:
           retries:
             patient:
               delay: PT2S
+              when: $error.status >= 500
               backoff: {linear: {}}
               limit: {attempt: {count: 3}}
           timeouts:
@@ -665,6 +666,10 @@ def test_yaml_scalars_stay_as_json_has_them() -> None:
         ("do: [{a: {call: http, with: {method: fetch, endpoint: x}}}]",
          "do[0].a.with.method", "not an HTTP method"),
         ("do: [{a: {call: http, with: {endpoint: x}}}]", "do[0].a.with.method", "field required"),
+        ("do: [{a: {call: http, with: {method: get, endpoint: x, headers: [a]}}}]",
+         "do[0].a.with.headers", "a mapping or a runtime expression, not a list"),
+        ("do: [{a: {call: http, with: {method: get, endpoint: x, query: '${ [ }'}}}]",
+         "do[0].a.with.query", "does not compile"),
         ("do: [{a: {emit: {event: {with: {type: t}}}}}]", "do[0].a.emit.event.with.source",
          "field required"),
         ("do: [{a: {set: plain}}]", "do[0].a.set", "a mapping or a runtime expression"),

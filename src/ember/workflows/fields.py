@@ -172,6 +172,12 @@ class FieldReader:
                 self.guard(self.json_value, item, (*loc, index))
         return value
 
+    def mapping_or_expression(self, value: Any, loc: Loc) -> Any:
+        """A mapping whose values may be expressions, or one expression giving the mapping."""
+        if not isinstance(value, dict) and not is_expression(value):
+            self.fail(loc, f"must be a mapping or a runtime expression, not {kind_of(value)}")
+        return self.json_value(value, loc)
+
     def duration(self, value: Any, loc: Loc) -> Duration:
         if isinstance(value, str):
             if is_expression(value):
@@ -249,7 +255,7 @@ class FieldReader:
         if status > 599:
             self.fail((*loc, "status"), f"must be an HTTP status (100-599), not {status}")
         return Error(
-            type=self.string(raw["type"], (*loc, "type")), status=status,
+            type=self.string_or_expression(raw["type"], (*loc, "type")), status=status,
             title=self.optional(raw, "title", loc, self.string_or_expression),
             detail=self.optional(raw, "detail", loc, self.string_or_expression),
             instance=self.optional(raw, "instance", loc, self.string),

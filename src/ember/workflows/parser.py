@@ -19,7 +19,6 @@ import yaml
 from ember.control.validation import invalid_spec
 from ember.errors import InvalidSpec
 from ember.model.function import ALIAS_RE, MAX_VERSION, NAME_RE
-from ember.workflows.expressions import is_expression
 from ember.workflows.fields import FieldReader, Loc, Refused, kind_of
 from ember.workflows.model import (
     FLOW_KEYWORDS,
@@ -194,9 +193,9 @@ class _Reader(FieldReader):
             self.fail((*at, "output"), "must be content, response or raw")
         return CallHttp(
             **common, method=method, endpoint=endpoint,
-            headers=self.optional(args, "headers", at, self.json_value),
+            headers=self.optional(args, "headers", at, self.mapping_or_expression),
             body=self.optional(args, "body", at, self.json_value),
-            query=self.optional(args, "query", at, self.json_value),
+            query=self.optional(args, "query", at, self.mapping_or_expression),
             output_format=output,
             redirect=self.optional(args, "redirect", at, self.boolean) or False,
         )
@@ -254,10 +253,7 @@ class _Reader(FieldReader):
         )
 
     def task_set(self, raw: dict[str, Any], loc: Loc, common: dict[str, Any], _: Any) -> Task:
-        value = raw["set"]
-        if not isinstance(value, dict) and not (isinstance(value, str) and is_expression(value)):
-            self.fail((*loc, "set"), "must be a mapping or a runtime expression")
-        return SetTask(**common, set=self.json_value(value, (*loc, "set")))
+        return SetTask(**common, set=self.mapping_or_expression(raw["set"], (*loc, "set")))
 
     def task_wait(self, raw: dict[str, Any], loc: Loc, common: dict[str, Any], _: Any) -> Task:
         return WaitTask(**common, wait=self.duration(raw["wait"], (*loc, "wait")))
@@ -375,7 +371,8 @@ class _Reader(FieldReader):
             if key in raw:
                 self.guard(self.unsupported, (*loc, key), f"use.{key}")
         errors = self.named(raw, "errors", loc, self.error)
-        retries = self.named(raw, "retries", loc, self.retry)
+        # A shared policy's when and exceptWhen see the caught error as catch's default names it.
+        retries = self.scoped(("error",), self.named, raw, "retries", loc, self.retry)
         timeouts = self.named(raw, "timeouts", loc, self.timeout)
         self.use = Use(errors=errors, retries=retries, timeouts=timeouts)
 
