@@ -27,6 +27,7 @@ from ember.workflows.model import (
     TryTask,
     WaitTask,
     Workflow,
+    split_path,
     walk,
 )
 from ember.workflows.parser import load_workflow, parse_workflow
@@ -868,6 +869,25 @@ def test_walk_from_a_task_yields_its_subtree() -> None:
     workflow = parse_workflow(NESTED)
     fork = workflow.tasks["/do/1/pay"]
     assert [path for path, _ in walk(fork)] == [path for path, _ in NESTED_PATHS[1:5]]
+
+
+def test_task_lists_by_path_lead_from_a_task_to_its_siblings() -> None:
+    workflow = parse_workflow(NESTED)
+    assert list(workflow.lists) == [
+        "/do",
+        "/do/1/pay/fork/branches",
+        "/do/1/pay/fork/branches/1/reserve/do",
+        "/do/2/items/do",
+        "/do/2/items/do/0/guarded/try",
+        "/do/2/items/do/0/guarded/catch/do",
+    ]
+    for path, task in walk(workflow):
+        tasks, index = workflow.siblings(path)
+        assert tasks[index] is task
+    assert split_path("/do/3/a~1b~0c") == ("/do", 3, "a/b~c")
+    assert split_path("/do/1/pay/fork/branches/0/charge") == (
+        "/do/1/pay/fork/branches", 0, "charge",
+    )
 
 
 def test_parsed_workflows_are_immutable() -> None:

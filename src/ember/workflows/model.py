@@ -165,9 +165,14 @@ class Task:
     then: FlowDirective = CONTINUE
     metadata: dict[str, Json] = field(default_factory=dict)
 
+    def lists(self) -> Iterator[tuple[str, tuple[Task, ...]]]:
+        """The task lists directly inside this one, each with its path, in document order."""
+        return iter(())
+
     def children(self) -> Iterator[Task]:
         """The tasks directly inside this one, in document order."""
-        return iter(())
+        for _, tasks in self.lists():
+            yield from tasks
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,8 +204,8 @@ class CallHttp(Task):
 class DoTask(Task):
     do: tuple[Task, ...]
 
-    def children(self) -> Iterator[Task]:
-        return iter(self.do)
+    def lists(self) -> Iterator[tuple[str, tuple[Task, ...]]]:
+        yield f"{self.path}/do", self.do
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,8 +215,8 @@ class ForkTask(Task):
     branches: tuple[Task, ...]
     compete: bool = False
 
-    def children(self) -> Iterator[Task]:
-        return iter(self.branches)
+    def lists(self) -> Iterator[tuple[str, tuple[Task, ...]]]:
+        yield f"{self.path}/fork/branches", self.branches
 
 
 @dataclass(frozen=True)
@@ -243,8 +248,8 @@ class ForTask(Task):
     concurrency: int = 1
     do: tuple[Task, ...]
 
-    def children(self) -> Iterator[Task]:
-        return iter(self.do)
+    def lists(self) -> Iterator[tuple[str, tuple[Task, ...]]]:
+        yield f"{self.path}/do", self.do
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -272,9 +277,10 @@ class TryTask(Task):
     try_: tuple[Task, ...]
     catch: Catch
 
-    def children(self) -> Iterator[Task]:
-        yield from self.try_
-        yield from self.catch.do
+    def lists(self) -> Iterator[tuple[str, tuple[Task, ...]]]:
+        yield f"{self.path}/try", self.try_
+        if self.catch.do:
+            yield f"{self.path}/catch/do", self.catch.do
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -325,6 +331,27 @@ class Workflow:
     def tasks(self) -> dict[str, Task]:
         """Every task by its path, in ``walk`` order."""
         return dict(walk(self))
+
+    @cached_property
+    def lists(self) -> dict[str, tuple[Task, ...]]:
+        """Every task list by its path (``/do``, ``/do/1/pay/fork/branches``, ...)."""
+        found = {"/do": self.do}
+        for _, task in walk(self):
+            found.update(task.lists())
+        return found
+
+    def siblings(self, path: str) -> tuple[tuple[Task, ...], int]:
+        """The list holding the task at ``path`` and the task's index in it, as the executor
+        needs them to go on to the next task or to the one ``then`` names."""
+        list_path, index, _name = split_path(path)
+        return self.lists[list_path], index
+
+
+def split_path(path: str) -> tuple[str, int, str]:
+    """A task path's list path, index and (unescaped) name: ``/do/1/pay`` → ``("/do", 1,
+    "pay")``."""
+    list_path, index, name = path.rsplit("/", 2)
+    return list_path, int(index), name.replace("~1", "/").replace("~0", "~")
 
 
 def walk(workflow: Workflow | Task) -> Iterator[tuple[str, Task]]:
