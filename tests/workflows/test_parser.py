@@ -828,6 +828,38 @@ def test_unreadable_text_is_refused(text: str, content_type: str | None, message
         parse_workflow(text, content_type)
 
 
+def test_a_yaml_alias_bomb_is_refused_quickly() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    text = HEAD + "use:\n  errors: {}\n" + "\n".join(lines) + "\ndo: [{a: {call: w}}]\n"
+    with pytest.raises(InvalidSpec) as caught:
+        parse_workflow(text)
+    assert caught.value.details["errors"] == [
+        {"field": "body", "message": "the document has over 100000 values"}
+    ]
+
+
+def test_yaml_aliases_within_bounds_are_read() -> None:
+    task = only(parse("""
+        do:
+          - a:
+              set:
+                first: &shared {x: 1}
+                second: *shared
+    """))
+    assert task.set == {"first": {"x": 1}, "second": {"x": 1}}
+
+
+@pytest.mark.parametrize("content_type", ["application/json", None])
+def test_a_document_nested_too_deeply_is_refused(content_type: str | None) -> None:
+    text = '{"do": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    with pytest.raises(InvalidSpec) as caught:
+        parse_workflow(text, content_type)
+    assert caught.value.details["errors"] == [
+        {"field": "body", "message": "the document is nested too deeply"}
+    ]
+
+
 def test_a_document_that_is_not_a_mapping_is_refused() -> None:
     with pytest.raises(InvalidSpec) as caught:
         parse_workflow("- just\n- a list\n")

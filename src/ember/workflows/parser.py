@@ -52,6 +52,8 @@ SEMVER_RE = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
 )
+# A document far larger than any workflow: the bound on a YAML alias bomb.
+MAX_NODES = 100_000
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 ERROR_FILTER_FIELDS = frozenset({"type", "status", "instance", "title", "details", "detail"})
 
@@ -156,6 +158,8 @@ class _Reader(FieldReader):
         target = self.string(raw["call"], (*loc, "call"))
         if target in UNSUPPORTED_CALLS:
             self.unsupported((*loc, "call"), UNSUPPORTED_CALLS[target])
+        if "@" in target:
+            self.unsupported((*loc, "call"), "functions from a catalog (name@catalog)")
         if target == "http":
             return self.call_http(raw, loc, common)
         function, _sep, qualifier = target.partition(":")
@@ -421,11 +425,21 @@ def load_workflow(data: Any) -> Workflow:
     Raises ``InvalidSpec`` whose ``details["errors"]`` lists each problem as
     ``{"field": "do[2].charge.call", "message": ...}``.
     """
+    size = _expanded_size(data, MAX_NODES)
+    if size > MAX_NODES:
+        # YAML aliases can make a small text a huge document ("billion laughs").
+        raise invalid_spec(
+            [{"field": "body", "message": f"the document has over {MAX_NODES} values"}]
+        )
     reader = _Reader()
     try:
         return reader.workflow(data)
     except Refused:
         raise invalid_spec(reader.errors) from None
+    except RecursionError:
+        raise invalid_spec(
+            [{"field": "body", "message": "the document is nested too deeply"}]
+        ) from None
 
 
 def parse_workflow(text: str | bytes, content_type: str | None = None) -> Workflow:
@@ -441,6 +455,10 @@ def parse_workflow(text: str | bytes, content_type: str | None = None) -> Workfl
             data = json.loads(text)
         else:
             data = yaml.load(text, Loader=_Loader)
+    except RecursionError as exc:
+        raise invalid_spec(
+            [{"field": "body", "message": "the document is nested too deeply"}]
+        ) from exc
     except (ValueError, yaml.YAMLError) as exc:
         raise InvalidSpec(
             f"the workflow document is not valid {'JSON' if 'json' in media else 'YAML'}: {exc}",
@@ -466,6 +484,31 @@ _Loader.add_implicit_resolver(
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
 )
+
+
+def _expanded_size(data: Any, limit: int) -> int:
+    """How many values ``data`` holds with shared values counted each time they appear,
+    computed once per distinct container; stops counting past ``limit``."""
+    sizes: dict[int, int] = {}
+
+    def size(value: Any) -> int:
+        if not isinstance(value, dict | list):
+            return 1
+        known = sizes.get(id(value))
+        if known is None:
+            items = value.values() if isinstance(value, dict) else value
+            known = 1
+            for item in items:
+                known += size(item)
+                if known > limit:
+                    break
+            sizes[id(value)] = known
+        return known
+
+    try:
+        return size(data)
+    except RecursionError:
+        return limit + 1
 
 
 def _pointer(loc: Loc) -> str:
