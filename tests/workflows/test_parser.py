@@ -648,6 +648,10 @@ def test_yaml_scalars_stay_as_json_has_them() -> None:
          "do[0].a.listen.to.until", "only listening to any"),
         ("do: [{a: {listen: {to: {one: {with: {type: t}}, all: []}}}}]",
          "do[0].a.listen.to", "exactly one of one, all, any"),
+        ("do: [{a: {listen: {to: {any: []}}}}]", "do[0].a.listen.to.any",
+         "not supported by Ember: listening to every event"),
+        ("do: [{a: {listen: {to: {all: []}}}}]", "do[0].a.listen.to.all",
+         "must be a non-empty list of event filters"),
         ("do: [{a: {listen: {to: {one: {with: {type: t}}}}, foreach: {item: x}}}]",
          "do[0].a.foreach", "not supported by Ember: listen.foreach"),
         ("do: [{a: {raise: {error: missing}}}]", "do[0].a.raise.error",
@@ -860,6 +864,31 @@ def test_a_document_nested_too_deeply_is_refused(content_type: str | None) -> No
     assert caught.value.details["errors"] == [
         {"field": "body", "message": "the document is nested too deeply"}
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "content_type"),
+    [
+        (HEAD + "do:\n  - a:\n      call: w\n      call: v\n", None),
+        ('{"document": {}, "do": [{"a": {"call": "w", "call": "v"}}]}', "application/json"),
+    ],
+)
+def test_a_key_written_twice_is_refused(text: str, content_type: str | None) -> None:
+    with pytest.raises(InvalidSpec, match="duplicate key 'call'"):
+        parse_workflow(text, content_type)
+
+
+def test_yaml_merge_keys_may_be_overridden() -> None:
+    task = only(parse("""
+        do:
+          - a:
+              set:
+                base: &base {x: 1, y: 2}
+                merged:
+                  <<: *base
+                  y: 3
+    """))
+    assert task.set["merged"] == {"x": 1, "y": 3}
 
 
 def test_a_document_that_is_not_a_mapping_is_refused() -> None:

@@ -321,6 +321,8 @@ class FieldReader:
             filters: tuple[EventFilter, ...] = (self.event_filter(raw["one"], (*loc, "one")),)
         else:
             items = raw[kind]
+            if items == [] and kind == "any":
+                self.unsupported((*loc, kind), "listening to every event (an empty any)")
             if not isinstance(items, list) or not items:
                 self.fail((*loc, kind), "must be a non-empty list of event filters")
             found = [self.guard(self.event_filter, f, (*loc, kind, i)) for i, f in enumerate(items)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 import yaml
@@ -452,7 +452,7 @@ def parse_workflow(text: str | bytes, content_type: str | None = None) -> Workfl
     media = (content_type or "").split(";")[0].strip().lower()
     try:
         if media == "application/json" or media.endswith("+json"):
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         else:
             data = yaml.load(text, Loader=_Loader)
     except RecursionError as exc:
@@ -469,7 +469,24 @@ def parse_workflow(text: str | bytes, content_type: str | None = None) -> Workfl
 
 class _Loader(yaml.SafeLoader):
     """YAML 1.2's core scalars: ``on``, ``off``, ``yes``, ``no`` stay strings (``schedule.on``
-    would otherwise read as the key ``True``) and dates stay strings, as JSON has them."""
+    would otherwise read as the key ``True``) and dates stay strings, as JSON has them. A key
+    written twice in one mapping is an error rather than the last one silently winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # keys from a merge (<<) may be overridden, as YAML intends
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # the base class refuses an unhashable key
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key {key!r}", key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -484,6 +501,15 @@ _Loader.add_implicit_resolver(
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
 )
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"duplicate key {key!r}")
+        found[key] = value
+    return found
 
 
 def _expanded_size(data: Any, limit: int) -> int:
