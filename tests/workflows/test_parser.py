@@ -953,6 +953,14 @@ def test_task_lists_by_path_lead_from_a_task_to_its_siblings() -> None:
     )
 
 
+def test_the_document_and_each_task_keep_their_definition_as_written() -> None:
+    data = yaml.safe_load(NESTED)
+    workflow = load_workflow(data)
+    assert workflow.definition == data
+    assert workflow.tasks["/do/1/pay/fork/branches/0/charge"].definition == {"call": "charge"}
+    assert workflow.tasks["/do/2/items"].definition == data["do"][2]["items"]
+
+
 def test_parsed_workflows_are_immutable() -> None:
     workflow = parse_workflow(NESTED)
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -164,6 +164,8 @@ class Task:
     timeout: Timeout | None = None
     then: FlowDirective = CONTINUE
     metadata: dict[str, Json] = field(default_factory=dict)
+    # The task's mapping as written: ``$task.definition``, and what the data flow reads.
+    definition: dict[str, Json] = field(default_factory=dict, compare=False, repr=False)
 
     def lists(self) -> Iterator[tuple[str, tuple[Task, ...]]]:
         """The task lists directly inside this one, each with its path, in document order."""
@@ -326,6 +328,8 @@ class Workflow:
     timeout: Timeout | None = None
     schedule: Schedule | None = None
     use: Use = field(default_factory=Use)
+    # The document as written (decoded): ``$workflow.definition``.
+    definition: dict[str, Json] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
     def tasks(self) -> dict[str, Task]:

@@ -140,6 +140,7 @@ class _Reader(FieldReader):
         common: dict[str, Any] = {
             "name": name,
             "path": _pointer(loc),
+            "definition": value,
             "if_": self.guard(lambda: self.optional(raw, "if", loc, self.expression)),
             "input": self.guard(lambda: self.optional(raw, "input", loc, self.input)),
             "output": self.guard(lambda: self.optional(raw, "output", loc, self.output)),
@@ -409,7 +410,7 @@ class _Reader(FieldReader):
         do = self.guard(lambda: self.task_list(raw["do"], ("do",)))
         if self.errors or document is None or do is None:
             raise Refused
-        return Workflow(document=document, do=do, use=self.use, **head)
+        return Workflow(document=document, do=do, use=self.use, definition=raw, **head)
 
     def evaluate(self, value: Any, loc: Loc) -> None:
         raw = self.mapping(value, loc, ("language", "mode"))
