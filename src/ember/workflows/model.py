@@ -3,7 +3,9 @@
 Every task carries its ``name`` and its ``path``, a JSON pointer into the document as the
 spec's ``$task.reference`` has it (``/do/1/pay/fork/branches/0/charge``). The path is stable
 for a given document, so the executor keys durable step state on it. ``walk`` yields every
-task with its path, depth first in document order.
+task with its path, depth first in document order; ``Workflow.tasks`` and ``Workflow.lists``
+index tasks and task lists by path, and ``Workflow.siblings`` leads from a task to its list
+(the next task, or the one ``then`` names).
 
 Runtime expressions are kept as written (``${ .order.id }``); fields that are always
 expressions (``if``, ``when``, ``for.in``, ``while``, ...) may omit the ``${ }`` as the spec
