@@ -315,10 +315,11 @@ class RunWorkflow(Task):
 
 @dataclass(frozen=True)
 class Use:
+    """The reusable parts Ember reads (``use.functions`` and the others are refused)."""
+
     errors: dict[str, Error] = field(default_factory=dict)
     timeouts: dict[str, Timeout] = field(default_factory=dict)
     retries: dict[str, RetryPolicy] = field(default_factory=dict)
-    functions: dict[str, Task] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
