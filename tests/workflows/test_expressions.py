@@ -340,3 +340,58 @@ def test_check_template_locates_a_bad_expression_by_its_path() -> None:
     assert caught.value.details["path"] == "/do/0/t/with/body/items/2"
     assert caught.value.message.startswith("/do/0/t/with/body/items/2: ")
     assert list(template_expressions({"a/b": {"c~d": "${ 1 }"}})) == [("/a~1b/c~0d", "${ 1 }")]
+
+
+# -- for and catch variables ----------------------------------------------------------------
+
+
+def test_for_and_catch_variables_are_bound_beside_the_arguments() -> None:
+    variables = arguments(item={"id": 3}, index=1, error={"status": 503})
+    assert evaluate("${ [$item.id, $index, $error.status, $context.user] }", {}, variables) == [
+        3,
+        1,
+        503,
+        "ana",
+    ]
+
+
+def test_a_variable_named_by_each_or_as_is_bound_under_that_name() -> None:
+    compiled = compile_expression("$image.url", implicit=True, variables=["image", "at"])
+    assert compiled.variables == ("image",)  # only what the program uses is bound
+    assert evaluate(compiled, None, {"image": {"url": "a.png"}, "at": 0}) == "a.png"
+
+
+def test_a_variable_not_in_scope_does_not_compile() -> None:
+    with pytest.raises(InvalidSpec, match=r"\$item is not defined"):
+        compile_expression("${ $item }")
+    with pytest.raises(InvalidSpec, match=r"\$item is not defined"):
+        evaluate("${ $item }", None, arguments())
+
+
+def test_a_compiled_variable_missing_at_evaluation_is_an_expression_error() -> None:
+    compiled = compile_expression("${ $item + 1 }", variables=["item"])
+    with pytest.raises(WorkflowError, match=r"\$item is not available here") as caught:
+        evaluate(compiled, None, {}, instance="/do/0/each/for/in")
+    assert caught.value.type == wf_errors.EXPRESSION
+    assert caught.value.instance == "/do/0/each/for/in"
+
+
+def test_templates_see_variables() -> None:
+    template = {"url": "${ $item.url }", "position": "${ $index }", "kept": "$item"}
+    rendered = evaluate_template(template, {}, {"item": {"url": "b.png"}, "index": 4})
+    assert rendered == {"url": "b.png", "position": 4, "kept": "$item"}
+
+
+def test_a_variable_shadowed_inside_the_program_is_the_program_s() -> None:
+    assert evaluate("${ 5 as $item | $item }", None, {"item": 1}) == 5
+
+
+def test_scope_carries_variables_into_the_data_flow() -> None:
+    from ember.workflows.dataflow import Scope, should_run, task_input
+
+    scope = Scope(workflow={"id": "x"}).with_variables(item={"keep": True}, index=0)
+    scope = scope.with_variables(error={"status": 500})
+    task = {"if": "$item.keep and $error.status == 500", "input": {"from": "${ [$index, .] }"}}
+    assert should_run(task, "raw", scope)
+    assert task_input(task, "raw", scope) == [0, "raw"]
+    assert scope.variables == {"item": {"keep": True}, "index": 0, "error": {"status": 500}}

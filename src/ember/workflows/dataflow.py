@@ -43,8 +43,10 @@ class Scope:
     """The arguments of an execution's expressions at one point of its run.
 
     ``workflow`` is ``$workflow`` (``workflow_descriptor()``), ``task`` is ``$task``
-    (``task_descriptor()``, None outside a task), ``context`` is ``$context``. Immutable:
-    :meth:`entering` and :meth:`with_context` return new scopes.
+    (``task_descriptor()``, None outside a task), ``context`` is ``$context``;
+    ``variables`` holds the ``for`` and ``catch`` variables in scope (``item`` → value).
+    Immutable: :meth:`entering`, :meth:`with_context` and :meth:`with_variables` return new
+    scopes.
     """
 
     workflow: Mapping[str, Any] | RawJson
@@ -52,6 +54,7 @@ class Scope:
     secrets: Mapping[str, Any] = field(default_factory=dict)
     runtime: Mapping[str, Any] = field(default_factory=runtime_descriptor)
     task: Mapping[str, Any] | None = None
+    variables: Mapping[str, Any] = field(default_factory=dict)
 
     def entering(self, task: Mapping[str, Any]) -> Scope:
         """This scope with ``task`` as ``$task``."""
@@ -61,12 +64,18 @@ class Scope:
         """This scope with ``context`` as ``$context``."""
         return replace(self, context=context)
 
+    def with_variables(self, **variables: Any) -> Scope:
+        """This scope with ``variables`` (``item=…, index=…``) added to those in scope."""
+        return replace(self, variables={**self.variables, **variables})
+
     def reference(self) -> str:
         """The current task's reference (``/do/1/charge``), ``""`` at the workflow level."""
         return str(self.task["reference"]) if self.task is not None else ""
 
     def _base(self) -> dict[str, Any]:
-        return {"secrets": self.secrets, "workflow": self.workflow, "runtime": self.runtime}
+        variables = dict(self.variables)
+        variables.update(secrets=self.secrets, workflow=self.workflow, runtime=self.runtime)
+        return variables
 
     def _task(self) -> dict[str, Any]:
         variables = self._base()
@@ -99,7 +108,7 @@ def transform(value: Any, data: Any, variables: Mapping[str, Any], *, instance: 
     ``${ … }`` or a bare jq program), an object or array a template, anything else a
     constant."""
     if isinstance(value, str):
-        compiled = compile_expression(value, implicit=True)
+        compiled = compile_expression(value, implicit=True, variables=variables)
         return evaluate(compiled, data, variables, instance=instance)
     return evaluate_template(value, data, variables, instance=instance)
 
@@ -129,7 +138,7 @@ def should_run(task: Mapping[str, Any], raw_input: Any, scope: Scope) -> bool:
     if isinstance(condition, str):
         variables = scope._task()
         variables["input"] = raw_input
-        compiled = compile_expression(condition, implicit=True)
+        compiled = compile_expression(condition, implicit=True, variables=variables)
         condition = evaluate(compiled, raw_input, variables, instance=f"{scope.reference()}/if")
     return condition is not None and condition is not False
 

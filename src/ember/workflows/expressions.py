@@ -21,6 +21,13 @@ not jq ``--arg``s, which would bind them at compile time: the cached program is 
 only the arguments the program mentions, encoded by orjson. A value already encoded (a
 step's output as the instance returned it) is passed as :class:`RawJson` and never decoded.
 A program that yields several values gives the first; one that yields none gives ``null``.
+
+Variables. Besides the arguments, ``for`` binds ``$item`` and ``$index`` (or the names
+``each`` and ``at`` give them) and ``catch`` binds ``$error`` (or its ``as``). A program
+that uses them is compiled with their names (``compile_expression(text, variables=…)``)
+and they are bound like the arguments, from the same ``variables`` mapping: every key of it
+that is not an argument is such a variable. ``evaluate`` compiles a string with the
+variables it is given.
 ``$authorization`` is not provided (Ember has no authentication policies yet): a program
 that uses it fails to compile, so its document is refused at deploy.
 """
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -77,6 +84,8 @@ class CompiledExpression:
     body: str
     arguments: tuple[str, ...]
     program: Any  # jq's _Program; the binding has no type information
+    # The for/catch variables the program uses, bound after the arguments.
+    variables: tuple[str, ...] = ()
 
 
 def is_expression(value: object) -> bool:
@@ -84,8 +93,12 @@ def is_expression(value: object) -> bool:
     return isinstance(value, str) and _EXPRESSION_RE.match(value) is not None
 
 
-def compile_expression(text: str, *, implicit: bool = False) -> CompiledExpression:
+def compile_expression(
+    text: str, *, implicit: bool = False, variables: Iterable[str] = ()
+) -> CompiledExpression:
     """Compile ``text`` (``${ … }``; with ``implicit``, a bare jq program too), cached.
+    ``variables`` names the ``for`` / ``catch`` variables in scope (without ``$``); those
+    the program uses are bound when it is evaluated.
 
     Raises ``InvalidSpec`` naming the expression and jq's message when it does not compile,
     and when ``text`` is not ``${ … }`` and ``implicit`` is false.
@@ -102,32 +115,36 @@ def compile_expression(text: str, *, implicit: bool = False) -> CompiledExpressi
         )
     if not body:
         raise InvalidSpec(f"runtime expression {text!r} is empty", {"expression": text})
+    names = tuple(sorted({name for name in variables if name not in ARGUMENTS}))
+    used = tuple(name for name in names if re.search(rf"\${re.escape(name)}\b", body))
     try:
-        program, arguments = _compile(body)
+        program, arguments = _compile(body, used)
     except ValueError as exc:
-        message = _compile_error(body, exc)
+        message = _compile_error(body, exc, names)
         raise InvalidSpec(
             f"runtime expression {text!r} does not compile: {message}",
             {"expression": text, "reason": message},
         ) from exc
-    return CompiledExpression(source=text, body=body, arguments=arguments, program=program)
+    return CompiledExpression(
+        source=text, body=body, arguments=arguments, program=program, variables=used
+    )
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
-def _compile(body: str) -> tuple[Any, tuple[str, ...]]:
+def _compile(body: str, variables: tuple[str, ...] = ()) -> tuple[Any, tuple[str, ...]]:
     mentioned = set(_ARGUMENT_RE.findall(body))
     arguments = tuple(name for name in ARGUMENTS if name in mentioned)
-    bound = "".join(f", ${name}" for name in arguments)
+    bound = "".join(f", ${name}" for name in (*arguments, *variables))
     # The newline before ")" ends a trailing "# comment" in the body.
     program = jq.compile(f". as [$__ember_data{bound}] | $__ember_data | (\n{body}\n)")
     return program, arguments
 
 
-def _compile_error(body: str, exc: ValueError) -> str:
+def _compile_error(body: str, exc: ValueError, variables: tuple[str, ...] = ()) -> str:
     # jq's message locates the error in the wrapped program; compiling the body alone, with
     # the arguments bound, locates it in what the author wrote.
     try:
-        jq.compile(body, args=dict.fromkeys(ARGUMENTS))
+        jq.compile(body, args=dict.fromkeys((*ARGUMENTS, *variables)))
     except ValueError as bare:
         exc = bare
     return _jq_message(exc).removeprefix("jq: error: ").rstrip(":")
@@ -145,20 +162,24 @@ def evaluate(
     *,
     instance: str | None = None,
 ) -> Any:
-    """Evaluate ``expression`` on ``data`` (jq's ``.``) with ``variables`` (argument name
-    without ``$`` → value; a value or ``data`` may be :class:`RawJson`).
+    """Evaluate ``expression`` on ``data`` (jq's ``.``) with ``variables`` (argument or
+    ``for`` / ``catch`` variable name without ``$`` → value; a value or ``data`` may be
+    :class:`RawJson`).
 
     Returns the program's first value, ``None`` when it yields none. Raises
     :class:`WorkflowError` of type ``expression`` (status 400) when it fails at run time or
     uses an argument not available where it is evaluated; ``instance`` defaults to the
-    reference of ``variables["task"]``, else ``/``. A string is compiled first (strict).
+    reference of ``variables["task"]``, else ``/``. A string is compiled first (strict),
+    with the variables that ``variables`` holds besides the arguments.
     """
     compiled = (
-        expression if isinstance(expression, CompiledExpression) else compile_expression(expression)
+        expression
+        if isinstance(expression, CompiledExpression)
+        else compile_expression(expression, variables=variables)
     )
     try:
         parts = [_encode(data)]
-        for name in compiled.arguments:
+        for name in (*compiled.arguments, *compiled.variables):
             parts.append(_encode(variables[name]))
     except KeyError as exc:
         raise _failure(
