@@ -1,0 +1,282 @@
+"""The executor's functional core: a deterministic state machine over one execution.
+
+No I/O, no clock, no asyncio. The durable shell (journal, queue, timers, event bus) drives it:
+
+    state, actions = start(workflow, input, execution_id=..., now=...)
+    # persist state, then perform the actions; on each completion:
+    state, actions = step(workflow, state, completion, now=...)
+
+``start`` and ``step`` return a new :class:`ExecutionState` (plain JSON-able data: persist
+``state.to_dict()``, rebuild with ``ExecutionState.from_dict``) and the :data:`Action` list
+the shell must perform, in order. A completion names the action it answers by ``action_id``;
+one that names no outstanding action (unknown, already answered, or belonging to a branch
+that was cancelled meanwhile) is ignored and the state is returned unchanged, so the shell
+may redeliver at least once. An event (:class:`EventArrived`) is ignored the second time
+its ``id`` is delivered.
+
+Time is an argument: timers carry their ``fire_at`` (``now`` plus the duration), and the
+shell answers with :class:`TimerFired` when that moment has come.
+
+State. Each task *instance* has a key: its path, plus ``@i`` for each enclosing ``for``
+iteration (``/do/0/resize/do/0/call@3``); ``state.tasks`` maps keys to the instance's
+``status`` (``running``, ``succeeded``, ``failed``, ``skipped``, ``cancelled``), raw
+``raw_input``, transformed ``input``, ``output``, ``error`` (problem details),
+``attempts`` (how many times it started: a ``try`` retry runs its tasks again),
+``started_at`` and ``ended_at``. Function calls carry the idempotency key
+``{execution_id}:{key}:{attempt}``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ember.workflows.model import Workflow
+
+RUNNING, WAITING = "running", "waiting"
+SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+
+# -- actions: what the shell must do ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallFunction:
+    """Invoke an Ember function; answer with :class:`CallResult`."""
+
+    action_id: str
+    function: str
+    qualifier: str
+    payload: Any
+    idempotency_key: str
+    task: str  # the task's key
+
+
+@dataclass(frozen=True)
+class CallHttp:
+    """Send an HTTP request (``call: http``); answer with :class:`CallResult` whose output
+    is what ``output`` asks for (``content``, ``response`` or ``raw``)."""
+
+    action_id: str
+    method: str
+    endpoint: str
+    headers: Any
+    query: Any
+    body: Any
+    output: str
+    redirect: bool
+    task: str
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    """Answer with :class:`TimerFired` at ``fire_at``."""
+
+    action_id: str
+    fire_at: datetime
+    task: str | None  # None: the workflow's timeout
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    action_id: str
+
+
+@dataclass(frozen=True)
+class CancelCall:
+    """Stop a function or HTTP call (its result, if it comes, is ignored)."""
+
+    action_id: str
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Publish a CloudEvent (``id``, ``specversion``, ``time`` filled in when not written)."""
+
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Deliver matching events to this execution with :class:`EventArrived`.
+
+    ``filters`` as evaluated when the task started: each ``{"with": {attribute: value},
+    "correlate": {key: {"from": expr, "expect": value?}}}``; the machine decides what
+    matches, so the shell may deliver more than matches (never less)."""
+
+    action_id: str
+    kind: str
+    filters: list[dict[str, Any]]
+    task: str
+
+
+@dataclass(frozen=True)
+class StopListening:
+    action_id: str
+
+
+@dataclass(frozen=True)
+class StartWorkflow:
+    """Start a sub-workflow; when ``await_``, answer with :class:`WorkflowFinished`."""
+
+    action_id: str
+    namespace: str
+    name: str
+    version: str
+    input: Any
+    await_: bool
+    idempotency_key: str
+    task: str
+
+
+@dataclass(frozen=True)
+class CancelWorkflow:
+    action_id: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The execution ended: ``succeeded`` with ``output``, ``failed`` with ``error``
+    (problem details), or ``cancelled``."""
+
+    status: str
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+
+Action = (
+    CallFunction
+    | CallHttp
+    | StartTimer
+    | CancelTimer
+    | CancelCall
+    | Emit
+    | Listen
+    | StopListening
+    | StartWorkflow
+    | CancelWorkflow
+    | Finished
+)
+
+
+# -- completions: what happened --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """A :class:`CallFunction` or :class:`CallHttp` finished: ``output``, or ``error``
+    (problem details; ``type`` defaults to the runtime error, ``instance`` becomes the
+    task's path)."""
+
+    action_id: str
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    action_id: str
+
+
+@dataclass(frozen=True)
+class EventArrived:
+    """A CloudEvent (structured: attributes, ``data``) for this execution's listens."""
+
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WorkflowFinished:
+    """A sub-workflow (:class:`StartWorkflow`) ended."""
+
+    action_id: str
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class CancelRequested:
+    reason: str | None = None
+
+
+Completion = CallResult | TimerFired | EventArrived | WorkflowFinished | CancelRequested
+
+
+# -- state -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ExecutionState:
+    """One execution, as plain JSON-able data (see the module docstring for ``tasks``).
+
+    ``lists`` are the running task lists (``/do``, a ``for`` iteration's ``do``, ...),
+    ``pending`` the outstanding actions by id, ``events`` the ids of the events consumed.
+    Treat it as read-only: :func:`step` works on a copy.
+    """
+
+    execution_id: str
+    started_at: str
+    status: str = RUNNING
+    input: Any = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    context: Any = field(default_factory=dict)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lists: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(
+            {
+                "execution_id": self.execution_id,
+                "started_at": self.started_at,
+                "status": self.status,
+                "input": self.input,
+                "output": self.output,
+                "error": self.error,
+                "context": self.context,
+                "tasks": self.tasks,
+                "lists": self.lists,
+                "pending": self.pending,
+                "events": self.events,
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExecutionState:
+        return cls(**copy.deepcopy(data))
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+def start(
+    workflow: Workflow, input: Any, *, execution_id: str, now: datetime
+) -> tuple[ExecutionState, list[Action]]:
+    """Begin an execution of ``workflow`` on ``input`` (the raw workflow input)."""
+    from ember.workflows.machine_run import Run
+
+    state = ExecutionState(execution_id=execution_id, started_at=now.isoformat(), input=input)
+    run = Run(workflow, state, now)
+    run.begin()
+    return state, run.actions
+
+
+def step(
+    workflow: Workflow, state: ExecutionState, completion: Completion, *, now: datetime
+) -> tuple[ExecutionState, list[Action]]:
+    """Apply one completion. Returns ``state`` itself and no actions when the completion
+    does not belong to it (unknown or answered action, event already seen, finished)."""
+    from ember.workflows.machine_run import Run
+
+    if state.finished or not Run.belongs(state, completion):
+        return state, []
+    new = ExecutionState.from_dict(state.to_dict())
+    run = Run(workflow, new, now)
+    run.apply(completion)
+    return new, run.actions
