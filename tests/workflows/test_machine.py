@@ -33,10 +33,11 @@ from ember.workflows.machine import (
     start,
     step,
 )
-from ember.workflows.machine_run import retry_delay
+from ember.workflows.machine_tasks import retry_delay
 from ember.workflows.model import Backoff, Duration, RetryPolicy, Workflow
 from ember.workflows.parser import parse_workflow
 
+IN_PLACE = False
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 HEAD = "document: {dsl: 1.0.0, namespace: test, name: flow, version: 1.0.0}\n"
 
@@ -92,7 +93,7 @@ class Shell:
 
     def deliver(self, completion: Completion) -> list[Action]:
         assert self.state is not None
-        state, actions = step(self.workflow, self.state, completion, now=self.now)
+        state, actions = step(self.workflow, self.state, completion, now=self.now, in_place=IN_PLACE)
         self.keep(state)
         self.perform(actions)
         return actions
@@ -206,7 +207,10 @@ def test_a_sequence_passes_each_output_on_as_the_next_input() -> None:
     assert shell.state is not None
     assert shell.state.status == "succeeded"
     report = shell.state.tasks["/do/2/report"]
-    assert (report["status"], report["attempts"], report["input"]) == ("succeeded", 1, 30)
+    assert (report["status"], report["attempts"]) == ("succeeded", 1)
+    assert shell.state.task_input("/do/2/report") == 30
+    assert shell.state.raw_input("/do/1/price") == {"ok": True, "items": [1, 2, 3]}
+    assert report["raw_from"] == ["output", "/do/1/price"]  # not a copy
 
 
 def test_then_jumps_to_a_task_exits_a_list_and_ends_the_workflow() -> None:
@@ -912,3 +916,93 @@ def test_a_call_error_is_located_at_the_task() -> None:
         "detail": "ZeroDivisionError",
         "instance": "/do/0/a",
     }
+
+
+def test_an_event_no_listen_takes_changes_nothing() -> None:
+    shell = Shell(CORRELATED).start({"orderId": 1})
+    assert shell.state is not None
+    before = shell.state
+    assert shell.send(event("shipped", 2)) == []
+    assert shell.send(event("paid", 1)) == []
+    assert shell.state is before and before.events == []
+    shell.send(event("shipped", 1))
+    assert shell.output == [{"orderId": 1}]
+
+
+def test_a_completion_of_the_wrong_kind_is_ignored() -> None:
+    shell = Shell("do:\n  - pause:\n      wait: PT5M\n").start()
+    timer_id = next(iter(shell.timers))
+    assert shell.deliver(CallResult(timer_id, output=1)) == []
+    assert shell.deliver(WorkflowFinished(timer_id, output=1)) == []
+    assert shell.finished is None
+
+
+def test_listen_any_until_another_consumption_outputs_what_came_before() -> None:
+    shell = Shell(
+        """
+        do:
+          - collect:
+              listen:
+                to:
+                  any: [ { with: { type: com.shop.tick } } ]
+                  until:
+                    one: { with: { type: com.shop.close } }
+        """
+    ).start()
+    shell.send(event("tick", 1))
+    shell.send(event("tick", 2))
+    assert shell.finished is None
+    shell.send(event("close", 3))
+    assert shell.output == [{"orderId": 1}, {"orderId": 2}]
+
+
+def test_a_failing_correlation_expression_fails_the_listen_at_its_field() -> None:
+    shell = Shell(
+        """
+        do:
+          - shipped:
+              listen:
+                to:
+                  one:
+                    with: { type: com.shop.shipped }
+                    correlate: { order: { from: '.data.orderId + 1' } }
+        """
+    ).start()
+    shell.send({"id": "x", "source": "s", "type": "com.shop.shipped", "data": {"orderId": "a"}})
+    assert shell.error["type"] == wf_errors.EXPRESSION
+    assert shell.error["instance"] == "/do/0/shipped/listen/to/correlate/order/from"
+
+
+def test_call_http_renders_its_request_from_the_input() -> None:
+    from ember.workflows.machine import CallHttp
+
+    shell = Shell(
+        """
+        do:
+          - fetch:
+              call: http
+              with:
+                method: post
+                endpoint: '${ "https://shop.example/orders/" + (.id | tostring) }'
+                headers: { X-Order: '${ .id | tostring }' }
+                body: { total: '${ .total }' }
+        """
+    ).start({"id": 4, "total": 9.5})
+    request = shell.of(CallHttp)[0]
+    assert (request.method, request.endpoint) == ("POST", "https://shop.example/orders/4")
+    assert (request.headers, request.body, request.output) == (
+        {"X-Order": "4"},
+        {"total": 9.5},
+        "content",
+    )
+    shell.deliver(CallResult(request.action_id, output={"created": True}))
+    assert shell.output == {"created": True}
+
+
+def test_a_task_timeout_cancels_the_call_and_is_a_timeout_error() -> None:
+    shell = Shell("do:\n  - slow:\n      call: slow\n      timeout: { after: PT30S }\n").start()
+    shell.fire_next()
+    assert shell.error["type"] == wf_errors.TIMEOUT
+    assert shell.error["instance"] == "/do/0/slow"
+    assert shell.error["status"] == 408
+    assert [c.action_id for c in shell.of(CancelCall)] == ["call:/do/0/slow#1"]

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from ember.workflows.model import Workflow
 
 RUNNING, WAITING = "running", "waiting"
@@ -230,7 +232,7 @@ class ExecutionState:
     events: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(
+        return _copy(
             {
                 "execution_id": self.execution_id,
                 "started_at": self.started_at,
@@ -248,18 +250,49 @@ class ExecutionState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExecutionState:
-        return cls(**copy.deepcopy(data))
+        return cls(**_copy(data))
+
+    def copy(self) -> ExecutionState:
+        return ExecutionState(**_copy(self.__dict__))
+
+    def raw_input(self, key: str) -> Any:
+        """The raw input of the task instance ``key``. A task whose raw input is another
+        task's input or output names it in ``raw_from`` (``["input", key]``,
+        ``["output", key]``) rather than holding a copy: the iterations of a ``for`` all
+        start from the ``for``'s input, and the state stays linear in their number."""
+        node = self.tasks[key]
+        source = node.get("raw_from")
+        if source is None:
+            return node.get("raw_input")
+        kind, other = source
+        return self.task_input(other) if kind == "input" else self.tasks[other]["output"]
+
+    def task_input(self, key: str) -> Any:
+        """The transformed input (``$input``) of the task instance ``key``: ``input``, or
+        the raw input when ``input.from`` left it as it was."""
+        node = self.tasks[key]
+        return node["input"] if "input" in node else self.raw_input(key)
 
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
 
 
+def _copy(data: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy; through orjson (much faster than ``copy.deepcopy``) when the data is
+    plain JSON, as it is unless a function returned something orjson cannot encode."""
+    try:
+        copied: dict[str, Any] = orjson.loads(orjson.dumps(data))
+    except (TypeError, orjson.JSONEncodeError):
+        copied = copy.deepcopy(data)
+    return copied
+
+
 def start(
     workflow: Workflow, input: Any, *, execution_id: str, now: datetime
 ) -> tuple[ExecutionState, list[Action]]:
     """Begin an execution of ``workflow`` on ``input`` (the raw workflow input)."""
-    from ember.workflows.machine_run import Run
+    from ember.workflows.machine_tasks import Machine as Run
 
     state = ExecutionState(execution_id=execution_id, started_at=now.isoformat(), input=input)
     run = Run(workflow, state, now)
@@ -268,15 +301,26 @@ def start(
 
 
 def step(
-    workflow: Workflow, state: ExecutionState, completion: Completion, *, now: datetime
+    workflow: Workflow,
+    state: ExecutionState,
+    completion: Completion,
+    *,
+    now: datetime,
+    in_place: bool = False,
 ) -> tuple[ExecutionState, list[Action]]:
     """Apply one completion. Returns ``state`` itself and no actions when the completion
-    does not belong to it (unknown or answered action, event already seen, finished)."""
-    from ember.workflows.machine_run import Run
+    does not belong to it (unknown or answered action, an event already taken or that no
+    listen takes, the execution finished).
+
+    The new state is a copy, which costs time in proportion to the state's size (a ``for``
+    over many items); ``in_place=True`` updates ``state`` itself instead, for a caller that
+    keeps only the latest state (and reloads the persisted one if a step raises)."""
+    from ember.workflows.machine_tasks import Machine as Run
 
     if state.finished or not Run.belongs(state, completion):
         return state, []
-    new = ExecutionState.from_dict(state.to_dict())
+    new = state if in_place else state.copy()
     run = Run(workflow, new, now)
-    run.apply(completion)
+    if not run.apply(completion):
+        return state, []
     return new, run.actions

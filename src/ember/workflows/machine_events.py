@@ -52,37 +52,47 @@ def prepare(to: EventConsumption, value: Any, variables: dict[str, Any]) -> dict
 
 
 def offer(
-    to: EventConsumption, state: dict[str, Any], event: dict[str, Any], variables: dict[str, Any]
-) -> list[dict[str, Any]] | None:
-    """Offer ``event``; returns the events consumed once the strategy is met, else None.
+    to: EventConsumption,
+    state: dict[str, Any],
+    event: dict[str, Any],
+    variables: dict[str, Any],
+    where: str = "/listen/to",
+) -> tuple[bool, list[dict[str, Any]] | None]:
+    """Offer ``event``: whether it matched (and was consumed), and the events consumed
+    once the strategy is met (None while it is not). ``where`` locates errors (the task's
+    ``…/listen/to``).
 
     Raises ``WorkflowError`` when a correlation or ``until`` expression fails."""
     until = to.until
-    if isinstance(until, EventConsumption) and offer(until, state["until"], event, variables):
-        return list(state["consumed"])
+    if isinstance(until, EventConsumption):
+        matched, done = offer(until, state["until"], event, variables, f"{where}/until")
+        if done is not None:
+            return True, list(state["consumed"])
+        if matched:
+            return True, None
     for index, event_filter in enumerate(state["filters"]):
         if to.kind == "all" and state["matched"][index] is not None:
             continue
-        values = _matches(event_filter, event, state["correlation"], variables)
+        values = _matches(event_filter, event, state["correlation"], variables, where)
         if values is None:
             continue
         state["correlation"].update(values)
         if to.kind == "one":
-            return [event]
+            return True, [event]
         if to.kind == "all":
             state["matched"][index] = event
             if all(found is not None for found in state["matched"]):
-                return list(state["matched"])
-            return None
+                return True, list(state["matched"])
+            return True, None
         state["consumed"].append(event)
-        if to.until is None:
-            return list(state["consumed"])
-        if isinstance(to.until, str):
-            done = transform(to.until, state["consumed"], variables, instance="/listen/to/until")
-            if done is not None and done is not False:
-                return list(state["consumed"])
-        return None
-    return None
+        if until is None:
+            return True, list(state["consumed"])
+        if isinstance(until, str):
+            done_now = transform(until, state["consumed"], variables, instance=f"{where}/until")
+            if done_now is not None and done_now is not False:
+                return True, list(state["consumed"])
+        return True, None
+    return False, None
 
 
 def _matches(
@@ -90,14 +100,15 @@ def _matches(
     event: dict[str, Any],
     correlation: dict[str, Any],
     variables: dict[str, Any],
+    where: str,
 ) -> dict[str, Any] | None:
     for attribute, wanted in event_filter["with"].items():
         if attribute not in event or not _contains(event[attribute], wanted):
             return None
     values: dict[str, Any] = {}
     for name, spec in event_filter["correlate"].items():
-        where = f"/listen/to/correlate/{name}/from"
-        value = transform(spec["from"], event, variables, instance=where)
+        at = f"{where}/correlate/{name}/from"
+        value = transform(spec["from"], event, variables, instance=at)
         expected = spec["expect"] if "expect" in spec else correlation.get(name, value)
         if value != expected:
             return None

@@ -1,4 +1,5 @@
-"""The interpreter behind ``machine.start`` / ``machine.step``: one transition of one execution.
+"""The interpreter's core behind ``machine.start`` / ``machine.step``: one transition of one
+execution. The task kinds are in :mod:`ember.workflows.machine_tasks` (``Machine``).
 
 A :class:`Run` mutates the (already copied) state and collects actions. Work that follows a
 task's end (its list going on, a fork joining, a ``for`` launching the next iteration) is
@@ -15,27 +16,20 @@ cancels everything below it.
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from ember.workflows import machine_events as events
-from ember.workflows import model
 from ember.workflows.dataflow import (
     Scope,
     finish_task,
-    should_run,
-    task_input,
-    transform,
     workflow_input,
     workflow_output,
 )
-from ember.workflows.errors import EXPRESSION, RUNTIME, TIMEOUT, WorkflowError
+from ember.workflows.errors import RUNTIME, TIMEOUT, WorkflowError
 from ember.workflows.expressions import (
-    evaluate_template,
-    is_expression,
     task_descriptor,
     workflow_descriptor,
 )
@@ -46,21 +40,16 @@ from ember.workflows.machine import (
     SUCCEEDED,
     WAITING,
     Action,
-    CallFunction,
-    CallHttp,
     CallResult,
     CancelCall,
     CancelRequested,
     CancelTimer,
     CancelWorkflow,
     Completion,
-    Emit,
     EventArrived,
     ExecutionState,
     Finished,
-    Listen,
     StartTimer,
-    StartWorkflow,
     StopListening,
     TimerFired,
     WorkflowFinished,
@@ -69,19 +58,9 @@ from ember.workflows.model import (
     CONTINUE,
     END,
     EXIT,
-    DoTask,
-    EmitTask,
-    ForkTask,
     ForTask,
-    ListenTask,
-    RaiseTask,
-    RetryPolicy,
-    RunWorkflow,
-    SetTask,
-    SwitchTask,
     Task,
     TryTask,
-    WaitTask,
     Workflow,
 )
 
@@ -96,6 +75,12 @@ _CANCEL: dict[str, Callable[[str], Action]] = {
     "workflow": CancelWorkflow,
 }
 _BUSY = frozenset({"call", "http", "workflow"})
+# Which pending actions each completion answers.
+_ANSWERED_BY: dict[type, frozenset[str]] = {
+    CallResult: frozenset({"call", "http"}),
+    WorkflowFinished: frozenset({"workflow"}),
+    TimerFired: frozenset({"timer"}),
+}
 
 
 class Run:
@@ -104,6 +89,7 @@ class Run:
         self.state = state
         self.now = now
         self.actions: list[Action] = []
+        self.matched = False  # whether an event was taken by a listen
         self.agenda: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self.descriptor = workflow_descriptor(
             state.execution_id,
@@ -122,7 +108,8 @@ class Run:
             key = events.event_key(completion.event)
             listening = any(p["kind"] == "listen" for p in state.pending.values())
             return listening and key not in state.events
-        return completion.action_id in state.pending
+        pending = state.pending.get(completion.action_id)
+        return pending is not None and pending["kind"] in _ANSWERED_BY[type(completion)]
 
     def begin(self) -> None:
         state = self.state
@@ -138,14 +125,18 @@ class Run:
         self.start_list("/do", "", {}, None, None, raw)
         self.drain()
 
-    def apply(self, completion: Completion) -> None:
+    def apply(self, completion: Completion) -> bool:
+        """Apply ``completion``; False when it changed nothing (an event no listen took)."""
+        if isinstance(completion, EventArrived):
+            for pending in list(self.state.pending.values()):
+                if pending["kind"] == "listen":
+                    self.later(self.listen_event, pending["owner"], completion.event)
+            self.drain()
+            if self.matched:
+                self.state.events.append(events.event_key(completion.event))
+            return self.matched
         if isinstance(completion, CancelRequested):
             self.finish(CANCELLED)
-        elif isinstance(completion, EventArrived):
-            self.state.events.append(events.event_key(completion.event))
-            for action_id, pending in list(self.state.pending.items()):
-                if pending["kind"] == "listen" and action_id in self.state.pending:
-                    self.later(self.listen_event, pending["owner"], completion.event)
         else:
             pending = self.state.pending.pop(completion.action_id)
             owner = pending["owner"]
@@ -159,6 +150,7 @@ class Run:
                 else:
                     self.succeed(owner, completion.output)
         self.drain()
+        return True
 
     def drain(self) -> None:
         while self.agenda and self.state.status not in (SUCCEEDED, FAILED, CANCELLED):
@@ -181,7 +173,7 @@ class Run:
             task.name,
             task.path,
             task.definition,
-            node["raw_input"],
+            self.raw_input(node),
             datetime.fromisoformat(node["started_at"]),
         )
         return Scope(
@@ -199,7 +191,13 @@ class Run:
         scope = self.scope(node)
         if extra:
             scope = scope.with_variables(**extra)
-        return scope.definition_variables(node["input"])
+        return scope.definition_variables(self.input(node))
+
+    def raw_input(self, node: dict[str, Any]) -> Any:
+        return self.state.raw_input(node["path"] + node["suffix"])
+
+    def input(self, node: dict[str, Any]) -> Any:
+        return self.state.task_input(node["path"] + node["suffix"])
 
     def pend(self, action_id: str, kind: str, owner: str | None, purpose: str = "") -> None:
         self.state.pending[action_id] = {"kind": kind, "owner": owner, "purpose": purpose}
@@ -260,7 +258,8 @@ class Run:
         if owner is not None and previous is None:
             self.state.tasks[owner]["children"].append(key)
         first = self.workflow.lists[list_path][0]
-        self.start_task(first, raw_input, key, None, suffix, variables)
+        source = ["input", owner] if owner is not None else None
+        self.start_task(first, raw_input, key, None, suffix, variables, source)
 
     def list_child_done(self, list_key: str, task_key: str) -> None:
         lst = self.state.lists[list_key]
@@ -286,7 +285,9 @@ class Run:
         if following < len(siblings):
             lst["index"] = following
             target = siblings[following]
-            self.start_task(target, node["output"], list_key, None, lst["suffix"], lst["vars"])
+            source = ["output", task_key]
+            suffix, variables = lst["suffix"], lst["vars"]
+            self.start_task(target, None, list_key, None, suffix, variables, source)
         else:
             lst["status"] = SUCCEEDED
             self.list_done(list_key, node["output"], None)
@@ -320,7 +321,11 @@ class Run:
         slot: Any,
         suffix: str,
         variables: dict[str, Any],
+        source: list[str] | None = None,
     ) -> None:
+        """Start ``task``; its raw input is ``raw_input``, or, to keep the state small,
+        ``source``: ``["input", key]`` (the transformed input of the task at ``key``) or
+        ``["output", key]`` (its output)."""
         key = task.path + suffix
         previous = self.state.tasks.get(key)
         if previous is None:
@@ -333,8 +338,6 @@ class Run:
             "suffix": suffix,
             "vars": variables,
             "status": RUNNING,
-            "raw_input": raw_input,
-            "input": None,
             "output": None,
             "error": None,
             "attempts": (previous["attempts"] if previous else 0) + 1,
@@ -343,62 +346,15 @@ class Run:
             "children": previous["children"] if previous else [],
             "actions": [],
         }
+        if source is not None:
+            node["raw_from"] = source
+        else:
+            node["raw_input"] = raw_input
         self.state.tasks[key] = node
         try:
             self.run_task(task, key, node)
         except WorkflowError as exc:
             self.fail(key, exc)
-
-    def run_task(self, task: Task, key: str, node: dict[str, Any]) -> None:
-        scope = self.scope(node)
-        if not should_run(task.definition, node["raw_input"], scope):
-            node.update(status=SKIPPED, output=node["raw_input"], ended_at=self.now.isoformat())
-            self.later(self.notify, key)
-            return
-        node["input"] = value = task_input(task.definition, node["raw_input"], scope)
-        if task.timeout is not None:
-            self.timer("timeout", key, task.timeout.after.milliseconds)
-        variables = scope.definition_variables(value)
-        if isinstance(task, SetTask):
-            self.succeed(key, transform(task.set, value, variables, instance=f"{task.path}/set"))
-        elif isinstance(task, model.CallFunction):
-            payload = value
-            if task.with_ is not None:
-                payload = evaluate_template(task.with_, value, variables)
-            action_id = self.action_id("call", key)
-            self.pend(action_id, "call", key)
-            idempotency_key = f"{self.state.execution_id}:{key}:{node['attempts']}"
-            function, qualifier = task.function, task.qualifier
-            self.actions.append(
-                CallFunction(action_id, function, qualifier, payload, idempotency_key, key)
-            )
-        elif isinstance(task, model.CallHttp):
-            self.call_http(task, key, value, variables)
-        elif isinstance(task, DoTask):
-            self.start_list(f"{task.path}/do", node["suffix"], node["vars"], key, None, value)
-        elif isinstance(task, ForkTask):
-            node["branches"] = {"results": [None] * len(task.branches), "done": 0, "failed": 0}
-            for index, branch in enumerate(task.branches):
-                self.start_task(branch, value, key, index, node["suffix"], node["vars"])
-        elif isinstance(task, SwitchTask):
-            self.switch(task, key, node, value, variables)
-        elif isinstance(task, ForTask):
-            self.start_for(task, key, node, value, variables)
-        elif isinstance(task, TryTask):
-            node["retry"] = 1
-            self.start_list(f"{task.path}/try", node["suffix"], node["vars"], key, "try", value)
-        elif isinstance(task, RaiseTask):
-            self.raise_error(task, value, variables)
-        elif isinstance(task, WaitTask):
-            self.timer("wait", key, task.wait.milliseconds)
-        elif isinstance(task, EmitTask):
-            self.emit(task, key, node, value, variables)
-        elif isinstance(task, ListenTask):
-            self.listen(task, key, node, value, variables)
-        elif isinstance(task, RunWorkflow):
-            self.run_workflow(task, key, node, value, variables)
-        else:  # pragma: no cover - the parser builds no other task
-            raise WorkflowError(RUNTIME, detail=f"unknown task {task!r}", instance=task.path)
 
     def succeed(self, key: str, raw_output: Any) -> None:
         node = self.state.tasks[key]
@@ -406,7 +362,7 @@ class Run:
             return
         task = self.task_of(node)
         try:
-            result = finish_task(task.definition, raw_output, node["input"], self.scope(node))
+            result = finish_task(task.definition, raw_output, self.input(node), self.scope(node))
         except WorkflowError as exc:
             self.fail(key, exc)
             return
@@ -443,14 +399,14 @@ class Run:
             detail = f"the task timed out after {task.timeout.after.seconds:g} s"
             self.fail(owner, WorkflowError(TIMEOUT, detail=detail, instance=task.path))
         elif purpose == "wait":
-            self.succeed(owner, self.state.tasks[owner]["input"])
+            self.succeed(owner, self.input(self.state.tasks[owner]))
         elif purpose == "retry":
             node = self.state.tasks[owner]
             if node["status"] == RUNNING:
                 node["retry"] += 1
                 task = self.task_of(node)
                 suffix, variables = node["suffix"], node["vars"]
-                self.start_list(f"{task.path}/try", suffix, variables, owner, "try", node["input"])
+                self.start_list(f"{task.path}/try", suffix, variables, owner, "try", None)
 
     # -- workflow ------------------------------------------------------------------------
 
@@ -485,270 +441,22 @@ class Run:
         state.status, state.output, state.error = status, output, error
         self.actions.append(Finished(status, output, error))
 
-    # -- task kinds ----------------------------------------------------------------------
+    # -- what the task kinds do (machine_tasks.Machine) --------------------------------
 
-    def call_http(
-        self, task: model.CallHttp, key: str, value: Any, variables: dict[str, Any]
-    ) -> None:
-        def render(field: Any) -> Any:
-            if isinstance(field, str) and not is_expression(field):
-                return field
-            return evaluate_template(field, value, variables)
-
-        action_id = self.action_id("http", key)
-        self.pend(action_id, "http", key)
-        self.actions.append(
-            CallHttp(
-                action_id,
-                task.method,
-                str(render(task.endpoint)),
-                render(task.headers),
-                render(task.query),
-                render(task.body),
-                task.output_format,
-                task.redirect,
-                key,
-            )
-        )
-
-    def switch(
-        self, task: SwitchTask, key: str, node: dict[str, Any], value: Any, variables: Any
-    ) -> None:
-        for index, case in enumerate(task.cases):
-            if case.when is not None:
-                where = f"{task.path}/switch/{index}/{case.name}/when"
-                matched = transform(case.when, value, variables, instance=where)
-                if matched is None or matched is False:
-                    continue
-            node["then"] = case.then
-            self.succeed(key, value)
-            return
-        self.succeed(key, value)  # no case matched: go on as the task's then says
-
-    def start_for(
-        self, task: ForTask, key: str, node: dict[str, Any], value: Any, variables: Any
-    ) -> None:
-        items = transform(task.in_, value, variables, instance=f"{task.path}/for/in")
-        if items is None:
-            items = []
-        if not isinstance(items, list):
-            detail = f"for.in gave {type(items).__name__}, not a list"
-            raise WorkflowError(EXPRESSION, detail=detail, instance=f"{task.path}/for/in")
-        node["loop"] = {"items": items, "next": 0, "running": 0, "stopped": False}
-        node["results"] = []
-        self.launch(key)
-
-    def launch(self, key: str) -> None:
-        node = self.state.tasks[key]
-        task = self.task_of(node)
-        assert isinstance(task, ForTask)
-        loop = node["loop"]
-        while (
-            loop["running"] < task.concurrency
-            and loop["next"] < len(loop["items"])
-            and not loop["stopped"]
-        ):
-            index = loop["next"]
-            bound = {**node["vars"], task.each: loop["items"][index], task.at: index}
-            if task.while_ is not None:
-                try:
-                    keep = transform(
-                        task.while_,
-                        node["input"],
-                        self.variables(node, **bound),
-                        instance=f"{task.path}/while",
-                    )
-                except WorkflowError as exc:
-                    self.fail(key, exc)
-                    return
-                if keep is None or keep is False:
-                    loop["stopped"] = True
-                    break
-            loop["next"] += 1
-            loop["running"] += 1
-            node["results"].append(None)
-            suffix = f"{node['suffix']}@{index}"
-            self.start_list(f"{task.path}/do", suffix, bound, key, index, node["input"])
-        if loop["running"] == 0:
-            self.succeed(key, node["results"])
+    def run_task(self, task: Task, key: str, node: dict[str, Any]) -> None:
+        """Run ``task`` (the instance ``node``) after its ``if`` and ``input.from``."""
+        raise NotImplementedError
 
     def iteration_done(
         self, key: str, index: int, output: Any, error: dict[str, Any] | None
     ) -> None:
-        node = self.state.tasks[key]
-        node["loop"]["running"] -= 1
-        if error is not None:
-            self.fail(key, WorkflowError.from_dict(error))
-            return
-        node["results"][index] = output
-        self.launch(key)
-
-    def branch_done(self, fork_key: str, index: int, branch: dict[str, Any]) -> None:
-        node = self.state.tasks[fork_key]
-        if node["status"] != RUNNING:
-            return
-        task = self.task_of(node)
-        assert isinstance(task, ForkTask)
-        state = node["branches"]
-        if branch["status"] == FAILED:
-            state["failed"] += 1
-            if not task.compete or state["failed"] == len(task.branches):
-                self.fail(fork_key, WorkflowError.from_dict(branch["error"]))
-            return
-        if task.compete:
-            self.cancel_below(node)
-            self.succeed(fork_key, branch["output"])
-            return
-        state["results"][index] = branch["output"]
-        state["done"] += 1
-        if state["done"] == len(task.branches):
-            self.succeed(fork_key, state["results"])
+        raise NotImplementedError
 
     def try_failed(self, key: str, error: dict[str, Any]) -> None:
-        node = self.state.tasks[key]
-        task = self.task_of(node)
-        assert isinstance(task, TryTask)
-        catch = task.catch
-        try:
-            caught = catches(catch.errors_with, error) and self.holds(
-                node, catch.when, catch.except_when, f"{task.path}/catch", {catch.as_: error}
-            )
-            retry = catch.retry
-            if caught and retry is not None:
-                bound = {catch.as_: error, "error": error}
-                where = f"{task.path}/catch/retry"
-                if self.holds(node, retry.when, retry.except_when, where, bound) and (
-                    retry.limit_attempt_count is None or node["retry"] < retry.limit_attempt_count
-                ):
-                    delay = retry_delay(
-                        retry, node["retry"], f"{self.state.execution_id}|{key}|{node['retry']}"
-                    )
-                    self.timer("retry", key, delay)
-                    return
-                if not catch.do:
-                    caught = False  # retries exhausted: the error stands
-        except WorkflowError as exc:
-            self.fail(key, exc)
-            return
-        if not caught:
-            self.fail(key, WorkflowError.from_dict(error))
-        elif catch.do:
-            bound = {**node["vars"], catch.as_: error}
-            self.start_list(
-                f"{task.path}/catch/do", node["suffix"], bound, key, "catch", node["input"]
-            )
-        else:
-            self.succeed(key, node["input"])
+        raise NotImplementedError
 
-    def holds(
-        self,
-        node: dict[str, Any],
-        when: str | None,
-        except_when: str | None,
-        where: str,
-        bound: dict[str, Any],
-    ) -> bool:
-        variables = self.variables(node, **bound)
-        for expression, wanted, name in ((when, True, "when"), (except_when, False, "exceptWhen")):
-            if expression is not None:
-                result = transform(expression, node["input"], variables, instance=f"{where}/{name}")
-                if (result is not None and result is not False) != wanted:
-                    return False
-        return True
-
-    def raise_error(self, task: RaiseTask, value: Any, variables: Any) -> None:
-        written = {
-            "type": task.error.type,
-            "status": task.error.status,
-            "title": task.error.title,
-            "detail": task.error.detail,
-        }
-        problem = evaluate_template(written, value, variables, instance=f"{task.path}/raise")
-        problem["instance"] = task.error.instance or task.path
-        raise WorkflowError.from_dict(problem)
-
-    def emit(
-        self, task: EmitTask, key: str, node: dict[str, Any], value: Any, variables: Any
-    ) -> None:
-        event = dict(evaluate_template(task.event, value, variables))
-        event.setdefault("id", f"{self.state.execution_id}:{key}:{node['attempts']}")
-        event.setdefault("specversion", "1.0")
-        event.setdefault("time", self.now.isoformat())
-        self.actions.append(Emit(event))
-        self.succeed(key, value)
-
-    def listen(
-        self, task: ListenTask, key: str, node: dict[str, Any], value: Any, variables: Any
-    ) -> None:
-        node["listen"] = events.prepare(task.to, value, variables)
-        action_id = self.action_id("listen", key)
-        self.pend(action_id, "listen", key)
-        filters = node["listen"]["filters"]
-        self.actions.append(Listen(action_id, task.to.kind, filters, key))
+    def branch_done(self, fork_key: str, index: int, branch: dict[str, Any]) -> None:
+        raise NotImplementedError
 
     def listen_event(self, key: str, event: dict[str, Any]) -> None:
-        node = self.state.tasks[key]
-        if node["status"] != RUNNING:
-            return
-        task = self.task_of(node)
-        assert isinstance(task, ListenTask)
-        try:
-            consumed = events.offer(task.to, node["listen"], event, self.variables(node))
-        except WorkflowError as exc:
-            self.fail(key, exc)
-            return
-        if consumed is not None:
-            self.succeed(key, [events.read(e, task.read) for e in consumed])
-
-    def run_workflow(
-        self, task: RunWorkflow, key: str, node: dict[str, Any], value: Any, variables: Any
-    ) -> None:
-        payload = value
-        if task.workflow_input is not None:
-            payload = evaluate_template(task.workflow_input, value, variables)
-        action_id = self.action_id("workflow", key)
-        idempotency_key = f"{self.state.execution_id}:{key}:{node['attempts']}"
-        self.actions.append(
-            StartWorkflow(
-                action_id,
-                task.namespace,
-                task.workflow,
-                task.version,
-                payload,
-                task.await_,
-                idempotency_key,
-                key,
-            )
-        )
-        if task.await_:
-            self.pend(action_id, "workflow", key)
-        else:
-            self.succeed(key, value)
-
-
-def catches(errors_with: dict[str, Any], error: dict[str, Any]) -> bool:
-    """Whether ``error`` has every property ``errors.with`` names (``details`` is the
-    problem's ``detail``)."""
-    for name, wanted in errors_with.items():
-        if error.get("detail" if name == "details" else name) != wanted:
-            return False
-    return True
-
-
-def retry_delay(policy: RetryPolicy, attempt: int, seed: str) -> int:
-    """Milliseconds before retry number ``attempt`` (1 after the first failure): ``delay``
-    as is (constant), times ``attempt`` (linear) or times ``2 ** (attempt - 1)``
-    (exponential), plus a jitter between ``jitter.from`` and ``jitter.to`` drawn from
-    ``seed`` (the same seed, the same jitter)."""
-    base = policy.delay.milliseconds if policy.delay is not None else 0
-    if policy.backoff.kind == "linear":
-        base *= attempt
-    elif policy.backoff.kind == "exponential":
-        base *= 2 ** (attempt - 1)
-    if policy.jitter_from is not None or policy.jitter_to is not None:
-        low = policy.jitter_from.milliseconds if policy.jitter_from is not None else 0
-        high = policy.jitter_to.milliseconds if policy.jitter_to is not None else low
-        digest = hashlib.sha256(seed.encode()).digest()
-        fraction = int.from_bytes(digest[:8], "big") / 2**64
-        base += low + int(fraction * (high - low))
-    return base
+        raise NotImplementedError
