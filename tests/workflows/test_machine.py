@@ -37,7 +37,6 @@ from ember.workflows.machine_tasks import retry_delay
 from ember.workflows.model import Backoff, Duration, RetryPolicy, Workflow
 from ember.workflows.parser import parse_workflow
 
-IN_PLACE = False
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 HEAD = "document: {dsl: 1.0.0, namespace: test, name: flow, version: 1.0.0}\n"
 
@@ -64,11 +63,13 @@ class Shell:
         *,
         execution_id: str = "exec-1",
         roundtrip: bool = False,
+        in_place: bool = False,
     ) -> None:
         self.workflow = parse(body) if isinstance(body, str) else body
         self.functions = functions or {}
         self.execution_id = execution_id
         self.roundtrip = roundtrip
+        self.in_place = in_place
         self.now = T0
         self.state: ExecutionState | None = None
         self.calls: dict[str, CallFunction] = {}
@@ -93,7 +94,9 @@ class Shell:
 
     def deliver(self, completion: Completion) -> list[Action]:
         assert self.state is not None
-        state, actions = step(self.workflow, self.state, completion, now=self.now, in_place=IN_PLACE)
+        state, actions = step(
+            self.workflow, self.state, completion, now=self.now, in_place=self.in_place
+        )
         self.keep(state)
         self.perform(actions)
         return actions
@@ -832,7 +835,7 @@ do:
 """
 
 
-def run_everything(roundtrip: bool) -> Shell:
+def run_everything(roundtrip: bool, in_place: bool = False) -> Shell:
     tries: dict[int, int] = {}
 
     def work(item: int) -> Any:
@@ -845,6 +848,7 @@ def run_everything(roundtrip: bool) -> Shell:
         EVERYTHING,
         {"prepare": lambda p: {"items": [1, 2, 3, 4, 5]}, "work": work},
         roundtrip=roundtrip,
+        in_place=in_place,
     ).start({})
     shell.run(timers=False)
     shell.send({"id": "a1", "source": "boss", "type": "com.shop.approved", "data": {"ok": True}})
@@ -854,6 +858,8 @@ def run_everything(roundtrip: bool) -> Shell:
 
 def test_state_through_json_after_every_transition_gives_the_same_result() -> None:
     direct, persisted = run_everything(False), run_everything(True)
+    in_place = run_everything(False, in_place=True)
+    assert in_place.actions == direct.actions
     assert direct.output == {
         "results": [10, 20, 30, 40, 50],
         "approved": True,
