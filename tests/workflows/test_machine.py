@@ -1012,3 +1012,67 @@ def test_a_task_timeout_cancels_the_call_and_is_a_timeout_error() -> None:
     assert shell.error["instance"] == "/do/0/slow"
     assert shell.error["status"] == 408
     assert [c.action_id for c in shell.of(CancelCall)] == ["call:/do/0/slow#1"]
+
+
+def test_a_timeout_on_a_for_cancels_its_running_iterations() -> None:
+    shell = Shell(
+        """
+        do:
+          - guarded:
+              try:
+                - all:
+                    for: { in: ., concurrency: 2 }
+                    do:
+                      - slow: { call: slow }
+                    timeout: { after: PT10S }
+              catch:
+                errors: { with: { status: 408 } }
+                do:
+                  - report:
+                      set: { timedOut: '${ $error.instance }' }
+        """,
+        {"slow": echo},
+    ).start([1, 2, 3])
+    assert len(shell.calls) == 2
+    shell.fire_next()
+    assert shell.output == {"timedOut": "/do/0/guarded/try/0/all"}
+    assert len(shell.of(CancelCall)) == 2 and shell.calls == {}
+    assert shell.state is not None
+    assert shell.state.tasks["/do/0/guarded/try/0/all/do/0/slow@0"]["status"] == "cancelled"
+
+
+def test_a_compete_fork_fails_only_when_every_branch_failed() -> None:
+    def broken(payload: Any) -> Any:
+        raise Fail(status=502, detail=str(payload))
+
+    shell = Shell(
+        """
+        do:
+          - race:
+              fork:
+                compete: true
+                branches:
+                  - a: { call: broken, with: a }
+                  - b: { call: broken, with: b }
+        """,
+        {"broken": broken},
+    ).start()
+    shell.answer(next(iter(shell.calls)))
+    assert shell.finished is None
+    shell.run()
+    assert (shell.error["detail"], shell.error["instance"]) == (
+        "b",
+        "/do/0/race/fork/branches/1/b",
+    )
+
+
+def test_finished_lists_are_forgotten_and_tasks_remain_as_history() -> None:
+    body = RETRY.replace("BACKOFF", "constant").replace("CATCH_DO", "")
+    shell = Shell(body, {"charge": flaky(1)}).start(7).run()
+    assert shell.output == {"charged": 7, "after": 2}
+    assert shell.state is not None
+    assert shell.state.lists == {} and shell.state.pending == {}
+    assert {key: node["status"] for key, node in shell.state.tasks.items()} == {
+        "/do/0/guarded": "succeeded",
+        "/do/0/guarded/try/0/charge": "succeeded",
+    }

@@ -255,7 +255,7 @@ class Run:
             "status": RUNNING,
             "children": previous["children"] if previous else [],
         }
-        if owner is not None and previous is None:
+        if owner is not None and key not in self.state.tasks[owner]["children"]:
             self.state.tasks[owner]["children"].append(key)
         first = self.workflow.lists[list_path][0]
         source = ["input", owner] if owner is not None else None
@@ -293,12 +293,14 @@ class Run:
             self.list_done(list_key, node["output"], None)
 
     def list_done(self, list_key: str, output: Any, error: dict[str, Any] | None) -> None:
-        lst = self.state.lists[list_key]
+        # A list that ended is forgotten: the state keeps running lists only.
+        lst = self.state.lists.pop(list_key)
         owner_key = lst["owner"]
         if owner_key is None:
             self.workflow_done(output, error)
             return
         owner = self.state.tasks[owner_key]
+        owner["children"].remove(list_key)
         if owner["status"] != RUNNING:
             return
         task = self.task_of(owner)
@@ -328,8 +330,8 @@ class Run:
         ``["output", key]`` (its output)."""
         key = task.path + suffix
         previous = self.state.tasks.get(key)
-        if previous is None:
-            parent_node = self.state.lists.get(parent) or self.state.tasks[parent]
+        parent_node = self.state.lists.get(parent) or self.state.tasks[parent]
+        if key not in parent_node["children"]:
             parent_node["children"].append(key)
         node = {
             "path": task.path,
@@ -385,7 +387,7 @@ class Run:
         parent = node["parent"]
         if parent in self.state.lists:
             self.list_child_done(parent, key)
-        else:
+        elif parent in self.state.tasks:
             self.branch_done(parent, node["slot"], node)
 
     def timer_fired(self, purpose: str, owner: str | None) -> None:
