@@ -1076,3 +1076,40 @@ def test_finished_lists_are_forgotten_and_tasks_remain_as_history() -> None:
         "/do/0/guarded": "succeeded",
         "/do/0/guarded/try/0/charge": "succeeded",
     }
+
+
+def test_retry_stops_past_limit_duration() -> None:
+    body = RETRY.replace("BACKOFF", "exponential").replace("CATCH_DO", "")
+    body = body.replace("limit: { attempt: { count: 5 } }", "limit: { duration: PT5S }")
+    shell = Shell(body, {"charge": flaky(99)}).start(7).run()
+    # Retries at +1 s and +3 s; the next would be at +7 s, past the 5 s limit.
+    assert [at - T0 for _, at in shell.fired] == [timedelta(seconds=1), timedelta(seconds=3)]
+    assert shell.error["detail"] == "try 3"
+
+
+def test_nested_for_variables_and_a_catch_variable_reach_inner_tasks() -> None:
+    shell = Shell(
+        """
+        do:
+          - rows:
+              for: { each: row, in: .rows }
+              do:
+                - cells:
+                    for: { each: cell, at: column, in: $row }
+                    do:
+                      - guarded:
+                          try:
+                            - check:
+                                if: $cell < 0
+                                raise:
+                                  error: { type: https://example.com/negative, status: 400 }
+                            - keep:
+                                set: '${ [$cell, $column] }'
+                          catch:
+                            as: problem
+                            do:
+                              - fix:
+                                  set: '${ [0, $column, $problem.status] }'
+        """
+    ).start({"rows": [[1, -2], [3]]})
+    assert shell.output == [[[1, 0], [0, 1, 400]], [[3, 0]]]

@@ -19,11 +19,23 @@ shell answers with :class:`TimerFired` when that moment has come.
 
 State. Each task *instance* has a key: its path, plus ``@i`` for each enclosing ``for``
 iteration (``/do/0/resize/do/0/call@3``); ``state.tasks`` maps keys to the instance's
-``status`` (``running``, ``succeeded``, ``failed``, ``skipped``, ``cancelled``), raw
-``raw_input``, transformed ``input``, ``output``, ``error`` (problem details),
-``attempts`` (how many times it started: a ``try`` retry runs its tasks again),
-``started_at`` and ``ended_at``. Function calls carry the idempotency key
-``{execution_id}:{key}:{attempt}``.
+``status`` (``running``, ``succeeded``, ``failed``, ``skipped``, ``cancelled``),
+``output``, ``error`` (problem details), ``attempts`` (how many times it started: a ``try``
+retry runs its tasks again), ``started_at`` and ``ended_at``; its raw and transformed
+inputs are read with ``state.raw_input(key)`` and ``state.task_input(key)`` (a task whose
+input is another task's input or output refers to it instead of holding a copy). Function
+calls and sub-workflows carry the idempotency key ``{execution_id}:{key}:{attempt}``.
+
+Determinism. The same state, completion and ``now`` give the same new state and actions:
+there is no randomness (retry jitter is drawn from a digest of the execution id, the
+``try``'s key and the attempt) and no clock. So the shell may also journal the completions
+and rebuild a state by replaying them from ``start``.
+
+Not handled here (the shell's part): retaining events that arrive before a ``listen``
+(redeliver them after a :class:`Listen` action), schedules (``schedule`` starts executions),
+decoding a function's output bytes (outputs arrive decoded), ``input.schema`` validation.
+Not handled yet: ``retry.limit.attempt.duration``; ``call: http`` ``output`` formats and
+``redirect`` are passed to the shell, which applies them.
 """
 
 from __future__ import annotations

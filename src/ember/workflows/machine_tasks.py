@@ -9,6 +9,7 @@ deterministic jitter), ``raise``, ``wait``, ``emit``, ``listen`` and ``run: work
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta
 from typing import Any
 
 from ember.workflows import machine_events as events
@@ -233,12 +234,12 @@ class Machine(Run):
             if caught and retry is not None:
                 bound = {catch.as_: error, "error": error}
                 where = f"{task.path}/catch/retry"
+                delay = retry_delay(
+                    retry, node["retry"], f"{self.state.execution_id}|{key}|{node['retry']}"
+                )
                 if self.holds(node, retry.when, retry.except_when, where, bound) and (
-                    retry.limit_attempt_count is None or node["retry"] < retry.limit_attempt_count
+                    self.may_retry(retry, node, delay)
                 ):
-                    delay = retry_delay(
-                        retry, node["retry"], f"{self.state.execution_id}|{key}|{node['retry']}"
-                    )
                     self.timer("retry", key, delay)
                     return
                 if not catch.do:
@@ -253,6 +254,18 @@ class Machine(Run):
             self.start_list(f"{task.path}/catch/do", node["suffix"], bound, key, "catch", None)
         else:
             self.succeed(key, self.input(node))
+
+    def may_retry(self, retry: RetryPolicy, node: dict[str, Any], delay: int) -> bool:
+        """Within ``limit.attempt.count`` (attempts, the first included) and, once the
+        delay has passed, within ``limit.duration`` of the ``try``'s start."""
+        if retry.limit_attempt_count is not None and node["retry"] >= retry.limit_attempt_count:
+            return False
+        if retry.limit_duration is not None:
+            began = datetime.fromisoformat(node["started_at"])
+            retry_at = self.now + timedelta(milliseconds=delay)
+            if retry_at - began > timedelta(milliseconds=retry.limit_duration.milliseconds):
+                return False
+        return True
 
     def holds(
         self,
