@@ -1113,3 +1113,17 @@ def test_nested_for_variables_and_a_catch_variable_reach_inner_tasks() -> None:
         """
     ).start({"rows": [[1, -2], [3]]})
     assert shell.output == [[[1, 0], [0, 1, 400]], [[3, 0]]]
+
+
+def test_each_retry_has_its_own_timer_so_a_stale_one_is_ignored() -> None:
+    body = RETRY.replace("BACKOFF", "constant").replace("CATCH_DO", "")
+    shell = Shell(body, {"charge": flaky(2)}).start(7)
+    shell.run(timers=False)
+    first_timer = next(iter(shell.timers))
+    shell.fire_next()
+    shell.run(timers=False)  # the second attempt fails too: a second retry timer
+    second_timer = next(iter(shell.timers))
+    assert first_timer != second_timer
+    assert shell.deliver(TimerFired(first_timer)) == []  # redelivered: no early retry
+    shell.run()
+    assert shell.output == {"charged": 7, "after": 3}

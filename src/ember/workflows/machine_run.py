@@ -207,8 +207,8 @@ class Run:
     def action_id(self, kind: str, key: str) -> str:
         return f"{kind}:{key}#{self.state.tasks[key]['attempts']}"
 
-    def timer(self, kind: str, key: str, milliseconds: int) -> None:
-        action_id = self.action_id(kind, key)
+    def timer(self, kind: str, key: str, milliseconds: int, qualifier: str = "") -> None:
+        action_id = self.action_id(kind, key) + qualifier
         self.pend(action_id, "timer", key, kind)
         fire_at = self.now + timedelta(milliseconds=milliseconds)
         self.actions.append(StartTimer(action_id, fire_at, key))

@@ -240,7 +240,7 @@ class Machine(Run):
                 if self.holds(node, retry.when, retry.except_when, where, bound) and (
                     self.may_retry(retry, node, delay)
                 ):
-                    self.timer("retry", key, delay)
+                    self.timer("retry", key, delay, f".{node['retry']}")
                     return
                 if not catch.do:
                     caught = False  # retries exhausted: the error stands
