@@ -30,6 +30,9 @@ from ember.workflows.machine import (
     StopListening,
     TimerFired,
     WorkflowFinished,
+    action_from_dict,
+    action_to_dict,
+    outstanding,
     start,
     step,
 )
@@ -1127,3 +1130,46 @@ def test_each_retry_has_its_own_timer_so_a_stale_one_is_ignored() -> None:
     assert shell.deliver(TimerFired(first_timer)) == []  # redelivered: no early retry
     shell.run()
     assert shell.output == {"charged": 7, "after": 3}
+
+
+def test_outstanding_actions_are_what_the_shell_still_waits_for_at_every_transition() -> None:
+    class Checked(Shell):
+        def perform(self, actions: list[Action]) -> None:
+            super().perform(actions)
+            assert self.state is not None
+            if self.finished is None:
+                issued = {getattr(a, "action_id") for a in outstanding(self.state)}  # noqa: B009
+                assert issued == {*self.calls, *self.timers, *self.listens}
+
+    shell = Checked(EVERYTHING, {"prepare": lambda p: {"items": [1, 2]}, "work": echo}).start()
+    shell.run(timers=False)
+    shell.send({"id": "a1", "source": "boss", "type": "com.shop.approved", "data": {"ok": 1}})
+    shell.run(timers=False)
+    assert shell.output["results"] == [1, 2]
+
+
+def test_a_shell_restarted_from_the_persisted_state_reissues_and_finishes() -> None:
+    functions = {"prepare": lambda p: {"items": [1, 2, 3]}, "work": echo}
+    shell = Shell(EVERYTHING, functions).start()
+    shell.answer(next(iter(shell.calls)))  # prepare done; two iterations out, a listen
+    assert shell.state is not None
+    persisted = json.dumps(shell.state.to_dict())
+    # The process dies; a new one loads the state and issues what was outstanding again.
+    restarted = Shell(EVERYTHING, functions)
+    restarted.state = ExecutionState.from_dict(json.loads(persisted))
+    again = outstanding(restarted.state)
+    assert [action_to_dict(a) for a in again] == [
+        action_to_dict(a)
+        for a in shell.actions
+        if getattr(a, "action_id", None) in {*shell.calls, *shell.timers, *shell.listens}
+    ]
+    assert all(action_from_dict(action_to_dict(a)) == a for a in again)
+    restarted.perform(again)
+    restarted.run(timers=False)
+    restarted.send({"id": "a1", "source": "boss", "type": "com.shop.approved", "data": {"ok": 1}})
+    restarted.run(timers=False)
+    assert restarted.output == {
+        "results": [1, 2, 3],
+        "approved": 1,
+        "prepared": {"items": [1, 2, 3]},
+    }

@@ -41,7 +41,7 @@ Not handled yet: ``retry.limit.attempt.duration``; ``call: http`` ``output`` for
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -174,6 +174,48 @@ Action = (
     | CancelWorkflow
     | Finished
 )
+
+
+_ACTION_TYPES: dict[str, type[Any]] = {
+    kind.__name__: kind
+    for kind in (
+        CallFunction,
+        CallHttp,
+        StartTimer,
+        CancelTimer,
+        CancelCall,
+        Emit,
+        Listen,
+        StopListening,
+        StartWorkflow,
+        CancelWorkflow,
+        Finished,
+    )
+}
+
+
+def action_to_dict(action: Action) -> dict[str, Any]:
+    """An action as JSON-able data: its fields and ``type`` (the class name)."""
+    data = {f.name: getattr(action, f.name) for f in fields(action)}
+    if isinstance(action, StartTimer):
+        data["fire_at"] = action.fire_at.isoformat()
+    return {"type": type(action).__name__, **data}
+
+
+def action_from_dict(data: dict[str, Any]) -> Action:
+    values = {key: value for key, value in data.items() if key != "type"}
+    kind = _ACTION_TYPES[data["type"]]
+    if kind is StartTimer:
+        values["fire_at"] = datetime.fromisoformat(values["fire_at"])
+    action: Action = kind(**values)
+    return action
+
+
+def outstanding(state: ExecutionState) -> list[Action]:
+    """The actions issued and not yet completed or cancelled, in the order they were
+    issued: what a shell restarted from ``state`` issues again (calls with their
+    idempotency keys, timers with their ``fire_at``, listens)."""
+    return [action_from_dict(pending["action"]) for pending in state.pending.values()]
 
 
 # -- completions: what happened --------------------------------------------------------------

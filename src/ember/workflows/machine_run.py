@@ -53,6 +53,7 @@ from ember.workflows.machine import (
     StopListening,
     TimerFired,
     WorkflowFinished,
+    action_to_dict,
 )
 from ember.workflows.model import (
     CONTINUE,
@@ -114,9 +115,8 @@ class Run:
     def begin(self) -> None:
         state = self.state
         if self.workflow.timeout is not None:
-            self.pend(_WORKFLOW_TIMEOUT, "timer", None, "workflow-timeout")
             fire_at = self.now + timedelta(milliseconds=self.workflow.timeout.after.milliseconds)
-            self.actions.append(StartTimer(_WORKFLOW_TIMEOUT, fire_at, None))
+            self.pend(StartTimer(_WORKFLOW_TIMEOUT, fire_at, None), "timer", None, "timeout")
         try:
             raw = workflow_input(self.workflow.definition, state.input, self.scope())
         except WorkflowError as exc:
@@ -199,19 +199,27 @@ class Run:
     def input(self, node: dict[str, Any]) -> Any:
         return self.state.task_input(node["path"] + node["suffix"])
 
-    def pend(self, action_id: str, kind: str, owner: str | None, purpose: str = "") -> None:
-        self.state.pending[action_id] = {"kind": kind, "owner": owner, "purpose": purpose}
+    def pend(self, action: Action, kind: str, owner: str | None, purpose: str = "") -> None:
+        """Issue ``action`` and keep it outstanding until its completion (or cancellation);
+        the state holds it, so a shell restarted from the state can issue it again."""
+        action_id: str = getattr(action, "action_id")  # noqa: B009 - every pended action has one
+        self.state.pending[action_id] = {
+            "kind": kind,
+            "owner": owner,
+            "purpose": purpose,
+            "action": action_to_dict(action),
+        }
         if owner is not None:
             self.state.tasks[owner]["actions"].append(action_id)
+        self.actions.append(action)
 
     def action_id(self, kind: str, key: str) -> str:
         return f"{kind}:{key}#{self.state.tasks[key]['attempts']}"
 
     def timer(self, kind: str, key: str, milliseconds: int, qualifier: str = "") -> None:
         action_id = self.action_id(kind, key) + qualifier
-        self.pend(action_id, "timer", key, kind)
         fire_at = self.now + timedelta(milliseconds=milliseconds)
-        self.actions.append(StartTimer(action_id, fire_at, key))
+        self.pend(StartTimer(action_id, fire_at, key), "timer", key, kind)
 
     def release(self, node: dict[str, Any]) -> None:
         """Cancel the node's outstanding actions."""

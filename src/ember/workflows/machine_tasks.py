@@ -67,12 +67,10 @@ class Machine(Run):
             if task.with_ is not None:
                 payload = evaluate_template(task.with_, value, variables)
             action_id = self.action_id("call", key)
-            self.pend(action_id, "call", key)
             idempotency_key = f"{self.state.execution_id}:{key}:{node['attempts']}"
             function, qualifier = task.function, task.qualifier
-            self.actions.append(
-                CallFunction(action_id, function, qualifier, payload, idempotency_key, key)
-            )
+            call = CallFunction(action_id, function, qualifier, payload, idempotency_key, key)
+            self.pend(call, "call", key)
         elif isinstance(task, model.CallHttp):
             self.call_http(task, key, value, variables)
         elif isinstance(task, DoTask):
@@ -112,11 +110,9 @@ class Machine(Run):
                 return field
             return evaluate_template(field, value, variables)
 
-        action_id = self.action_id("http", key)
-        self.pend(action_id, "http", key)
-        self.actions.append(
+        self.pend(
             CallHttp(
-                action_id,
+                self.action_id("http", key),
                 task.method,
                 str(render(task.endpoint)),
                 render(task.headers),
@@ -125,7 +121,9 @@ class Machine(Run):
                 task.output_format,
                 task.redirect,
                 key,
-            )
+            ),
+            "http",
+            key,
         )
 
     def switch(
@@ -309,10 +307,8 @@ class Machine(Run):
         self, task: ListenTask, key: str, node: dict[str, Any], value: Any, variables: Any
     ) -> None:
         node["listen"] = events.prepare(task.to, value, variables)
-        action_id = self.action_id("listen", key)
-        self.pend(action_id, "listen", key)
         filters = node["listen"]["filters"]
-        self.actions.append(Listen(action_id, task.to.kind, filters, key))
+        self.pend(Listen(self.action_id("listen", key), task.to.kind, filters, key), "listen", key)
 
     def listen_event(self, key: str, event: dict[str, Any]) -> None:
         node = self.state.tasks[key]
@@ -341,21 +337,20 @@ class Machine(Run):
             payload = evaluate_template(task.workflow_input, value, variables)
         action_id = self.action_id("workflow", key)
         idempotency_key = f"{self.state.execution_id}:{key}:{node['attempts']}"
-        self.actions.append(
-            StartWorkflow(
-                action_id,
-                task.namespace,
-                task.workflow,
-                task.version,
-                payload,
-                task.await_,
-                idempotency_key,
-                key,
-            )
+        start = StartWorkflow(
+            action_id,
+            task.namespace,
+            task.workflow,
+            task.version,
+            payload,
+            task.await_,
+            idempotency_key,
+            key,
         )
         if task.await_:
-            self.pend(action_id, "workflow", key)
+            self.pend(start, "workflow", key)
         else:
+            self.actions.append(start)
             self.succeed(key, value)
 
 
