@@ -1173,3 +1173,41 @@ def test_a_shell_restarted_from_the_persisted_state_reissues_and_finishes() -> N
         "approved": 1,
         "prepared": {"items": [1, 2, 3]},
     }
+
+
+ATTEMPT_LIMITED = (
+    RETRY.replace("BACKOFF", "constant")
+    .replace("CATCH_DO", "")
+    .replace(
+        "with: { type: https://serverlessworkflow.io/spec/1.0.0/errors/communication }",
+        "with: { status: 408 }",
+    )
+    .replace(
+        "limit: { attempt: { count: 5 } }", "limit: { attempt: { count: COUNT, duration: PT10S } }"
+    )
+)
+
+
+def test_an_attempt_past_limit_attempt_duration_is_stopped_and_retried() -> None:
+    body = ATTEMPT_LIMITED.replace("COUNT", "3")
+    shell = Shell(body, {"charge": echo}).start(7)
+    first_call = next(iter(shell.calls))
+    shell.fire_next()  # the attempt's 10 s are up: its call is cancelled, a retry is due
+    assert [c.action_id for c in shell.of(CancelCall)] == [first_call]
+    shell.fire_next()  # the retry after 1 s
+    second_call = next(iter(shell.calls))
+    shell.answer(second_call)
+    assert shell.output == 7
+    assert [at - T0 for _, at in shell.fired] == [timedelta(seconds=10), timedelta(seconds=11)]
+    assert len(shell.of(CancelTimer)) == 1  # the second attempt's limit, once it succeeded
+    assert shell.deliver(CallResult(first_call, output="late")) == []
+
+
+def test_attempts_past_their_duration_exhaust_the_retries_with_a_timeout() -> None:
+    body = ATTEMPT_LIMITED.replace("COUNT", "2")
+    shell = Shell(body, {"charge": echo}).start(7)
+    while shell.finished is None:
+        shell.fire_next()
+    assert shell.error["type"] == wf_errors.TIMEOUT
+    assert shell.error["instance"] == "/do/0/guarded/try"
+    assert len(shell.of(CallFunction)) == 2

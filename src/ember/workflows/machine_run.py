@@ -414,9 +414,9 @@ class Run:
             node = self.state.tasks[owner]
             if node["status"] == RUNNING:
                 node["retry"] += 1
-                task = self.task_of(node)
-                suffix, variables = node["suffix"], node["vars"]
-                self.start_list(f"{task.path}/try", suffix, variables, owner, "try", None)
+                self.start_attempt(owner)
+        elif purpose == "attempt":
+            self.attempt_timed_out(owner)
 
     # -- workflow ------------------------------------------------------------------------
 
@@ -463,6 +463,12 @@ class Run:
         raise NotImplementedError
 
     def try_failed(self, key: str, error: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def start_attempt(self, key: str) -> None:
+        raise NotImplementedError
+
+    def attempt_timed_out(self, key: str) -> None:
         raise NotImplementedError
 
     def branch_done(self, fork_key: str, index: int, branch: dict[str, Any]) -> None:

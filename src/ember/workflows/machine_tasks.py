@@ -15,13 +15,15 @@ from typing import Any
 from ember.workflows import machine_events as events
 from ember.workflows import model
 from ember.workflows.dataflow import should_run, task_input, transform
-from ember.workflows.errors import EXPRESSION, RUNTIME, WorkflowError
+from ember.workflows.errors import EXPRESSION, RUNTIME, TIMEOUT, WorkflowError
 from ember.workflows.expressions import evaluate_template, is_expression
 from ember.workflows.machine import (
+    CANCELLED,
     FAILED,
     RUNNING,
     CallFunction,
     CallHttp,
+    CancelTimer,
     Emit,
     Listen,
     StartWorkflow,
@@ -86,7 +88,7 @@ class Machine(Run):
             self.start_for(task, key, node, value, variables)
         elif isinstance(task, TryTask):
             node["retry"] = 1
-            self.start_list(f"{task.path}/try", node["suffix"], node["vars"], key, "try", value)
+            self.start_attempt(key)
         elif isinstance(task, RaiseTask):
             self.raise_error(task, value, variables)
         elif isinstance(task, WaitTask):
@@ -224,6 +226,9 @@ class Machine(Run):
         task = self.task_of(node)
         assert isinstance(task, TryTask)
         catch = task.catch
+        attempt_timer = f"{self.action_id('attempt', key)}.{node['retry']}"
+        if self.state.pending.pop(attempt_timer, None) is not None:
+            self.actions.append(CancelTimer(attempt_timer))
         try:
             caught = catches(catch.errors_with, error) and self.holds(
                 node, catch.when, catch.except_when, f"{task.path}/catch", {catch.as_: error}
@@ -252,6 +257,40 @@ class Machine(Run):
             self.start_list(f"{task.path}/catch/do", node["suffix"], bound, key, "catch", None)
         else:
             self.succeed(key, self.input(node))
+
+    def start_attempt(self, key: str) -> None:
+        """Run the ``try`` list (again), within ``retry.limit.attempt.duration`` if set."""
+        node = self.state.tasks[key]
+        task = self.task_of(node)
+        assert isinstance(task, TryTask)
+        self.start_list(f"{task.path}/try", node["suffix"], node["vars"], key, "try", None)
+        retry = task.catch.retry
+        if (
+            retry is not None
+            and retry.limit_attempt_duration is not None
+            and (node["status"] == RUNNING)
+        ):
+            milliseconds = retry.limit_attempt_duration.milliseconds
+            self.timer("attempt", key, milliseconds, f".{node['retry']}")
+
+    def attempt_timed_out(self, key: str) -> None:
+        """An attempt ran past ``retry.limit.attempt.duration``: stop it; it failed with
+        the timeout error, which the ``catch`` sees like any other."""
+        node = self.state.tasks[key]
+        task = self.task_of(node)
+        assert isinstance(task, TryTask)
+        list_key = f"{task.path}/try{node['suffix']}"
+        if node["status"] != RUNNING or list_key not in self.state.lists:
+            return
+        attempt = self.state.lists.pop(list_key)
+        attempt["status"] = CANCELLED
+        self.cancel_below(attempt)
+        node["children"].remove(list_key)
+        retry = task.catch.retry
+        assert retry is not None and retry.limit_attempt_duration is not None
+        detail = f"attempt {node['retry']} ran past {retry.limit_attempt_duration.seconds:g} s"
+        error = WorkflowError(TIMEOUT, detail=detail, instance=f"{task.path}/try")
+        self.try_failed(key, error.to_dict())
 
     def may_retry(self, retry: RetryPolicy, node: dict[str, Any], delay: int) -> bool:
         """Within ``limit.attempt.count`` (attempts, the first included) and, once the
