@@ -33,9 +33,8 @@ and rebuild a state by replaying them from ``start``.
 
 Not handled here (the shell's part): retaining events that arrive before a ``listen``
 (redeliver them after a :class:`Listen` action), schedules (``schedule`` starts executions),
-decoding a function's output bytes (outputs arrive decoded), ``input.schema`` validation.
-Not handled here either: ``call: http`` ``output`` formats and
-``redirect`` are passed to the shell, which applies them.
+decoding a function's output bytes (outputs arrive decoded), ``input.schema`` validation,
+and ``call: http``'s ``output`` format and ``redirect`` (passed on in :class:`CallHttp`).
 """
 
 from __future__ import annotations
