@@ -16,6 +16,7 @@ cancels everything below it.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -84,7 +85,7 @@ _ANSWERED_BY: dict[type, frozenset[str]] = {
 }
 
 
-class Run:
+class Run(ABC):
     def __init__(self, workflow: Workflow, state: ExecutionState, now: datetime) -> None:
         self.workflow = workflow
         self.state = state
@@ -453,26 +454,33 @@ class Run:
 
     # -- what the task kinds do (machine_tasks.Machine) --------------------------------
 
+    @abstractmethod
     def run_task(self, task: Task, key: str, node: dict[str, Any]) -> None:
         """Run ``task`` (the instance ``node``) after its ``if`` and ``input.from``."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def iteration_done(
         self, key: str, index: int, output: Any, error: dict[str, Any] | None
     ) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def try_failed(self, key: str, error: dict[str, Any]) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def start_attempt(self, key: str) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def attempt_timed_out(self, key: str) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def branch_done(self, fork_key: str, index: int, branch: dict[str, Any]) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def listen_event(self, key: str, event: dict[str, Any]) -> None:
-        raise NotImplementedError
+        ...
