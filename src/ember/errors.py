@@ -19,7 +19,9 @@ code, the CLI prints code and message.
     │   ├── DeadLetterNotFound
     │   ├── TriggerNotFound
     │   ├── LayerNotFound           a layer, or one version of it
-    │   └── BuildNotFound           a dependency build
+    │   ├── BuildNotFound           a dependency build
+    │   ├── WorkflowNotFound        a workflow, or one revision of it
+    │   └── ExecutionNotFound       a workflow execution
     ├── Conflict                    409  the resource exists or is held by another
     │   └── FunctionDisabled        409  invocations are refused while disabled
     ├── PayloadTooLarge             413
@@ -121,6 +123,14 @@ class LayerNotFound(NotFound):
 
 class BuildNotFound(NotFound):
     code = "BuildNotFound"
+
+
+class WorkflowNotFound(NotFound):
+    code = "WorkflowNotFound"
+
+
+class ExecutionNotFound(NotFound):
+    code = "ExecutionNotFound"
 
 
 class Conflict(EmberError):

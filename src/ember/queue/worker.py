@@ -73,8 +73,36 @@ class AsyncInvoker:
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_outcome: Callable[[str, str], None] = lambda function, outcome: None
+        # Owners of tasks by idempotency key prefix (the workflow engine's steps): their
+        # tasks are not retried on function errors, never dead-lettered nor sent to a
+        # destination, and their owner is told when they end.
+        self._owners: dict[str, Callable[[Task], None]] = {}
         functions.on_change(self._changed_from_any_thread)
         functions.on_delete(self._deleted_from_any_thread)
+
+    def own(self, prefix: str, on_final: Callable[[Task], None]) -> None:
+        """Take the tasks whose idempotency key starts with ``prefix``: they run once per
+        submit (function errors are the owner's to retry; system errors are still retried
+        with backoff), are not dead-lettered nor sent to destinations, and
+        ``on_final(task)`` is called once each reaches a final status."""
+        self._owners[prefix] = on_final
+
+    def _owner(self, task: Task) -> Callable[[Task], None] | None:
+        key = task.idempotency_key
+        if key is None or not self._owners:
+            return None
+        for prefix, on_final in self._owners.items():
+            if key.startswith(prefix):
+                return on_final
+        return None
+
+    def _ended(self, task: Task) -> None:
+        owner = self._owner(task)
+        if owner is not None:
+            try:
+                owner(task)
+            except Exception:
+                log.exception("the owner of task %s failed to take its outcome", task.id)
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -162,6 +190,8 @@ class AsyncInvoker:
         """Stop a task: a queued one never runs; a running one's instance is killed."""
         task = await self.queue.stop_queued(task_id, now=self._clock.time())
         if task is not None:
+            if task.status == "stopped":
+                self._ended(task)
             return task
         task = await self.queue.get_task(task_id)
         running = self._running.get(task_id)
@@ -351,10 +381,11 @@ class AsyncInvoker:
         task.result_content_type = result.content_type
         task.error = None
         task.finished_at = task.updated_at = now
-        if config.on_success is not None:
+        if config.on_success is not None and self._owner(task) is None:
             await self._deliver(config.on_success, delivery, task, "Success")
         await self.queue.ack(delivery, task)
         self.on_outcome(task.function, "succeeded")
+        self._ended(task)
 
     async def _failed_attempt(self, delivery: Delivery, task: Task, err: EmberError,
                               config: AsyncConfig, started: float) -> None:
@@ -375,7 +406,8 @@ class AsyncInvoker:
             task.status = "expired"
             await self._fail(delivery, task, err, "EventAgeExceeded", config, now)
             return
-        if kind == "function" and event.attempt < config.max_retries:
+        retries = 0 if self._owner(task) is not None else config.max_retries
+        if kind == "function" and event.attempt < retries:
             delay = self._policy.function_delay(event.attempt + 1)
             if now + delay - event.enqueued_at <= config.max_event_age_s:
                 await self._retry(delivery, task, delay, now)
@@ -401,7 +433,9 @@ class AsyncInvoker:
                           "details": {}}
         task.finished_at = task.updated_at = now
         destination = config.on_failure
-        if destination is not None and destination.kind == "function":
+        if self._owner(task) is not None:
+            await self.queue.ack(delivery, task)
+        elif destination is not None and destination.kind == "function":
             await self._deliver(destination, delivery, task, condition)
             await self.queue.ack(delivery, task)
         else:
@@ -410,6 +444,7 @@ class AsyncInvoker:
             await self.queue.dead_letter(delivery, task, reason, now=now)
             self.on_outcome(task.function, "dead_lettered")
         self.on_outcome(task.function, task.status)
+        self._ended(task)
 
     async def _stopped(self, delivery: Delivery) -> None:
         task = await self.queue.get_task(delivery.event.id)
@@ -421,6 +456,7 @@ class AsyncInvoker:
         task.finished_at = task.updated_at = now
         await self.queue.ack(delivery, task)
         self.on_outcome(task.function, "stopped")
+        self._ended(task)
 
     async def _deliver(self, destination: Destination, delivery: Delivery, task: Task,
                        condition: str) -> None:

@@ -120,9 +120,107 @@ builds = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
 )
 
+# -- workflows -------------------------------------------------------------------------------
+
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("last_revision", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Each deploy of a workflow is a new immutable revision; executions pin the one they began on.
+workflow_revisions = sa.Table(
+    "workflow_revisions",
+    metadata,
+    sa.Column(
+        "workflow",
+        sa.String(64),
+        sa.ForeignKey("workflows.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("namespace", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# An execution: its row holds what the API shows and a snapshot of the state machine's
+# state as of journal entry ``snapshot_seq``; the journal holds every completion after it.
+executions = sa.Table(
+    "executions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    # No foreign key: a forced delete of a workflow cancels its executions first, and the
+    # records of finished ones stay readable until they are purged.
+    sa.Column("workflow", sa.String(64), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("input", sa.JSON, nullable=True),
+    sa.Column("output", sa.JSON, nullable=True),
+    sa.Column("error", sa.JSON, nullable=True),
+    sa.Column("idempotency_key", sa.String(256), nullable=True),
+    # A sub-workflow's parent execution and the action there that waits for it.
+    sa.Column("parent", sa.String(32), nullable=True),
+    sa.Column("parent_action", sa.String(1024), nullable=True),
+    sa.Column("state", sa.JSON, nullable=False),
+    sa.Column("snapshot_seq", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    # Function steps started again after a crash because their result was not recorded.
+    sa.Column("reruns", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+execution_journal = sa.Table(
+    "execution_journal",
+    metadata,
+    sa.Column(
+        "execution",
+        sa.String(32),
+        sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    # The completion (machine.Completion as JSON) and the time it was applied at.
+    sa.Column("entry", sa.JSON, nullable=False),
+)
+
+# Events the bus received, kept for the retention window so that an execution reaching its
+# listen after the event arrived still gets it; and a schedule's partial ``on`` joins.
+workflow_events = sa.Table(
+    "workflow_events",
+    metadata,
+    sa.Column("key", sa.String(512), primary_key=True),  # source + id
+    sa.Column("event", sa.JSON, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+workflow_schedules = sa.Table(
+    "workflow_schedules",
+    metadata,
+    sa.Column(
+        "workflow",
+        sa.String(64),
+        sa.ForeignKey("workflows.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("state", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 sa.Index("ix_triggers_function", triggers.c.function)
 sa.Index("ix_versions_code", versions.c.code_sha256)
 sa.Index("ix_functions_code", functions.c.code_sha256)
 sa.Index("ix_layer_versions_code", layer_versions.c.code_sha256)
 sa.Index("ix_builds_function", builds.c.function, builds.c.created_at)
 sa.Index("ix_builds_key", builds.c.key)
+sa.Index("ix_executions_workflow", executions.c.workflow, executions.c.created_at)
+sa.Index("ix_executions_status", executions.c.status)
+sa.Index("ix_executions_key", executions.c.workflow, executions.c.idempotency_key)
+sa.Index("ix_workflow_events_received", workflow_events.c.received_at)

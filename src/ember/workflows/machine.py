@@ -373,7 +373,41 @@ def step(
     if state.finished or not Run.belongs(state, completion):
         return state, []
     new = state if in_place else state.copy()
-    run = Run(workflow, new, now)
-    if not run.apply(completion):
+    actions = advance(workflow, new, completion, now=now)
+    if actions is None:
         return state, []
-    return new, run.actions
+    return new, actions
+
+
+def advance(
+    workflow: Workflow, state: ExecutionState, completion: Completion, *, now: datetime
+) -> list[Action] | None:
+    """:func:`step` in place: apply ``completion`` to ``state`` itself and return the
+    actions, or None when it does not belong to the state (which is then unchanged). A
+    step that raises may leave ``state`` half changed: reload the persisted one."""
+    from ember.workflows.machine_tasks import Machine as Run
+
+    if state.finished or not Run.belongs(state, completion):
+        return None
+    run = Run(workflow, state, now)
+    if not run.apply(completion):
+        return None
+    return run.actions
+
+
+_COMPLETION_TYPES: dict[str, type[Any]] = {
+    kind.__name__: kind
+    for kind in (CallResult, TimerFired, EventArrived, WorkflowFinished, CancelRequested)
+}
+
+
+def completion_to_dict(completion: Completion) -> dict[str, Any]:
+    """A completion as JSON-able data: its fields and ``type`` (the class name)."""
+    data = {f.name: getattr(completion, f.name) for f in fields(completion)}
+    return {"type": type(completion).__name__, **data}
+
+
+def completion_from_dict(data: dict[str, Any]) -> Completion:
+    values = {key: value for key, value in data.items() if key != "type"}
+    completion: Completion = _COMPLETION_TYPES[data["type"]](**values)
+    return completion
