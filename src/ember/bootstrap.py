@@ -16,6 +16,7 @@ from ember.control import FunctionService
 from ember.control.builds import BuildService
 from ember.control.layers import LayerService
 from ember.control.triggers import TriggerService
+from ember.control.workflows import WorkflowService
 from ember.errors import Conflict
 from ember.observability.logs import LogStore
 from ember.observability.metrics import Metrics
@@ -33,7 +34,9 @@ from ember.store.layers import SqlLayerStore
 from ember.store.migrate import upgrade
 from ember.store.sql import create_engine
 from ember.store.triggers import SqlTriggerStore
+from ember.store.workflows import SqlWorkflowStore
 from ember.triggers.supervisor import Supervisor
+from ember.workflows.engine import Engine, EngineSettings
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class Services:
     layers: LayerService
     builds: BuildService
     launcher: Launcher
+    engine: Engine
+    workflows: WorkflowService
 
     def problem(self) -> str | None:
         """Why this server cannot serve invocations now (``/healthz`` fails), or None."""
@@ -75,11 +80,13 @@ class Services:
         log.info("ember data in %s, metadata at %s", self.settings.home, _safe_url(self.settings))
         await self.router.start()
         await self.invoker.start()
+        await self.engine.start()
         await self.supervisor.start()
 
     async def close(self) -> None:
         try:
             await self.supervisor.close()
+            await self.engine.close()
             await self.invoker.close()
             await self.router.close()
         finally:
@@ -156,11 +163,22 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     invoker.on_outcome = metrics.async_outcome
     triggers = TriggerService(SqlTriggerStore(engine), functions, clock)
     supervisor = Supervisor(triggers, invoker, router, clock)
+    workflow_store = SqlWorkflowStore(engine)
+    workflow_engine = Engine(
+        workflow_store, invoker, clock,
+        EngineSettings(
+            event_retention_s=settings.workflow_event_retention_s,
+            max_payload_bytes=limits.max_async_payload_bytes,
+            retention_s=settings.execution_retention_s,
+        ),
+    )
+    functions.on_delete(workflow_engine.function_deleted)
+    workflows = WorkflowService(workflow_store, workflow_engine, clock)
     return Services(
         settings=settings, clock=clock, limits=limits, store=store, functions=functions,
         logs=logs, stats=stats, metrics=metrics, router=router, invoker=invoker,
         triggers=triggers, supervisor=supervisor, layers=layers, builds=builds,
-        launcher=launcher,
+        launcher=launcher, engine=workflow_engine, workflows=workflows,
     )
 
 

@@ -56,6 +56,14 @@ class Settings(BaseSettings):
         default=7 * 24 * 3600, gt=0,
         description="how long finished async tasks and dead letters are kept",
     )
+    workflow_event_retention_s: float = Field(
+        default=3600, ge=0, le=7 * 24 * 3600,
+        description="how long an event no workflow execution took waits for a listen",
+    )
+    execution_retention_s: float = Field(
+        default=7 * 24 * 3600, gt=0,
+        description="how long finished workflow executions are kept",
+    )
     build_timeout_s: float = Field(
         default=600, gt=0, le=3600,
         description="longest pip install of a function's requirements.txt",

@@ -75,8 +75,8 @@ class WorkflowService:
     def get(self, name: str) -> WorkflowInfo:
         return self._store.get_workflow(name)
 
-    def list(self, *, prefix: str = "", limit: int = 100, cursor: str | None = None,
-             ) -> Page[WorkflowInfo]:
+    def list_workflows(self, *, prefix: str = "", limit: int = 100,
+                       cursor: str | None = None) -> Page[WorkflowInfo]:
         return self._store.list_workflows(prefix=prefix, limit=limit, cursor=cursor)
 
     async def delete(self, name: str, *, force: bool = False) -> None:
@@ -127,6 +127,11 @@ class WorkflowService:
     def steps(self, execution: Execution) -> list[StepRecord]:
         """The execution's task instances, in the order they started."""
         return self._engine.steps(execution)
+
+    def progress(self, execution: Execution) -> list[dict[str, Any]]:
+        """Each ``for`` task instance's progress: ``{"key", "path", "total", "done",
+        "failed", "failed_items"}`` (a batch run's progress bar)."""
+        return self._engine.progress(execution)
 
     def list_executions(
         self, *, workflow: str | None = None, status: list[str] | None = None,

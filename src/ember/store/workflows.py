@@ -271,6 +271,11 @@ class SqlWorkflowStore:
             conn.execute(workflow_events.insert().values(key=key, event=event, received_at=now))
         return True
 
+    def drop_event(self, key: str) -> None:
+        """An execution or a schedule took the event: it is no longer offered."""
+        with self._engine.begin() as conn:
+            conn.execute(workflow_events.delete().where(workflow_events.c.key == key))
+
     def retained_events(self, since: datetime) -> list[dict[str, Any]]:
         query = (sa.select(workflow_events.c.event)
                  .where(workflow_events.c.received_at >= since)
