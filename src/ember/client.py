@@ -36,13 +36,21 @@ the requirements and the server's Python); a build can be started and followed f
         if build.status == "failed":
             print(build.error)
 
+Workflows (Serverless Workflow DSL 1.0 documents) run functions in sequence, in parallel,
+over many inputs, and when events arrive:
+
+        ember.deploy_workflow("orders", Path("orders.yaml").read_text())
+        execution = ember.run_workflow("orders", {"id": 17}, wait_s=30)
+        ember.send_event("com.shop.shipped", {"id": 17})   # resumes a listen
+
 Both clients offer the same methods with the same parameters (the async ones are awaited);
 each is documented in ``ember.sdk.calls`` or, for async invocation, tasks and dead letters,
 in ``ember.sdk.tasks``, for triggers in ``ember.sdk.triggers``, for layers in
-``ember.sdk.layers`` and for dependency builds in ``ember.sdk.builds``, where every route
-is described once. An error answer raises the same ``ember.errors`` class the server raised
-(``FunctionNotFound``, ``InvalidSpec``, ``Conflict``, ``BuildFailed``…); a server that
-cannot be reached raises ``ServiceUnavailable``.
+``ember.sdk.layers``, for dependency builds in ``ember.sdk.builds`` and for workflows in
+``ember.sdk.workflows``, where every route is described once. An error answer raises the
+same ``ember.errors`` class the server raised (``FunctionNotFound``, ``InvalidSpec``,
+``Conflict``, ``BuildFailed``…); a server that cannot be reached raises
+``ServiceUnavailable``.
 """
 
 from __future__ import annotations
@@ -65,6 +73,9 @@ from ember.api.schemas import (
     CodeOut,
     DeadLetterList,
     DeadLetterOut,
+    EventOut,
+    ExecutionList,
+    ExecutionOut,
     FunctionList,
     FunctionOut,
     Health,
@@ -79,10 +90,13 @@ from ember.api.schemas import (
     TriggerList,
     TriggerOut,
     VersionOut,
+    WorkflowDeployOut,
+    WorkflowList,
+    WorkflowOut,
 )
 from ember.errors import EmberError, ServiceUnavailable
 from ember.model.invocation import FINAL_STATUSES
-from ember.sdk import builds, calls, layers, tasks, triggers
+from ember.sdk import builds, calls, layers, tasks, triggers, workflows
 from ember.sdk.calls import Call, Code
 from ember.sdk.results import (
     InvocationResult,
@@ -108,6 +122,9 @@ __all__ = [
     "CodeOut",
     "DeadLetterList",
     "DeadLetterOut",
+    "EventOut",
+    "ExecutionList",
+    "ExecutionOut",
     "FunctionList",
     "FunctionOut",
     "Health",
@@ -125,6 +142,9 @@ __all__ = [
     "TriggerList",
     "TriggerOut",
     "VersionOut",
+    "WorkflowDeployOut",
+    "WorkflowList",
+    "WorkflowOut",
     "decode_body",
     "task_error",
 ]
@@ -258,8 +278,8 @@ class _Plan(_Route[P, T]):
 
 class _Routes:
     """The methods both clients share, one per route (documented in ``ember.sdk.calls``,
-    ``ember.sdk.tasks``, ``ember.sdk.triggers``, ``ember.sdk.layers`` and
-    ``ember.sdk.builds``)."""
+    ``ember.sdk.tasks``, ``ember.sdk.triggers``, ``ember.sdk.layers``,
+    ``ember.sdk.builds`` and ``ember.sdk.workflows``)."""
 
     create_function = _Route(calls.create_function)
     get_function = _Route(calls.get_function)
@@ -307,6 +327,15 @@ class _Routes:
     get_build = _Route(builds.get_build)
     list_builds = _Route(builds.list_builds)
     wait_build = _Plan(builds.wait_build)
+    deploy_workflow = _Route(workflows.deploy_workflow)
+    get_workflow = _Route(workflows.get_workflow)
+    list_workflows = _Route(workflows.list_workflows)
+    delete_workflow = _Route(workflows.delete_workflow)
+    run_workflow = _Route(workflows.run_workflow)
+    get_execution = _Route(workflows.get_execution)
+    list_executions = _Route(workflows.list_executions)
+    cancel_execution = _Route(workflows.cancel_execution)
+    send_event = _Route(workflows.send_event)
     get_logs = _Route(calls.get_logs)
     get_stats = _Route(calls.get_stats)
     list_invocations = _Route(calls.list_invocations)

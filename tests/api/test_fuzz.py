@@ -86,6 +86,10 @@ def _semantic_refusal(check: str, response: Any) -> bool:
     if check != "ST202" or response.status_code != 400:
         return False
     error = response.json()["error"]
+    # A workflow document's own rules (the DSL, and its name against the path's).
+    request = response.request
+    if request.method == "PUT" and request.url.path.startswith("/workflows/"):
+        return bool(error["code"] == "InvalidSpec")
     details = error["details"]
     fields = [details.get("field")] + [e["field"] for e in details.get("errors", [])]
     return any(

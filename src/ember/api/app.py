@@ -10,7 +10,17 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 import ember
-from ember.api import builds, errors, functions, invocations, invoke, layers, tasks, triggers
+from ember.api import (
+    builds,
+    errors,
+    functions,
+    invocations,
+    invoke,
+    layers,
+    tasks,
+    triggers,
+    workflows,
+)
 from ember.api.limits import BodyLimit
 from ember.api.schemas import ErrorBody, Health
 from ember.errors import ServiceUnavailable
@@ -53,6 +63,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(triggers.router)
     app.include_router(layers.router)
     app.include_router(builds.router)
+    app.include_router(workflows.router)
 
     @app.get("/healthz", response_model=Health, tags=["system"],
              responses={503: {"model": ErrorBody}})
@@ -67,6 +78,9 @@ def create_app(services: Services) -> FastAPI:
     code_body = limits.max_code_bytes * 4 // 3 + 64 * 1024
 
     def limit_for(path: str) -> int:
+        workflow_limit = workflows.body_limit(path, limits)
+        if workflow_limit is not None:
+            return workflow_limit
         # Async payloads have their own, smaller limit, checked once the mode is known.
         if (path.endswith("/invoke") or path.startswith("/http")
                 or triggers.direct_http_target(path) is not None):

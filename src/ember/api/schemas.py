@@ -25,6 +25,7 @@ from ember.model.function import (
 from ember.model.invocation import DeadLetter, Task
 from ember.model.layer import Layer, LayerVersion
 from ember.model.trigger import SourceSpec
+from ember.model.workflow import Execution, StepRecord, WorkflowInfo
 
 # Names, qualifiers and base64 carry their pattern in the OpenAPI document; the services
 # check them with messages that state the rule (see ember.api.params).
@@ -490,3 +491,137 @@ class InvocationOut(BaseModel):
 class InvocationList(BaseModel):
     invocations: list[InvocationOut]
     next_cursor: str | None
+
+
+# workflows ------------------------------------------------------------------------------------
+
+
+class WorkflowOut(BaseModel):
+    """A workflow and its latest revision. Lists leave ``document`` out."""
+
+    name: str
+    revision: int = Field(description="the latest revision; each change of the document "
+                          "makes a new one, and executions pin the one they began on")
+    namespace: str = Field(description="document.namespace")
+    version: str = Field(description="document.version")
+    created_at: datetime
+    updated_at: datetime
+    document: dict[str, Any] | None = Field(
+        default=None, description="the latest revision's document, as JSON")
+
+    @classmethod
+    def of(cls, info: WorkflowInfo, *, document: bool = True, **extra: Any) -> Self:
+        fields: dict[str, Any] = {
+            "name": info.name, "revision": info.latest.revision,
+            "namespace": info.latest.namespace, "version": info.latest.version,
+            "created_at": info.created_at, "updated_at": info.updated_at, **extra,
+        }
+        if document:  # else left unset: the answer leaves it out
+            fields["document"] = info.latest.document
+        return cls(**fields)
+
+
+class WorkflowDeployOut(WorkflowOut):
+    changed: bool = Field(description="false when the latest revision had the same document")
+
+
+class WorkflowList(BaseModel):
+    workflows: list[WorkflowOut]
+    next_cursor: str | None
+
+
+class ExecutionIn(_In):
+    input: Any = Field(default=None, description="the workflow's input (any JSON value)")
+
+
+class StepOut(BaseModel):
+    """One task instance: its key is its path, plus ``@i`` per enclosing ``for`` iteration."""
+
+    key: str
+    path: str
+    status: str
+    attempts: int
+    started_at: str | None
+    ended_at: str | None
+    error: dict[str, Any] | None = None
+    function: str | None = Field(default=None, description="the function a call ran")
+    version: str | None = Field(default=None, description="the function version it ran")
+    request_id: str | None = Field(
+        default=None, description="the invocation's request id: its logs are "
+        "/functions/{function}/logs?request_id=…")
+
+    @classmethod
+    def of(cls, s: StepRecord) -> StepOut:
+        return cls(key=s.key, path=s.path, status=s.status, attempts=s.attempts,
+                   started_at=s.started_at, ended_at=s.ended_at, error=s.error,
+                   function=s.function, version=s.version, request_id=s.request_id)
+
+
+class ProgressOut(BaseModel):
+    """How far one ``for`` task instance is: its iterations done and failed out of all."""
+
+    key: str
+    path: str
+    total: int
+    done: int
+    failed: int
+    failed_items: list[int] = Field(description="the indexes of the items that failed")
+
+
+class ExecutionOut(BaseModel):
+    """One run of a workflow revision. ``history`` is left out of lists and with
+    ``?history=false``."""
+
+    id: str
+    workflow: str
+    revision: int
+    status: Literal["running", "waiting", "succeeded", "failed", "cancelled"]
+    input: Any
+    output: Any
+    error: dict[str, Any] | None = Field(description="problem details when it failed")
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    reruns: int = Field(description="function steps run again after a crash of the server "
+                        "between the call and the record of its result")
+    parent: str | None = Field(description="the execution that ran this one as a sub-workflow")
+    history: list[StepOut] | None = None
+    progress: list[ProgressOut] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, e: Execution, progress: list[dict[str, Any]],
+           history: list[StepRecord] | None = None) -> ExecutionOut:
+        fields: dict[str, Any] = {
+            "id": e.id, "workflow": e.workflow, "revision": e.revision, "status": e.status,
+            "input": e.input, "output": e.output, "error": e.error,
+            "created_at": e.created_at, "updated_at": e.updated_at,
+            "finished_at": e.finished_at, "reruns": e.reruns, "parent": e.parent,
+            "progress": [ProgressOut(**p) for p in progress],
+        }
+        if history is not None:  # else left unset: the answer leaves it out
+            fields["history"] = [StepOut.of(s) for s in history]
+        return cls(**fields)
+
+    @property
+    def active(self) -> bool:
+        """Still running or waiting."""
+        return self.status in ("running", "waiting")
+
+
+class ExecutionList(BaseModel):
+    executions: list[ExecutionOut]
+    next_cursor: str | None
+
+
+class EventMatches(BaseModel):
+    executions: int = Field(description="waiting executions the event was offered to")
+    schedules: int = Field(description="schedules (schedule.on) it counted towards")
+
+
+class EventOut(BaseModel):
+    """What became of a published CloudEvent."""
+
+    id: str
+    matched: EventMatches
+    retained: bool = Field(description="kept for listens not reached yet (retention window)")
+    duplicate: bool = Field(description="an event with this source and id came before")
