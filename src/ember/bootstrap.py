@@ -161,8 +161,6 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         ),
     )
     invoker.on_outcome = metrics.async_outcome
-    triggers = TriggerService(SqlTriggerStore(engine), functions, clock)
-    supervisor = Supervisor(triggers, invoker, router, clock)
     workflow_store = SqlWorkflowStore(engine)
     workflow_engine = Engine(
         workflow_store, invoker, clock,
@@ -174,6 +172,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     )
     functions.on_delete(workflow_engine.function_deleted)
     workflows = WorkflowService(workflow_store, workflow_engine, clock)
+    triggers = TriggerService(SqlTriggerStore(engine), functions, clock)
+    # Triggers with target "events" publish on the workflow event bus.
+    supervisor = Supervisor(triggers, invoker, router, clock, publish=workflows.publish)
     return Services(
         settings=settings, clock=clock, limits=limits, store=store, functions=functions,
         logs=logs, stats=stats, metrics=metrics, router=router, invoker=invoker,

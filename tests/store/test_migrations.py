@@ -61,7 +61,47 @@ def test_upgrade_from_the_first_revision_keeps_functions(empty_url: str) -> None
         assert function.config.memory_mb == 256
         with engine.connect() as conn:
             head = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-        assert head == "0007"
+        assert head == "0008"
         assert SqlBuildStore(engine).list_for("old") == []
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_0007_keeps_triggers_bound_to_their_function(empty_url: str) -> None:
+    from ember.model.trigger import Trigger
+    from ember.store.triggers import SqlTriggerStore
+
+    engine = create_engine(empty_url)
+    try:
+        config = alembic_config()
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0007")
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO functions (name, config, code_sha256, code_size, enabled, "
+                "async_paused, last_version, created_at, updated_at) VALUES "
+                "('old', '{}', :sha, 10, :yes, :no, 0, :now, :now)"
+            ), {"sha": "a" * 64, "yes": True, "no": False, "now": now})
+            # The table as 0007 made it: no target column.
+            old = sa.table("triggers", *(sa.column(c) for c in (
+                "name", "function", "qualifier", "kind", "state", "description",
+                "created_at", "updated_at")), sa.column("source", sa.JSON))
+            conn.execute(old.insert().values(
+                name="tick", function="old", qualifier="latest", kind="timer",
+                source={"kind": "timer", "schedule": "rate(1 minute)"}, state="enabled",
+                description="", created_at=1.0, updated_at=1.0))
+        upgrade(engine)
+        store = SqlTriggerStore(engine)
+        kept = store.get("tick")
+        assert (kept.target, kept.function, kept.qualifier) == ("function", "old", "latest")
+        # The new columns take a trigger of the event bus, which no function's deletion takes.
+        source = kept.source
+        store.create(Trigger("bus", None, None, source, "enabled", "", 2.0, 2.0, "events"))
+        assert store.get("bus").target == "events"
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM functions WHERE name = 'old'"))
+        assert [t.name for t in store.list()] == ["bus"]  # the foreign key still cascades
     finally:
         engine.dispose()

@@ -246,13 +246,19 @@ class Health(BaseModel):
 
 class TriggerIn(_In):
     name: str = _name()
-    function: str = _name()
-    qualifier: str = Field(default="latest", json_schema_extra={"pattern": QUALIFIER_PATTERN})
+    target: Literal["function", "events"] = Field(
+        default="function", description="function: invoke it; events: publish on the "
+        "workflow event bus (then no function or qualifier)")
+    function: str | None = _name(None)
+    qualifier: str | None = Field(default=None, description="latest when not given",
+                                  json_schema_extra={"pattern": QUALIFIER_PATTERN})
     source: SourceSpec
     description: str = Field(default="", max_length=256)
 
 
 class TriggerPatch(_In):
+    target: Literal["function", "events"] | None = Field(
+        default=None, description="cannot change: only its current value is accepted")
     function: str | None = _name(None)
     qualifier: str | None = Field(default=None, json_schema_extra={"pattern": QUALIFIER_PATTERN})
     source: SourceSpec | None = Field(default=None, description="replaces the source whole")
@@ -261,8 +267,9 @@ class TriggerPatch(_In):
 
 class TriggerOut(BaseModel):
     name: str
-    function: str
-    qualifier: str
+    target: Literal["function", "events"] = "function"
+    function: str | None = Field(description="null when the target is events")
+    qualifier: str | None = Field(description="null when the target is events")
     state: Literal["enabled", "disabled", "paused"]
     source: dict[str, Any]
     description: str

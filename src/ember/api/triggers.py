@@ -21,7 +21,7 @@ def _out(request: Request, t: Trigger) -> TriggerOut:
     if source.get("api_key"):
         source["api_key"] = "***"  # a secret: set it, never read it back
     return TriggerOut(
-        name=t.name, function=t.function, qualifier=t.qualifier,
+        name=t.name, target=t.target, function=t.function, qualifier=t.qualifier,
         state=t.state,
         source=source, description=t.description, created_at=t.created_at,
         updated_at=t.updated_at,
@@ -43,7 +43,8 @@ async def _settled(request: Request, t: Trigger) -> TriggerOut:
 @router.post("/triggers", status_code=status.HTTP_201_CREATED, response_model=TriggerOut)
 async def create_trigger(body: TriggerIn, request: Request) -> TriggerOut:
     """Bind an event source to a function at a qualifier (a version or an alias, so that a
-    new release moves traffic without touching the trigger)."""
+    new release moves traffic without touching the trigger), or with ``"target": "events"``
+    to the workflow event bus, where its events start and resume workflows."""
     spec = body.model_dump(mode="json", exclude={"name"})
     created = await asyncio.to_thread(_service(request).triggers.create, body.name, spec)
     return await _settled(request, created)

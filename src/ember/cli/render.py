@@ -536,7 +536,7 @@ def trigger_panel(t: TriggerOut, base_url: str | None = None) -> Panel:
     status = t.status
     rows: list[tuple[str, Any]] = [
         ("state", _state(t.state)),
-        ("function", f"{t.function}:{t.qualifier}"),
+        ("target", trigger_target(t)),
         ("description", t.description),
         ("kind", kind),
     ]
@@ -568,13 +568,19 @@ def _source_value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def trigger_target(t: TriggerOut) -> str:
+    """Where a trigger delivers: ``function:qualifier``, or ``events`` (the event bus)."""
+    return "events" if t.target == "events" else f"{t.function}:{t.qualifier}"
+
+
 def triggers_table(triggers: Iterable[TriggerOut]) -> Table:
-    """One row per trigger: its target (``function:qualifier``), kind, state and counters."""
-    table = _table("NAME", "FUNCTION", "KIND", "STATE", "EVENTS", "INVOKED", "FAILED",
+    """One row per trigger: its target (``function:qualifier`` or ``events``), kind, state
+    and counters (for an events trigger, INVOKED counts the events published)."""
+    table = _table("NAME", "TARGET", "KIND", "STATE", "EVENTS", "INVOKED", "FAILED",
                    "UP", "LAST ERROR")
     for t in triggers:
         status = t.status
-        cells = _cells(t.name, f"{t.function}:{t.qualifier}", t.source.get("kind"), None,
+        cells = _cells(t.name, trigger_target(t), t.source.get("kind"), None,
                        status.get("events"), status.get("invocations"), status.get("failures"),
                        _connected(status), _shorten(status.get("last_error"), 60))
         cells[3] = _state(t.state)

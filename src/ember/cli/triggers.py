@@ -1,5 +1,6 @@
 """``ember trigger``: bind event sources (HTTP, timers, MQTT, AMQP, NATS, Redis streams,
-storage) to functions, see what they did, and pause, resume, disable or delete them."""
+storage) to functions or to the workflow event bus, see what they did, and pause, resume,
+disable or delete them."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ if TYPE_CHECKING:
     from ember.client import TriggerOut
 
 app = typer.Typer(
-    help="Bind event sources to functions: create, list, get, update, delete, pause, resume, "
-    "disable, enable."
+    help="Bind event sources to functions or to the workflow event bus: create, list, get, "
+    "update, delete, pause, resume, disable, enable."
 )
 
 Name = Annotated[str, typer.Argument(help="Trigger name.", show_default=False)]
@@ -134,13 +135,13 @@ def _show(session: Session, trigger: TriggerOut) -> None:
 
 
 def target(trigger: TriggerOut) -> str:
-    """``http /orders → hello:live``."""
+    """``http /orders → hello:live``, or ``mqtt a/# → events``."""
     kind = str(trigger.source.get("kind"))
     known = SOURCE_KINDS.get(kind)
     where = trigger.source.get(known.where) if known is not None else None
     if isinstance(where, list):
         where = ",".join(map(str, where))
-    return f"{kind} {where} → {trigger.function}:{trigger.qualifier}"
+    return f"{kind} {where} → {render.trigger_target(trigger)}"
 
 
 @command(app, "create")
@@ -148,9 +149,13 @@ def create(
     session: Session,
     name: Name,
     function: Annotated[
-        str, typer.Option("--function", "-f", help="The function its events invoke.",
-                          show_default=False),
-    ],
+        str | None, typer.Option("--function", "-f", help="The function its events invoke.",
+                                 show_default=False),
+    ] = None,
+    events: Annotated[
+        bool, typer.Option("--events", help="Publish its events on the workflow event bus "
+                           "(to start and resume workflows) instead of invoking a function.")
+    ] = False,
     qualifier: Qualifier = None,
     description: Description = None,
     source: SourceText = None,
@@ -160,13 +165,19 @@ def create(
     timer: Timer = None,
     timezone: Timezone = None,
 ) -> None:
-    """Create a trigger: a source (--source, --http or --timer) bound to a function."""
+    """Create a trigger: a source (--source, --http or --timer) bound to a function
+    (--function) or to the workflow event bus (--events)."""
+    if events and (function is not None or qualifier is not None):
+        raise typer.BadParameter("--events goes without --function and --qualifier")
+    if not events and function is None:
+        raise typer.BadParameter("give --function, or --events for the workflow event bus")
     spec = source_from_options(source, http, methods, api_key, timer, timezone)
     if spec is None:
         shortcuts = [k.shortcut for k in SOURCE_KINDS.values() if k.shortcut]
         raise typer.BadParameter(f"give the source: --source, {' or '.join(shortcuts)}")
     trigger = session.client.create_trigger(
-        name, function, spec, qualifier=qualifier or "latest", description=description or ""
+        name, function, spec, qualifier=qualifier, description=description or "",
+        target="events" if events else "function",
     )
     session.output.done(f"created trigger {trigger.name}: {target(trigger)}")
     _show(session, trigger)

@@ -24,8 +24,9 @@ def _errors(exc: ValidationError) -> InvalidSpec:
 
 
 class TriggerService:
-    """Trigger rules: a trigger's function and qualifier must exist, an HTTP path belongs to
-    one trigger, and every change reaches the listeners (the supervisor)."""
+    """Trigger rules: a trigger's function and qualifier must exist (unless it targets the
+    event bus), its target never changes, an HTTP path belongs to one trigger, and every
+    change reaches the listeners (the supervisor)."""
 
     def __init__(self, store: SqlTriggerStore, functions: FunctionService, clock: Clock) -> None:
         self._store = store
@@ -70,21 +71,29 @@ class TriggerService:
             )
 
     def create(self, name: str, spec: dict[str, Any]) -> Trigger:
-        """Create a trigger from ``{"function", "qualifier", "source", "description"}``.
-        Raises InvalidSpec, FunctionNotFound / VersionNotFound / AliasNotFound, Conflict."""
+        """Create a trigger from ``{"target", "function", "qualifier", "source",
+        "description"}`` (target ``events``: no function or qualifier). Raises InvalidSpec,
+        FunctionNotFound / VersionNotFound / AliasNotFound, Conflict."""
         checked_name("trigger", name)
+        parsed = self._parse(spec)
+        self._check_path(name, parsed.source)
+        now = self._clock.time()
+        trigger = Trigger(name, parsed.function, parsed.qualifier, parsed.source, "enabled",
+                          parsed.description, now, now, parsed.target)
+        created = self._store.create(trigger)
+        self._changed(name)
+        return created
+
+    def _parse(self, spec: dict[str, Any]) -> TriggerSpec:
+        """The checked spec, its function and qualifier found (target ``function``)."""
         try:
             parsed = TriggerSpec.model_validate(spec)
         except ValidationError as exc:
             raise _errors(exc) from exc
-        self._check_target(parsed.function, parsed.qualifier)
-        self._check_path(name, parsed.source)
-        now = self._clock.time()
-        trigger = Trigger(name, parsed.function, parsed.qualifier, parsed.source, "enabled",
-                          parsed.description, now, now)
-        created = self._store.create(trigger)
-        self._changed(name)
-        return created
+        if parsed.target == "function":
+            assert parsed.function is not None and parsed.qualifier is not None  # validated
+            self._check_target(parsed.function, parsed.qualifier)
+        return parsed
 
     def _check_target(self, function: str, qualifier: str) -> None:
         try:
@@ -117,21 +126,29 @@ class TriggerService:
         return self._store.list(function=function)
 
     def update(self, name: str, patch: dict[str, Any]) -> Trigger:
-        """Change ``qualifier``, ``source`` (replaced whole), ``description`` or ``function``."""
+        """Change ``qualifier``, ``source`` (replaced whole), ``description`` or ``function``.
+        The target stays: InvalidSpec naming ``target`` when the patch gives another."""
         current = self._store.get(name)
+        patch = dict(patch)
+        target = patch.pop("target", None)
+        if target is not None and target != current.target:
+            raise invalid_spec([{
+                "field": "target",
+                "message": f"cannot change from {current.target!r}: delete the trigger and "
+                           "create it again",
+            }])
+        bound = ({"function": current.function, "qualifier": current.qualifier}
+                 if current.target == "function" else {})
         merged = {
-            "function": current.function, "qualifier": current.qualifier,
+            "target": current.target, **bound,
             "source": current.source.model_dump(mode="json"),
             "description": current.description, **patch,
         }
-        try:
-            parsed = TriggerSpec.model_validate(merged)
-        except ValidationError as exc:
-            raise _errors(exc) from exc
-        self._check_target(parsed.function, parsed.qualifier)
+        parsed = self._parse(merged)
         self._check_path(name, parsed.source)
         updated = Trigger(name, parsed.function, parsed.qualifier, parsed.source, current.state,
-                          parsed.description, current.created_at, self._clock.time())
+                          parsed.description, current.created_at, self._clock.time(),
+                          current.target)
         self._store.replace(updated)
         self._changed(name)
         return updated
@@ -144,7 +161,8 @@ class TriggerService:
                               {"field": "state"})
         current = self._store.get(name)
         updated = Trigger(current.name, current.function, current.qualifier, current.source,
-                          state, current.description, current.created_at, self._clock.time())
+                          state, current.description, current.created_at, self._clock.time(),
+                          current.target)
         self._store.replace(updated)
         self._changed(name)
         return updated
@@ -156,7 +174,9 @@ class TriggerService:
 
 
 
-def _same_target(text: str, qualifier: Qualifier) -> bool:
+def _same_target(text: str | None, qualifier: Qualifier) -> bool:
+    if text is None:
+        return False
     try:
         parsed = Qualifier.parse(text)
     except ValueError:

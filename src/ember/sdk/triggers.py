@@ -1,5 +1,6 @@
-"""The routes of triggers: bind an event source to a function at a qualifier, read what it
-has done, change it, pause, resume, disable, enable and delete it.
+"""The routes of triggers: bind an event source to a function at a qualifier (or to the
+workflow event bus), read what it has done, change it, pause, resume, disable, enable and
+delete it.
 
 Like ``ember.sdk.calls``, each function returns a ``Call`` that both clients send.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel
@@ -78,22 +79,29 @@ def _source_model() -> type[BaseModel]:
 
 def create_trigger(
     name: str,
-    function: str,
+    function: str | None,
     source: Mapping[str, Any],
     *,
-    qualifier: str | int = "latest",
+    qualifier: str | int | None = None,
     description: str = "",
+    target: Literal["function", "events"] = "function",
 ) -> Call[TriggerOut]:
-    """Bind an event source to a function at a qualifier; the trigger starts ``enabled``.
+    """Bind an event source to a function at a qualifier, or to the workflow event bus;
+    the trigger starts ``enabled``.
 
     Args:
         name: the trigger's name: a letter, then up to 63 letters, digits, ``-`` or ``_``.
-        function: the function its events invoke.
+        function: the function its events invoke; None with target ``events``.
         source: ``{"kind": ..., ...}``, see this module's docstring; an ``http`` source
             is served at ``/http{path}`` on the server's own port.
-        qualifier: ``latest``, a version number or an alias; an alias lets a new release
-            move the trigger's traffic without touching the trigger.
+        qualifier: ``latest`` (when not given), a version number or an alias; an alias
+            lets a new release move the trigger's traffic without touching the trigger.
+            None with target ``events``.
         description: up to 256 characters.
+        target: ``function`` (invoke it) or ``events``: publish each event on the
+            workflow event bus, where it resumes executions waiting in ``listen`` and
+            starts workflows whose ``schedule.on`` it completes (an ``http`` source then
+            answers 202 with what the event reached).
 
     Returns:
         The trigger, with the ``status`` of its freshly started source (``connected``…).
@@ -102,12 +110,15 @@ def create_trigger(
         InvalidSpec: a bad name, kind or source field (``details["errors"]`` names each
         field: ``source.topic``, ``source.schedule``…). FunctionNotFound, VersionNotFound,
         AliasNotFound: the target does not exist. Conflict: a trigger has this name, or
-        another HTTP trigger serves this path.
+        another HTTP trigger serves this path. InvalidSpec naming ``function`` (or
+        ``qualifier``): one given with target ``events``, or none with target ``function``.
     """
-    body = {
-        "name": name, "function": function, "qualifier": str(qualifier),
-        "source": dict(source), "description": description,
-    }
+    body: dict[str, Any] = {"name": name, "target": target}
+    if function is not None:
+        body["function"] = function
+    if qualifier is not None:
+        body["qualifier"] = str(qualifier)
+    body |= {"source": dict(source), "description": description}
     return Call("POST", "/triggers", _trigger_out, json=body)
 
 
@@ -139,7 +150,8 @@ def update_trigger(
     source: Mapping[str, Any] | None = None,
     description: str | None = None,
 ) -> Call[TriggerOut]:
-    """Change what is given; the rest stays. The state (enabled, paused…) is kept.
+    """Change what is given; the rest stays. The state (enabled, paused…) is kept, and so
+    is the target: a trigger with target ``events`` takes no function or qualifier.
 
     Args:
         function, qualifier: a new target (checked to exist).

@@ -63,17 +63,19 @@ triggers = sa.Table(
     "triggers",
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
+    # Null, as is the qualifier, when the target is "events" (the workflow event bus).
     sa.Column(
         "function", sa.String(64),
-        sa.ForeignKey("functions.name", ondelete="CASCADE"), nullable=False,
+        sa.ForeignKey("functions.name", ondelete="CASCADE"), nullable=True,
     ),
-    sa.Column("qualifier", sa.String(64), nullable=False),
+    sa.Column("qualifier", sa.String(64), nullable=True),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("source", sa.JSON, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("description", sa.String(256), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("target", sa.String(16), nullable=False, server_default="function"),
 )
 
 layers = sa.Table(

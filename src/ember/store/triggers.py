@@ -17,7 +17,8 @@ _SOURCE: TypeAdapter[Any] = TypeAdapter(SourceSpec)
 
 class SqlTriggerStore:
     """Trigger rows; the function's deletion removes its triggers (foreign key cascade,
-    and explicitly for SQLite connections that did not turn foreign keys on)."""
+    and explicitly for SQLite connections that did not turn foreign keys on). A trigger
+    that targets the event bus has no function (NULL), so no function's deletion takes it."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -71,7 +72,7 @@ class SqlTriggerStore:
 
 def _row(t: Trigger) -> dict[str, Any]:
     return {
-        "name": t.name, "function": t.function, "qualifier": t.qualifier,
+        "name": t.name, "target": t.target, "function": t.function, "qualifier": t.qualifier,
         "kind": t.source.kind, "source": t.source.model_dump(mode="json"),
         "state": t.state, "description": t.description,
         "created_at": t.created_at, "updated_at": t.updated_at,
@@ -83,5 +84,5 @@ def _trigger(row: Any) -> Trigger:
         name=row["name"], function=row["function"], qualifier=row["qualifier"],
         source=_SOURCE.validate_python(row["source"]), state=row["state"],
         description=row["description"], created_at=row["created_at"],
-        updated_at=row["updated_at"],
+        updated_at=row["updated_at"], target=row["target"],
     )

@@ -10,6 +10,12 @@ returns once the event is safely queued, so a broker message can be acknowledged
 where order or a response matters, to ``context.invoke`` (synchronous: returns the result or
 raises the invocation's error).
 
+A trigger whose target is ``events`` has no function: both ``submit`` and ``invoke`` then
+publish the event on the workflow event bus (``context.publish``), which returns once the
+event is stored, so the same acknowledgement rule holds. A source that knows it (the HTTP
+source, answering 202, and the Redis streams source, publishing a batch record by record)
+checks ``context.to_events``.
+
 A broker source that redelivers what it could not submit uses ``context.submit_or_give_up``,
 which tells the two kinds of failure apart. One the same message would meet again
 (``PERMANENT_ERRORS``: too large for the queue, invalid, its function, version or alias
@@ -34,7 +40,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
 
@@ -45,11 +51,15 @@ from ember.errors import (
     FunctionNotFound,
     InvalidRequest,
     PayloadTooLarge,
+    ServiceUnavailable,
     TriggerNotFound,
     VersionNotFound,
 )
 from ember.ids import new_id
 from ember.model.trigger import SOURCE_KINDS, Trigger, cloud_event
+
+if TYPE_CHECKING:
+    from ember.workflows.events import PublishResult
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +85,7 @@ class TriggerStatus:
     connected: bool = False
     events: int = 0
     invocations: int = 0
+    """Invocations queued or made; for a trigger with target ``events``, events published."""
     failures: int = 0
     dropped: int = 0
     """Events given up: after a permanent failure (see the module docstring), or after any
@@ -94,20 +105,29 @@ class Invoke(Protocol):
     async def __call__(self, event: dict[str, Any]) -> Any: ...
 
 
+class Publish(Protocol):
+    """Offer a CloudEvent to the workflow event bus; returns once it is stored. Raises
+    InvalidSpec for an event without its required attributes."""
+
+    async def __call__(self, event: dict[str, Any]) -> PublishResult: ...
+
+
 class SourceContext:
-    """A source's handle on Ember: the trigger, its status, and the two ways to deliver."""
+    """A source's handle on Ember: the trigger, its status, and the ways to deliver."""
 
     def __init__(
         self, trigger: Trigger, clock: Clock,
         submit: Callable[[Trigger, bytes, str | None], Awaitable[str]],
         invoke: Callable[[Trigger, bytes], Awaitable[Any]],
         status: TriggerStatus | None = None,
+        publish: Publish | None = None,
     ) -> None:
         self.trigger = trigger
         self.clock = clock
         self.status = status if status is not None else TriggerStatus()
         self._submit = submit
         self._invoke = invoke
+        self._publish = publish
         # Set once the trigger is gone (its function was deleted) while its source is still
         # stopping: submit and invoke then refuse.
         self.retired = False
@@ -143,10 +163,33 @@ class SourceContext:
         self.status.last_error = str(error) or type(error).__name__
         self.status.last_error_at = self.clock.time()
 
+    @property
+    def to_events(self) -> bool:
+        """Whether the trigger delivers to the workflow event bus (target ``events``)."""
+        return self.trigger.target == "events"
+
+    async def publish(self, event: dict[str, Any]) -> PublishResult:
+        """Publish ``event`` on the workflow event bus; returns once it is stored, with its
+        id (the delivery id) and what it reached. Raises InvalidSpec for a bad event (not
+        counted here: as with ``submit``, the caller counts its failures)."""
+        self._check_live()
+        if self._publish is None:
+            raise ServiceUnavailable(
+                f"trigger {self.trigger.name!r} targets the event bus, which this server "
+                "does not run")
+        result = await self._publish(event)
+        self.status.invocations += 1
+        return result
+
     async def submit(self, event: dict[str, Any], *, idempotency_key: str | None = None) -> str:
         """Queue an async invocation of the trigger's function with ``event``; returns its
-        task id once it is durably stored. Raises EmberError when it could not be queued."""
+        task id once it is durably stored (target ``events``: publishes it, see
+        ``publish``, and returns the event's id). Raises EmberError when it could not be
+        queued."""
         self._check_live()
+        if self.to_events:
+            # The bus deduplicates by source and id, not by an idempotency key.
+            return (await self.publish(event)).id
         task_id = await self._submit(self.trigger, orjson.dumps(event), idempotency_key)
         self.status.invocations += 1
         return task_id
@@ -177,12 +220,15 @@ class SourceContext:
         return False
 
     async def invoke(self, event: dict[str, Any]) -> Any:
-        """Invoke the trigger's function now with ``event``; returns the router's result.
-        Raises the invocation's EmberError, which is already counted in ``status`` (a
-        source counts only failures of its own)."""
+        """Invoke the trigger's function now with ``event``; returns the router's result
+        (target ``events``: publishes it and returns the PublishResult). Raises the
+        invocation's EmberError, which is already counted in ``status`` (a source counts
+        only failures of its own)."""
         self._check_live()
-        self.status.invocations += 1
         try:
+            if self.to_events:
+                return await self.publish(event)
+            self.status.invocations += 1
             return await self._invoke(self.trigger, orjson.dumps(event))
         except EmberError as err:
             self.failed(err)

@@ -7,6 +7,11 @@ answer ``{"statusCode", "headers", "body", "isBase64Encoded"}`` or any other val
 JSON with status 200). A web or custom function instead gets the request itself, mounted
 at ``/http{path}`` (its ``root_path``), and its response streams back as the app produces it.
 Delivery: exactly the request's own; nothing is queued or retried.
+
+A trigger with target ``events`` publishes that CloudEvent on the workflow event bus
+instead, and answers 202 once it is stored: ``{"id", "matched": {"executions",
+"schedules"}, "retained", "duplicate"}`` (``retained``: nothing took it yet, it waits for a
+listen within the retention window; ``duplicate``: an event with its id came before).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from ember.errors import EmberError, MethodNotAllowed, ServiceUnavailable, Unauthorized
@@ -85,9 +90,35 @@ async def handle(
     if route.paused:
         raise ServiceUnavailable(f"trigger {context.trigger.name!r} is paused")
     trigger = context.trigger
+    if context.to_events:
+        return await _publish(context, request, rest)
+    assert trigger.function is not None  # a trigger with target function has one
     target = await router.resolve(trigger.function, trigger.qualifier)
     if target.primary.config.kind != "event":
         return await _forward(context, source, request, rest, router)
+    context.received()
+    result: InvocationResult = await context.invoke(await _request_event(context, request, rest))
+    return to_response(result)
+
+
+async def _publish(context: SourceContext, request: Request, rest: str) -> Response:
+    """The request as a CloudEvent on the workflow event bus: 202 with what it reached."""
+    context.received()
+    event = await _request_event(context, request, rest)
+    try:
+        published = await context.publish(event)
+    except EmberError as err:
+        context.failed(err)
+        raise
+    return JSONResponse({
+        "id": published.id,
+        "matched": {"executions": published.executions, "schedules": published.schedules},
+        "retained": published.retained, "duplicate": published.duplicate,
+    }, status_code=202)
+
+
+async def _request_event(context: SourceContext, request: Request, rest: str) -> dict[str, Any]:
+    """The CloudEvent a handler gets for ``request``: its data is the request."""
     body = await request.body()
     data: dict[str, Any] = {
         "method": request.method,
@@ -105,11 +136,8 @@ async def handle(
         except UnicodeDecodeError:
             data["body"] = base64.b64encode(body).decode()
             data["isBase64Encoded"] = True
-    context.received()
-    event = context.event(type="http.request", subject=rest, data=data,
-                          extensions={"embermethod": request.method})
-    result: InvocationResult = await context.invoke(event)
-    return to_response(result)
+    return context.event(type="http.request", subject=rest, data=data,
+                         extensions={"embermethod": request.method})
 
 
 async def _forward(
@@ -119,8 +147,10 @@ async def _forward(
     root_path = "/http" + ("" if source.path == "/" else source.path)
     context.received()
     context.status.invocations += 1
+    function = context.trigger.function
+    assert function is not None  # handle() publishes for a trigger with no function
     try:
-        return await forward(router, context.trigger.function, context.trigger.qualifier,
+        return await forward(router, function, context.trigger.qualifier,
                              request, rest, root_path, trigger=context.trigger.name)
     except EmberError as err:
         context.failed(err)

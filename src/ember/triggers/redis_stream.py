@@ -35,6 +35,14 @@ not exist (``FunctionNotFound``, ``VersionNotFound``, ``AliasNotFound``) the sha
 whatever ``on_failure`` says. Redis errors are recorded and the shard reconnects with
 backoff, starting again from its pending records.
 
+Target ``events``: each record of a batch is published on the workflow event bus as an
+event of its own (type ``dev.ember.redis_stream.record``, id ``{stream}/{record id}``, data
+``{"stream", "id", "fields"}``), in order, and the batch is acknowledged once the last
+one was published (stored). A batch tried again goes on from the record that failed; a
+batch delivered again after a crash or reconnect publishes its records again with the same
+ids. Failures are handled as above (a malformed event is a failure that counts against
+``max_retries``).
+
 Status: ``events`` counts records read from Redis (a redelivered record counts again),
 ``invocations`` and ``failures`` count attempts. ``details[stream]`` holds ``state``
 (``starting``, ``running``, ``retrying``, ``waiting``, ``paused``, ``stopped``,
@@ -219,22 +227,32 @@ class RedisStreamTriggerSource(BackgroundSource):
     async def _deliver(
         self, shard: _Shard, records: list[tuple[str, dict[bytes, bytes]]]
     ) -> BaseException | None:
-        """Invoke the function with the batch, trying again as the module docstring says;
-        the error that ended the tries, or None once it succeeded."""
+        """Invoke the function with the batch (or publish its records), trying again as the
+        module docstring says; the error that ended the tries, or None once it succeeded."""
         stream = shard.stream
         first, last = records[0][0], records[-1][0]
-        event = self.context.event(
-            type="redis_stream.batch", subject=stream, id=f"{stream}/{first}/{last}",
-            data={"stream": stream,
-                  "records": [{"id": rid, "fields": _fields(raw)} for rid, raw in records]},
-            extensions={"emberstream": stream, "emberfirstid": first, "emberlastid": last},
-        )
+        if self.context.to_events:
+            events = [self.context.event(
+                type="redis_stream.record", subject=stream, id=f"{stream}/{rid}",
+                data={"stream": stream, "id": rid, "fields": _fields(raw)},
+                extensions={"emberstream": stream},
+            ) for rid, raw in records]
+        else:
+            events = [self.context.event(
+                type="redis_stream.batch", subject=stream, id=f"{stream}/{first}/{last}",
+                data={"stream": stream,
+                      "records": [{"id": rid, "fields": _fields(raw)} for rid, raw in records]},
+                extensions={"emberstream": stream, "emberfirstid": first, "emberlastid": last},
+            )]
         failures = 0
         delay = _RETRY_FIRST_S
         while True:
             _honour_cancel()
             try:
-                await self.context.invoke(event)
+                # In order; the events already delivered are not sent again on a retry.
+                while events:
+                    await self.context.invoke(events[0])
+                    events.pop(0)
                 return None
             except EmberError as err:  # context.invoke recorded it
                 error: BaseException = err

@@ -1,4 +1,7 @@
-"""Runs the source of every enabled or paused trigger, and follows trigger changes."""
+"""Runs the source of every enabled or paused trigger, and follows trigger changes.
+
+A trigger delivers to its function (queued or invoked) or, with target ``events``, to the
+workflow event bus (published)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from ember.errors import TriggerNotFound
 from ember.model.trigger import CLOUDEVENTS_JSON, HttpSource, Trigger
 from ember.queue.worker import AsyncInvoker
 from ember.router import InvocationResult, Router
-from ember.triggers.base import Source, SourceContext, TriggerStatus, make_source
+from ember.triggers.base import Publish, Source, SourceContext, TriggerStatus, make_source
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +30,17 @@ class _Running:
 
 
 class Supervisor:
-    """One running Source per trigger that is not disabled."""
+    """One running Source per trigger that is not disabled. ``publish`` puts an event on
+    the workflow event bus (``WorkflowService.publish``), for triggers with target
+    ``events``; without it they fail each delivery with ServiceUnavailable."""
 
     def __init__(self, triggers: TriggerService, invoker: AsyncInvoker, router: Router,
-                 clock: Clock) -> None:
+                 clock: Clock, publish: Publish | None = None) -> None:
         self._triggers = triggers
         self._invoker = invoker
         self._router = router
         self._clock = clock
+        self._publish = publish
         self._running: dict[str, _Running] = {}
         # Counters outlive a source that is restarted or disabled, until the trigger goes.
         self._statuses: dict[str, TriggerStatus] = {}
@@ -60,14 +66,16 @@ class Supervisor:
     # delivery ----------------------------------------------------------------------------
 
     async def _submit(self, trigger: Trigger, body: bytes, key: str | None) -> str:
+        function, qualifier = _bound(trigger)
         task, _ = await self._invoker.submit(
-            trigger.function, trigger.qualifier, body, CLOUDEVENTS_JSON, idempotency_key=key
+            function, qualifier, body, CLOUDEVENTS_JSON, idempotency_key=key
         )
         return task.id
 
     async def _invoke(self, trigger: Trigger, body: bytes) -> InvocationResult:
+        function, qualifier = _bound(trigger)
         return await self._router.invoke(
-            trigger.function, trigger.qualifier, body, CLOUDEVENTS_JSON, trigger=trigger.name
+            function, qualifier, body, CLOUDEVENTS_JSON, trigger=trigger.name
         )
 
     # following changes -------------------------------------------------------------------
@@ -133,7 +141,8 @@ class Supervisor:
                 return
             if running is None:
                 status = self._statuses.setdefault(name, TriggerStatus())
-                context = SourceContext(trigger, self._clock, self._submit, self._invoke, status)
+                context = SourceContext(trigger, self._clock, self._submit, self._invoke, status,
+                                        self._publish)
                 try:
                     source = make_source(trigger, context)
                     await source.start()
@@ -199,4 +208,12 @@ def _binding(trigger: Trigger | None) -> tuple[Any, ...] | None:
     """What, when changed, needs a new source (the state alone does not)."""
     if trigger is None:
         return None
-    return (trigger.function, trigger.qualifier, trigger.source)
+    return (trigger.target, trigger.function, trigger.qualifier, trigger.source)
+
+
+def _bound(trigger: Trigger) -> tuple[str, str]:
+    """The function and qualifier of a trigger with target ``function``. A trigger with
+    target ``events`` never gets here: its context publishes instead."""
+    if trigger.function is None or trigger.qualifier is None:
+        raise TypeError(f"trigger {trigger.name!r} targets the event bus, not a function")
+    return trigger.function, trigger.qualifier
