@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -54,3 +54,18 @@ async def until(
             raise _fail(predicate, timeout, message)
         polls += 1
         await asyncio.sleep(0 if polls <= 100 else interval)
+
+
+async def until_true(
+    predicate: Callable[[], Awaitable[T]], timeout: float = DEADLINE_S, interval: float = 0.01,
+    message: str = "",
+) -> T:
+    """``until`` for a predicate that must be awaited (one that asks the API)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout} s: {message or predicate}")
+        await asyncio.sleep(interval)

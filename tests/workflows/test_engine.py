@@ -39,3 +39,150 @@ def test_sequence_passes_state(run_wf: Run) -> None:
         assert steps[0].function == "double" and steps[0].request_id and steps[0].version
 
     run_wf(scenario)
+
+
+FLAKY = """
+import os, pathlib
+def handler(event, context):
+    counter = pathlib.Path(event["counter"])
+    n = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(n))
+    if n <= event["fail"]:
+        raise RuntimeError(f"call {n} fails")
+    return {"calls": n}
+"""
+
+
+def test_fork_joins_every_branch(run_wf: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("double", DOUBLE)
+        ember.services.workflows.deploy_data("fork", doc("fork", [
+            {"both": {"fork": {"branches": [
+                {"a": {"call": "double", "with": {"n": "${ .x }"}}},
+                {"b": {"call": "double", "with": {"n": "${ .y }"}}},
+            ]}}},
+        ]))
+        execution = await run_to_end(ember, "fork", {"x": 1, "y": 10})
+        assert execution.status == "succeeded", execution.error
+        assert execution.output == [{"n": 2}, {"n": 20}]
+
+    run_wf(scenario)
+
+
+def test_compete_takes_the_first_and_cancels_the_others(run_wf: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("double", DOUBLE)
+        ember.services.workflows.deploy_data("race", doc("race", [
+            {"race": {"fork": {"compete": True, "branches": [
+                {"slow": {"wait": "PT1H"}},
+                {"fast": {"call": "double", "with": {"n": 4}}},
+            ]}}},
+        ]))
+        execution = await run_to_end(ember, "race")
+        assert execution.status == "succeeded", execution.error
+        assert execution.output == {"n": 8}
+        statuses = {s.path: s.status for s in ember.services.workflows.steps(execution)}
+        assert statuses["/do/0/race/fork/branches/0/slow"] == "cancelled"
+
+    run_wf(scenario)
+
+
+def test_switch_branches_on_the_result(run_wf: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("double", DOUBLE)
+        ember.services.workflows.deploy_data("choose", doc("choose", [
+            {"size": {"call": "double"}},
+            {"route": {"switch": [
+                {"big": {"when": ".n > 10", "then": "large"}},
+                {"other": {"then": "small"}},
+            ]}},
+            {"small": {"set": {"size": "small"}, "then": "end"}},
+            {"large": {"set": {"size": "large"}}},
+        ]))
+        small = await run_to_end(ember, "choose", {"n": 2})
+        large = await run_to_end(ember, "choose", {"n": 50})
+        assert small.output == {"size": "small"}
+        assert large.output == {"size": "large"}
+
+    run_wf(scenario)
+
+
+def test_try_retries_a_failing_step_then_catches(run_wf: Run, tmp_path: Any) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("flaky", FLAKY)
+        retry = {"delay": "PT0.01S", "backoff": {"exponential": {}},
+                 "limit": {"attempt": {"count": 3}}}
+        ember.services.workflows.deploy_data("retrying", doc("retrying", [
+            {"guarded": {
+                "try": [{"call_it": {"call": "flaky"}}],
+                "catch": {"errors": {"with": {"title": "FunctionError"}}, "as": "err",
+                          "retry": retry,
+                          "do": [{"fallback": {"set": {"gave_up": "${ $err.detail }"}}}]},
+            }},
+        ]))
+        ok = await run_to_end(ember, "retrying", {"counter": str(tmp_path / "a"), "fail": 2})
+        assert ok.status == "succeeded", ok.error
+        assert ok.output == {"calls": 3}
+        attempts = {s.path: s.attempts for s in ember.services.workflows.steps(ok)}
+        assert attempts["/do/0/guarded/try/0/call_it"] == 3
+        caught = await run_to_end(ember, "retrying", {"counter": str(tmp_path / "b"),
+                                                      "fail": 5})
+        assert caught.status == "succeeded", caught.error
+        assert "call 3 fails" in caught.output["gave_up"]
+
+    run_wf(scenario)
+
+
+def test_a_failing_step_fails_the_execution_with_its_path(run_wf: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("boom", "def handler(event, context):\n    raise ValueError('no')\n")
+        ember.services.workflows.deploy_data("fails", doc("fails", [
+            {"ok": {"set": {"a": 1}}},
+            {"explode": {"call": "boom"}},
+            {"never": {"set": {"b": 2}}},
+        ]))
+        execution = await run_to_end(ember, "fails")
+        assert execution.status == "failed"
+        assert execution.error is not None
+        assert execution.error["instance"] == "/do/1/explode"
+        assert execution.error["title"] == "FunctionError"
+        assert "no" in execution.error["detail"]
+
+    run_wf(scenario)
+
+
+def test_missing_function_and_oversized_input_fail_at_their_task(run_wf: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("double", DOUBLE)
+        ember.services.workflows.deploy_data("missing", doc("missing", [
+            {"ghost": {"call": "nobody"}},
+        ]))
+        missing = await run_to_end(ember, "missing")
+        assert missing.status == "failed"
+        assert missing.error is not None
+        assert missing.error["instance"] == "/do/0/ghost"
+        assert missing.error["title"] == "FunctionNotFound"
+        ember.services.workflows.deploy_data("huge", doc("huge", [
+            {"big": {"call": "double", "with": {"blob": "${ .blob }"}}},
+        ]))
+        huge = await run_to_end(ember, "huge", {"blob": "x" * 300_000})
+        assert huge.status == "failed"
+        assert huge.error is not None
+        assert huge.error["instance"] == "/do/0/big"
+        assert huge.error["title"] == "PayloadTooLarge"
+
+    run_wf(scenario)
+
+
+def test_an_expression_failing_at_run_time_names_its_place(run_wf: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        ember.services.workflows.deploy_data("badexpr", doc("badexpr", [
+            {"compute": {"set": {"x": "${ .a + 1 }"}}},
+        ]))
+        execution = await run_to_end(ember, "badexpr", {"a": "text"})
+        assert execution.status == "failed"
+        assert execution.error is not None
+        assert execution.error["type"].endswith("/expression")
+        assert execution.error["instance"].startswith("/do/0/compute")
+
+    run_wf(scenario)
