@@ -65,6 +65,24 @@ def test_http_trigger_made_by_the_cli(cli: Cli, tmp_path: Path) -> None:
     assert missing.stderr.startswith("Error [TriggerNotFound]")
 
 
+def test_a_trigger_to_the_event_bus_made_by_the_cli(cli: Cli) -> None:
+    created = cli.ok("trigger", "create", "clibus", "--events", "--http", "clibus")
+    assert "created trigger clibus: http /clibus → events" in created.stdout
+    answer = httpx.post(f"{cli.url}/http/clibus", json={"n": 1}, timeout=30)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["retained"] is True
+    table = cli.ok("trigger", "list").stdout
+    assert "TARGET" in table
+    row = next(line for line in table.splitlines() if line.startswith("clibus"))
+    assert row.split()[:6] == ["clibus", "events", "http", "enabled", "1", "1"]
+    both = cli.fails("trigger", "create", "clibus2", "--events", "-f", "x", "--http", "b",
+                     code=2)
+    assert "--events goes without --function" in both.stderr
+    neither = cli.fails("trigger", "create", "clibus2", "--http", "b", code=2)
+    assert "--events" in neither.stderr
+    cli.ok("trigger", "delete", "clibus", "--yes")
+
+
 def test_source_forms_and_errors(cli: Cli, tmp_path: Path) -> None:
     cli.ok("deploy", project(tmp_path / "src", "trigsrc"))
     as_json = json.loads(cli.ok(

@@ -126,6 +126,26 @@ def test_errors_name_the_field(served: tuple[Client, TestClient]) -> None:
         client.update_trigger("nope", description="x")
 
 
+def test_a_trigger_to_the_event_bus(served: tuple[Client, TestClient]) -> None:
+    client, http = served
+    bus = client.create_trigger("bus", None, {"kind": "http", "path": "/bus"},
+                                target="events")
+    assert (bus.target, bus.function, bus.qualifier) == ("events", None, None)
+    answer = http.post("/http/bus", json={"n": 1})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["matched"] == {"executions": 0, "schedules": 0}
+    assert client.get_trigger("bus").status["invocations"] == 1
+    with pytest.raises(InvalidSpec) as bound:
+        client.create_trigger("t", "fn", {"kind": "http", "path": "/t"}, target="events")
+    assert _fields(bound.value) == {"function"}
+    with pytest.raises(InvalidSpec) as unbound:
+        client.create_trigger("t", None, {"kind": "http", "path": "/t"})
+    assert _fields(unbound.value) == {"function"}
+    with pytest.raises(InvalidSpec) as moved:
+        client.update_trigger("bus", function="fn")
+    assert _fields(moved.value) == {"function"}
+
+
 def test_http_trigger_answers_through_the_same_transport(
     served: tuple[Client, TestClient],
 ) -> None:
