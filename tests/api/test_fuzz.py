@@ -37,13 +37,15 @@ CONFIG = SchemathesisConfig.from_dict({
 # Refusals of schema-valid requests that the document does not try to foresee: a code
 # archive's contents, a cursor's meaning, rules across fields (which kind of function takes
 # 'app' or 'command', min against max instances, an alias's two versions and weight) and
-# the trigger sources' own rules (paths, URLs, schedules).
+# the trigger sources' own rules (paths, URLs, schedules), a trigger's target against its
+# function and qualifier (none with target events, a function without).
 SEMANTIC = {
     ("InvalidCode", None), ("InvalidRequest", "cursor"),
     ("InvalidSpec", "config.kind"), ("InvalidSpec", "config.app"),
     ("InvalidSpec", "config.command"), ("InvalidSpec", "config.concurrency"),
     ("InvalidSpec", "config.min_instances"),
     ("InvalidSpec", "additional_version"), ("InvalidSpec", "weight"),
+    ("InvalidSpec", "function"), ("InvalidSpec", "qualifier"), ("InvalidSpec", "target"),
 }
 SEMANTIC_FIELD_PREFIXES = ("source.",)
 
