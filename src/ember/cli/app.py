@@ -8,6 +8,7 @@ from ember.cli import (
     aliases,
     builds,
     deploy,
+    executions,
     functions,
     invoke,
     layers,
@@ -16,6 +17,7 @@ from ember.cli import (
     tasks,
     triggers,
     versions,
+    workflows,
 )
 from ember.cli.common import GlobalOptions, JsonOption, UrlOption, command
 
@@ -41,6 +43,9 @@ app.add_typer(tasks.dlq_app, name="dlq")
 app.add_typer(triggers.app, name="trigger")
 app.add_typer(layers.app, name="layer")
 app.add_typer(builds.app, name="build")
+app.add_typer(workflows.app, name="workflow")
+app.add_typer(executions.app, name="execution")
+app.add_typer(workflows.event_app, name="event")
 command(app, "deploy")(deploy.deploy)
 command(functions.app, "deploy")(deploy.deploy)
 command(app, "invoke")(invoke.invoke)
