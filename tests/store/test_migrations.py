@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,10 +14,12 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from ember.model.trigger import Trigger
 from ember.settings import Settings
 from ember.store.builds import SqlBuildStore
 from ember.store.migrate import alembic_config, upgrade
 from ember.store.sql import SqlMetadataStore, create_engine
+from ember.store.triggers import SqlTriggerStore
 
 
 @pytest.fixture
@@ -40,20 +43,28 @@ def empty_url(tmp_path: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def test_upgrade_from_the_first_revision_keeps_functions(empty_url: str) -> None:
-    engine = create_engine(empty_url)
+@contextmanager
+def _old_function_at(url: str, revision: str) -> Iterator[sa.Engine]:
+    """An engine on a database migrated to ``revision`` only, holding the function ``old``."""
+    engine = create_engine(url)
     try:
         config = alembic_config()
         with engine.begin() as conn:
             config.attributes["connection"] = conn
-            command.upgrade(config, "0001")
-        now = datetime.now(UTC)
+            command.upgrade(config, revision)
         with engine.begin() as conn:
             conn.execute(sa.text(
                 "INSERT INTO functions (name, config, code_sha256, code_size, enabled, "
                 "last_version, created_at, updated_at) VALUES "
                 "('old', '{}', :sha, 10, :yes, 0, :now, :now)"
-            ), {"sha": "a" * 64, "yes": True, "now": now})
+            ), {"sha": "a" * 64, "yes": True, "now": datetime.now(UTC)})
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_the_first_revision_keeps_functions(empty_url: str) -> None:
+    with _old_function_at(empty_url, "0001") as engine:
         upgrade(engine)
         upgrade(engine)  # a second start finds nothing to do
         function = SqlMetadataStore(engine).get_function("old")
@@ -63,27 +74,11 @@ def test_upgrade_from_the_first_revision_keeps_functions(empty_url: str) -> None
             head = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
         assert head == "0008"
         assert SqlBuildStore(engine).list_for("old") == []
-    finally:
-        engine.dispose()
 
 
 def test_upgrade_from_0007_keeps_triggers_bound_to_their_function(empty_url: str) -> None:
-    from ember.model.trigger import Trigger
-    from ember.store.triggers import SqlTriggerStore
-
-    engine = create_engine(empty_url)
-    try:
-        config = alembic_config()
+    with _old_function_at(empty_url, "0007") as engine:
         with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0007")
-        now = datetime.now(UTC)
-        with engine.begin() as conn:
-            conn.execute(sa.text(
-                "INSERT INTO functions (name, config, code_sha256, code_size, enabled, "
-                "async_paused, last_version, created_at, updated_at) VALUES "
-                "('old', '{}', :sha, 10, :yes, :no, 0, :now, :now)"
-            ), {"sha": "a" * 64, "yes": True, "no": False, "now": now})
             # The table as 0007 made it: no target column.
             old = sa.table("triggers", *(sa.column(c) for c in (
                 "name", "function", "qualifier", "kind", "state", "description",
@@ -97,11 +92,8 @@ def test_upgrade_from_0007_keeps_triggers_bound_to_their_function(empty_url: str
         kept = store.get("tick")
         assert (kept.target, kept.function, kept.qualifier) == ("function", "old", "latest")
         # The new columns take a trigger of the event bus, which no function's deletion takes.
-        source = kept.source
-        store.create(Trigger("bus", None, None, source, "enabled", "", 2.0, 2.0, "events"))
+        store.create(Trigger("bus", None, None, kept.source, "enabled", "", 2.0, 2.0, "events"))
         assert store.get("bus").target == "events"
         with engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM functions WHERE name = 'old'"))
         assert [t.name for t in store.list()] == ["bus"]  # the foreign key still cascades
-    finally:
-        engine.dispose()
