@@ -74,11 +74,19 @@ def _service(request: Request) -> WorkflowService:
     return service
 
 
-def _out(service: WorkflowService, execution: Execution, *, history: bool = True,
-         ) -> ExecutionOut:
-    # On the event loop: the engine's live state is the loop's own (no I/O here).
+def _view(service: WorkflowService, execution: Execution, history: bool) -> ExecutionOut:
     steps = service.steps(execution) if history else None
     return ExecutionOut.of(execution, service.progress(execution), steps)
+
+
+async def _out(service: WorkflowService, execution: Execution, *, history: bool = True,
+               ) -> ExecutionOut:
+    # A running execution's state is the engine's, changed on the event loop: read it
+    # there. A finished one's is the row's own, and reading a large one (a for over many
+    # items) takes a while: in a thread.
+    if execution.active:
+        return _view(service, execution, history)
+    return await asyncio.to_thread(_view, service, execution, history)
 
 
 # workflows -----------------------------------------------------------------------------------
@@ -164,7 +172,7 @@ async def run_workflow(
     )
     if not created:
         response.status_code = status.HTTP_200_OK
-    return _out(service, execution)
+    return await _out(service, execution)
 
 
 @router.get("/executions/{execution_id}", response_model=ExecutionOut,
@@ -176,7 +184,7 @@ async def get_execution(execution_id: str, request: Request, wait_s: WaitS = 0,
     answer comes when it ends or the wait is over."""
     service = _service(request)
     execution = await service.get_execution(execution_id, wait_s=wait_s or None)
-    return _out(service, execution, history=history)
+    return await _out(service, execution, history=history)
 
 
 @router.post("/executions/{execution_id}/cancel", response_model=ExecutionOut,
@@ -185,7 +193,7 @@ async def cancel_execution(execution_id: str, request: Request) -> ExecutionOut:
     """Cancel a running or waiting execution: its running function steps are stopped and
     its timers and listens dropped. A finished one is returned as it is."""
     service = _service(request)
-    return _out(service, await service.cancel(execution_id))
+    return await _out(service, await service.cancel(execution_id))
 
 
 async def _list(request: Request, workflow: str | None, statuses: list[str] | None,
@@ -195,9 +203,8 @@ async def _list(request: Request, workflow: str | None, statuses: list[str] | No
         service.list_executions, workflow=workflow, status=statuses,
         limit=limit, cursor=cursor or None,
     )
-    # Progress reads the live state of running executions: on the event loop.
     return ExecutionList(
-        executions=[ExecutionOut.of(e, service.progress(e)) for e in page.items],
+        executions=[await _out(service, e, history=False) for e in page.items],
         next_cursor=page.next_cursor,
     )
 
