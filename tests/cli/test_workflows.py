@@ -213,6 +213,19 @@ def test_batch_run_over_a_jsonl_file(cli: Cli, tmp_path: Path) -> None:
         == [{"n": 10}, {"n": 12}]
     assert not (tmp_path / "good.failed.jsonl").exists()
 
+    # Without a catch, the failing item fails the for and the execution: the items after
+    # it never ran, and go to the file of items to run again too.
+    cli.ok("workflow", "deploy", write_doc(tmp_path / "wf-strict.yaml", "wf-strict", [{"each": {
+        "for": {"each": "item", "in": "${ . }"}, "do": BATCH[0]["each"]["do"][0]["guarded"]["try"],
+    }}]))
+    strict = cli.fails("workflow", "run", "wf-strict", "--input-file", items)
+    assert "3 items: 1 succeeded, 1 failed, 1 not run" in strict.stdout
+    assert "Bad item (400)" in strict.stderr
+    assert [json.loads(line)["status"] for line in
+            (tmp_path / "items.results.jsonl").read_text().splitlines()] \
+        == ["succeeded", "failed", "not_run"]
+    assert again.read_text() == '{"n": 2, "fail": true}\n{"n": 3}\n'
+
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"n": 1}\n{"n": \n')
     refused = cli.fails("workflow", "run", "wf-batch", "--input-file", broken)

@@ -128,7 +128,9 @@ def run_batch(session: Session, name: str, input_file: Path, output_file: Path |
         output.note(f"execution {execution.id} is still {execution.status}: "
                     f"ember execution watch {execution.id}")
         raise typer.Exit(1)
-    execution = session.client.get_execution(execution.id)
+    if execution.status != SUCCEEDED:
+        # Which items ran, and how far, is in the history (left out while following).
+        execution = session.client.get_execution(execution.id)
     statuses = item_statuses(execution, len(items))
     outputs = execution.output if isinstance(execution.output, list) \
         and len(execution.output) == len(items) else None
