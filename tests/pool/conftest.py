@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import textwrap
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -87,10 +87,12 @@ class Harness:
 
 
 @contextlib.contextmanager
-def running_harness(tmp_path: Path, *, use_zygote: bool, use_cgroups: bool | None = None
+def running_harness(tmp_path: Path, *, use_zygote: bool, use_cgroups: bool | None = None,
+                    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
                     ) -> Iterator[Harness]:
-    """A started launcher on its own event loop, closed on exit."""
-    with asyncio.Runner() as runner:
+    """A started launcher on its own event loop (``loop_factory``'s: ``ember server``
+    runs on uvloop), closed on exit."""
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
         holder: list[Harness] = []
         launcher = Launcher(
             tmp_path / "work",

@@ -11,7 +11,7 @@ import pytest
 
 from ember.errors import InstanceCrashed
 from ember.pool.instance import InstanceState
-from tests.pool.conftest import Harness
+from tests.pool.conftest import Harness, running_harness
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -64,6 +64,18 @@ SPAWNS_A_DAEMON_WITH_THE_SOCKET = """
 def test_exit_after_starting_a_daemon_is_a_crash_at_once(
     harness: Harness, tmp_path: Path, source: str
 ) -> None:
+    _daemon_exit_is_a_crash(harness, tmp_path, source)
+
+
+def test_the_same_on_uvloop_as_the_server_runs(tmp_path: Path) -> None:
+    # uvloop's transport socket has no shutdown(): the server must not rely on it.
+    import uvloop
+
+    with running_harness(tmp_path, use_zygote=True, loop_factory=uvloop.new_event_loop) as h:
+        _daemon_exit_is_a_crash(h, tmp_path, SPAWNS_A_DAEMON_WITH_THE_SOCKET)
+
+
+def _daemon_exit_is_a_crash(harness: Harness, tmp_path: Path, source: str) -> None:
     pidfile = tmp_path / "daemon.pid"
 
     async def scenario() -> None:

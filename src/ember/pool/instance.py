@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import signal
 import socket
 import time
@@ -628,8 +629,11 @@ class Instance:
         await self._process.wait()
         sock = self._writer.get_extra_info("socket")
         if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RD)
+            # uvloop's transport socket has no shutdown(): shut the connection down through
+            # a duplicate of its descriptor (shutdown acts on the connection, closing the
+            # duplicate does not).
+            with contextlib.suppress(OSError), socket.socket(fileno=os.dup(sock.fileno())) as dup:
+                dup.shutdown(socket.SHUT_RD)
 
     def _log(self, message: Message) -> None:
         request_id = message.get("id")
