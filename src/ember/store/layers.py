@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,7 +13,7 @@ from ember.errors import Conflict, LayerNotFound
 from ember.model.function import CodeRef
 from ember.model.layer import Layer, LayerVersion
 from ember.store.schema import functions, layer_versions, layers, versions
-from ember.store.sql import _utc
+from ember.store.sql import _utc, write_transaction
 
 
 class SqlLayerStore:
@@ -28,13 +27,9 @@ class SqlLayerStore:
         self._engine = engine
         self._clock = clock or SystemClock()
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            # Read-then-write (publish, delete) takes SQLite's write lock at BEGIN.
-            conn.execution_options(ember_write=True)
-            with conn.begin():
-                yield conn
+    def _tx(self) -> AbstractContextManager[Connection]:
+        # Read-then-write (publish, delete) takes SQLite's write lock at BEGIN.
+        return write_transaction(self._engine)
 
     def publish(self, name: str, code: CodeRef, description: str) -> tuple[LayerVersion, bool]:
         """Store ``code`` as the layer's next version (making the layer if new); when the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,6 +62,17 @@ def create_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes: on SQLite it takes the write lock at BEGIN, so that a
+    read-then-write is serialized with other writers instead of failing when its read
+    lock cannot be upgraded ("database is locked")."""
+    with engine.connect() as conn:
+        conn.execution_options(ember_write=True)
+        with conn.begin():
+            yield conn
+
+
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -92,12 +103,8 @@ class SqlMetadataStore:
     def engine(self) -> Engine:
         return self._engine
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            conn.execution_options(ember_write=True)
-            with conn.begin():
-                yield conn
+    def _tx(self) -> AbstractContextManager[Connection]:
+        return write_transaction(self._engine)
 
     # functions ---------------------------------------------------------------------------
 

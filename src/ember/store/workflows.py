@@ -26,7 +26,7 @@ from ember.store.schema import (
     workflow_schedules,
     workflows,
 )
-from ember.store.sql import _decode_cursor, _encode_cursor
+from ember.store.sql import _decode_cursor, _encode_cursor, write_transaction
 
 
 @dataclass
@@ -63,7 +63,7 @@ class SqlWorkflowStore:
     ) -> tuple[WorkflowRevision, bool]:
         """Save ``document`` as the workflow's next revision; (revision, True). When it is
         the latest revision's document already, save nothing: (that revision, False)."""
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             row = conn.execute(
                 sa.select(workflows).where(workflows.c.name == name).with_for_update()
             ).mappings().first()
@@ -143,7 +143,7 @@ class SqlWorkflowStore:
             return [_info(r, self._revision(conn, r["name"], r["last_revision"])) for r in rows]
 
     def delete_workflow(self, name: str) -> None:
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             conn.execute(workflow_schedules.delete().where(workflow_schedules.c.workflow == name))
             conn.execute(workflow_revisions.delete().where(workflow_revisions.c.workflow == name))
             result = conn.execute(workflows.delete().where(workflows.c.name == name))
@@ -164,7 +164,7 @@ class SqlWorkflowStore:
     def create_execution(self, execution: Execution) -> tuple[Execution, bool]:
         """Save a new execution with its first snapshot; (it, True). When one of the same
         workflow has the same idempotency key, save nothing: (that one, False)."""
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             if execution.idempotency_key is not None:
                 row = conn.execute(sa.select(executions).where(
                     executions.c.workflow == execution.workflow,
@@ -226,7 +226,7 @@ class SqlWorkflowStore:
 
     def record(self, batch: Iterable[Progress]) -> None:
         """Write the progress of several executions in one transaction."""
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             entries = [
                 {"execution": p.execution, "seq": p.first_seq + i, "entry": entry}
                 for p in batch for i, entry in enumerate(p.entries)
@@ -252,7 +252,7 @@ class SqlWorkflowStore:
 
     def purge_executions(self, before: datetime) -> int:
         """Delete finished executions that ended before ``before``."""
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             old = sa.select(executions.c.id).where(
                 executions.c.finished_at.is_not(None), executions.c.finished_at < before)
             conn.execute(execution_journal.delete().where(execution_journal.c.execution.in_(old)))
@@ -264,7 +264,7 @@ class SqlWorkflowStore:
 
     def retain_event(self, key: str, event: dict[str, Any], now: datetime) -> bool:
         """Keep an event for the retention window; False when one with its key is kept."""
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             if conn.execute(sa.select(workflow_events.c.key).where(
                     workflow_events.c.key == key)).first():
                 return False
@@ -273,7 +273,7 @@ class SqlWorkflowStore:
 
     def drop_event(self, key: str) -> None:
         """An execution or a schedule took the event: it is no longer offered."""
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             conn.execute(workflow_events.delete().where(workflow_events.c.key == key))
 
     def retained_events(self, since: datetime) -> list[dict[str, Any]]:
@@ -284,7 +284,7 @@ class SqlWorkflowStore:
             return [row[0] for row in conn.execute(query)]
 
     def purge_events(self, before: datetime) -> int:
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             result = conn.execute(
                 workflow_events.delete().where(workflow_events.c.received_at < before))
         return int(result.rowcount or 0)
@@ -296,7 +296,7 @@ class SqlWorkflowStore:
         return None if row is None else dict(row[0])
 
     def put_schedule_state(self, workflow: str, state: dict[str, Any], now: datetime) -> None:
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             updated = conn.execute(workflow_schedules.update().where(
                 workflow_schedules.c.workflow == workflow).values(state=state, updated_at=now))
             if updated.rowcount == 0:
