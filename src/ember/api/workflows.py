@@ -22,17 +22,14 @@ from ember.api.schemas import (
     WorkflowList,
     WorkflowOut,
 )
+from ember.control.workflows import MAX_DOCUMENT_BYTES, WorkflowService
 from ember.errors import InvalidRequest
 from ember.model.workflow import EXECUTION_STATUSES, Execution
 
 if TYPE_CHECKING:
     from ember.bootstrap import Limits
-    from ember.control.workflows import WorkflowService
 
 router = APIRouter(tags=["workflows"])
-
-MAX_DOCUMENT_BYTES = 1024 * 1024
-"""The largest workflow document ``PUT /workflows/{name}`` reads (the service's own limit)."""
 
 MAX_WAIT_S = 900.0
 """The longest a request may wait for an execution to end (``?wait_s=``)."""
