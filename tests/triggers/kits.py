@@ -1,7 +1,8 @@
 """One kit per trigger source kind for the source contract suite (test_source_contract.py):
 the source's model, a way to publish a message carrying a JSON value, how to read the values
 back out of the CloudEvent the function gets, and the cleanup. Brokers are the real servers
-on 127.0.0.1 (EMBER_TEST_{MQTT,AMQP,NATS,REDIS}_URL)."""
+on 127.0.0.1 (EMBER_TEST_{MQTT,AMQP,NATS,REDIS}_URL). A kit's source delivers to a function
+(target ``function``) or, made with target ``events``, publishes on the event bus."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from ember.model.trigger import (
 )
 from ember.triggers.base import Source, SourceContext, make_source
 from ember.triggers.timer import Schedule
+from ember.workflows.events import PublishResult
 from tests.triggers.helpers import eventually, unique
 
 MQTT_URL = os.environ.get("EMBER_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
@@ -42,16 +44,23 @@ Event = dict[str, Any]
 
 
 class Function:
-    """A fake function behind both delivery paths (``submit`` and ``invoke``): records every
-    attempt and every event it took; ``refuse`` picks the error an event gets (None: taken)."""
+    """A fake function behind every delivery path (``submit``, ``invoke`` and the event
+    bus's ``publish``): records every attempt and every event it took; ``refuse`` picks the
+    error an event gets (None: taken)."""
 
     def __init__(self) -> None:
         self.attempts: list[Event] = []
         self.events: list[Event] = []
         self.refuse: Callable[[Event], EmberError | None] = lambda event: None
 
+    async def publish(self, event: Event) -> PublishResult:
+        self._record(event)
+        return PublishResult(event["id"], 0, 0, retained=True, duplicate=False)
+
     async def _take(self, body: bytes) -> None:
-        event: Event = orjson.loads(body)
+        self._record(orjson.loads(body))
+
+    def _record(self, event: Event) -> None:
         self.attempts.append(event)
         error = self.refuse(event)
         if error is not None:
@@ -86,6 +95,11 @@ class Kit:
     def __init__(self) -> None:
         self.name = unique(self.kind.replace("_", "-"))
         self.clock: Clock = SystemClock()
+        self.target = "function"
+
+    def to_events(self) -> None:
+        """Make sources with target ``events`` from now on."""
+        self.target = "events"
 
     def model(self) -> Any:
         raise NotImplementedError
@@ -113,13 +127,18 @@ class Kit:
         pass
 
     def source(self, function: Function, model: Any = None) -> tuple[Source, SourceContext]:
-        """A source made as the supervisor makes it, delivering to ``function``."""
+        """A source made as the supervisor makes it, delivering to ``function`` (or, with
+        target ``events``, publishing to it)."""
+        bound = self.target == "function"
         trigger = Trigger(
-            name=self.name, function="fn", qualifier="latest",
+            name=self.name, function="fn" if bound else None,
+            qualifier="latest" if bound else None,
             source=model if model is not None else self.model(), state="enabled",
             description="", created_at=0.0, updated_at=0.0,
+            target="function" if bound else "events",
         )
-        context = SourceContext(trigger, self.clock, function.submit, function.invoke)
+        context = SourceContext(trigger, self.clock, function.submit, function.invoke,
+                                publish=function.publish)
         return make_source(trigger, context), context
 
 
@@ -288,11 +307,19 @@ class RedisStreamKit(Kit):
             self._client = aioredis.from_url(REDIS_URL)
         return self._client
 
+    def to_events(self) -> None:
+        # Each record is an event of its own.
+        super().to_events()
+        self.type = "redis_stream.record"
+        self.extensions = frozenset({"emberstream"})
+
     async def publish(self, value: Any) -> None:
         await self._redis().xadd(self.stream, {"body": orjson.dumps(value)})
 
     def values(self, event: Event) -> list[Any]:
-        return [orjson.loads(r["fields"]["body"]) for r in event["data"]["records"]]
+        data = event["data"]
+        records = data.get("records", [data])
+        return [orjson.loads(r["fields"]["body"]) for r in records]
 
     async def aclose(self) -> None:
         client = self._redis()
@@ -385,8 +412,12 @@ REDELIVERING = ("mqtt", "amqp", "nats")
 """The kinds that submit and redeliver what could not be submitted."""
 
 
-def kit(kind: str, tmp_path: Path) -> AbstractAsyncContextManager[Kit]:
-    """The kit of ``kind``, cleaned up after the block."""
+TARGETS = ("function", "events")
+
+
+def kit(kind: str, tmp_path: Path, target: str = "function"
+        ) -> AbstractAsyncContextManager[Kit]:
+    """The kit of ``kind``, its sources with ``target``, cleaned up after the block."""
     makers: dict[str, Callable[[], Kit]] = {
         "mqtt": MqttKit, "amqp": AmqpKit, "nats": NatsKit, "nats_core": CoreNatsKit,
         "redis_stream": RedisStreamKit, "storage": lambda: StorageKit(tmp_path),
@@ -396,6 +427,8 @@ def kit(kind: str, tmp_path: Path) -> AbstractAsyncContextManager[Kit]:
     @asynccontextmanager
     async def opened() -> AsyncIterator[Kit]:
         made = makers[kind]()
+        if target == "events":
+            made.to_events()
         try:
             yield made
         finally:

@@ -1,5 +1,7 @@
 """The trigger Source contract: each test runs on every kind it applies to (see kits.py),
-against the real brokers, as tests/queue/test_contract.py does for queues.
+against the real brokers, as tests/queue/test_contract.py does for queues; and, where the
+delivery matters, with each target: a function, or the event bus (``publish``), which must
+keep the same guarantees.
 
 - start, pause, resume and stop can each be called again, and stop before start;
 - an event published reaches the function once, as a CloudEvent with the kind's type, the
@@ -28,6 +30,7 @@ from tests.triggers.kits import (
     BROKERS,
     PUBLISHING,
     REDELIVERING,
+    TARGETS,
     Event,
     Function,
     Kit,
@@ -37,10 +40,10 @@ from tests.triggers.kits import (
 WithKit = Callable[[Callable[[Kit], Awaitable[None]]], None]
 
 
-def _with_kit(kind: str, tmp_path: Path) -> WithKit:
+def _with_kit(kind: str, tmp_path: Path, target: str = "function") -> WithKit:
     def runner(scenario: Callable[[Kit], Awaitable[None]]) -> None:
         async def main() -> None:
-            async with kit(kind, tmp_path) as made:
+            async with kit(kind, tmp_path, target) as made:
                 await scenario(made)
 
         asyncio.run(main())
@@ -48,14 +51,20 @@ def _with_kit(kind: str, tmp_path: Path) -> WithKit:
     return runner
 
 
-@pytest.fixture(params=ALL)
+def _each_target(kinds: tuple[str, ...]) -> list[Any]:
+    return [pytest.param((k, t), id=f"{k}-{t}") for k in kinds for t in TARGETS]
+
+
+@pytest.fixture(params=_each_target(ALL))
 def any_kind(request: pytest.FixtureRequest, tmp_path: Path) -> WithKit:
-    return _with_kit(request.param, tmp_path)
+    kind, target = request.param
+    return _with_kit(kind, tmp_path, target)
 
 
-@pytest.fixture(params=PUBLISHING)
+@pytest.fixture(params=_each_target(PUBLISHING))
 def publishing(request: pytest.FixtureRequest, tmp_path: Path) -> WithKit:
-    return _with_kit(request.param, tmp_path)
+    kind, target = request.param
+    return _with_kit(kind, tmp_path, target)
 
 
 @pytest.fixture(params=BROKERS)
@@ -63,9 +72,10 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> WithKit:
     return _with_kit(request.param, tmp_path)
 
 
-@pytest.fixture(params=REDELIVERING)
+@pytest.fixture(params=_each_target(REDELIVERING))
 def redelivering(request: pytest.FixtureRequest, tmp_path: Path) -> WithKit:
-    return _with_kit(request.param, tmp_path)
+    kind, target = request.param
+    return _with_kit(kind, tmp_path, target)
 
 
 def values(made: Kit, events: list[Event]) -> list[Any]:
