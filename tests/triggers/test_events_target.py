@@ -110,19 +110,30 @@ async def waiting(ember: Ember, name: str) -> Execution:
 
 
 def test_an_mqtt_message_and_a_redis_record_resume_a_listen(run: Run) -> None:
+    """Through the API: the workflow deployed and run, the execution read back."""
+
     async def scenario(ember: Ember) -> None:
-        service = ember.services.workflows
-        service.deploy_data("both", doc("both", [{"wait_both": {"listen": {
-            "read": "envelope", "to": {"all": joined("42")}}}}]))
+        http = ember.http
+        deployed = await http.put("/workflows/both", json=doc("both", [{"wait_both": {
+            "listen": {"read": "envelope", "to": {"all": joined("42")}}}}]))
+        assert deployed.status_code == 201, deployed.text
         async with brokers(ember) as (mqtt, redis):
-            execution = await waiting(ember, "both")
+            started = await http.post("/workflows/both/executions", json={})
+            assert started.status_code == 201, started.text
+            at = f"/executions/{started.json()['id']}"
+
+            async def is_waiting() -> bool:
+                return bool((await http.get(at)).json()["status"] == "waiting")
+
+            await until_true(is_waiting, message="the execution waiting")
             await mqtt.publish({"order": "7"})  # another order: its filter stays open
             await published(ember, mqtt.name, 1)
+            assert (await http.get(at)).json()["status"] == "waiting"
             await mqtt.publish({"order": "42"})
             await record(redis, {"order": "42"})
-            done = await service.get_execution(execution.id, wait_s=60)
-            assert done.status == "succeeded", done.error
-            message, entry = done.output
+            done = (await http.get(at, params={"wait_s": 60})).json()
+            assert done["status"] == "succeeded", done["error"]
+            message, entry = done["output"]
             assert (message["type"], message["data"]) == (MQTT_TYPE, {"order": "42"})
             assert message["embertrigger"] == mqtt.name
             assert entry["type"] == RECORD_TYPE and entry["embertrigger"] == redis.name
