@@ -86,6 +86,10 @@ class CompiledExpression:
     program: Any  # jq's _Program; the binding has no type information
     # The for/catch variables the program uses, bound after the arguments.
     variables: tuple[str, ...] = ()
+    # False when the program surely never reads its input (``.``): only variables,
+    # literals and operators, as in ``${ $item }``; the data is then not encoded for jq,
+    # which in a ``for`` over many items would cost time in proportion to the list.
+    uses_input: bool = True
 
 
 def is_expression(value: object) -> bool:
@@ -126,8 +130,29 @@ def compile_expression(
             {"expression": text, "reason": message},
         ) from exc
     return CompiledExpression(
-        source=text, body=body, arguments=arguments, program=program, variables=used
+        source=text, body=body, arguments=arguments, program=program, variables=used,
+        uses_input=_may_read_input(body),
     )
+
+
+_STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"')
+_WORD_RE = re.compile(r"(?<![$\w])[A-Za-z_][A-Za-z0-9_]*")
+# Keywords that read no input by themselves.
+_INERT = frozenset({"if", "then", "else", "elif", "end", "and", "or", "true", "false",
+                    "null", "as"})
+
+
+def _may_read_input(body: str) -> bool:
+    """Whether a jq program may read its input: it holds a ``.`` (outside strings and
+    numbers), a comment, string interpolation, or a name other than a variable or an inert
+    keyword (a builtin such as ``length`` reads its input). Conservative: True when unsure."""
+    if "#" in body or "\\(" in body:
+        return True
+    code = _STRING_RE.sub('""', body)
+    code = re.sub(r"\d+\.\d*|\.\d+", "0", code)
+    if "." in code:
+        return True
+    return any(word not in _INERT for word in _WORD_RE.findall(code))
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -178,7 +203,7 @@ def evaluate(
         else compile_expression(expression, variables=variables)
     )
     try:
-        parts = [_encode(data)]
+        parts = [_encode(data) if compiled.uses_input else b"null"]
         for name in (*compiled.arguments, *compiled.variables):
             parts.append(_encode(variables[name]))
     except KeyError as exc:
