@@ -129,7 +129,7 @@ def test_list_cancel_and_watch(cli: Cli, tmp_path: Path) -> None:
     assert row.split()[1:4] == ["wf-hold", "1", "waiting"]
     assert held not in cli.ok("execution", "list", "-w", "wf-hold", "-s", "succeeded").stdout
     bad = cli.fails("execution", "list", "--status", "done")
-    assert bad.stderr.startswith("Error [InvalidRequest]")
+    assert bad.stderr.startswith("Error [InvalidSpec]")
 
     assert f"execution {held} is cancelled" in cli.ok("execution", "cancel", held).stdout
     assert "had already ended: cancelled" in cli.ok("execution", "cancel", held).stdout

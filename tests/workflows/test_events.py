@@ -133,9 +133,13 @@ def test_an_event_before_its_listen_is_kept(run_wf: Run) -> None:
         execution, _ = await service.run("paid", None, wait_s=60)
         assert execution.status == "succeeded", execution.error
         assert execution.output == [{"early": True}]
-        # Taken once: the next execution waits for a new one.
+        # Taken once: the next execution waits for a new one, and the same event sent
+        # again (a broker's redelivery) is known as a duplicate, not offered again.
         second = await waiting(ember, "paid")
         assert second.status == "waiting"
+        redelivered = await service.publish(event("com.shop.paid", {"early": True}, id=early.id))
+        assert redelivered.duplicate and redelivered.executions == 0
+        assert (await service.get_execution(second.id)).status == "waiting"
 
     run_wf(scenario)
 

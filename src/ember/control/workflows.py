@@ -13,7 +13,7 @@ import orjson
 from ember.clock import Clock, utcnow
 from ember.control.functions import checked_name
 from ember.control.validation import invalid_spec
-from ember.errors import Conflict, InvalidRequest
+from ember.errors import Conflict, InvalidRequest, InvalidSpec
 from ember.model.workflow import EXECUTION_STATUSES, Execution, StepRecord, WorkflowInfo
 from ember.store.base import Page
 from ember.store.workflows import SqlWorkflowStore
@@ -139,7 +139,7 @@ class WorkflowService:
     ) -> Page[Execution]:
         for value in status or []:
             if value not in EXECUTION_STATUSES:
-                raise InvalidRequest(
+                raise InvalidSpec(
                     f"status must be one of {', '.join(EXECUTION_STATUSES)}",
                     {"field": "status", "value": value},
                 )

@@ -201,6 +201,9 @@ workflow_events = sa.Table(
     sa.Column("key", sa.String(512), primary_key=True),  # source + id
     sa.Column("event", sa.JSON, nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    # Set once an execution or a schedule took it: no longer offered, but its key is kept
+    # for the retention window, so that the same event delivered again is a duplicate.
+    sa.Column("taken_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 workflow_schedules = sa.Table(

@@ -271,14 +271,17 @@ class SqlWorkflowStore:
             conn.execute(workflow_events.insert().values(key=key, event=event, received_at=now))
         return True
 
-    def drop_event(self, key: str) -> None:
-        """An execution or a schedule took the event: it is no longer offered."""
+    def take_event(self, key: str, now: datetime) -> None:
+        """An execution or a schedule took the event: it is no longer offered, and its key
+        stays until it is purged, so that a redelivery of it is known as a duplicate."""
         with write_transaction(self._engine) as conn:
-            conn.execute(workflow_events.delete().where(workflow_events.c.key == key))
+            conn.execute(workflow_events.update().where(workflow_events.c.key == key)
+                         .values(taken_at=now))
 
     def retained_events(self, since: datetime) -> list[dict[str, Any]]:
         query = (sa.select(workflow_events.c.event)
-                 .where(workflow_events.c.received_at >= since)
+                 .where(workflow_events.c.received_at >= since,
+                        workflow_events.c.taken_at.is_(None))
                  .order_by(workflow_events.c.received_at))
         with self._engine.connect() as conn:
             return [row[0] for row in conn.execute(query)]

@@ -11,8 +11,9 @@ keeps the time it was applied at) and issues the outstanding actions again; func
 find their first task through their idempotency key.
 
 Events go to the executions listening for them (``publish``). One that no execution takes
-is kept for ``event_retention_s`` and offered to each listen that starts meanwhile; the
-first execution that takes it removes it.
+is kept for ``event_retention_s`` and offered to each listen that starts meanwhile, until an
+execution takes it. Every event's key (``source`` and ``id``) is kept for that window, taken
+or not, so that the same event delivered again (a broker's redelivery) is a duplicate.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 import httpx
 
 from ember.clock import Clock, utcnow, wait_for
-from ember.errors import ExecutionNotFound, WorkflowNotFound
+from ember.errors import Conflict, WorkflowNotFound
 from ember.model.workflow import Execution, StepRecord, WorkflowInfo, WorkflowRevision
 from ember.queue.worker import AsyncInvoker
 from ember.store.workflows import Progress, SqlWorkflowStore
@@ -288,8 +289,8 @@ class Engine:
             await self._complete(execution_id, CancelRequested("cancelled by request"))
         execution = await self.get(execution_id)
         if execution.active and execution_id not in self._live:
-            raise ExecutionNotFound(
-                f"execution {execution_id!r} is not run by this server",
+            raise Conflict(
+                f"execution {execution_id!r} is run by another server: cancel it there",
                 {"execution": execution_id})
         return execution
 
@@ -302,7 +303,7 @@ class Engine:
         """The task instances of ``execution``, in the order they started; a running
         function step shows the request id of its task."""
         live = self._live.get(execution.id)
-        state = live.state if live is not None else ExecutionState.from_dict(execution.state)
+        state = live.state if live is not None else _read_only(execution)
         requests: dict[str, str] = {}
         if live is not None:
             for action_id, task_id in self._effects.step_tasks(execution.id).items():
@@ -325,7 +326,7 @@ class Engine:
         """Each ``for`` task instance's progress: items in all, done, and those in which a
         task failed (caught or not), by index."""
         live = self._live.get(execution.id)
-        state = live.state if live is not None else ExecutionState.from_dict(execution.state)
+        state = live.state if live is not None else _read_only(execution)
         loops = {key: node for key, node in state.tasks.items() if "loop" in node}
         if not loops:
             return []
@@ -368,7 +369,7 @@ class Engine:
         started = await self._schedules.offer(event)
         taken = sum(await asyncio.gather(*offers)) if offers else 0
         if taken or started:
-            await asyncio.to_thread(self._store.drop_event, key)
+            await asyncio.to_thread(self._store.take_event, key, utcnow(self._clock))
         return PublishResult(event["id"], taken, started, retained=not (taken or started),
                              duplicate=False)
 
@@ -379,8 +380,8 @@ class Engine:
             if execution_id not in self._live:
                 return
             if await self._complete(execution_id, EventArrived(event)):
-                await asyncio.to_thread(self._store.drop_event,
-                                        machine_events.event_key(event))
+                await asyncio.to_thread(self._store.take_event,
+                                        machine_events.event_key(event), utcnow(self._clock))
 
     async def _scheduled(self, revision: WorkflowRevision, input: Any, key: str) -> None:
         await self.begin(revision, input, idempotency_key=key)
@@ -608,6 +609,12 @@ class Engine:
                     now - timedelta(seconds=self._settings.event_retention_s))
             except Exception:
                 log.exception("workflow engine: purging old executions failed")
+
+
+def _read_only(execution: Execution) -> ExecutionState:
+    """The recorded state as an ExecutionState, without the copy ``from_dict`` makes: for
+    reading only (a large ``for`` holds many tasks)."""
+    return ExecutionState(**execution.state)
 
 
 def _may_match(listen: Listen, event: dict[str, Any]) -> bool:

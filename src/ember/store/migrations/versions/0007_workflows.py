@@ -67,6 +67,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(512), primary_key=True),
         sa.Column("event", sa.JSON, nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("taken_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_workflow_events_received", "workflow_events", ["received_at"])
     op.create_table(
