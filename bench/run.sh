@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Cold start, warm latency and throughput of Ember beside raw baselines, in one run.
+# Cold start, warm latency and throughput of Ember beside raw baselines, async events and
+# workflows beside the invocations they are made of, in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/python bench/invoke.py "$@"
 .venv/bin/python bench/web.py "$@"
-exec .venv/bin/python bench/async_bench.py
+.venv/bin/python bench/async_bench.py
+exec .venv/bin/python bench/workflow_bench.py
