@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from ember.client import Client
 from tests.cli.conftest import Cli
@@ -23,10 +22,10 @@ FUNCTIONS = ("validate-order", "charge-payment", "reserve-stock", "notify")
 TIMEOUT_ERROR = "https://serverlessworkflow.io/spec/1.0.0/errors/timeout"
 
 
-@pytest.fixture(scope="module")
-def shop(server: str) -> Iterator[Cli]:
-    """The example deployed once, as its README says, on the session's server."""
-    cli = Cli(server, CliRunner())
+@pytest.fixture
+def shop(cli: Cli) -> Iterator[Cli]:
+    """The example deployed as its README says (for each test: on PostgreSQL the tests'
+    database is emptied before each one)."""
     for name in FUNCTIONS:
         cli.ok("deploy", EXAMPLE / "functions" / name)
     deployed = cli.ok("workflow", "deploy", EXAMPLE / "workflow.yaml")
