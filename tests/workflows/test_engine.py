@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from tests.inprocess import Ember
 from tests.workflows.conftest import Run
 
@@ -184,5 +186,42 @@ def test_an_expression_failing_at_run_time_names_its_place(run_wf: Run) -> None:
         assert execution.error is not None
         assert execution.error["type"].endswith("/expression")
         assert execution.error["instance"].startswith("/do/0/compute")
+
+    run_wf(scenario)
+
+
+BIG = """
+def handler(event, context):
+    return {'rows': [{'i': i, 'name': 'x' * 20} for i in range(100)]}
+"""
+COUNT = "def handler(event, context):\n    return {'count': len(event['rows'])}\n"
+
+
+def test_a_large_result_goes_to_the_next_step_as_the_bytes_returned(run_wf: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("big", BIG)
+        await ember.deploy("count", COUNT)
+        queue = ember.services.invoker.queue
+        sent: dict[str, bytes] = {}
+        submit = queue.submit
+
+        async def spy(event: Any, **kwargs: Any) -> Any:
+            sent[event.function] = event.payload
+            return await submit(event, **kwargs)
+
+        queue.submit = spy  # type: ignore[method-assign]
+        ember.services.workflows.deploy_data("pipe", doc("pipe", [
+            {"make": {"call": "big"}}, {"measure": {"call": "count"}},
+        ]))
+        execution = await run_to_end(ember, "pipe")
+        assert execution.status == "succeeded", execution.error
+        assert execution.output == {"count": 100}
+        make = next(s for s in ember.services.workflows.steps(execution) if s.function == "big")
+        returned = (await queue.get_task(make.request_id or "")).result
+        assert returned is not None and len(returned) > 1024
+        # Not decoded and encoded again (which gives other bytes): the very bytes the first
+        # instance returned.
+        assert orjson.dumps(orjson.loads(returned)) != returned
+        assert sent["count"] == returned
 
     run_wf(scenario)

@@ -91,6 +91,12 @@ def task_meta(task: Task) -> dict[str, Any]:
             "rerun": interrupted(task)}
 
 
+RAW_MIN_BYTES = 1024
+"""A step's JSON result at least this long is kept as the bytes the instance returned, so
+that the next step, when its input is that result unchanged, is sent those bytes instead of
+an encoding of the decoded value."""
+
+
 def task_result(action_id: str, task: Task) -> CallResult:
     if task.status == "succeeded":
         return CallResult(action_id, output=decode_output(task.result, task.result_content_type))
@@ -119,6 +125,8 @@ class Effects:
         self._running: dict[str, dict[str, asyncio.Task[Any]]] = {}
         self._tasks: dict[str, dict[str, str]] = {}
         self._keys: dict[str, dict[str, str]] = {}
+        # Per execution, the last large step results: (the decoded value, its bytes).
+        self._raw: dict[str, list[tuple[Any, bytes]]] = {}
         invoker.own(STEP_KEY_PREFIX, self._task_ended)
 
     async def close(self) -> None:
@@ -138,7 +146,7 @@ class Effects:
     async def _submit(self, execution: str, action: CallFunction) -> None:
         key = step_key(action.idempotency_key)
         try:
-            payload = orjson.dumps(action.payload)
+            payload = self._encoded(execution, action.payload)
         except TypeError as exc:
             self._answer(execution, CallResult(action.action_id, error={
                 "type": RUNTIME, "status": 400, "title": "InvalidPayload",
@@ -158,14 +166,34 @@ class Effects:
             return
         self._tasks.setdefault(execution, {})[action.action_id] = task.id
         if task.final and self._steps.pop(key, None) is not None:
-            self._answer(execution, task_result(action.action_id, task), task_meta(task))
+            self._answer(execution, self._result(execution, action.action_id, task),
+                         task_meta(task))
 
     def _task_ended(self, task: Task) -> None:
         found = self._steps.pop(task.idempotency_key or "", None)
         if found is None:
             return
         execution, action_id = found
-        self._answer(execution, task_result(action_id, task), task_meta(task))
+        self._answer(execution, self._result(execution, action_id, task), task_meta(task))
+
+    def _result(self, execution: str, action_id: str, task: Task) -> CallResult:
+        result = task_result(action_id, task)
+        body = task.result
+        if (body is not None and len(body) >= RAW_MIN_BYTES and result.error is None
+                and "json" in (task.result_content_type or "")
+                and isinstance(result.output, dict | list)):
+            kept = self._raw.setdefault(execution, [])
+            kept.append((result.output, body))
+            del kept[:-4]
+        return result
+
+    def _encoded(self, execution: str, payload: Any) -> bytes:
+        """The step's input as JSON: the bytes a previous step returned when the input is
+        that step's result as it was decoded (the same object), else an encoding."""
+        for value, body in self._raw.get(execution, ()):
+            if value is payload:
+                return body
+        return orjson.dumps(payload)
 
     def step_tasks(self, execution: str) -> dict[str, str]:
         """The task id of each step submitted and not answered, by action id."""
@@ -275,6 +303,7 @@ class Effects:
         for key in self._keys.pop(execution, {}).values():
             self._steps.pop(key, None)
         self._tasks.pop(execution, None)
+        self._raw.pop(execution, None)
 
     # -- plumbing ----------------------------------------------------------------------------
 
