@@ -2,7 +2,8 @@
 # Installs Ember, starts a server of its own on the embedded defaults (SQLite, local files, a
 # fresh data directory, a free port or EMBER_DEMO_PORT), deploys the example function,
 # publishes it, points an alias at it, invokes it, calls it through an HTTP trigger, deploys
-# the FastAPI example and calls it through its trigger, then stops the server.
+# the FastAPI example and calls it through its trigger, runs an order through the
+# order-pipeline workflow (examples/order-pipeline), then stops the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -125,3 +126,12 @@ $ember stats hello
 # A web function: a FastAPI app served inside Ember's instances, reached through its trigger.
 $ember deploy examples/fastapi-app
 fetch "$EMBER_URL/http/quotes/quotes/1"
+# A workflow: validate an order, charge and reserve at once, wait for its "shipped" event,
+# notify. An event sent before the execution listens is kept for it, so no wait is needed.
+for fn in examples/order-pipeline/functions/*/; do $ember deploy "$fn"; done
+$ember workflow deploy examples/order-pipeline/workflow.yaml
+order=$($ember workflow run order-pipeline --data @examples/order-pipeline/order.json)
+$ember event send --type com.shop.shipped \
+    --data '{"orderId": "A-1001", "carrier": "DHL", "tracking": "JD014600"}'
+$ember execution watch "$order"   # the task tree until it ends; fails unless it succeeded
+$ember execution get "$order"
