@@ -225,3 +225,26 @@ def test_a_large_result_goes_to_the_next_step_as_the_bytes_returned(run_wf: Run)
         assert sent["count"] == returned
 
     run_wf(scenario)
+
+
+def test_a_step_that_times_out_or_crashes_fails_with_its_kind(run_wf: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("sleepy", "import time\ndef handler(event, context):\n"
+                                     "    time.sleep(30)\n", timeout_s=0.2)
+        await ember.deploy("crashy", "import os\ndef handler(event, context):\n"
+                                     "    os._exit(3)\n")
+        service = ember.services.workflows
+        service.deploy_data("slowpoke", doc("slowpoke", [{"nap": {"call": "sleepy"}}]))
+        service.deploy_data("crasher", doc("crasher", [{"die": {"call": "crashy"}}]))
+        slow = await run_to_end(ember, "slowpoke")
+        assert slow.status == "failed" and slow.error is not None
+        assert slow.error["type"].endswith("/errors/timeout")
+        assert slow.error["title"] == "FunctionTimeout"
+        assert slow.error["instance"] == "/do/0/nap"
+        crashed = await run_to_end(ember, "crasher")
+        assert crashed.status == "failed" and crashed.error is not None
+        assert crashed.error["type"].endswith("/errors/runtime")
+        assert crashed.error["title"] == "InstanceCrashed"
+        assert crashed.error["instance"] == "/do/0/die"
+
+    run_wf(scenario)
