@@ -1,12 +1,13 @@
 """``examples/order-pipeline`` as its README runs it, against the real server: the functions
 and the workflow deployed with the CLI, an order run, its "shipped" event sent with
 ``ember event send``; a declined card failing at the charge task; two orders kept apart by
-their order ids; and the 24-hour timeout path, through a copy of the document with a short
-timeout deployed through the API."""
+their order ids; the 24-hour timeout path, through a copy of the document with a short
+timeout deployed through the API; and the README's example document parses."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 
 from ember.client import Client
+from ember.workflows.model import walk
+from ember.workflows.parser import parse_workflow
 from tests.cli.conftest import Cli
 from tests.waiting import wait_until
 
@@ -151,3 +154,12 @@ def test_no_shipment_in_time_tells_the_customer_it_is_late(shop: Cli) -> None:
             assert "/do/4/confirm" not in steps
         finally:
             ember.delete_workflow("order-pipeline-late", force=True)
+
+
+def test_the_readme_example_document_is_valid() -> None:
+    readme = (EXAMPLE.parents[1] / "README.md").read_text()
+    section = readme.split("\n## Workflows\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block, "no YAML document under ## Workflows"
+    workflow = parse_workflow(block.group(1), "application/yaml")
+    assert [path for path, _ in walk(workflow)][-1] == "/do/2/shipped"
