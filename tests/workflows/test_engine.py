@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
+from ember.errors import InvalidSpec
 from tests.inprocess import Ember
 from tests.workflows.conftest import Run
 
@@ -246,5 +248,37 @@ def test_a_step_that_times_out_or_crashes_fails_with_its_kind(run_wf: Run) -> No
         assert crashed.error["type"].endswith("/errors/runtime")
         assert crashed.error["title"] == "InstanceCrashed"
         assert crashed.error["instance"] == "/do/0/die"
+
+    run_wf(scenario)
+
+
+ORDER_SCHEMA = {"format": "json", "document": {
+    "type": "object", "required": ["orderId"],
+    "properties": {"orderId": {"type": "string"}}}}
+
+
+def test_schemas_are_checked_at_deploy_and_at_run_time(run_wf: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        service = ember.services.workflows
+        with pytest.raises(InvalidSpec) as bad:
+            service.deploy_data("schemas", doc("schemas", [{"a": {"set": {}}}],
+                                               input={"schema": {"document": {"type": 7}}}))
+        assert bad.value.details["errors"][0]["field"] == "input.schema.document"
+        service.deploy_data("schemas", doc("schemas", [
+            {"shape": {"set": {"total": "${ .total }"},
+                       "output": {"schema": {"document": {
+                           "type": "object", "properties": {"total": {"type": "number"}}}}}}},
+        ], input={"schema": ORDER_SCHEMA}))
+        with pytest.raises(InvalidSpec) as refused:
+            await service.run("schemas", {"total": 3})
+        assert refused.value.details["errors"][0]["field"] == "input"
+        assert "orderId" in refused.value.details["errors"][0]["message"]
+        ok = await run_to_end(ember, "schemas", {"orderId": "A", "total": 3})
+        assert ok.status == "succeeded", ok.error
+        wrong = await run_to_end(ember, "schemas", {"orderId": "B", "total": "three"})
+        assert wrong.status == "failed" and wrong.error is not None
+        assert wrong.error["type"].endswith("/errors/validation")
+        assert wrong.error["instance"] == "/do/0/shape/output"
+        assert "total" in wrong.error["detail"]
 
     run_wf(scenario)

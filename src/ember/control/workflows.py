@@ -17,7 +17,9 @@ from ember.errors import Conflict, InvalidRequest, InvalidSpec
 from ember.model.workflow import EXECUTION_STATUSES, Execution, StepRecord, WorkflowInfo
 from ember.store.base import Page
 from ember.store.workflows import SqlWorkflowStore
+from ember.workflows.dataflow import validate
 from ember.workflows.engine import Engine, PublishResult
+from ember.workflows.errors import WorkflowError
 from ember.workflows.model import Workflow
 from ember.workflows.parser import load_workflow, parse_workflow
 
@@ -110,6 +112,11 @@ class WorkflowService:
         if wait_s is not None and not 0 <= wait_s <= 900:
             raise InvalidRequest("wait_s must be 0 to 900", {"field": "wait_s"})
         info = await asyncio.to_thread(self._store.get_workflow, name)
+        try:
+            validate(info.latest.document, "input", input, "/input")
+        except WorkflowError as exc:
+            raise invalid_spec([{"field": "input", "message": exc.detail or exc.title or ""}]
+                               ) from exc
         execution, created = await self._engine.begin(
             info.latest, input, idempotency_key=idempotency_key)
         if wait_s:

@@ -15,17 +15,24 @@ The initial ``$context`` is the caller's: :class:`Scope` starts from ``{}`` (dsl
 makes the transformed workflow input the first ``$input``; its diagram also draws it as the
 initial ``$context``; pass ``context=`` to follow the diagram).
 
-Not done here: ``input.schema`` / ``output.schema`` / ``export.schema`` validation (no JSON
-Schema library is among Ember's dependencies), ``$authorization``.
+``input.schema`` validates the raw input (before ``input.from``), ``output.schema`` the
+transformed output and ``export.schema`` the new context, with JSON Schema (draft 2020-12,
+the ``jsonschema`` library); a value that does not match fails with the ``validation`` error
+at ``…/input``, ``…/output`` or ``…/export``. Not done here: ``$authorization``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
+import orjson
+from jsonschema import Draft202012Validator
+
 from ember.errors import InvalidSpec
+from ember.workflows.errors import VALIDATION, WorkflowError
 from ember.workflows.expressions import (
     RawJson,
     check_template,
@@ -120,9 +127,32 @@ def _field(node: Mapping[str, Any], section: str, key: str) -> Any:
     return _NOT_SET
 
 
+@lru_cache(maxsize=256)
+def _validator(schema: bytes) -> Draft202012Validator:
+    return Draft202012Validator(orjson.loads(schema))
+
+
+def validate(node: Mapping[str, Any], section: str, value: Any, instance: str) -> None:
+    """Check ``value`` against ``node``'s ``<section>.schema`` when it has one. Raises the
+    ``validation`` WorkflowError naming the first mismatch and where in the value it is."""
+    schema = _field(node, section, "schema")
+    if not isinstance(schema, Mapping) or "document" not in schema:
+        return
+    if isinstance(value, RawJson):
+        value = value.decode()
+    validator = _validator(orjson.dumps(schema["document"], option=orjson.OPT_SORT_KEYS))
+    error = next(iter(sorted(validator.iter_errors(value), key=lambda e: list(e.path))), None)
+    if error is not None:
+        where = "".join(f"[{p!r}]" for p in error.path) or "the value"
+        raise WorkflowError(
+            VALIDATION, detail=f"{section} does not match its schema at {where}: "
+                               f"{error.message}", instance=instance)
+
+
 def workflow_input(document: Mapping[str, Any], raw_input: Any, scope: Scope) -> Any:
     """The workflow's transformed input: ``input.from`` on the raw input (arguments
-    ``$secrets``, ``$workflow``, ``$runtime``)."""
+    ``$secrets``, ``$workflow``, ``$runtime``), once the raw input matches ``input.schema``."""
+    validate(document, "input", raw_input, "/input")
     expression = _field(document, "input", "from")
     if expression is _NOT_SET:
         return raw_input
@@ -145,7 +175,9 @@ def should_run(task: Mapping[str, Any], raw_input: Any, scope: Scope) -> bool:
 
 def task_input(task: Mapping[str, Any], raw_input: Any, scope: Scope) -> Any:
     """The task's transformed input (``$input``): ``input.from`` on the raw task input
-    (arguments ``$context``, ``$secrets``, ``$task``, ``$workflow``, ``$runtime``)."""
+    (arguments ``$context``, ``$secrets``, ``$task``, ``$workflow``, ``$runtime``), once the
+    raw input matches ``input.schema``."""
+    validate(task, "input", raw_input, f"{scope.reference()}/input")
     expression = _field(task, "input", "from")
     if expression is _NOT_SET:
         return raw_input
@@ -157,13 +189,16 @@ def task_output(
     task: Mapping[str, Any], raw_output: Any, transformed_input: Any, scope: Scope
 ) -> Any:
     """The task's transformed output (``$output``): ``output.as`` on the raw output, with
-    ``$task.output`` set to the raw output."""
+    ``$task.output`` set to the raw output; it must match ``output.schema``."""
     expression = _field(task, "output", "as")
     if expression is _NOT_SET:
-        return raw_output
-    variables = _after_run(scope, raw_output, transformed_input)
-    instance = f"{scope.reference()}/output/as"
-    return transform(expression, raw_output, variables, instance=instance)
+        output = raw_output
+    else:
+        variables = _after_run(scope, raw_output, transformed_input)
+        instance = f"{scope.reference()}/output/as"
+        output = transform(expression, raw_output, variables, instance=instance)
+    validate(task, "output", output, f"{scope.reference()}/output")
+    return output
 
 
 def export_context(
@@ -182,7 +217,9 @@ def export_context(
     variables = _after_run(scope, raw_output, transformed_input)
     variables["output"] = transformed_output
     instance = f"{scope.reference()}/export/as"
-    return transform(expression, transformed_output, variables, instance=instance)
+    context = transform(expression, transformed_output, variables, instance=instance)
+    validate(task, "export", context, f"{scope.reference()}/export")
+    return context
 
 
 def _after_run(scope: Scope, raw_output: Any, transformed_input: Any) -> dict[str, Any]:
@@ -197,10 +234,13 @@ def workflow_output(document: Mapping[str, Any], last_output: Any, scope: Scope)
     (arguments ``$context``, ``$secrets``, ``$workflow``, ``$runtime``)."""
     expression = _field(document, "output", "as")
     if expression is _NOT_SET:
-        return last_output
-    variables = scope._base()
-    variables["context"] = scope.context
-    return transform(expression, last_output, variables, instance="/output/as")
+        output = last_output
+    else:
+        variables = scope._base()
+        variables["context"] = scope.context
+        output = transform(expression, last_output, variables, instance="/output/as")
+    validate(document, "output", output, "/output")
+    return output
 
 
 def finish_task(

@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn, TypeVar
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
 from ember.control.validation import field_path
 from ember.errors import InvalidSpec
 from ember.workflows.expressions import ARGUMENTS, compile_expression, is_expression
@@ -236,7 +239,12 @@ class FieldReader:
             self.unsupported((*loc, "format"), f"schema format {raw['format']!r}")
         if "resource" in raw:
             self.unsupported((*loc, "resource"), "an external schema resource")
-        return self.plain_mapping(raw["document"], (*loc, "document"))
+        document = self.plain_mapping(raw["document"], (*loc, "document"))
+        try:
+            Draft202012Validator.check_schema(document)
+        except SchemaError as exc:
+            self.fail((*loc, "document"), f"not a valid JSON Schema: {exc.message}")
+        return document
 
     def timeout(self, value: Any, loc: Loc) -> Timeout:
         if isinstance(value, str):
