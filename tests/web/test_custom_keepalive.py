@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 
 from tests.inprocess import Ember
+from tests.waiting import until_true
 from tests.web.test_custom_runtimes import CUSTOM, NODE, needs_node
 
 Run = Callable[..., None]
@@ -66,14 +67,16 @@ CONFIG = {"kind": "custom", "command": [sys.executable, "app.py"]}
 
 
 async def wait_for_log(ember: Ember, name: str, text: str, count: int) -> None:
-    """Until the function's logs hold ``count`` lines containing ``text``."""
-    for _ in range(1000):
+    """Until the function's logs hold ``count`` lines containing ``text`` (a deadline, not
+    a number of polls: a poll can take no time at all)."""
+
+    async def enough() -> bool:
+        await ember.settle()
         logs = (await ember.http.get(f"/functions/{name}/logs",
                                      params={"grep": text, "limit": 1000})).json()["logs"]
-        if len(logs) >= count:
-            return
-        await ember.settle()
-    raise AssertionError(f"no {count} lines with {text!r} in the logs of {name}")
+        return len(logs) >= count
+
+    await until_true(enough, message=f"{count} lines with {text!r} in the logs of {name}")
 
 
 def test_a_connection_the_app_closed_while_idle_is_not_reused(run: Run) -> None:
