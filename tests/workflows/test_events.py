@@ -166,3 +166,29 @@ def test_schedule_on_all_starts_only_when_both_came(run_wf: Run) -> None:
         assert third.schedules == 0
 
     run_wf(scenario)
+
+
+def test_an_execution_whose_listen_shows_running_takes_the_event_sent_then(run_wf: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        service = ember.services.workflows
+        service.deploy_data("race", doc("race", [
+            {"w": {"wait": "PT0.001S"}},
+            {"l": {"listen": {"to": {"one": {
+                "with": {"type": "com.race"},
+                "correlate": {"k": {"from": ".data.k", "expect": "${ .k }"}}}}}}},
+        ]))
+        for k in range(30):
+            execution, _ = await service.run("race", {"k": k})
+
+            async def listening(execution_id: str = execution.id) -> bool:
+                found = await service.get_execution(execution_id)
+                return any(s.path == "/do/1/l" and s.status == "running"
+                           for s in service.steps(found))
+
+            # "waiting" also covers the wait's timer: wait for the listen itself.
+            await until_true(listening, message="the listen started")
+            result = await service.publish(event("com.race", {"k": k}))
+            assert result.executions == 1, f"round {k}: the waiting execution missed it"
+            assert (await finished(ember, execution)).status == "succeeded"
+
+    run_wf(scenario)

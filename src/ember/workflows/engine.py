@@ -438,6 +438,14 @@ class Engine:
             if actions is None:
                 answers.append((item.future, False))
                 continue
+            # Listening is in-memory and takes effect now, with the status the execution
+            # shows: an event published while this batch is recorded is queued behind it
+            # and reaches the listen (no effect goes out before the record).
+            for action in actions:
+                if isinstance(action, Listen):
+                    live.listens[action.action_id] = action
+                elif isinstance(action, StopListening):
+                    live.listens.pop(action.action_id, None)
             if item.meta and item.meta.get("rerun"):
                 live.reruns += 1
             live.row.seq += 1
@@ -533,7 +541,7 @@ class Engine:
         elif isinstance(action, CancelTimer | CancelCall):
             self._effects.cancel(execution_id, action.action_id)
         elif isinstance(action, Listen):
-            live.listens[action.action_id] = action
+            live.listens[action.action_id] = action  # at once when it comes from start()
             self._spawn(self._offer_retained(execution_id))
         elif isinstance(action, StopListening):
             live.listens.pop(action.action_id, None)
