@@ -7,8 +7,10 @@ from typing import Any
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from ember.errors import InvalidSpec
+from ember.store.schema import execution_journal, executions, workflow_blobs
 from tests.inprocess import Ember
 from tests.workflows.conftest import Run
 
@@ -69,6 +71,18 @@ def test_fork_joins_every_branch(run_wf: Run) -> None:
         execution = await run_to_end(ember, "fork", {"x": 1, "y": 10})
         assert execution.status == "succeeded", execution.error
         assert execution.output == [{"n": 2}, {"n": 20}]
+        # The branches' results (kept as the bytes returned) read together by jq, and
+        # sent on together to a function.
+        ember.services.workflows.deploy_data("sum", doc("sum", [
+            {"both": {"fork": {"branches": [
+                {"a": {"call": "double", "with": {"n": "${ .x }"}}},
+                {"b": {"call": "double", "with": {"n": "${ .y }"}}},
+            ]}}},
+            {"pair": {"call": "double", "with": {"n": "${ .[0].n + .[1].n }"}}},
+        ]))
+        summed = await run_to_end(ember, "sum", {"x": 1, "y": 10})
+        assert summed.status == "succeeded", summed.error
+        assert summed.output == {"n": 44}
 
     run_wf(scenario)
 
@@ -280,5 +294,41 @@ def test_schemas_are_checked_at_deploy_and_at_run_time(run_wf: Run) -> None:
         assert wrong.error["type"].endswith("/errors/validation")
         assert wrong.error["instance"] == "/do/0/shape/output"
         assert "total" in wrong.error["detail"]
+
+    run_wf(scenario)
+
+
+HUGE = """
+def handler(event, context):
+    return {'rows': [{'i': i, 'pad': 'x' * 90} for i in range(3000)]}
+"""
+
+
+def test_a_result_over_256_kib_is_stored_once_and_kept_by_reference(run_wf: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("huge", HUGE)
+        service = ember.services.workflows
+        service.deploy_data("bulk", doc("bulk", [
+            {"make": {"call": "huge"}},
+            {"first": {"set": {"rows": "${ .rows | length }", "last": "${ .rows[-1].i }"}}},
+        ]))
+        execution = await run_to_end(ember, "bulk")
+        assert execution.status == "succeeded", execution.error
+        assert execution.output == {"rows": 3000, "last": 2999}
+        engine = ember.services.store.engine
+        with engine.connect() as conn:
+            blobs = conn.execute(sa.select(workflow_blobs.c.data).where(
+                workflow_blobs.c.execution == execution.id)).scalars().all()
+            entries = conn.execute(sa.select(execution_journal.c.entry).where(
+                execution_journal.c.execution == execution.id)).scalars().all()
+            state = conn.execute(sa.select(executions.c.state).where(
+                executions.c.id == execution.id)).scalar_one()
+        assert len(blobs) == 1 and len(blobs[0]) > 256 * 1024
+        assert orjson.loads(blobs[0])["rows"][0] == {"i": 0, "pad": "x" * 90}
+        # The snapshot refers to it instead of holding it; read back, it is whole.
+        assert len(orjson.dumps(state)) < 64 * 1024
+        assert entries == []  # the final snapshot covers the journal
+        again = await service.get_execution(execution.id)
+        assert again.output == {"rows": 3000, "last": 2999}
 
     run_wf(scenario)

@@ -152,8 +152,9 @@ class WorkflowService:
                 )
         if workflow is not None:
             self._store.get_workflow(workflow)
-        return self._store.list_executions(workflow=workflow, status=status or (),
+        page = self._store.list_executions(workflow=workflow, status=status or (),
                                            limit=limit, cursor=cursor)
+        return Page(self._engine.views(page.items), page.next_cursor)
 
     async def cancel(self, execution_id: str) -> Execution:
         """Cancel a running or waiting execution: its running function steps are stopped,

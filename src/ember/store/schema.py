@@ -206,6 +206,21 @@ workflow_events = sa.Table(
     sa.Column("taken_at", sa.DateTime(timezone=True), nullable=True),
 )
 
+# A large step result (over 256 KiB), stored once per execution however many journal entries
+# and snapshots refer to it (``ember.workflows.values``).
+workflow_blobs = sa.Table(
+    "workflow_blobs",
+    metadata,
+    sa.Column(
+        "execution",
+        sa.String(32),
+        sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
 workflow_schedules = sa.Table(
     "workflow_schedules",
     metadata,

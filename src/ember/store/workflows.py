@@ -8,7 +8,7 @@ snapshot and drops the entries it covers, all in one transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from ember.store.base import Page
 from ember.store.schema import (
     execution_journal,
     executions,
+    workflow_blobs,
     workflow_events,
     workflow_revisions,
     workflow_schedules,
@@ -45,6 +46,7 @@ class Progress:
     finished_at: datetime | None = None
     snapshot: dict[str, Any] | None = None
     reruns: int | None = None
+    blobs: dict[str, bytes] = field(default_factory=dict)  # sha256 -> bytes, referenced
 
     @property
     def seq(self) -> int:
@@ -161,9 +163,11 @@ class SqlWorkflowStore:
 
     # -- executions --------------------------------------------------------------------------
 
-    def create_execution(self, execution: Execution) -> tuple[Execution, bool]:
-        """Save a new execution with its first snapshot; (it, True). When one of the same
-        workflow has the same idempotency key, save nothing: (that one, False)."""
+    def create_execution(self, execution: Execution, blobs: dict[str, bytes] | None = None,
+                         ) -> tuple[Execution, bool]:
+        """Save a new execution with its first snapshot (and the blobs it refers to);
+        (it, True). When one of the same workflow has the same idempotency key, save
+        nothing: (that one, False)."""
         with write_transaction(self._engine) as conn:
             if execution.idempotency_key is not None:
                 row = conn.execute(sa.select(executions).where(
@@ -173,7 +177,16 @@ class SqlWorkflowStore:
                 if row is not None:
                     return _execution(row), False
             conn.execute(executions.insert().values(**_execution_row(execution)))
+            _add_blobs(conn, execution.id, blobs or {})
         return execution, True
+
+    def blobs(self, execution_id: str, digests: set[str]) -> dict[str, bytes]:
+        """The execution's blobs of these sha256 digests."""
+        query = sa.select(workflow_blobs.c.sha256, workflow_blobs.c.data).where(
+            workflow_blobs.c.execution == execution_id,
+            workflow_blobs.c.sha256.in_(sorted(digests)))
+        with self._engine.connect() as conn:
+            return {row[0]: bytes(row[1]) for row in conn.execute(query)}
 
     def get_execution(self, execution_id: str) -> Execution:
         with self._engine.connect() as conn:
@@ -234,6 +247,7 @@ class SqlWorkflowStore:
             if entries:
                 conn.execute(execution_journal.insert(), entries)
             for p in batch:
+                _add_blobs(conn, p.execution, p.blobs)
                 values: dict[str, Any] = {
                     "status": p.status, "updated_at": p.updated_at, "seq": p.seq,
                     "output": p.output, "error": p.error, "finished_at": p.finished_at,
@@ -256,6 +270,7 @@ class SqlWorkflowStore:
             old = sa.select(executions.c.id).where(
                 executions.c.finished_at.is_not(None), executions.c.finished_at < before)
             conn.execute(execution_journal.delete().where(execution_journal.c.execution.in_(old)))
+            conn.execute(workflow_blobs.delete().where(workflow_blobs.c.execution.in_(old)))
             result = conn.execute(executions.delete().where(
                 executions.c.finished_at.is_not(None), executions.c.finished_at < before))
         return int(result.rowcount or 0)
@@ -305,6 +320,18 @@ class SqlWorkflowStore:
             if updated.rowcount == 0:
                 conn.execute(workflow_schedules.insert().values(
                     workflow=workflow, state=state, updated_at=now))
+
+
+def _add_blobs(conn: Connection, execution: str, blobs: dict[str, bytes]) -> None:
+    if not blobs:
+        return
+    kept = {row[0] for row in conn.execute(sa.select(workflow_blobs.c.sha256).where(
+        workflow_blobs.c.execution == execution,
+        workflow_blobs.c.sha256.in_(sorted(blobs))))}
+    new = [{"execution": execution, "sha256": digest, "data": data}
+           for digest, data in blobs.items() if digest not in kept]
+    if new:
+        conn.execute(workflow_blobs.insert(), new)
 
 
 def _workflow_not_found(name: str) -> WorkflowNotFound:

@@ -28,7 +28,9 @@ from ember.errors import EmberError, FunctionTimeout, TaskNotFound
 from ember.model.invocation import Task
 from ember.queue.worker import AsyncInvoker
 from ember.workflows.errors import COMMUNICATION, RUNTIME, TIMEOUT
+from ember.workflows.expressions import RawJson
 from ember.workflows.machine import CallFunction, CallHttp, CallResult, Completion, TimerFired
+from ember.workflows.values import encoded
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +93,11 @@ def task_meta(task: Task) -> dict[str, Any]:
             "rerun": interrupted(task)}
 
 
-RAW_MIN_BYTES = 1024
-"""A step's JSON result at least this long is kept as the bytes the instance returned, so
-that the next step, when its input is that result unchanged, is sent those bytes instead of
-an encoding of the decoded value."""
-
-
 def task_result(action_id: str, task: Task) -> CallResult:
+    """A finished step's completion: a JSON result stays the bytes the instance returned."""
     if task.status == "succeeded":
+        if task.result and "json" in (task.result_content_type or ""):
+            return CallResult(action_id, output=RawJson(task.result))
         return CallResult(action_id, output=decode_output(task.result, task.result_content_type))
     if task.status == "stopped":
         error: dict[str, Any] = {"code": "Stopped", "message": f"task {task.id} was stopped"}
@@ -125,8 +124,6 @@ class Effects:
         self._running: dict[str, dict[str, asyncio.Task[Any]]] = {}
         self._tasks: dict[str, dict[str, str]] = {}
         self._keys: dict[str, dict[str, str]] = {}
-        # Per execution, the last large step results: (the decoded value, its bytes).
-        self._raw: dict[str, list[tuple[Any, bytes]]] = {}
         invoker.own(STEP_KEY_PREFIX, self._task_ended)
 
     async def close(self) -> None:
@@ -146,7 +143,7 @@ class Effects:
     async def _submit(self, execution: str, action: CallFunction) -> None:
         key = step_key(action.idempotency_key)
         try:
-            payload = self._encoded(execution, action.payload)
+            payload = encoded(action.payload)
         except TypeError as exc:
             self._answer(execution, CallResult(action.action_id, error={
                 "type": RUNTIME, "status": 400, "title": "InvalidPayload",
@@ -166,34 +163,14 @@ class Effects:
             return
         self._tasks.setdefault(execution, {})[action.action_id] = task.id
         if task.final and self._steps.pop(key, None) is not None:
-            self._answer(execution, self._result(execution, action.action_id, task),
-                         task_meta(task))
+            self._answer(execution, task_result(action.action_id, task), task_meta(task))
 
     def _task_ended(self, task: Task) -> None:
         found = self._steps.pop(task.idempotency_key or "", None)
         if found is None:
             return
         execution, action_id = found
-        self._answer(execution, self._result(execution, action_id, task), task_meta(task))
-
-    def _result(self, execution: str, action_id: str, task: Task) -> CallResult:
-        result = task_result(action_id, task)
-        body = task.result
-        if (body is not None and len(body) >= RAW_MIN_BYTES and result.error is None
-                and "json" in (task.result_content_type or "")
-                and isinstance(result.output, dict | list)):
-            kept = self._raw.setdefault(execution, [])
-            kept.append((result.output, body))
-            del kept[:-4]
-        return result
-
-    def _encoded(self, execution: str, payload: Any) -> bytes:
-        """The step's input as JSON: the bytes a previous step returned when the input is
-        that step's result as it was decoded (the same object), else an encoding."""
-        for value, body in self._raw.get(execution, ()):
-            if value is payload:
-                return body
-        return orjson.dumps(payload)
+        self._answer(execution, task_result(action_id, task), task_meta(task))
 
     def step_tasks(self, execution: str) -> dict[str, str]:
         """The task id of each step submitted and not answered, by action id."""
@@ -233,15 +210,20 @@ class Effects:
     async def _send(self, execution: str, action: CallHttp) -> None:
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=30.0)
+        headers = {str(k): str(v) for k, v in (action.headers or {}).items()}
+        body = action.body
+        content: str | bytes | None = None
+        if isinstance(body, str | bytes):
+            content = body
+        elif body is not None:
+            content = encoded(body)
+            if not any(name.lower() == "content-type" for name in headers):
+                headers["content-type"] = "application/json"
         try:
-            body = action.body
             response = await self._http.request(
-                action.method.upper(), action.endpoint,
-                headers={str(k): str(v) for k, v in (action.headers or {}).items()},
+                action.method.upper(), action.endpoint, headers=headers,
                 params={str(k): str(v) for k, v in (action.query or {}).items()},
-                json=body if body is not None and not isinstance(body, str | bytes) else None,
-                content=body if isinstance(body, str | bytes) else None,
-                follow_redirects=action.redirect,
+                content=content, follow_redirects=action.redirect,
             )
         except httpx.HTTPError as exc:
             self._answer(execution, CallResult(action.action_id, error={
@@ -303,7 +285,6 @@ class Effects:
         for key in self._keys.pop(execution, {}).values():
             self._steps.pop(key, None)
         self._tasks.pop(execution, None)
-        self._raw.pop(execution, None)
 
     # -- plumbing ----------------------------------------------------------------------------
 

@@ -22,8 +22,9 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -65,6 +66,7 @@ from ember.workflows.machine import (
 from ember.workflows.model import Workflow
 from ember.workflows.parser import load_workflow
 from ember.workflows.schedules import Schedules
+from ember.workflows.values import plain, restore_all, storable
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +165,11 @@ class Engine:
         except WorkflowNotFound:
             log.warning("execution %s: its workflow %s is gone", row.id, row.workflow)
             return None
-        live = _Live(row, self._workflow(revision), ExecutionState.from_dict(row.state),
-                     reruns=row.reruns)
         entries = await asyncio.to_thread(self._store.journal, row.id, row.snapshot_seq)
+        state, row.input, row.output, *entries = await asyncio.to_thread(
+            restore_all, [row.state, row.input, row.output, *entries],
+            partial(self._store.blobs, row.id))
+        live = _Live(row, self._workflow(revision), ExecutionState(**state), reruns=row.reruns)
         for entry in entries:
             self._replay(live, entry)
         live.since_snapshot = len(entries)
@@ -233,38 +237,61 @@ class Engine:
             status=state.status, input=input, created_at=now, updated_at=now,
             output=state.output, error=state.error, idempotency_key=idempotency_key,
             parent=parent, parent_action=parent_action,
-            finished_at=now if state.finished else None, state=state.to_dict(),
+            finished_at=now if state.finished else None,
         )
-        saved, created = await asyncio.to_thread(self._store.create_execution, row)
+        blobs: dict[str, bytes] = {}
+        stored = replace(row, input=storable(input, blobs), output=storable(state.output, blobs),
+                         state=storable(state.__dict__, blobs))
+        saved, created = await asyncio.to_thread(self._store.create_execution, stored, blobs)
         if not created:
-            return saved, False
-        live = _Live(saved, workflow, state)
+            return await self.get(saved.id), False
+        live = _Live(row, workflow, state)
         if not state.finished:
             self._live[execution_id] = live
         if parent is not None and parent in self._live:
             self._live[parent].children[parent_action or ""] = execution_id
         for action in actions:
             self._perform(live, action)
-        return saved, True
+        return _view(row, state), True
 
     async def get(self, execution_id: str) -> Execution:
         """The execution as recorded; the state is the live one when this engine runs it."""
         live = self._live.get(execution_id)
         if live is not None:
-            return live.row
+            return _view(live.row, live.state)
         row = await asyncio.to_thread(self._store.get_execution, execution_id)
+        entries: list[Any] = []
         if row.active or row.seq > row.snapshot_seq:
-            state = ExecutionState.from_dict(row.state)
+            entries = await asyncio.to_thread(self._store.journal, row.id, row.snapshot_seq)
+        state, row.input, row.output, *entries = await asyncio.to_thread(
+            restore_all, [row.state, row.input, row.output, *entries],
+            partial(self._store.blobs, row.id))
+        row.state = state
+        if entries:
             try:
                 revision = await asyncio.to_thread(self._store.get_revision, row.workflow,
                                                    row.revision)
             except WorkflowNotFound:
-                return row
-            replayed = _Live(row, self._workflow(revision), state)
-            for entry in await asyncio.to_thread(self._store.journal, row.id, row.snapshot_seq):
+                return _view(row)
+            replayed = _Live(row, self._workflow(revision), ExecutionState(**state))
+            for entry in entries:
                 self._replay(replayed, entry)
-            row.state = state.to_dict()
-        return row
+            row.state = replayed.state.__dict__
+        return _view(row)
+
+    def views(self, rows: list[Execution]) -> list[Execution]:
+        """Stored executions as the API shows them (blobs fetched, values decoded); the
+        live ones as this engine has them."""
+        shown = []
+        for row in rows:
+            live = self._live.get(row.id)
+            if live is not None:
+                shown.append(_view(live.row, live.state))
+                continue
+            row.input, row.output = restore_all(
+                [row.input, row.output], partial(self._store.blobs, row.id))
+            shown.append(_view(row))
+        return shown
 
     async def wait(self, execution_id: str, timeout_s: float) -> Execution:
         """The execution once it has finished, or as it is after ``timeout_s``."""
@@ -460,8 +487,9 @@ class Engine:
             if record is None:
                 record = progress[item.execution] = Progress(
                     item.execution, live.row.seq, [], state.status, now)
-            record.entries.append(entry)
-            record.status, record.output, record.error = state.status, state.output, state.error
+            record.entries.append(storable(entry, record.blobs))
+            record.status, record.error = state.status, state.error
+            record.output = storable(state.output, record.blobs)
             record.finished_at, record.updated_at = live.row.finished_at, now
             record.reruns = live.reruns
             effects.append((live, actions))
@@ -470,7 +498,7 @@ class Engine:
             live = self._live[execution_id]
             threshold = max(self._settings.snapshot_min_entries, len(live.state.tasks))
             if live.state.finished or live.since_snapshot >= threshold:
-                record.snapshot = live.state.to_dict()
+                record.snapshot = storable(live.state.__dict__, record.blobs)
                 live.since_snapshot = 0
         if progress:
             await self._record(list(progress.values()))
@@ -557,7 +585,7 @@ class Engine:
             self._finished(live)
 
     async def _emit(self, live: _Live, action: Emit) -> None:
-        event = dict(action.event)
+        event = plain(dict(action.event))
         event.setdefault("source", f"/workflows/{live.row.workflow}/executions/{live.row.id}")
         await self.publish(event)
 
@@ -617,6 +645,13 @@ class Engine:
                     now - timedelta(seconds=self._settings.event_retention_s))
             except Exception:
                 log.exception("workflow engine: purging old executions failed")
+
+
+def _view(row: Execution, state: ExecutionState | None = None) -> Execution:
+    """An execution as the API shows it: its input and output decoded; a live one with its
+    live state (read-only: the engine changes it)."""
+    return replace(row, input=plain(row.input), output=plain(row.output),
+                   state=state.__dict__ if state is not None else row.state)
 
 
 def _read_only(execution: Execution) -> ExecutionState:

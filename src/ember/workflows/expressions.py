@@ -203,9 +203,9 @@ def evaluate(
         else compile_expression(expression, variables=variables)
     )
     try:
-        parts = [_encode(data) if compiled.uses_input else b"null"]
+        parts = [encode_json(data) if compiled.uses_input else b"null"]
         for name in (*compiled.arguments, *compiled.variables):
-            parts.append(_encode(variables[name]))
+            parts.append(encode_json(variables[name]))
     except KeyError as exc:
         raise _failure(
             compiled, f"${exc.args[0]} is not available here", variables, instance
@@ -219,11 +219,19 @@ def evaluate(
         raise _failure(compiled, _jq_message(exc), variables, instance) from exc
 
 
-def _encode(value: Any) -> bytes:
+def _fragment(item: Any) -> Any:
+    if isinstance(item, RawJson):  # kept encoded inside a list or an object
+        return orjson.Fragment(item.text)
+    raise TypeError(f"{type(item).__name__} is not JSON")
+
+
+def encode_json(value: Any) -> bytes:
+    """``value`` as JSON bytes; a :class:`RawJson`, at the top or inside, as it is."""
     if isinstance(value, RawJson):
         return value.text
     try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(value, default=_fragment,
+                            option=orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS)
     except orjson.JSONEncodeError:
         # orjson stops at 64-bit integers; the standard library does not.
         return json.dumps(value, separators=(",", ":")).encode()

@@ -63,6 +63,13 @@ def upgrade() -> None:
         sa.Column("entry", sa.JSON, nullable=False),
     )
     op.create_table(
+        "workflow_blobs",
+        sa.Column("execution", sa.String(32),
+                  sa.ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("sha256", sa.String(64), primary_key=True),
+        sa.Column("data", sa.LargeBinary, nullable=False),
+    )
+    op.create_table(
         "workflow_events",
         sa.Column("key", sa.String(512), primary_key=True),
         sa.Column("event", sa.JSON, nullable=False),
@@ -80,6 +87,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("workflow_schedules", "workflow_events", "execution_journal", "executions",
+    for table in ("workflow_schedules", "workflow_events", "workflow_blobs",
+                  "execution_journal", "executions",
                   "workflow_revisions", "workflows"):
         op.drop_table(table)
