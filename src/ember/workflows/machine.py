@@ -33,8 +33,9 @@ and rebuild a state by replaying them from ``start``.
 
 Not handled here (the shell's part): retaining events that arrive before a ``listen``
 (redeliver them after a :class:`Listen` action), schedules (``schedule`` starts executions),
-decoding a function's output bytes (outputs arrive decoded), ``input.schema`` validation,
 and ``call: http``'s ``output`` format and ``redirect`` (passed on in :class:`CallHttp`).
+A function's output may arrive still encoded (:class:`~ember.workflows.expressions.RawJson`):
+the machine passes it on untouched, and expressions read it as JSON text.
 """
 
 from __future__ import annotations
