@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -34,6 +35,12 @@ class WorkflowService:
         self._store = store
         self._engine = engine
         self._clock = clock
+        self._delete_guards: list[Callable[[str], None]] = []
+
+    def guard_delete(self, guard: Callable[[str], None]) -> None:
+        """Call ``guard(workflow_name)`` before a workflow is deleted without ``force``; the
+        guard raises Conflict to refuse (a trigger targets it)."""
+        self._delete_guards.append(guard)
 
     # -- definitions -------------------------------------------------------------------------
 
@@ -83,8 +90,12 @@ class WorkflowService:
 
     async def delete(self, name: str, *, force: bool = False) -> None:
         """Delete the workflow and its revisions. Raises Conflict while executions of it
-        run, naming how many, unless ``force``: then they are cancelled first."""
+        run, naming how many, or when a guard refuses (see ``guard_delete``), unless
+        ``force``: then running executions are cancelled first."""
         await asyncio.to_thread(self._store.get_workflow, name)
+        if not force:
+            for guard in self._delete_guards:
+                await asyncio.to_thread(guard, name)
         active = await asyncio.to_thread(self._store.count_active, name)
         if active and not force:
             raise Conflict(
