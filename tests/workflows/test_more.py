@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from tests.inprocess import Ember
+import sqlalchemy as sa
+
+from ember.settings import Settings
+from ember.store.schema import workflow_revisions, workflows
+from tests.inprocess import Ember, running
 from tests.waiting import until_true
 from tests.workflows.conftest import Run
 from tests.workflows.test_engine import doc
@@ -102,3 +107,38 @@ def test_cancelling_a_parent_cancels_its_sub_workflow(run_wf: Run) -> None:
         await until_true(child_cancelled, message="the child cancelled too")
 
     run_wf(scenario)
+
+
+def test_a_restart_resumes_a_waiting_execution_and_ends_one_whose_workflow_is_gone(
+    settings: Settings, queue_settings: dict[str, Any],
+) -> None:
+    configured = settings.model_copy(update=queue_settings)
+
+    async def first() -> tuple[str, str]:
+        async with running(configured) as ember:
+            service = ember.services.workflows
+            service.deploy_data("kept", doc("kept", [{"nap": {"wait": "PT0.5S"}},
+                                                     {"done": {"set": {"ok": True}}}]))
+            service.deploy_data("gone", doc("gone", [{"nap": {"wait": "PT1H"}}]))
+            kept, _ = await service.run("kept", None)
+            gone, _ = await service.run("gone", None)
+            return kept.id, gone.id
+
+    kept_id, gone_id = asyncio.run(first())
+    engine = sa.create_engine(configured.resolved_database_url())
+    with engine.begin() as conn:  # the workflow deleted while no server ran
+        conn.execute(workflow_revisions.delete().where(workflow_revisions.c.workflow == "gone"))
+        conn.execute(workflows.delete().where(workflows.c.name == "gone"))
+    engine.dispose()
+
+    async def second() -> None:
+        async with running(configured) as ember:
+            service = ember.services.workflows
+            kept = await service.get_execution(kept_id, wait_s=30)
+            assert kept.status == "succeeded", kept.error
+            assert kept.output == {"ok": True}
+            gone = await service.get_execution(gone_id)
+            assert gone.status == "failed" and gone.error is not None
+            assert gone.error["title"] == "WorkflowNotFound"
+
+    asyncio.run(second())

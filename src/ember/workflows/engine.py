@@ -163,7 +163,15 @@ class Engine:
             revision = await asyncio.to_thread(self._store.get_revision, row.workflow,
                                                row.revision)
         except WorkflowNotFound:
+            # Its workflow was deleted while this server was down: end it rather than leave
+            # it "running" with nothing to run it.
             log.warning("execution %s: its workflow %s is gone", row.id, row.workflow)
+            now = utcnow(self._clock)
+            problem = {"type": RUNTIME, "status": 410, "title": "WorkflowNotFound",
+                       "detail": f"workflow {row.workflow!r} revision {row.revision} was "
+                                 "deleted while the execution ran", "instance": "/"}
+            await self._record([Progress(row.id, row.seq + 1, [], FAILED, now, error=problem,
+                                         finished_at=now)])
             return None
         entries = await asyncio.to_thread(self._store.journal, row.id, row.snapshot_seq)
         state, row.input, row.output, *entries = await asyncio.to_thread(
