@@ -172,9 +172,11 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     )
     functions.on_delete(workflow_engine.function_deleted)
     workflows = WorkflowService(workflow_store, workflow_engine, clock)
-    triggers = TriggerService(SqlTriggerStore(engine), functions, clock)
-    # Triggers with target "events" publish on the workflow event bus.
-    supervisor = Supervisor(triggers, invoker, router, clock, publish=workflows.publish)
+    triggers = TriggerService(SqlTriggerStore(engine), functions, clock, workflows)
+    # Triggers with target "events" publish on the workflow event bus; with target
+    # "workflow", each event starts an execution.
+    supervisor = Supervisor(triggers, invoker, router, clock, publish=workflows.publish,
+                            run_workflow=workflows.run)
     return Services(
         settings=settings, clock=clock, limits=limits, store=store, functions=functions,
         logs=logs, stats=stats, metrics=metrics, router=router, invoker=invoker,

@@ -83,6 +83,32 @@ def test_a_trigger_to_the_event_bus_made_by_the_cli(cli: Cli) -> None:
     cli.ok("trigger", "delete", "clibus", "--yes")
 
 
+def test_a_trigger_that_starts_a_workflow_made_by_the_cli(cli: Cli) -> None:
+    document = {"document": {"dsl": "1.0.0", "namespace": "test", "name": "cliflow",
+                             "version": "1.0.0"},
+                "do": [{"keep": {"set": {"data": "${ .data.body }"}}}]}
+    deployed = httpx.put(f"{cli.url}/workflows/cliflow", json=document, timeout=30)
+    assert deployed.status_code == 201, deployed.text
+    created = cli.ok("trigger", "create", "cliflow", "--workflow", "cliflow",
+                     "--source", '{"kind": "http", "path": "/cliflow"}')
+    assert "created trigger cliflow: http /cliflow → workflow:cliflow" in created.stdout
+    answer = httpx.post(f"{cli.url}/http/cliflow", content=b"hello", timeout=30)
+    assert answer.status_code == 202, answer.text
+    execution = answer.json()["execution"]
+    done = httpx.get(f"{cli.url}/executions/{execution}", params={"wait_s": 60}, timeout=90)
+    assert done.json()["output"] == {"data": "hello"}, done.text
+    row = next(line for line in cli.ok("trigger", "list").stdout.splitlines()
+               if line.startswith("cliflow"))
+    assert row.split()[:6] == ["cliflow", "workflow:cliflow", "http", "enabled", "1", "1"]
+    both = cli.fails("trigger", "create", "cliflow2", "--workflow", "w", "-f", "x",
+                     "--http", "b", code=2)
+    assert "--workflow goes without --function" in both.stderr
+    refused = cli.fails("workflow", "delete", "cliflow")
+    assert "cliflow" in refused.stderr + refused.stdout
+    cli.ok("trigger", "delete", "cliflow", "--yes")
+    cli.ok("workflow", "delete", "cliflow")
+
+
 def test_source_forms_and_errors(cli: Cli, tmp_path: Path) -> None:
     cli.ok("deploy", project(tmp_path / "src", "trigsrc"))
     as_json = json.loads(cli.ok(

@@ -18,6 +18,7 @@ from ember.errors import (
     FunctionNotFound,
     InvalidSpec,
     TriggerNotFound,
+    WorkflowNotFound,
 )
 from ember.sdk.triggers import REDACTED, source_spec
 from tests.conftest import make_zip
@@ -144,6 +145,29 @@ def test_a_trigger_to_the_event_bus(served: tuple[Client, TestClient]) -> None:
     with pytest.raises(InvalidSpec) as moved:
         client.update_trigger("bus", function="fn")
     assert _fields(moved.value) == {"function"}
+
+
+def test_a_trigger_that_starts_a_workflow(served: tuple[Client, TestClient]) -> None:
+    client, http = served
+    client.deploy_workflow("flow", {
+        "document": {"dsl": "1.0.0", "namespace": "test", "name": "flow", "version": "1.0.0"},
+        "do": [{"keep": {"set": {"n": "${ .data.query.n }"}}}]})
+    source = {"kind": "http", "path": "/flow"}
+    made = client.create_trigger("flow", None, source, target="workflow", workflow="flow")
+    assert (made.target, made.workflow, made.function) == ("workflow", "flow", None)
+    answer = http.get("/http/flow", params={"n": "3"})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["workflow"] == "flow" and answer.json()["created"] is True
+    with pytest.raises(WorkflowNotFound):
+        client.create_trigger("t", None, {"kind": "http", "path": "/t"}, target="workflow",
+                              workflow="nowhere")
+    with pytest.raises(InvalidSpec) as unnamed:
+        client.create_trigger("t", None, {"kind": "http", "path": "/t"}, target="workflow")
+    assert _fields(unnamed.value) == {"workflow"}
+    with pytest.raises(Conflict):
+        client.delete_workflow("flow")
+    client.delete_trigger("flow")
+    client.delete_workflow("flow")
 
 
 def test_http_trigger_answers_through_the_same_transport(

@@ -72,7 +72,7 @@ def test_upgrade_from_the_first_revision_keeps_functions(empty_url: str) -> None
         assert function.config.memory_mb == 256
         with engine.connect() as conn:
             head = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-        assert head == "0008"
+        assert head == "0009"
         assert SqlBuildStore(engine).list_for("old") == []
 
 
@@ -97,3 +97,32 @@ def test_upgrade_from_0007_keeps_triggers_bound_to_their_function(empty_url: str
         with engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM functions WHERE name = 'old'"))
         assert [t.name for t in store.list()] == ["bus"]  # the foreign key still cascades
+
+
+def test_upgrade_from_0008_keeps_triggers_and_takes_a_workflow_target(empty_url: str) -> None:
+    with _old_function_at(empty_url, "0008") as engine:
+        with engine.begin() as conn:
+            # The table as 0008 made it: a target, no workflow column.
+            old = sa.table("triggers", *(sa.column(c) for c in (
+                "name", "function", "qualifier", "kind", "state", "description",
+                "created_at", "updated_at", "target")), sa.column("source", sa.JSON))
+            source = {"kind": "timer", "schedule": "rate(1 minute)"}
+            conn.execute(old.insert(), [
+                {"name": "tick", "function": "old", "qualifier": "latest", "kind": "timer",
+                 "source": source, "state": "enabled", "description": "", "created_at": 1.0,
+                 "updated_at": 1.0, "target": "function"},
+                {"name": "bus", "function": None, "qualifier": None, "kind": "timer",
+                 "source": source, "state": "paused", "description": "the bus",
+                 "created_at": 1.0, "updated_at": 1.0, "target": "events"},
+            ])
+        upgrade(engine)
+        store = SqlTriggerStore(engine)
+        tick, bus = store.get("tick"), store.get("bus")
+        assert (tick.target, tick.function, tick.qualifier, tick.workflow) == (
+            "function", "old", "latest", None)
+        assert (bus.target, bus.function, bus.state, bus.description, bus.workflow) == (
+            "events", None, "paused", "the bus", None)
+        store.create(Trigger("start", None, None, tick.source, "enabled", "", 2.0, 2.0,
+                             "workflow", "orders"))
+        assert store.get("start").workflow == "orders"
+        assert [t.name for t in store.list(workflow="orders")] == ["start"]

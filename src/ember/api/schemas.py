@@ -246,20 +246,23 @@ class Health(BaseModel):
 
 class TriggerIn(_In):
     name: str = _name()
-    target: Literal["function", "events"] = Field(
+    target: Literal["function", "events", "workflow"] = Field(
         default="function", description="function: invoke it; events: publish on the "
-        "workflow event bus (then no function or qualifier)")
+        "workflow event bus (then no function or qualifier); workflow: start an execution "
+        "of the workflow named by workflow")
     function: str | None = _name(None)
     qualifier: str | None = Field(default=None, description="latest when not given",
                                   json_schema_extra={"pattern": QUALIFIER_PATTERN})
+    workflow: str | None = Field(default=None, description="with target workflow only")
     source: SourceSpec
     description: str = Field(default="", max_length=256)
 
 
 class TriggerPatch(_In):
-    target: Literal["function", "events"] | None = Field(
+    target: Literal["function", "events", "workflow"] | None = Field(
         default=None, description="cannot change: only its current value is accepted")
     function: str | None = _name(None)
+    workflow: str | None = Field(default=None, description="with target workflow only")
     qualifier: str | None = Field(default=None, json_schema_extra={"pattern": QUALIFIER_PATTERN})
     source: SourceSpec | None = Field(default=None, description="replaces the source whole")
     description: str | None = Field(default=None, max_length=256)
@@ -267,9 +270,11 @@ class TriggerPatch(_In):
 
 class TriggerOut(BaseModel):
     name: str
-    target: Literal["function", "events"] = "function"
-    function: str | None = Field(description="null when the target is events")
-    qualifier: str | None = Field(description="null when the target is events")
+    target: Literal["function", "events", "workflow"] = "function"
+    function: str | None = Field(description="null unless the target is function")
+    qualifier: str | None = Field(description="null unless the target is function")
+    workflow: str | None = Field(default=None, description="null unless the target is "
+                                 "workflow")
     state: Literal["enabled", "disabled", "paused"]
     source: dict[str, Any]
     description: str

@@ -22,7 +22,7 @@ def _out(request: Request, t: Trigger) -> TriggerOut:
         source["api_key"] = "***"  # a secret: set it, never read it back
     return TriggerOut(
         name=t.name, target=t.target, function=t.function, qualifier=t.qualifier,
-        state=t.state,
+        workflow=t.workflow, state=t.state,
         source=source, description=t.description, created_at=t.created_at,
         updated_at=t.updated_at,
         status=request.app.state.services.supervisor.status(t.name).to_json(),
@@ -44,7 +44,9 @@ async def _settled(request: Request, t: Trigger) -> TriggerOut:
 async def create_trigger(body: TriggerIn, request: Request) -> TriggerOut:
     """Bind an event source to a function at a qualifier (a version or an alias, so that a
     new release moves traffic without touching the trigger), or with ``"target": "events"``
-    to the workflow event bus, where its events start and resume workflows."""
+    to the workflow event bus, where its events start and resume workflows, or with
+    ``"target": "workflow"`` to a workflow (``"workflow": NAME``), each event starting one
+    execution of it."""
     spec = body.model_dump(mode="json", exclude={"name"})
     created = await asyncio.to_thread(_service(request).triggers.create, body.name, spec)
     return await _settled(request, created)

@@ -569,13 +569,19 @@ def _source_value(value: Any) -> str:
 
 
 def trigger_target(t: TriggerOut) -> str:
-    """Where a trigger delivers: ``function:qualifier``, or ``events`` (the event bus)."""
-    return "events" if t.target == "events" else f"{t.function}:{t.qualifier}"
+    """Where a trigger delivers: ``function:qualifier``, ``events`` (the event bus), or
+    ``workflow:NAME``."""
+    if t.target == "events":
+        return "events"
+    if t.target == "workflow":
+        return f"workflow:{t.workflow}"
+    return f"{t.function}:{t.qualifier}"
 
 
 def triggers_table(triggers: Iterable[TriggerOut]) -> Table:
-    """One row per trigger: its target (``function:qualifier`` or ``events``), kind, state
-    and counters (for an events trigger, INVOKED counts the events published)."""
+    """One row per trigger: its target (``function:qualifier``, ``events`` or
+    ``workflow:NAME``), kind, state and counters (for an events trigger, INVOKED counts the
+    events published; for a workflow trigger, the executions started)."""
     table = _table("NAME", "TARGET", "KIND", "STATE", "EVENTS", "INVOKED", "FAILED",
                    "UP", "LAST ERROR")
     for t in triggers:

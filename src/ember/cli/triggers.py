@@ -1,6 +1,6 @@
 """``ember trigger``: bind event sources (HTTP, timers, MQTT, AMQP, NATS, Redis streams,
-storage) to functions or to the workflow event bus, see what they did, and pause, resume,
-disable or delete them."""
+storage) to functions, to the workflow event bus or to workflows, see what they did, and
+pause, resume, disable or delete them."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from ember.client import TriggerOut
 
 app = typer.Typer(
-    help="Bind event sources to functions or to the workflow event bus: create, list, get, "
-    "update, delete, pause, resume, disable, enable."
+    help="Bind event sources to functions, to the workflow event bus or to workflows: create, "
+    "list, get, update, delete, pause, resume, disable, enable."
 )
 
 Name = Annotated[str, typer.Argument(help="Trigger name.", show_default=False)]
@@ -156,6 +156,11 @@ def create(
         bool, typer.Option("--events", help="Publish its events on the workflow event bus "
                            "(to start and resume workflows) instead of invoking a function.")
     ] = False,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", help="Start an execution of this "
+                                 "workflow per event, the event as its input.",
+                                 show_default=False),
+    ] = None,
     qualifier: Qualifier = None,
     description: Description = None,
     source: SourceText = None,
@@ -166,18 +171,25 @@ def create(
     timezone: Timezone = None,
 ) -> None:
     """Create a trigger: a source (--source, --http or --timer) bound to a function
-    (--function) or to the workflow event bus (--events)."""
-    if events and (function is not None or qualifier is not None):
-        raise typer.BadParameter("--events goes without --function and --qualifier")
-    if not events and function is None:
-        raise typer.BadParameter("give --function, or --events for the workflow event bus")
+    (--function), to the workflow event bus (--events) or to a workflow (--workflow)."""
+    chosen = [flag for flag, given in (("--events", events),
+                                       ("--workflow", workflow is not None),
+                                       ("--function", function is not None)) if given]
+    if len(chosen) > 1:
+        raise typer.BadParameter(f"{chosen[0]} goes without {' and '.join(chosen[1:])}")
+    if not chosen:
+        raise typer.BadParameter("give --function, --events for the workflow event bus, or "
+                                 "--workflow")
+    if qualifier is not None and function is None:
+        raise typer.BadParameter("--qualifier goes with --function")
     spec = source_from_options(source, http, methods, api_key, timer, timezone)
     if spec is None:
         shortcuts = [k.shortcut for k in SOURCE_KINDS.values() if k.shortcut]
         raise typer.BadParameter(f"give the source: --source, {' or '.join(shortcuts)}")
     trigger = session.client.create_trigger(
         name, function, spec, qualifier=qualifier, description=description or "",
-        target="events" if events else "function",
+        target="events" if events else "workflow" if workflow is not None else "function",
+        workflow=workflow,
     )
     session.output.done(f"created trigger {trigger.name}: {target(trigger)}")
     _show(session, trigger)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -23,15 +23,31 @@ def _errors(exc: ValidationError) -> InvalidSpec:
     return invalid_spec(field_errors(exc.errors()))
 
 
-class TriggerService:
-    """Trigger rules: a trigger's function and qualifier must exist (unless it targets the
-    event bus), its target never changes, an HTTP path belongs to one trigger, and every
-    change reaches the listeners (the supervisor)."""
+class Workflows(Protocol):
+    """What triggers need of the workflow service (``WorkflowService``)."""
 
-    def __init__(self, store: SqlTriggerStore, functions: FunctionService, clock: Clock) -> None:
+    def get(self, name: str) -> Any:
+        """The workflow; raises WorkflowNotFound."""
+        ...
+
+    def guard_delete(self, guard: Callable[[str], None]) -> None: ...
+
+
+class TriggerService:
+    """Trigger rules: a trigger's function and qualifier must exist (target ``function``),
+    or its workflow (target ``workflow``), and a targeted workflow is not deleted unless
+    forced; its target never changes, an HTTP path belongs to one trigger, and every change
+    reaches the listeners (the supervisor). Without ``workflows``, target ``workflow`` is
+    refused."""
+
+    def __init__(self, store: SqlTriggerStore, functions: FunctionService, clock: Clock,
+                 workflows: Workflows | None = None) -> None:
         self._store = store
         self._functions = functions
         self._clock = clock
+        self._workflows = workflows
+        if workflows is not None:
+            workflows.guard_delete(self._refuse_workflow_targeted)
         self._listeners: list[Callable[[str], None]] = []
         self._deleted_listeners: list[Callable[[str], None]] = []
         functions.on_delete(self._function_deleted)
@@ -70,22 +86,34 @@ class TriggerService:
                 {"function": function, "qualifier": qualifier.value, "triggers": holders},
             )
 
+    def _refuse_workflow_targeted(self, workflow: str) -> None:
+        """Raise Conflict when triggers start ``workflow``, naming them."""
+        holders = [t.name for t in self._store.list(workflow=workflow)]
+        if holders:
+            raise Conflict(
+                f"workflow {workflow!r} is the target of trigger(s) {', '.join(holders)}: "
+                "delete them first, or delete the workflow with force (their events then fail)",
+                {"workflow": workflow, "triggers": holders},
+            )
+
     def create(self, name: str, spec: dict[str, Any]) -> Trigger:
-        """Create a trigger from ``{"target", "function", "qualifier", "source",
-        "description"}`` (target ``events``: no function or qualifier). Raises InvalidSpec,
-        FunctionNotFound / VersionNotFound / AliasNotFound, Conflict."""
+        """Create a trigger from ``{"target", "function", "qualifier", "workflow", "source",
+        "description"}`` (target ``events``: no function or qualifier; target ``workflow``:
+        ``workflow`` only). Raises InvalidSpec, FunctionNotFound / VersionNotFound /
+        AliasNotFound, WorkflowNotFound, Conflict."""
         checked_name("trigger", name)
         parsed = self._parse(spec)
         self._check_path(name, parsed.source)
         now = self._clock.time()
         trigger = Trigger(name, parsed.function, parsed.qualifier, parsed.source, "enabled",
-                          parsed.description, now, now, parsed.target)
+                          parsed.description, now, now, parsed.target, parsed.workflow)
         created = self._store.create(trigger)
         self._changed(name)
         return created
 
     def _parse(self, spec: dict[str, Any]) -> TriggerSpec:
-        """The checked spec, its function and qualifier found (target ``function``)."""
+        """The checked spec, its function and qualifier found (target ``function``) or its
+        workflow (target ``workflow``)."""
         try:
             parsed = TriggerSpec.model_validate(spec)
         except ValidationError as exc:
@@ -93,6 +121,12 @@ class TriggerService:
         if parsed.target == "function":
             assert parsed.function is not None and parsed.qualifier is not None  # validated
             self._check_target(parsed.function, parsed.qualifier)
+        elif parsed.target == "workflow":
+            assert parsed.workflow is not None  # validated
+            if self._workflows is None:
+                raise invalid_spec([{"field": "target",
+                                     "message": "this server runs no workflows"}])
+            self._workflows.get(parsed.workflow)
         return parsed
 
     def _check_target(self, function: str, qualifier: str) -> None:
@@ -126,8 +160,9 @@ class TriggerService:
         return self._store.list(function=function)
 
     def update(self, name: str, patch: dict[str, Any]) -> Trigger:
-        """Change ``qualifier``, ``source`` (replaced whole), ``description`` or ``function``.
-        The target stays: InvalidSpec naming ``target`` when the patch gives another."""
+        """Change ``qualifier``, ``source`` (replaced whole), ``description``, ``function``
+        or ``workflow`` (as the target allows). The target stays: InvalidSpec naming
+        ``target`` when the patch gives another."""
         current = self._store.get(name)
         patch = dict(patch)
         target = patch.pop("target", None)
@@ -137,8 +172,10 @@ class TriggerService:
                 "message": f"cannot change from {current.target!r}: delete the trigger and "
                            "create it again",
             }])
-        bound = ({"function": current.function, "qualifier": current.qualifier}
-                 if current.target == "function" else {})
+        bound: dict[str, Any] = (
+            {"function": current.function, "qualifier": current.qualifier}
+            if current.target == "function"
+            else {"workflow": current.workflow} if current.target == "workflow" else {})
         merged = {
             "target": current.target, **bound,
             "source": current.source.model_dump(mode="json"),
@@ -148,7 +185,7 @@ class TriggerService:
         self._check_path(name, parsed.source)
         updated = Trigger(name, parsed.function, parsed.qualifier, parsed.source, current.state,
                           parsed.description, current.created_at, self._clock.time(),
-                          current.target)
+                          current.target, parsed.workflow)
         self._store.replace(updated)
         self._changed(name)
         return updated
@@ -162,7 +199,7 @@ class TriggerService:
         current = self._store.get(name)
         updated = Trigger(current.name, current.function, current.qualifier, current.source,
                           state, current.description, current.created_at, self._clock.time(),
-                          current.target)
+                          current.target, current.workflow)
         self._store.replace(updated)
         self._changed(name)
         return updated

@@ -1,5 +1,5 @@
-"""Triggers: event sources bound to a function and qualifier, or to the workflow event bus,
-and the one envelope (CloudEvents 1.0) every event reaches a handler in."""
+"""Triggers: event sources bound to a function and qualifier, to a workflow, or to the
+workflow event bus, and the one envelope (CloudEvents 1.0) every event reaches a handler in."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 TriggerState = Literal["enabled", "disabled", "paused"]
-TriggerTarget = Literal["function", "events"]
-"""Where a trigger's events go: its function (invoked), or the workflow event bus
-(published, to resume waiting executions and start ``schedule.on`` workflows)."""
+TriggerTarget = Literal["function", "events", "workflow"]
+"""Where a trigger's events go: its function (invoked), the workflow event bus (published,
+to resume waiting executions and start ``schedule.on`` workflows), or its workflow (each
+event starts one execution)."""
 TRIGGER_STATES: tuple[str, ...] = ("enabled", "disabled", "paused")
 CLOUDEVENTS_JSON = "application/cloudevents+json"
 _RATE = re.compile(r"^rate\(([1-9]\d*) (second|seconds|minute|minutes|hour|hours|day|days)\)$")
@@ -213,7 +214,8 @@ SOURCE_KINDS: dict[str, SourceKind] = _registry(
 
 class TriggerSpec(BaseModel):
     """What a user declares: a source bound to a function at a qualifier (target
-    ``function``, the default), or to the workflow event bus (target ``events``: no
+    ``function``, the default), to the workflow event bus (target ``events``: no function,
+    no qualifier), or to a workflow (target ``workflow``: ``workflow`` names it, no
     function, no qualifier)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -221,28 +223,37 @@ class TriggerSpec(BaseModel):
     target: TriggerTarget = "function"
     function: str | None = None
     qualifier: str | None = None
+    workflow: str | None = None
     source: SourceSpec
     description: str = Field(default="", max_length=256)
 
     @model_validator(mode="after")
     def _bound(self) -> TriggerSpec:
         # The "field: ..." prefix makes the error name that field (control.validation).
-        if self.target == "events":
+        if self.target != "function":
             for name in ("function", "qualifier"):
                 if getattr(self, name) is not None:
-                    raise ValueError(f"{name}: a trigger with target events delivers to the "
-                                     "event bus, not to a function: leave it out")
-        elif self.function is None:
-            raise ValueError("function: required (or give target events)")
-        elif self.qualifier is None:
-            self.qualifier = "latest"
+                    raise ValueError(f"{name}: a trigger with target {self.target} does not "
+                                     "deliver to a function: leave it out")
+        if self.target == "workflow":
+            if self.workflow is None:
+                raise ValueError("workflow: required with target workflow")
+            return self
+        if self.workflow is not None:
+            raise ValueError(f"workflow: a trigger with target {self.target} starts no "
+                             "workflow: leave it out (or give target workflow)")
+        if self.target == "function":
+            if self.function is None:
+                raise ValueError("function: required (or give target events or workflow)")
+            if self.qualifier is None:
+                self.qualifier = "latest"
         return self
 
 
 @dataclass(frozen=True)
 class Trigger:
-    """A stored trigger. ``function`` and ``qualifier`` are None when ``target`` is
-    ``events``, and set when it is ``function``."""
+    """A stored trigger. ``function`` and ``qualifier`` are set when ``target`` is
+    ``function`` and None otherwise; ``workflow`` is set when it is ``workflow``."""
 
     name: str
     function: str | None
@@ -253,6 +264,7 @@ class Trigger:
     created_at: float
     updated_at: float
     target: TriggerTarget = "function"
+    workflow: str | None = None
 
 
 def cloud_event(

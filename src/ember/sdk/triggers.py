@@ -1,6 +1,6 @@
 """The routes of triggers: bind an event source to a function at a qualifier (or to the
-workflow event bus), read what it has done, change it, pause, resume, disable, enable and
-delete it.
+workflow event bus, or to a workflow), read what it has done, change it, pause, resume,
+disable, enable and delete it.
 
 Like ``ember.sdk.calls``, each function returns a ``Call`` that both clients send.
 
@@ -84,7 +84,8 @@ def create_trigger(
     *,
     qualifier: str | int | None = None,
     description: str = "",
-    target: Literal["function", "events"] = "function",
+    target: Literal["function", "events", "workflow"] = "function",
+    workflow: str | None = None,
 ) -> Call[TriggerOut]:
     """Bind an event source to a function at a qualifier, or to the workflow event bus;
     the trigger starts ``enabled``.
@@ -101,7 +102,10 @@ def create_trigger(
         target: ``function`` (invoke it) or ``events``: publish each event on the
             workflow event bus, where it resumes executions waiting in ``listen`` and
             starts workflows whose ``schedule.on`` it completes (an ``http`` source then
-            answers 202 with what the event reached).
+            answers 202 with what the event reached); or ``workflow``: each event starts
+            one execution of ``workflow`` with the event as its input (an ``http`` source
+            answers 202 ``{"execution", "workflow", "created"}``).
+        workflow: the deployed workflow its events start; with target ``workflow`` only.
 
     Returns:
         The trigger, with the ``status`` of its freshly started source (``connected``…).
@@ -111,13 +115,17 @@ def create_trigger(
         field: ``source.topic``, ``source.schedule``…). FunctionNotFound, VersionNotFound,
         AliasNotFound: the target does not exist. Conflict: a trigger has this name, or
         another HTTP trigger serves this path. InvalidSpec naming ``function`` (or
-        ``qualifier``): one given with target ``events``, or none with target ``function``.
+        ``qualifier``): one given with target ``events`` or ``workflow``, or none with
+        target ``function``; naming ``workflow``: none with target ``workflow``, or one
+        with another target. WorkflowNotFound: the workflow is not deployed.
     """
     body: dict[str, Any] = {"name": name, "target": target}
     if function is not None:
         body["function"] = function
     if qualifier is not None:
         body["qualifier"] = str(qualifier)
+    if workflow is not None:
+        body["workflow"] = workflow
     body |= {"source": dict(source), "description": description}
     return Call("POST", "/triggers", _trigger_out, json=body)
 
@@ -149,12 +157,15 @@ def update_trigger(
     qualifier: str | int | None = None,
     source: Mapping[str, Any] | None = None,
     description: str | None = None,
+    workflow: str | None = None,
 ) -> Call[TriggerOut]:
     """Change what is given; the rest stays. The state (enabled, paused…) is kept, and so
-    is the target: a trigger with target ``events`` takes no function or qualifier.
+    is the target: a trigger with target ``events`` or ``workflow`` takes no function or
+    qualifier, and only one with target ``workflow`` takes a workflow.
 
     Args:
         function, qualifier: a new target (checked to exist).
+        workflow: another workflow to start (target ``workflow``; checked to exist).
         source: the new source, replacing the old one whole (fields not given take their
             defaults, not their old values).
         description: up to 256 characters.
@@ -165,11 +176,14 @@ def update_trigger(
     Raises:
         TriggerNotFound: no such trigger. InvalidSpec: a bad field (named as for
         ``create_trigger``). FunctionNotFound, VersionNotFound, AliasNotFound: no such
-        target. Conflict: another HTTP trigger serves the new path.
+        target; WorkflowNotFound: no such workflow. Conflict: another HTTP trigger serves
+        the new path.
     """
     patch: dict[str, Any] = {}
     if function is not None:
         patch["function"] = function
+    if workflow is not None:
+        patch["workflow"] = workflow
     if qualifier is not None:
         patch["qualifier"] = str(qualifier)
     if source is not None:

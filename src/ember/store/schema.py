@@ -76,6 +76,9 @@ triggers = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("target", sa.String(16), nullable=False, server_default="function"),
+    # The workflow a trigger with target "workflow" starts (no foreign key: deleting a
+    # workflow that triggers target is refused unless forced, and then they fail each event).
+    sa.Column("workflow", sa.String(64), nullable=True),
 )
 
 layers = sa.Table(

@@ -40,10 +40,13 @@ class SqlTriggerStore:
             raise TriggerNotFound(f"trigger {name!r} does not exist", {"trigger": name})
         return _trigger(row)
 
-    def list(self, *, function: str | None = None, kind: str | None = None) -> list[Trigger]:
+    def list(self, *, function: str | None = None, kind: str | None = None,
+             workflow: str | None = None) -> list[Trigger]:
         query = sa.select(triggers).order_by(triggers.c.name)
         if function is not None:
             query = query.where(triggers.c.function == function)
+        if workflow is not None:
+            query = query.where(triggers.c.workflow == workflow)
         if kind is not None:
             query = query.where(triggers.c.kind == kind)
         with self._engine.connect() as conn:
@@ -73,6 +76,7 @@ class SqlTriggerStore:
 def _row(t: Trigger) -> dict[str, Any]:
     return {
         "name": t.name, "target": t.target, "function": t.function, "qualifier": t.qualifier,
+        "workflow": t.workflow,
         "kind": t.source.kind, "source": t.source.model_dump(mode="json"),
         "state": t.state, "description": t.description,
         "created_at": t.created_at, "updated_at": t.updated_at,
@@ -84,5 +88,5 @@ def _trigger(row: Any) -> Trigger:
         name=row["name"], function=row["function"], qualifier=row["qualifier"],
         source=_SOURCE.validate_python(row["source"]), state=row["state"],
         description=row["description"], created_at=row["created_at"],
-        updated_at=row["updated_at"], target=row["target"],
+        updated_at=row["updated_at"], target=row["target"], workflow=row["workflow"],
     )

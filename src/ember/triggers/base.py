@@ -16,6 +16,13 @@ event is stored, so the same acknowledgement rule holds. A source that knows it 
 source, answering 202, and the Redis streams source, publishing a batch record by record)
 checks ``context.to_events``.
 
+A trigger whose target is ``workflow`` starts one execution of its workflow per event
+(``context.start_workflow``), the event as its input and the idempotency key
+``trigger:{trigger}:{event source}|{event id}``, so a broker's redelivery of a message with
+a stable id starts nothing more; ``submit`` and ``invoke`` do so too, returning once the
+execution is stored. A workflow that no longer exists is a permanent error, as a missing
+function is.
+
 A broker source that redelivers what it could not submit uses ``context.submit_or_give_up``,
 which tells the two kinds of failure apart. One the same message would meet again
 (``PERMANENT_ERRORS``: too large for the queue, invalid, its function, version or alias
@@ -54,11 +61,13 @@ from ember.errors import (
     ServiceUnavailable,
     TriggerNotFound,
     VersionNotFound,
+    WorkflowNotFound,
 )
 from ember.ids import new_id
 from ember.model.trigger import SOURCE_KINDS, Trigger, cloud_event
 
 if TYPE_CHECKING:
+    from ember.model.workflow import Execution
     from ember.workflows.events import PublishResult
 
 log = logging.getLogger(__name__)
@@ -70,6 +79,7 @@ _JSON = "application/json"
 
 PERMANENT_ERRORS: tuple[type[EmberError], ...] = (
     PayloadTooLarge, InvalidRequest, FunctionNotFound, VersionNotFound, AliasNotFound,
+    WorkflowNotFound,
 )
 """Submit errors that the same message would meet at every try."""
 SUBMIT_TRIES = 3
@@ -85,7 +95,8 @@ class TriggerStatus:
     connected: bool = False
     events: int = 0
     invocations: int = 0
-    """Invocations queued or made; for a trigger with target ``events``, events published."""
+    """Invocations queued or made; for a trigger with target ``events``, events published;
+    with target ``workflow``, executions started (or found started, for a redelivery)."""
     failures: int = 0
     dropped: int = 0
     """Events given up: after a permanent failure (see the module docstring), or after any
@@ -112,6 +123,16 @@ class Publish(Protocol):
     async def __call__(self, event: dict[str, Any]) -> PublishResult: ...
 
 
+class RunWorkflow(Protocol):
+    """Start an execution of a workflow's latest revision (``WorkflowService.run``);
+    returns (execution, created) once it is stored. Raises WorkflowNotFound, InvalidSpec
+    (an input its schema refuses), InvalidRequest."""
+
+    async def __call__(self, name: str, input: Any = None, *,
+                       idempotency_key: str | None = None,
+                       wait_s: float | None = None) -> tuple[Execution, bool]: ...
+
+
 class SourceContext:
     """A source's handle on Ember: the trigger, its status, and the ways to deliver."""
 
@@ -121,6 +142,7 @@ class SourceContext:
         invoke: Callable[[Trigger, bytes], Awaitable[Any]],
         status: TriggerStatus | None = None,
         publish: Publish | None = None,
+        run_workflow: RunWorkflow | None = None,
     ) -> None:
         self.trigger = trigger
         self.clock = clock
@@ -128,6 +150,7 @@ class SourceContext:
         self._submit = submit
         self._invoke = invoke
         self._publish = publish
+        self._run_workflow = run_workflow
         # Set once the trigger is gone (its function was deleted) while its source is still
         # stopping: submit and invoke then refuse.
         self.retired = False
@@ -181,15 +204,45 @@ class SourceContext:
         self.status.invocations += 1
         return result
 
+    @property
+    def to_function(self) -> bool:
+        """Whether the trigger delivers to its function (target ``function``)."""
+        return self.trigger.target == "function"
+
+    @property
+    def to_workflow(self) -> bool:
+        """Whether each event starts an execution of a workflow (target ``workflow``)."""
+        return self.trigger.target == "workflow"
+
+    async def start_workflow(self, event: dict[str, Any]) -> tuple[Execution, bool]:
+        """Start an execution of the trigger's workflow with ``event`` as its input; returns
+        (execution, created) once it is stored: created False when this event (its source
+        and id) started one before. Raises WorkflowNotFound, InvalidSpec (not counted here:
+        as with ``submit``, the caller counts its failures)."""
+        self._check_live()
+        workflow = self.trigger.workflow
+        if self._run_workflow is None or workflow is None:
+            raise ServiceUnavailable(
+                f"trigger {self.trigger.name!r} targets a workflow, which this server does "
+                "not run")
+        key = bounded_key(f"trigger:{self.trigger.name}:{event.get('source')}|{event.get('id')}")
+        started = await self._run_workflow(workflow, event, idempotency_key=key)
+        self.status.invocations += 1
+        return started
+
     async def submit(self, event: dict[str, Any], *, idempotency_key: str | None = None) -> str:
         """Queue an async invocation of the trigger's function with ``event``; returns its
         task id once it is durably stored (target ``events``: publishes it, see
-        ``publish``, and returns the event's id). Raises EmberError when it could not be
+        ``publish``, and returns the event's id; target ``workflow``: starts an execution,
+        see ``start_workflow``, and returns its id). Raises EmberError when it could not be
         queued."""
         self._check_live()
         if self.to_events:
             # The bus deduplicates by source and id, not by an idempotency key.
             return (await self.publish(event)).id
+        if self.to_workflow:
+            # Its key derives from the event's source and id, not from the source's key.
+            return (await self.start_workflow(event))[0].id
         task_id = await self._submit(self.trigger, orjson.dumps(event), idempotency_key)
         self.status.invocations += 1
         return task_id
@@ -221,13 +274,16 @@ class SourceContext:
 
     async def invoke(self, event: dict[str, Any]) -> Any:
         """Invoke the trigger's function now with ``event``; returns the router's result
-        (target ``events``: publishes it and returns the PublishResult). Raises the
+        (target ``events``: publishes it and returns the PublishResult; target
+        ``workflow``: starts an execution and returns (execution, created)). Raises the
         invocation's EmberError, which is already counted in ``status`` (a source counts
         only failures of its own)."""
         self._check_live()
         try:
             if self.to_events:
                 return await self.publish(event)
+            if self.to_workflow:
+                return await self.start_workflow(event)
             self.status.invocations += 1
             return await self._invoke(self.trigger, orjson.dumps(event))
         except EmberError as err:

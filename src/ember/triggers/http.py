@@ -12,6 +12,9 @@ A trigger with target ``events`` publishes that CloudEvent on the workflow event
 instead, and answers 202 once it is stored: ``{"id", "matched": {"executions",
 "schedules"}, "retained", "duplicate"}`` (``retained``: nothing took it yet, it waits for a
 listen within the retention window; ``duplicate``: an event with its id came before).
+A trigger with target ``workflow`` starts an execution of its workflow with that CloudEvent
+as the input, and answers 202 once it is stored: ``{"execution", "workflow", "created"}``
+(follow it at ``GET /executions/{id}``).
 """
 
 from __future__ import annotations
@@ -92,6 +95,8 @@ async def handle(
     trigger = context.trigger
     if context.to_events:
         return await _publish(context, request, rest)
+    if context.to_workflow:
+        return await _start(context, request, rest)
     assert trigger.function is not None  # a trigger with target function has one
     target = await router.resolve(trigger.function, trigger.qualifier)
     if target.primary.config.kind != "event":
@@ -115,6 +120,20 @@ async def _publish(context: SourceContext, request: Request, rest: str) -> Respo
         "matched": {"executions": published.executions, "schedules": published.schedules},
         "retained": published.retained, "duplicate": published.duplicate,
     }, status_code=202)
+
+
+async def _start(context: SourceContext, request: Request, rest: str) -> Response:
+    """The request as a CloudEvent that starts the trigger's workflow: 202 with the
+    execution."""
+    context.received()
+    event = await _request_event(context, request, rest)
+    try:
+        execution, created = await context.start_workflow(event)
+    except EmberError as err:
+        context.failed(err)
+        raise
+    return JSONResponse({"execution": execution.id, "workflow": context.trigger.workflow,
+                         "created": created}, status_code=202)
 
 
 async def _request_event(context: SourceContext, request: Request, rest: str) -> dict[str, Any]:

@@ -31,14 +31,17 @@ it, in one transaction, and goes on. Two kinds of errors are not the records' fa
 never dead-letter them: when the platform cannot run the function right now
 (``TooManyRequests``, ``ServiceUnavailable``, ``FunctionDisabled``) the batch waits and is
 tried again without end and without counting against ``max_retries``; when the target does
-not exist (``FunctionNotFound``, ``VersionNotFound``, ``AliasNotFound``) the shard stops
+not exist (``FunctionNotFound``, ``VersionNotFound``, ``AliasNotFound``,
+``WorkflowNotFound``) the shard stops
 whatever ``on_failure`` says. Redis errors are recorded and the shard reconnects with
 backoff, starting again from its pending records.
 
 Target ``events``: each record of a batch is published on the workflow event bus as an
 event of its own (type ``dev.ember.redis_stream.record``, id ``{stream}/{record id}``, data
 ``{"stream", "id", "fields"}``), in order, and the batch is acknowledged once the last
-one was published (stored). A batch tried again goes on from the record that failed; a
+one was published (stored). Target ``workflow`` alike: each record starts an execution of
+its own, whose idempotency key derives from that id, so a record delivered again starts
+nothing more. A batch tried again goes on from the record that failed; a
 batch delivered again after a crash or reconnect publishes its records again with the same
 ids. Failures are handled as above (a malformed event is a failure that counts against
 ``max_retries``).
@@ -72,6 +75,7 @@ from ember.errors import (
     ServiceUnavailable,
     TooManyRequests,
     VersionNotFound,
+    WorkflowNotFound,
 )
 from ember.model.trigger import RedisStreamSource
 from ember.queue.redis import _redact
@@ -95,7 +99,7 @@ _WAIT_ERRORS: tuple[type[EmberError], ...] = (
 # The trigger points at nothing: dead-lettering every record until it is fixed would empty
 # the stream for no fault of the records, so the shard stops instead.
 _TARGET_ERRORS: tuple[type[EmberError], ...] = (
-    FunctionNotFound, VersionNotFound, AliasNotFound,
+    FunctionNotFound, VersionNotFound, AliasNotFound, WorkflowNotFound,
 )
 
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -231,7 +235,9 @@ class RedisStreamTriggerSource(BackgroundSource):
         module docstring says; the error that ended the tries, or None once it succeeded."""
         stream = shard.stream
         first, last = records[0][0], records[-1][0]
-        if self.context.to_events:
+        # The bus and a workflow take one event per record: each record is an event (or an
+        # execution) of its own, with an id that a redelivery repeats.
+        if not self.context.to_function:
             events = [self.context.event(
                 type="redis_stream.record", subject=stream, id=f"{stream}/{rid}",
                 data={"stream": stream, "id": rid, "fields": _fields(raw)},

@@ -1,7 +1,8 @@
 """Runs the source of every enabled or paused trigger, and follows trigger changes.
 
-A trigger delivers to its function (queued or invoked) or, with target ``events``, to the
-workflow event bus (published)."""
+A trigger delivers to its function (queued or invoked), with target ``events`` to the
+workflow event bus (published), or with target ``workflow`` to its workflow (an execution
+started per event)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ from ember.errors import TriggerNotFound
 from ember.model.trigger import CLOUDEVENTS_JSON, HttpSource, Trigger
 from ember.queue.worker import AsyncInvoker
 from ember.router import InvocationResult, Router
-from ember.triggers.base import Publish, Source, SourceContext, TriggerStatus, make_source
+from ember.triggers.base import (
+    Publish,
+    RunWorkflow,
+    Source,
+    SourceContext,
+    TriggerStatus,
+    make_source,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +40,19 @@ class _Running:
 class Supervisor:
     """One running Source per trigger that is not disabled. ``publish`` puts an event on
     the workflow event bus (``WorkflowService.publish``), for triggers with target
-    ``events``; without it they fail each delivery with ServiceUnavailable."""
+    ``events``; ``run_workflow`` starts an execution (``WorkflowService.run``), for triggers
+    with target ``workflow``. Without them, such triggers fail each delivery with
+    ServiceUnavailable."""
 
     def __init__(self, triggers: TriggerService, invoker: AsyncInvoker, router: Router,
-                 clock: Clock, publish: Publish | None = None) -> None:
+                 clock: Clock, publish: Publish | None = None,
+                 run_workflow: RunWorkflow | None = None) -> None:
         self._triggers = triggers
         self._invoker = invoker
         self._router = router
         self._clock = clock
         self._publish = publish
+        self._run_workflow = run_workflow
         self._running: dict[str, _Running] = {}
         # Counters outlive a source that is restarted or disabled, until the trigger goes.
         self._statuses: dict[str, TriggerStatus] = {}
@@ -142,7 +154,7 @@ class Supervisor:
             if running is None:
                 status = self._statuses.setdefault(name, TriggerStatus())
                 context = SourceContext(trigger, self._clock, self._submit, self._invoke, status,
-                                        self._publish)
+                                        self._publish, self._run_workflow)
                 try:
                     source = make_source(trigger, context)
                     await source.start()
@@ -208,12 +220,13 @@ def _binding(trigger: Trigger | None) -> tuple[Any, ...] | None:
     """What, when changed, needs a new source (the state alone does not)."""
     if trigger is None:
         return None
-    return (trigger.target, trigger.function, trigger.qualifier, trigger.source)
+    return (trigger.target, trigger.function, trigger.qualifier, trigger.workflow,
+            trigger.source)
 
 
 def _bound(trigger: Trigger) -> tuple[str, str]:
     """The function and qualifier of a trigger with target ``function``. A trigger with
-    target ``events`` never gets here: its context publishes instead."""
+    another target never gets here: its context publishes or starts a workflow instead."""
     if trigger.function is None or trigger.qualifier is None:
-        raise TypeError(f"trigger {trigger.name!r} targets the event bus, not a function")
+        raise TypeError(f"trigger {trigger.name!r} targets {trigger.target}, not a function")
     return trigger.function, trigger.qualifier
