@@ -17,6 +17,9 @@ from ember.clock import Clock
 from ember.settings import Settings
 
 _BASE_URL = os.environ.get("EMBER_DATABASE_URL", "")
+# In-process tests address the app as http://ember or http://testserver (Starlette's
+# TestClient); a server serves only the host names it is told to.
+os.environ.setdefault("EMBER_ALLOWED_HOSTS", "localhost,127.0.0.1,::1,ember,testserver")
 
 
 def _admin_url(url: str) -> str:

@@ -11,6 +11,7 @@ code, the CLI prints code and message.
     │   ├── InvalidCode             400  the code archive is unsafe or unreadable
     │   └── InvalidPayload          400  an invocation payload cannot be read
     ├── Unauthorized                401  a trigger's API key is missing or wrong
+    ├── Forbidden                   403  refused: a cross-site request from a browser
     ├── NotFound                    404
     │   ├── FunctionNotFound
     │   ├── VersionNotFound
@@ -21,7 +22,8 @@ code, the CLI prints code and message.
     │   ├── LayerNotFound           a layer, or one version of it
     │   ├── BuildNotFound           a dependency build
     │   ├── WorkflowNotFound        a workflow, or one revision of it
-    │   └── ExecutionNotFound       a workflow execution
+    │   ├── ExecutionNotFound       a workflow execution
+    │   └── SecretNotFound          a secret of functions
     ├── Conflict                    409  the resource exists or is held by another
     │   └── FunctionDisabled        409  invocations are refused while disabled
     ├── PayloadTooLarge             413
@@ -88,6 +90,11 @@ class Unauthorized(EmberError):
     http_status = 401
 
 
+class Forbidden(EmberError):
+    code = "Forbidden"
+    http_status = 403
+
+
 class NotFound(EmberError):
     code = "NotFound"
     http_status = 404
@@ -131,6 +138,10 @@ class WorkflowNotFound(NotFound):
 
 class ExecutionNotFound(NotFound):
     code = "ExecutionNotFound"
+
+
+class SecretNotFound(NotFound):
+    code = "SecretNotFound"
 
 
 class Conflict(EmberError):

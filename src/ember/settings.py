@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -22,6 +22,16 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path(".ember"), description="data directory")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    allowed_hosts: str = Field(
+        default="localhost,127.0.0.1,::1",
+        description="host names served, comma-separated (* for any): others are refused, "
+                    "so that a web page cannot reach Ember through DNS rebinding",
+    )
+    cors_origins: str = Field(
+        default="", description="origins whose pages may call the API (CORS), comma-separated",
+    )
+    tls_cert: Path | None = Field(default=None, description="TLS certificate (PEM) to serve")
+    tls_key: Path | None = Field(default=None, description="TLS private key (PEM)")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; SQLite in $EMBER_HOME when unset"
     )
@@ -70,6 +80,35 @@ class Settings(BaseSettings):
     )
     log_retention: int = Field(default=10_000, ge=100, description="log lines kept per function")
     log_level: str = "info"
+    master_key: SecretStr | None = Field(
+        default=None, description="base64 of 32 bytes: the key secrets are encrypted with; "
+        "when unset, the one in <home>/master.key (made with mode 0600 at first start)",
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both (EMBER_TLS_CERT, "
+                             "EMBER_TLS_KEY) or neither")
+        return self
+
+    def host_list(self) -> list[str]:
+        """``allowed_hosts`` as a list."""
+        return [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+
+    def origin_list(self) -> list[str]:
+        """``cors_origins`` as a list."""
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @field_validator("master_key")
+    @classmethod
+    def _master_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        from ember.secrets.crypto import parse_master_key
+
+        parse_master_key(value.get_secret_value(), "EMBER_MASTER_KEY")  # names what is wrong
+        return value
 
     @field_validator("home")
     @classmethod

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 import ember
@@ -17,10 +19,12 @@ from ember.api import (
     invocations,
     invoke,
     layers,
+    secrets,
     tasks,
     triggers,
     workflows,
 )
+from ember.api.guard import RequestGuard
 from ember.api.limits import BodyLimit
 from ember.api.schemas import ErrorBody, Health
 from ember.errors import ServiceUnavailable
@@ -64,6 +68,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(layers.router)
     app.include_router(builds.router)
     app.include_router(workflows.router)
+    app.include_router(secrets.router)
 
     @app.get("/healthz", response_model=Health, tags=["system"],
              responses={503: {"model": ErrorBody}})
@@ -87,9 +92,25 @@ def create_app(services: Services) -> FastAPI:
             return limits.max_sync_payload_bytes
         return code_body
 
-    # The body limit applies to the fast path too.
-    app.front = lambda stack: BodyLimit(invoke.InvokeFastPath(stack, services), limit_for)
+    settings = services.settings
+    origins = settings.origin_list()
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=["*"])
+    allowed_hosts = settings.host_list()
+
+    def front(stack: ASGIApp) -> ASGIApp:
+        # The guard and the body limit apply to the fast path too.
+        limited = BodyLimit(invoke.InvokeFastPath(stack, services), limit_for)
+        return RequestGuard(limited, [*allowed_hosts, *_origin_hosts(origins)])
+
+    app.front = front
     return app
+
+
+def _origin_hosts(origins: list[str]) -> list[str]:
+    """The host names of the CORS origins: pages there may change things too."""
+    return [urlsplit(origin).hostname or "" for origin in origins if origin != "*"]
 
 
 class _EmberAPI(FastAPI):

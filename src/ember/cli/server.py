@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ember.cli.common import reporting
 from ember.cli.render import Output
+
+if TYPE_CHECKING:
+    from ember.settings import Settings
 
 
 def server(
@@ -24,6 +27,14 @@ def server(
         Path | None, typer.Option(help="Data directory (env EMBER_HOME; default .ember).",
                                   show_default=False),
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="TLS certificate, PEM (env EMBER_TLS_CERT).",
+                                  show_default=False),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="TLS private key, PEM (env EMBER_TLS_KEY).",
+                                  show_default=False),
+    ] = None,
 ) -> None:
     """Start an Ember server (settings from EMBER_* variables; these flags win)."""
     # The server stack is imported here, so that the other commands start fast.
@@ -35,7 +46,8 @@ def server(
     from ember.control.validation import field_errors, invalid_spec
     from ember.settings import Settings
 
-    overrides: dict[str, Any] = {"host": host, "port": port, "home": home}
+    overrides: dict[str, Any] = {"host": host, "port": port, "home": home,
+                                 "tls_cert": tls_cert, "tls_key": tls_key}
     with reporting(Output(json_mode=False)):
         try:
             settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -45,7 +57,30 @@ def server(
         # first one's instance socket.
         home_lock = lock_home(settings.home)
         app = create_app(build(settings))
+    for line in exposure_warnings(settings):
+        Output(json_mode=False).err.print(f"[yellow]warning:[/yellow] {line}")
+    tls: dict[str, Any] = {}
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                    **tls)
     finally:
         home_lock.release()
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def exposure_warnings(settings: Settings) -> list[str]:
+    """What to tell the operator of a server reachable beyond this machine."""
+    if settings.host in _LOOPBACK or settings.host.startswith("127."):
+        return []
+    lines = [f"listening on {settings.host}: Ember is reachable from other machines"]
+    if settings.tls_cert is None:
+        lines.append("no TLS is configured (--tls-cert/--tls-key): requests and their "
+                     "payloads travel in clear text")
+    if all(h in _LOOPBACK or h.startswith("127.") for h in settings.host_list()):
+        lines.append("only loopback host names are served: set EMBER_ALLOWED_HOSTS to the "
+                     "names clients use to reach this server")
+    return lines
