@@ -6,15 +6,19 @@ deletion refused unless forced."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from ember.clock import ManualClock
+from ember.clock import ManualClock, SystemClock
+from ember.errors import WorkflowNotFound
+from ember.model.trigger import Trigger
 from ember.model.workflow import Execution
+from ember.triggers.base import SUBMIT_TRIES, SourceContext
 from tests.inprocess import Ember
-from tests.triggers.kits import REDIS_URL, RedisStreamKit
+from tests.triggers.kits import REDIS_URL, Function, MqttKit, RedisStreamKit
 from tests.waiting import until, until_true
 
 Run = Callable[..., None]
@@ -219,3 +223,33 @@ def test_deleting_a_targeted_workflow_is_refused_unless_forced(run: Run) -> None
 
     run(scenario)
 
+
+
+def test_a_broker_message_for_a_missing_workflow_is_given_up() -> None:
+    """As for a missing function: tried SUBMIT_TRIES times, counted, then given up (the
+    broker source then settles the message)."""
+
+    async def scenario() -> None:
+        tried: list[tuple[str, str | None]] = []
+
+        async def run_workflow(name: str, input: Any = None, *,
+                               idempotency_key: str | None = None,
+                               wait_s: float | None = None) -> tuple[Execution, bool]:
+            tried.append((name, idempotency_key))
+            raise WorkflowNotFound(f"workflow {name!r} does not exist (test)")
+
+        kit = MqttKit()
+        function = Function()  # never called: a workflow trigger starts executions
+        trigger = Trigger(name=kit.name, function=None, qualifier=None, source=kit.model(),
+                          state="enabled", description="", created_at=0.0, updated_at=0.0,
+                          target="workflow", workflow="gone")
+        context = SourceContext(trigger, SystemClock(), function.submit, function.invoke,
+                                run_workflow=run_workflow)
+        event = context.event(type="mqtt.message", data={"n": 1})
+        assert await context.submit_or_give_up(event, retry_delay_s=0) is False
+        key = f"trigger:{kit.name}:ember/triggers/{kit.name}|{event['id']}"
+        assert tried == [("gone", key)] * SUBMIT_TRIES
+        assert (context.status.failures, context.status.dropped) == (SUBMIT_TRIES, 1)
+        assert context.status.invocations == 0
+
+    asyncio.run(scenario())
