@@ -17,7 +17,7 @@ from ember.control.builds import BuildService
 from ember.control.layers import LayerService
 from ember.control.triggers import TriggerService
 from ember.control.workflows import WorkflowService
-from ember.errors import Conflict
+from ember.errors import Conflict, InvalidSpec
 from ember.observability.logs import LogStore
 from ember.observability.metrics import Metrics
 from ember.observability.stats import StatsStore
@@ -27,6 +27,9 @@ from ember.queue.base import Queue
 from ember.queue.policy import RetryPolicy
 from ember.queue.worker import AsyncInvoker, WorkerSettings
 from ember.router import Router
+from ember.secrets.crypto import MasterKeyError, SecretCipher, load_master_key
+from ember.secrets.service import SecretService
+from ember.secrets.store import SqlSecretStore
 from ember.settings import MIB, Settings
 from ember.store import SqlMetadataStore
 from ember.store.builds import SqlBuildStore
@@ -71,6 +74,7 @@ class Services:
     launcher: Launcher
     engine: Engine
     workflows: WorkflowService
+    secrets: SecretService
 
     def problem(self) -> str | None:
         """Why this server cannot serve invocations now (``/healthz`` fails), or None."""
@@ -130,7 +134,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         timeout_s=settings.build_timeout_s, limits=artifacts.limits,
     )
     builds.recover()
-    functions = FunctionService(store, artifacts, clock, layers, builds)
+    secrets = SecretService(SqlSecretStore(engine), _cipher(settings), clock)
+    secrets.check_master_key()
+    functions = FunctionService(store, artifacts, clock, layers, builds, secrets)
     logs = LogStore(settings.home / "logs.db", retention=settings.log_retention)
     stats = StatsStore(settings.home / "stats.db")
     functions.on_delete(logs.delete_function)
@@ -139,7 +145,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     metrics = Metrics()
     launcher = Launcher(
         settings.home / "run", use_zygote=settings.zygote, log_sink=_unrouted,
-        spares=settings.spare_instances,
+        spares=settings.spare_instances, secret_values=secrets,
     )
     pools = PoolManager(
         launcher, clock, max_instances=settings.max_instances,
@@ -181,8 +187,16 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         settings=settings, clock=clock, limits=limits, store=store, functions=functions,
         logs=logs, stats=stats, metrics=metrics, router=router, invoker=invoker,
         triggers=triggers, supervisor=supervisor, layers=layers, builds=builds,
-        launcher=launcher, engine=workflow_engine, workflows=workflows,
+        launcher=launcher, engine=workflow_engine, workflows=workflows, secrets=secrets,
     )
+
+
+def _cipher(settings: Settings) -> SecretCipher:
+    configured = settings.master_key.get_secret_value() if settings.master_key else None
+    try:
+        return SecretCipher(load_master_key(configured, settings.home))
+    except MasterKeyError as exc:
+        raise InvalidSpec(str(exc), {"field": "master_key"}) from exc
 
 
 class HomeLock:

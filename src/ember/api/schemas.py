@@ -332,6 +332,24 @@ class LayerVersionList(BaseModel):
     versions: list[LayerVersionOut]
 
 
+class SecretIn(_In):
+    """A secret's value: text of at most 64 KiB (UTF-8), never shown again."""
+
+    value: str = Field(min_length=1, max_length=65536, json_schema_extra={"writeOnly": True})
+
+
+class SecretOut(BaseModel):
+    """A secret as every answer shows it: its name and times, never its value."""
+
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class SecretList(BaseModel):
+    secrets: list[SecretOut]
+
+
 class BuildIn(CodeIn):
     """Code (a base64 zip) whose top-level requirements.txt to install, and the function
     the build is for (it need not exist yet)."""

@@ -52,6 +52,14 @@ class LayerPinner(Protocol):
         ...
 
 
+class SecretChecker(Protocol):
+    """What functions need of secrets (``SecretService``)."""
+
+    def missing(self, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` that are not stored, in order."""
+        ...
+
+
 class DependencyBuilder(Protocol):
     """What functions need of dependency builds (``BuildService``)."""
 
@@ -69,17 +77,20 @@ class FunctionService:
     With ``layers``, the layers a config lists are pinned to exact versions whenever
     ``latest`` is saved or published (a bare name: the newest version at that time). With
     ``builds``, code holding a requirements.txt gets its dependencies built before it is
-    saved as ``latest``; a failed build saves nothing."""
+    saved as ``latest``; a failed build saves nothing. With ``secrets``, every secret a
+    config lists must exist when it is saved."""
 
     def __init__(
         self, store: MetadataStore, artifacts: ArtifactStore, clock: Clock,
         layers: LayerPinner | None = None, builds: DependencyBuilder | None = None,
+        secrets: SecretChecker | None = None,
     ) -> None:
         self._store = store
         self._artifacts = artifacts
         self._clock = clock
         self._layers = layers
         self._builds = builds
+        self._secrets = secrets
         self._listeners: list[Callable[[str], None]] = []
         self._delete_listeners: list[Callable[[str], None]] = []
         self._target_guards: list[Callable[[str, Qualifier], None]] = []
@@ -117,6 +128,7 @@ class FunctionService:
         Nothing is stored when any of them is raised."""
         checked_name("function", name)
         parsed = self._pinned(parse_config(config))
+        self._check_secrets(parsed)
         self._ensure_absent(name)
         code = self._artifacts.put(code_zip)
         try:
@@ -134,6 +146,18 @@ class FunctionService:
             return config
         pinned = self._layers.pin(config.layers)
         return config if pinned == config.layers else config.model_copy(update={"layers": pinned})
+
+    def _check_secrets(self, config: FunctionConfig) -> None:
+        if self._secrets is None or not config.secrets:
+            return
+        missing = set(self._secrets.missing(config.secrets))
+        if missing:
+            raise invalid_spec([
+                {"field": f"config.secrets[{i}]",
+                 "message": f"secret {name!r} does not exist: set it first "
+                            f"(`ember secret set {name}`)"}
+                for i, name in enumerate(config.secrets) if name in missing
+            ])
 
     def _ensure_absent(self, name: str) -> None:
         try:
@@ -181,6 +205,7 @@ class FunctionService:
         except ValidationError as exc:
             raise from_validation_error(exc, "config") from exc
         config = self._pinned(config)
+        self._check_secrets(config)
         updated = self._store.update_function(name, config=config)
         self._changed(name)
         return updated

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -38,6 +39,10 @@ MAX_TIMEOUT_S = 900.0
 # store's integer column (PostgreSQL ``integer``).
 MAX_VERSION = 2**31 - 1
 MAX_ENVIRONMENT_BYTES = 4096
+# A secret becomes an environment variable of its own name: a name both a function and an
+# environment variable could have.
+SECRET_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+MAX_SECRETS = 32
 
 
 def _env_value(value: str) -> str:
@@ -65,6 +70,18 @@ def check_name(kind: str, value: str) -> str:
             f"{kind} name {value!r} is invalid: it must start with a letter and hold at most "
             "64 letters, digits, '-' or '_'"
         )
+    return value
+
+
+def check_secret_name(value: str) -> str:
+    """Validate a secret's name; raise ValueError naming the rule."""
+    if not SECRET_NAME_RE.match(value):
+        raise ValueError(
+            f"secret name {value!r} is invalid: it must start with a letter and hold at most "
+            "64 letters, digits or '_' (it is the name of an environment variable)"
+        )
+    if value.upper().startswith(RESERVED_ENV_PREFIX):
+        raise ValueError(f"secret name {value!r} uses the reserved prefix EMBER_")
     return value
 
 
@@ -144,6 +161,12 @@ class FunctionConfig(_Strict):
     layers: Annotated[list[Annotated[str, _documented(LAYER_RE)]], Field(max_length=5)] = Field(
         default_factory=list
     )
+    # Names of secrets, given to instances as environment variables of the same names.
+    secrets: Annotated[
+        list[Annotated[str, AfterValidator(check_secret_name),
+                       Field(json_schema_extra={"pattern": SECRET_NAME_RE.pattern})]],
+        Field(max_length=MAX_SECRETS),
+    ] = Field(default_factory=list)
     concurrency: Annotated[int, Field(ge=1, le=1000)] = 1
     min_instances: Annotated[int, Field(ge=0, le=100)] = 0
     max_instances: Annotated[int, Field(ge=1, le=1000)] = 100
@@ -211,6 +234,20 @@ class FunctionConfig(_Strict):
             _, _, number = layer.partition(":")
             if number and int(number) > MAX_VERSION:
                 raise ValueError(f"layer {layer!r}: versions go from 1 to {MAX_VERSION}")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        environment = info.data.get("environment") or {}
+        for i, name in enumerate(value):
+            if name in value[:i]:
+                raise ValueError(f"secret {name!r} is listed twice")
+            if name in environment:
+                raise ValueError(
+                    f"secret {name!r} (secrets[{i}]) is also a key of environment: a secret "
+                    "is given to the function as the environment variable of its name"
+                )
         return value
 
     @field_validator("tags")

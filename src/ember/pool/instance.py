@@ -79,7 +79,8 @@ class InstanceSpec:
     """Everything needed to start an instance of one function version.
 
     ``code_dir`` and ``layer_dirs`` are unpacked, read-only directories; ``environment`` is
-    the function's own (the ``EMBER_*`` variables are added at launch).
+    the function's own (the ``EMBER_*`` variables are added at launch). ``secrets`` are
+    names only: their values are read and decrypted at each launch, never kept here.
     """
 
     function: str
@@ -100,6 +101,7 @@ class InstanceSpec:
     concurrency: int = InitSpec.concurrency
     startup_probe: StartupProbe | None = None
     health_check: HealthCheck | None = None
+    secrets: tuple[str, ...] = ()
 
     @classmethod
     def from_config(
@@ -129,6 +131,7 @@ class InstanceSpec:
             concurrency=config.concurrency,
             startup_probe=_typed(StartupProbe, config.startup_probe),
             health_check=_typed(HealthCheck, config.health_check),
+            secrets=tuple(config.secrets),
         )
 
     @property
@@ -142,18 +145,25 @@ class InstanceSpec:
     def limits(self) -> Limits:
         return Limits(memory_mb=self.memory_mb)
 
-    def environment_for(self, base: dict[str, str]) -> dict[str, str]:
-        """The full environment of the instance: ``base``, the function's, then ``EMBER_*``."""
+    def environment_for(
+        self, base: dict[str, str], secrets: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        """The full environment of the instance: ``base``, the function's, the values of
+        its ``secrets``, then ``EMBER_*``."""
         return {
             **base,
             **self.environment,
+            **(secrets or {}),
             "EMBER_FUNCTION_NAME": self.function,
             "EMBER_FUNCTION_VERSION": self.version,
             "EMBER_MEMORY_MB": str(self.memory_mb),
         }
 
-    def to_runtime(self, base_environment: dict[str, str]) -> InitSpec:
-        """The spec the ``init`` message carries to the instance."""
+    def to_runtime(
+        self, base_environment: dict[str, str], secrets: dict[str, str] | None = None
+    ) -> InitSpec:
+        """The spec the ``init`` message carries to the instance (with the decrypted
+        values of its ``secrets``)."""
         return InitSpec(
             function=self.function,
             version=self.version,
@@ -165,7 +175,7 @@ class InstanceSpec:
             pre_stop=self.pre_stop,
             memory_mb=self.memory_mb,
             timeout_s=self.timeout_s,
-            env=self.environment_for(base_environment),
+            env=self.environment_for(base_environment, secrets),
             kind=self.kind,
             app=self.app,
             command=self.command,

@@ -13,7 +13,8 @@ A launch, in order:
 
 Instances inherit only a small part of the server's environment (``INHERITED_ENVIRONMENT``)
 plus the function's own variables: the server's secrets (database URL and such) never
-reach user code.
+reach user code. The secrets a function lists are decrypted at each launch, sent in
+``init`` and masked in that instance's log lines.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ember.errors import EmberError, InitError, InstanceCrashed, ServiceUnavailable
 from ember.pool.instance import Instance, InstanceSpec, LogSink
@@ -44,6 +45,7 @@ from ember.pool.zygote import (
 from ember.runtime import protocol
 from ember.runtime.protocol import read_frame_async
 from ember.sandbox import Limits, Sandbox, SandboxFactory, choose_sandbox_factory
+from ember.secrets.masking import masked
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,15 @@ Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 # function may have, so that taking a spare only ever lowers it (lowering a hard rlimit
 # needs no privilege).
 _SPARE_MEMORY_MB = 16384
+
+
+class SecretValues(Protocol):
+    """What the launcher needs of secrets (``SecretService``)."""
+
+    def reveal(self, names: Sequence[str]) -> dict[str, str]:
+        """The decrypted values of ``names`` (blocking). Raises SecretNotFound, and
+        ServiceUnavailable when the master key cannot decrypt one."""
+        ...
 
 
 @dataclass
@@ -90,6 +101,8 @@ class Launcher:
             (only ``INHERITED_ENVIRONMENT``); defaults to ``os.environ``.
         spares: how many processes to keep prepared (connected and sandboxed, waiting for
             a function) so that a cold start skips those steps; 0 or 1.
+        secret_values: where the values of the secrets a function lists are read from;
+            without it, a spec that lists secrets cannot be launched.
     """
 
     def __init__(
@@ -103,8 +116,10 @@ class Launcher:
         spawn_timeout_s: float = 10.0,
         environment: Mapping[str, str] | None = None,
         spares: int = 1,
+        secret_values: SecretValues | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
+        self._secret_values = secret_values
         self.use_zygote = use_zygote
         self.log_sink = log_sink
         self.use_cgroups = use_cgroups
@@ -218,10 +233,13 @@ class Launcher:
         if self._closed or self.sandboxes is None:
             raise RuntimeError("the launcher is not running")
         started = time.perf_counter()
+        # Read now, not when the spec was made: a secret set again reaches the next instance.
+        secret_env = await self._reveal(spec)
         prepared = self._take_spare(spec.limits())
         if prepared is not None:
             try:
-                instance = await self._initialize(prepared, spec, request_id, log_sink)
+                instance = await self._initialize(prepared, spec, request_id, log_sink,
+                                                  secret_env)
             except InitError as err:
                 # A spare can die unnoticed while it waits (its zygote was killed and the
                 # end of its connection is still in flight): start over without one.
@@ -231,20 +249,33 @@ class Launcher:
                 prepared = None
         if prepared is None:
             prepared = await self._prepare(spec.limits())
-            instance = await self._initialize(prepared, spec, request_id, log_sink)
+            instance = await self._initialize(prepared, spec, request_id, log_sink,
+                                              secret_env)
         instance.start_ms = (time.perf_counter() - started) * 1000
         return instance
 
+    async def _reveal(self, spec: InstanceSpec) -> dict[str, str]:
+        if not spec.secrets:
+            return {}
+        if self._secret_values is None:
+            raise ServiceUnavailable(
+                f"{spec.function} lists secrets, and this server has no secret store",
+                {"function": spec.function},
+            )
+        return await asyncio.to_thread(self._secret_values.reveal, spec.secrets)
+
     async def _initialize(
         self, prepared: _Prepared, spec: InstanceSpec, request_id: str | None,
-        log_sink: LogSink | None,
+        log_sink: LogSink | None, secret_env: dict[str, str],
     ) -> Instance:
+        # Every line the instance writes passes the mask before any sink sees it.
+        sink = masked(log_sink or self.log_sink, secret_env.values())
         instance = Instance(prepared.instance_id, spec, prepared.process, prepared.sandbox,
-                            prepared.reader, prepared.writer, log_sink or self.log_sink,
-                            on_gone=self._forget)
+                            prepared.reader, prepared.writer, sink, on_gone=self._forget)
         self._instances[prepared.instance_id] = instance
         await instance.initialize(
-            spec.to_runtime(self.instance_environment), spec.init_timeout_s, request_id
+            spec.to_runtime(self.instance_environment, secret_env), spec.init_timeout_s,
+            request_id,
         )
         return instance
 

@@ -237,6 +237,19 @@ workflow_schedules = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# A secret's value, encrypted with the master key, which is never stored here
+# (``ember.secrets``): AES-GCM with a random nonce per value, in the row's ``format``.
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("ciphertext", sa.LargeBinary, nullable=False),
+    sa.Column("nonce", sa.LargeBinary, nullable=False),
+    sa.Column("format", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 sa.Index("ix_triggers_function", triggers.c.function)
 sa.Index("ix_versions_code", versions.c.code_sha256)
 sa.Index("ix_functions_code", functions.c.code_sha256)

@@ -1,0 +1,1 @@
+"""Secrets of functions: values encrypted at rest, delivered to instances as variables."""
