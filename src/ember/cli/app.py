@@ -13,6 +13,7 @@ from ember.cli import (
     invoke,
     layers,
     logs,
+    secrets,
     server,
     tasks,
     triggers,
@@ -46,6 +47,7 @@ app.add_typer(builds.app, name="build")
 app.add_typer(workflows.app, name="workflow")
 app.add_typer(executions.app, name="execution")
 app.add_typer(workflows.event_app, name="event")
+app.add_typer(secrets.app, name="secret")
 command(app, "deploy")(deploy.deploy)
 command(functions.app, "deploy")(deploy.deploy)
 command(app, "invoke")(invoke.invoke)

@@ -36,7 +36,7 @@ from ember.errors import EmberError
 from ember.model.function import FunctionConfig, StartupProbe
 
 if TYPE_CHECKING:
-    from ember.client import BuildSummaryOut, LayerOut, LayerVersionOut, TriggerOut
+    from ember.client import BuildSummaryOut, LayerOut, LayerVersionOut, SecretOut, TriggerOut
 
 
 def jsonable(value: Any) -> Any:
@@ -598,6 +598,13 @@ def layers_table(layers: Iterable[LayerOut]) -> Table:
     table = _table("LAYER", "LATEST", "UPDATED")
     for layer in layers:
         table.add_row(*_cells(layer.name, layer.latest_version, when(layer.updated_at)))
+    return table
+
+
+def secrets_table(secrets: Iterable[SecretOut]) -> Table:
+    table = _table("SECRET", "CREATED", "UPDATED")
+    for secret in secrets:
+        table.add_row(*_cells(secret.name, when(secret.created_at), when(secret.updated_at)))
     return table
 
 
