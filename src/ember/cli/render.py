@@ -243,6 +243,7 @@ def function_panel(f: FunctionOut) -> Panel:
             ("initializer", c.initializer),
             ("environment", _mapping(c.environment)),
             ("layers", ", ".join(c.layers)),
+            ("secrets", ", ".join(c.secrets)),
             ("tags", _mapping(c.tags)),
             ("async retries", c.async_.max_retries),
             ("code size", size(f.code.size)),
