@@ -4,7 +4,6 @@ part (``ember.workflows.engine``)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -92,11 +91,11 @@ class WorkflowService:
         """Delete the workflow and its revisions. Raises Conflict while executions of it
         run, naming how many, or when a guard refuses (see ``guard_delete``), unless
         ``force``: then running executions are cancelled first."""
-        await asyncio.to_thread(self._store.get_workflow, name)
+        await self._engine.db(self._store.get_workflow, name)
         if not force:
             for guard in self._delete_guards:
-                await asyncio.to_thread(guard, name)
-        active = await asyncio.to_thread(self._store.count_active, name)
+                await self._engine.db(guard, name)
+        active = await self._engine.db(self._store.count_active, name)
         if active and not force:
             raise Conflict(
                 f"workflow {name!r} has {active} running execution(s): cancel them, or "
@@ -105,7 +104,7 @@ class WorkflowService:
             )
         if active:
             await self._engine.cancel_workflow(name)
-        await asyncio.to_thread(self._store.delete_workflow, name)
+        await self._engine.db(self._store.delete_workflow, name)
         self._engine.deleted(name)
 
     # -- executions --------------------------------------------------------------------------
@@ -122,7 +121,7 @@ class WorkflowService:
                                  {"field": "X-Ember-Idempotency-Key"})
         if wait_s is not None and not 0 <= wait_s <= 900:
             raise InvalidRequest("wait_s must be 0 to 900", {"field": "wait_s"})
-        info = await asyncio.to_thread(self._store.get_workflow, name)
+        info = await self._engine.db(self._store.get_workflow, name)
         try:
             validate(info.latest.document, "input", input, "/input")
         except WorkflowError as exc:

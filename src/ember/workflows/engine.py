@@ -64,6 +64,7 @@ from ember.workflows.machine import (
     start,
 )
 from ember.workflows.model import Workflow
+from ember.workflows.offload import Offload
 from ember.workflows.parser import load_workflow
 from ember.workflows.schedules import Schedules
 from ember.workflows.values import plain, restore_all, storable
@@ -118,7 +119,9 @@ class Engine:
         self._settings = settings
         self._effects = Effects(invoker, clock, self._complete,
                                 max_payload_bytes=settings.max_payload_bytes, http=http)
-        self._schedules = Schedules(store, clock, self._scheduled)
+        # Blocking store calls (the service's too): closing waits for those running.
+        self.db = Offload()
+        self._schedules = Schedules(store, clock, self._scheduled, self.db)
         self._live: dict[str, _Live] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._workflows: dict[tuple[str, int], Workflow] = {}
@@ -135,7 +138,7 @@ class Engine:
         """Resume every running or waiting execution, then start the schedules."""
         self._loop = asyncio.get_running_loop()
         self._loop_task = self._loop.create_task(self._run())
-        rows = await asyncio.to_thread(self._store.active_executions)
+        rows = await self.db(self._store.active_executions)
         resumed = [live for live in [await self._resume(row) for row in rows] if live]
         for live in resumed:
             if live.row.parent is not None and live.row.parent in self._live:
@@ -145,7 +148,7 @@ class Engine:
                 self._perform(live, action)
         if resumed:
             log.info("resumed %d workflow execution(s)", len(resumed))
-        infos = await asyncio.to_thread(self._store.all_workflows)
+        infos = await self.db(self._store.all_workflows)
         await self._schedules.start([(i.latest, self._workflow(i.latest)) for i in infos])
         self._purge_task = self._loop.create_task(self._purge())
 
@@ -157,10 +160,11 @@ class Engine:
         await asyncio.gather(*[t for t in (self._loop_task, self._purge_task, *self._background)
                                if t is not None], return_exceptions=True)
         await self._effects.close()
+        await self.db.close()
 
     async def _resume(self, row: Execution) -> _Live | None:
         try:
-            revision = await asyncio.to_thread(self._store.get_revision, row.workflow,
+            revision = await self.db(self._store.get_revision, row.workflow,
                                                row.revision)
         except WorkflowNotFound:
             # Its workflow was deleted while this server was down: end it rather than leave
@@ -173,8 +177,8 @@ class Engine:
             await self._record([Progress(row.id, row.seq + 1, [], FAILED, now, error=problem,
                                          finished_at=now)])
             return None
-        entries = await asyncio.to_thread(self._store.journal, row.id, row.snapshot_seq)
-        state, row.input, row.output, *entries = await asyncio.to_thread(
+        entries = await self.db(self._store.journal, row.id, row.snapshot_seq)
+        state, row.input, row.output, *entries = await self.db(
             restore_all, [row.state, row.input, row.output, *entries],
             partial(self._store.blobs, row.id))
         live = _Live(row, self._workflow(revision), ExecutionState(**state), reruns=row.reruns)
@@ -250,7 +254,7 @@ class Engine:
         blobs: dict[str, bytes] = {}
         stored = replace(row, input=storable(input, blobs), output=storable(state.output, blobs),
                          state=storable(state.__dict__, blobs))
-        saved, created = await asyncio.to_thread(self._store.create_execution, stored, blobs)
+        saved, created = await self.db(self._store.create_execution, stored, blobs)
         if not created:
             return await self.get(saved.id), False
         live = _Live(row, workflow, state)
@@ -267,17 +271,17 @@ class Engine:
         live = self._live.get(execution_id)
         if live is not None:
             return _view(live.row, live.state)
-        row = await asyncio.to_thread(self._store.get_execution, execution_id)
+        row = await self.db(self._store.get_execution, execution_id)
         entries: list[Any] = []
         if row.active or row.seq > row.snapshot_seq:
-            entries = await asyncio.to_thread(self._store.journal, row.id, row.snapshot_seq)
-        state, row.input, row.output, *entries = await asyncio.to_thread(
+            entries = await self.db(self._store.journal, row.id, row.snapshot_seq)
+        state, row.input, row.output, *entries = await self.db(
             restore_all, [row.state, row.input, row.output, *entries],
             partial(self._store.blobs, row.id))
         row.state = state
         if entries:
             try:
-                revision = await asyncio.to_thread(self._store.get_revision, row.workflow,
+                revision = await self.db(self._store.get_revision, row.workflow,
                                                    row.revision)
             except WorkflowNotFound:
                 return _view(row)
@@ -392,7 +396,7 @@ class Engine:
         InvalidSpec for an event without its required attributes."""
         event = normalize_event(event, utcnow(self._clock))
         key = machine_events.event_key(event)
-        fresh = await asyncio.to_thread(self._store.retain_event, key, event,
+        fresh = await self.db(self._store.retain_event, key, event,
                                         utcnow(self._clock))
         if not fresh:
             return PublishResult(event["id"], 0, 0, retained=True, duplicate=True)
@@ -404,18 +408,18 @@ class Engine:
         started = await self._schedules.offer(event)
         taken = sum(await asyncio.gather(*offers)) if offers else 0
         if taken or started:
-            await asyncio.to_thread(self._store.take_event, key, utcnow(self._clock))
+            await self.db(self._store.take_event, key, utcnow(self._clock))
         return PublishResult(event["id"], taken, started, retained=not (taken or started),
                              duplicate=False)
 
     async def _offer_retained(self, execution_id: str) -> None:
         since = utcnow(self._clock) - timedelta(seconds=self._settings.event_retention_s)
-        kept = await asyncio.to_thread(self._store.retained_events, since)
+        kept = await self.db(self._store.retained_events, since)
         for event in kept:
             if execution_id not in self._live:
                 return
             if await self._complete(execution_id, EventArrived(event)):
-                await asyncio.to_thread(self._store.take_event,
+                await self.db(self._store.take_event,
                                         machine_events.event_key(event), utcnow(self._clock))
 
     async def _scheduled(self, revision: WorkflowRevision, input: Any, key: str) -> None:
@@ -523,7 +527,7 @@ class Engine:
         delay = 0.1
         while True:
             try:
-                await asyncio.to_thread(self._store.record, batch)
+                await self.db(self._store.record, batch)
                 return
             except Exception:
                 log.exception("workflow engine: recording %d execution(s) failed; retrying",
@@ -599,7 +603,7 @@ class Engine:
 
     async def _start_child(self, live: _Live, action: StartWorkflow) -> None:
         try:
-            revision = await asyncio.to_thread(
+            revision = await self.db(
                 self._store.find_revision, action.namespace, action.name, action.version)
         except WorkflowNotFound as err:
             if action.await_:
@@ -646,9 +650,9 @@ class Engine:
             await self._clock.sleep(self._settings.purge_interval_s)
             now = utcnow(self._clock)
             try:
-                await asyncio.to_thread(self._store.purge_executions,
+                await self.db(self._store.purge_executions,
                                         now - timedelta(seconds=self._settings.retention_s))
-                await asyncio.to_thread(
+                await self.db(
                     self._store.purge_events,
                     now - timedelta(seconds=self._settings.event_retention_s))
             except Exception:

@@ -26,6 +26,7 @@ from ember.store.workflows import SqlWorkflowStore
 from ember.workflows import machine_events
 from ember.workflows.errors import WorkflowError
 from ember.workflows.model import EventConsumption, Schedule, Workflow
+from ember.workflows.offload import Offload
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,10 @@ Start = Callable[[WorkflowRevision, Any, str], Awaitable[None]]
 
 
 class Schedules:
-    def __init__(self, store: SqlWorkflowStore, clock: Clock, start: Start) -> None:
+    def __init__(self, store: SqlWorkflowStore, clock: Clock, start: Start,
+                 db: Offload | None = None) -> None:
         self._store = store
+        self._db = db or Offload(1)
         self._clock = clock
         self._start = start
         self._ticking: dict[str, asyncio.Task[None]] = {}
@@ -108,7 +111,7 @@ class Schedules:
 
     async def _resume_after(self, name: str) -> None:
         """After a restart: the delay since the workflow's last execution ended."""
-        page = await asyncio.to_thread(self._store.list_executions, workflow=name, limit=1)
+        page = await self._db(self._store.list_executions, workflow=name, limit=1)
         if page.items and not page.items[0].active and name in self._after:
             revision, delay = self._after[name]
             await self._again(revision, delay, page.items[0])
@@ -129,7 +132,7 @@ class Schedules:
 
     async def _offer(self, name: str, revision: WorkflowRevision, to: EventConsumption,
                      event: dict[str, Any]) -> bool:
-        kept = await asyncio.to_thread(self._store.schedule_state, name)
+        kept = await self._db(self._store.schedule_state, name)
         if kept is None or kept.get("revision") != revision.revision:
             state = machine_events.prepare(to, None, {})
         else:
@@ -142,7 +145,7 @@ class Schedules:
             digest = hashlib.sha256(keys.encode()).hexdigest()[:32]
             await self._begin(revision, done, f"schedule:on:{digest}")
             state = machine_events.prepare(to, None, {})
-        await asyncio.to_thread(self._store.put_schedule_state, name,
+        await self._db(self._store.put_schedule_state, name,
                                 {"revision": revision.revision, "listen": state},
                                 utcnow(self._clock))
         return done is not None
