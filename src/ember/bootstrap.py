@@ -122,6 +122,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     """Make every service from ``settings``; migrates the metadata store."""
     clock = clock or SystemClock()
     settings.home.mkdir(parents=True, exist_ok=True)
+    cipher = _cipher(settings)  # before anything is opened: a bad key leaves nothing behind
     engine = create_engine(settings.resolved_database_url())
     upgrade(engine)
     store = SqlMetadataStore(engine, clock)
@@ -144,7 +145,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         timeout_s=settings.build_timeout_s, limits=artifacts.limits,
     )
     builds.recover()
-    secrets = SecretService(SqlSecretStore(engine), _cipher(settings), clock)
+    secrets = SecretService(SqlSecretStore(engine), cipher, clock)
     secrets.check_master_key()
     functions = FunctionService(store, artifacts, clock, layers, builds, secrets)
     logs = LogStore(settings.home / "logs.db", retention=settings.log_retention)

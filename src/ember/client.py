@@ -43,14 +43,20 @@ over many inputs, and when events arrive:
         execution = ember.run_workflow("orders", {"id": 17}, wait_s=30)
         ember.send_event("com.shop.shipped", {"id": 17})   # resumes a listen
 
+Secrets are encrypted by the server and reach the functions that list them as environment
+variables; no answer ever holds a value:
+
+        ember.set_secret("DB_PASSWORD", password)
+        ember.update_function("hello", {"secrets": ["DB_PASSWORD"]})  # os.environ[...]
+
 Both clients offer the same methods with the same parameters (the async ones are awaited);
 each is documented in ``ember.sdk.calls`` or, for async invocation, tasks and dead letters,
 in ``ember.sdk.tasks``, for triggers in ``ember.sdk.triggers``, for layers in
-``ember.sdk.layers``, for dependency builds in ``ember.sdk.builds`` and for workflows in
-``ember.sdk.workflows``, where every route is described once. An error answer raises the
-same ``ember.errors`` class the server raised (``FunctionNotFound``, ``InvalidSpec``,
-``Conflict``, ``BuildFailed``…); a server that cannot be reached raises
-``ServiceUnavailable``.
+``ember.sdk.layers``, for dependency builds in ``ember.sdk.builds``, for workflows in
+``ember.sdk.workflows`` and for secrets in ``ember.sdk.secrets``, where every route is
+described once. An error answer raises the same ``ember.errors`` class the server raised
+(``FunctionNotFound``, ``InvalidSpec``, ``Conflict``, ``BuildFailed``…); a server that
+cannot be reached raises ``ServiceUnavailable``.
 """
 
 from __future__ import annotations
@@ -86,6 +92,7 @@ from ember.api.schemas import (
     LayerPublishOut,
     LayerVersionOut,
     PublishOut,
+    SecretOut,
     TaskList,
     TaskOut,
     TriggerList,
@@ -97,7 +104,7 @@ from ember.api.schemas import (
 )
 from ember.errors import EmberError, ServiceUnavailable
 from ember.model.invocation import FINAL_STATUSES
-from ember.sdk import builds, calls, keys, layers, tasks, triggers, workflows
+from ember.sdk import builds, calls, keys, layers, secrets, tasks, triggers, workflows
 from ember.sdk.calls import Call, Code
 from ember.sdk.results import (
     InvocationResult,
@@ -138,6 +145,7 @@ __all__ = [
     "LogLine",
     "LogPage",
     "PublishOut",
+    "SecretOut",
     "TaskList",
     "TaskOut",
     "TriggerList",
@@ -306,7 +314,7 @@ class _Plan(_Route[P, T]):
 class _Routes:
     """The methods both clients share, one per route (documented in ``ember.sdk.calls``,
     ``ember.sdk.tasks``, ``ember.sdk.triggers``, ``ember.sdk.layers``,
-    ``ember.sdk.builds`` and ``ember.sdk.workflows``)."""
+    ``ember.sdk.builds``, ``ember.sdk.workflows`` and ``ember.sdk.secrets``)."""
 
     create_function = _Route(calls.create_function)
     get_function = _Route(calls.get_function)
@@ -363,6 +371,10 @@ class _Routes:
     list_executions = _Route(workflows.list_executions)
     cancel_execution = _Route(workflows.cancel_execution)
     send_event = _Route(workflows.send_event)
+    set_secret = _Route(secrets.set_secret)
+    list_secrets = _Route(secrets.list_secrets)
+    get_secret = _Route(secrets.get_secret)
+    delete_secret = _Route(secrets.delete_secret)
     get_logs = _Route(calls.get_logs)
     get_stats = _Route(calls.get_stats)
     list_invocations = _Route(calls.list_invocations)

@@ -39,7 +39,9 @@ CONFIG = SchemathesisConfig.from_dict({
 # archive's contents, a cursor's meaning, rules across fields (which kind of function takes
 # 'app' or 'command', min against max instances, an alias's two versions and weight) and
 # the trigger sources' own rules (paths, URLs, schedules), a trigger's target against its
-# function and qualifier (none with target events, a function without).
+# function, qualifier and workflow (none with target events, a workflow only with target
+# workflow, a function without); a secret a config lists must exist and not also be an
+# environment key, and a secret's value is limited in UTF-8 bytes, not characters.
 SEMANTIC = {
     ("InvalidCode", None), ("InvalidRequest", "cursor"),
     ("InvalidSpec", "config.kind"), ("InvalidSpec", "config.app"),
@@ -47,8 +49,9 @@ SEMANTIC = {
     ("InvalidSpec", "config.min_instances"),
     ("InvalidSpec", "additional_version"), ("InvalidSpec", "weight"),
     ("InvalidSpec", "function"), ("InvalidSpec", "qualifier"), ("InvalidSpec", "target"),
+    ("InvalidSpec", "workflow"), ("InvalidSpec", "value"),
 }
-SEMANTIC_FIELD_PREFIXES = ("source.",)
+SEMANTIC_FIELD_PREFIXES = ("source.", "config.secrets")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -84,10 +85,12 @@ def test_a_trigger_to_the_event_bus_made_by_the_cli(cli: Cli) -> None:
 
 
 def test_a_trigger_that_starts_a_workflow_made_by_the_cli(cli: Cli) -> None:
-    document = {"document": {"dsl": "1.0.0", "namespace": "test", "name": "cliflow",
+    def document(name: str) -> dict[str, Any]:
+        return {"document": {"dsl": "1.0.0", "namespace": "test", "name": name,
                              "version": "1.0.0"},
                 "do": [{"keep": {"set": {"data": "${ .data.body }"}}}]}
-    deployed = httpx.put(f"{cli.url}/workflows/cliflow", json=document, timeout=30)
+
+    deployed = httpx.put(f"{cli.url}/workflows/cliflow", json=document("cliflow"), timeout=30)
     assert deployed.status_code == 201, deployed.text
     created = cli.ok("trigger", "create", "cliflow", "--workflow", "cliflow",
                      "--source", '{"kind": "http", "path": "/cliflow"}')
@@ -105,8 +108,14 @@ def test_a_trigger_that_starts_a_workflow_made_by_the_cli(cli: Cli) -> None:
     assert "--workflow goes without --function" in both.stderr
     refused = cli.fails("workflow", "delete", "cliflow")
     assert "cliflow" in refused.stderr + refused.stdout
+    deployed = httpx.put(f"{cli.url}/workflows/cliflow2", json=document("cliflow2"),
+                         timeout=30)
+    assert deployed.status_code == 201, deployed.text
+    moved = cli.ok("trigger", "update", "cliflow", "--workflow", "cliflow2").stdout
+    assert "updated trigger cliflow: workflow" in moved
+    cli.ok("workflow", "delete", "cliflow")  # no trigger starts it any more
     cli.ok("trigger", "delete", "cliflow", "--yes")
-    cli.ok("workflow", "delete", "cliflow")
+    cli.ok("workflow", "delete", "cliflow2")
 
 
 def test_source_forms_and_errors(cli: Cli, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +30,7 @@ from ember.model.trigger import (
     TimerSource,
     Trigger,
 )
+from ember.model.workflow import Execution
 from ember.triggers.base import Source, SourceContext, make_source
 from ember.triggers.timer import Schedule
 from ember.workflows.events import PublishResult
@@ -44,9 +45,9 @@ Event = dict[str, Any]
 
 
 class Function:
-    """A fake function behind every delivery path (``submit``, ``invoke`` and the event
-    bus's ``publish``): records every attempt and every event it took; ``refuse`` picks the
-    error an event gets (None: taken)."""
+    """A fake function behind every delivery path (``submit``, ``invoke``, the event bus's
+    ``publish`` and a workflow's ``run_workflow``): records every attempt and every event it
+    took; ``refuse`` picks the error an event gets (None: taken)."""
 
     def __init__(self) -> None:
         self.attempts: list[Event] = []
@@ -56,6 +57,14 @@ class Function:
     async def publish(self, event: Event) -> PublishResult:
         self._record(event)
         return PublishResult(event["id"], 0, 0, retained=True, duplicate=False)
+
+    async def run_workflow(self, name: str, input: Any = None, *,
+                           idempotency_key: str | None = None,
+                           wait_s: float | None = None) -> tuple[Execution, bool]:
+        self._record(input)
+        now = datetime.now(UTC)
+        return Execution(f"ex-{len(self.events)}", name, 1, "running", input, now, now,
+                         idempotency_key=idempotency_key), True
 
     async def _take(self, body: bytes) -> None:
         self._record(orjson.loads(body))
@@ -97,9 +106,10 @@ class Kit:
         self.clock: Clock = SystemClock()
         self.target = "function"
 
-    def to_events(self) -> None:
-        """Make sources with target ``events`` from now on."""
-        self.target = "events"
+    def to_events(self, target: str = "events") -> None:
+        """Make sources with target ``events`` (or ``workflow``: both take an event where a
+        function would take a batch) from now on."""
+        self.target = target
 
     def model(self) -> Any:
         raise NotImplementedError
@@ -128,17 +138,19 @@ class Kit:
 
     def source(self, function: Function, model: Any = None) -> tuple[Source, SourceContext]:
         """A source made as the supervisor makes it, delivering to ``function`` (or, with
-        target ``events``, publishing to it)."""
+        target ``events``, publishing to it; with target ``workflow``, starting it)."""
         bound = self.target == "function"
         trigger = Trigger(
             name=self.name, function="fn" if bound else None,
             qualifier="latest" if bound else None,
             source=model if model is not None else self.model(), state="enabled",
             description="", created_at=0.0, updated_at=0.0,
-            target="function" if bound else "events",
+            target="workflow" if self.target == "workflow" else "function" if bound
+            else "events",
+            workflow="flow" if self.target == "workflow" else None,
         )
         context = SourceContext(trigger, self.clock, function.submit, function.invoke,
-                                publish=function.publish)
+                                publish=function.publish, run_workflow=function.run_workflow)
         return make_source(trigger, context), context
 
 
@@ -307,9 +319,9 @@ class RedisStreamKit(Kit):
             self._client = aioredis.from_url(REDIS_URL)
         return self._client
 
-    def to_events(self) -> None:
+    def to_events(self, target: str = "events") -> None:
         # Each record is an event of its own.
-        super().to_events()
+        super().to_events(target)
         self.type = "redis_stream.record"
         self.extensions = frozenset({"emberstream"})
 
@@ -412,7 +424,7 @@ REDELIVERING = ("mqtt", "amqp", "nats")
 """The kinds that submit and redeliver what could not be submitted."""
 
 
-TARGETS = ("function", "events")
+TARGETS = ("function", "events", "workflow")
 
 
 def kit(kind: str, tmp_path: Path, target: str = "function"
@@ -427,8 +439,8 @@ def kit(kind: str, tmp_path: Path, target: str = "function"
     @asynccontextmanager
     async def opened() -> AsyncIterator[Kit]:
         made = makers[kind]()
-        if target == "events":
-            made.to_events()
+        if target != "function":
+            made.to_events(target)
         try:
             yield made
         finally:

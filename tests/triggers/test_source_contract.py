@@ -1,7 +1,7 @@
 """The trigger Source contract: each test runs on every kind it applies to (see kits.py),
 against the real brokers, as tests/queue/test_contract.py does for queues; and, where the
-delivery matters, with each target: a function, or the event bus (``publish``), which must
-keep the same guarantees.
+delivery matters, with each target: a function, the event bus (``publish``) or a workflow
+(``run_workflow``), which must keep the same guarantees.
 
 - start, pause, resume and stop can each be called again, and stop before start;
 - an event published reaches the function once, as a CloudEvent with the kind's type, the

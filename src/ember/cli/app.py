@@ -14,6 +14,7 @@ from ember.cli import (
     keys,
     layers,
     logs,
+    secrets,
     server,
     tasks,
     triggers,
@@ -47,6 +48,7 @@ app.add_typer(builds.app, name="build")
 app.add_typer(workflows.app, name="workflow")
 app.add_typer(executions.app, name="execution")
 app.add_typer(workflows.event_app, name="event")
+app.add_typer(secrets.app, name="secret")
 app.add_typer(keys.app, name="key")
 command(app, "audit")(keys.audit)
 command(app, "deploy")(deploy.deploy)

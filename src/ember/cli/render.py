@@ -36,7 +36,7 @@ from ember.errors import EmberError
 from ember.model.function import FunctionConfig, StartupProbe
 
 if TYPE_CHECKING:
-    from ember.client import BuildSummaryOut, LayerOut, LayerVersionOut, TriggerOut
+    from ember.client import BuildSummaryOut, LayerOut, LayerVersionOut, SecretOut, TriggerOut
 
 
 def jsonable(value: Any) -> Any:
@@ -243,6 +243,7 @@ def function_panel(f: FunctionOut) -> Panel:
             ("initializer", c.initializer),
             ("environment", _mapping(c.environment)),
             ("layers", ", ".join(c.layers)),
+            ("secrets", ", ".join(c.secrets)),
             ("tags", _mapping(c.tags)),
             ("async retries", c.async_.max_retries),
             ("code size", size(f.code.size)),
@@ -598,6 +599,13 @@ def layers_table(layers: Iterable[LayerOut]) -> Table:
     table = _table("LAYER", "LATEST", "UPDATED")
     for layer in layers:
         table.add_row(*_cells(layer.name, layer.latest_version, when(layer.updated_at)))
+    return table
+
+
+def secrets_table(secrets: Iterable[SecretOut]) -> Table:
+    table = _table("SECRET", "CREATED", "UPDATED")
+    for secret in secrets:
+        table.add_row(*_cells(secret.name, when(secret.created_at), when(secret.updated_at)))
     return table
 
 

@@ -222,6 +222,10 @@ def update(
         str | None, typer.Option("--function", "-f", help="Bind it to this function instead.",
                                  show_default=False),
     ] = None,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", help="Start this workflow instead "
+                                 "(a trigger with target workflow).", show_default=False),
+    ] = None,
     qualifier: Qualifier = None,
     description: Description = None,
     source: SourceText = None,
@@ -231,17 +235,20 @@ def update(
     timer: Timer = None,
     timezone: Timezone = None,
 ) -> None:
-    """Change a trigger's function, qualifier, description or source (replaced whole)."""
+    """Change a trigger's function, qualifier, workflow, description or source (replaced
+    whole)."""
     spec = source_from_options(source, http, methods, api_key, timer, timezone)
-    changes = {"function": function, "qualifier": qualifier, "source": spec,
-               "description": description}
+    changes = {"function": function, "qualifier": qualifier, "workflow": workflow,
+               "source": spec, "description": description}
     changed = [key for key, value in changes.items() if value is not None]
     if not changed:
         raise typer.BadParameter(
-            "nothing to update: give --function, --qualifier, --description or a source"
+            "nothing to update: give --function, --qualifier, --workflow, --description or a "
+            "source"
         )
     trigger = session.client.update_trigger(
-        name, function=function, qualifier=qualifier, source=spec, description=description
+        name, function=function, qualifier=qualifier, source=spec, description=description,
+        workflow=workflow,
     )
     session.output.done(f"updated trigger {trigger.name}: {', '.join(changed)}")
     _show(session, trigger)

@@ -41,7 +41,7 @@ MAX_VERSION = 2**31 - 1
 MAX_ENVIRONMENT_BYTES = 4096
 # A secret becomes an environment variable of its own name: a name both a function and an
 # environment variable could have.
-SECRET_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+SECRET_NAME_RE = re.compile(r"^(?![Ee][Mm][Bb][Ee][Rr]_)[A-Za-z][A-Za-z0-9_]{0,63}$")
 MAX_SECRETS = 32
 
 
@@ -75,13 +75,13 @@ def check_name(kind: str, value: str) -> str:
 
 def check_secret_name(value: str) -> str:
     """Validate a secret's name; raise ValueError naming the rule."""
+    if value.upper().startswith(RESERVED_ENV_PREFIX):
+        raise ValueError(f"secret name {value!r} uses the reserved prefix EMBER_")
     if not SECRET_NAME_RE.match(value):
         raise ValueError(
             f"secret name {value!r} is invalid: it must start with a letter and hold at most "
             "64 letters, digits or '_' (it is the name of an environment variable)"
         )
-    if value.upper().startswith(RESERVED_ENV_PREFIX):
-        raise ValueError(f"secret name {value!r} uses the reserved prefix EMBER_")
     return value
 
 
@@ -166,7 +166,7 @@ class FunctionConfig(_Strict):
         list[Annotated[str, AfterValidator(check_secret_name),
                        Field(json_schema_extra={"pattern": SECRET_NAME_RE.pattern})]],
         Field(max_length=MAX_SECRETS),
-    ] = Field(default_factory=list)
+    ] = Field(default_factory=list, json_schema_extra={"uniqueItems": True})
     concurrency: Annotated[int, Field(ge=1, le=1000)] = 1
     min_instances: Annotated[int, Field(ge=0, le=100)] = 0
     max_instances: Annotated[int, Field(ge=1, le=1000)] = 100
