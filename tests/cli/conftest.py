@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from ember.cli.app import app
+from tests import apicalls as api
 from tests.waiting import wait_until
 
 HANDLER = """
@@ -64,7 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 + (home / "server.log").read_text()
             )
         try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            return api.get(f"{url}/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
             return False
 
