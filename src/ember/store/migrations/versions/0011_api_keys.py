@@ -4,6 +4,8 @@ Revision ID: 0011
 Revises: 0010
 """
 
+import hashlib
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -34,6 +36,16 @@ def upgrade() -> None:
         sa.Column("status", sa.Integer, nullable=False),
     )
     op.create_index("ix_audit_log_at", "audit_log", ["at"])
+    # HTTP triggers' keys were kept as given: keep their digests instead.
+    conn = op.get_bind()
+    triggers = sa.table("triggers", sa.column("name", sa.String),
+                        sa.column("source", sa.JSON))
+    for name, source in conn.execute(sa.select(triggers.c.name, triggers.c.source)).all():
+        key = (source or {}).get("api_key")
+        if isinstance(key, str) and not key.startswith("sha256:"):
+            digest = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+            conn.execute(triggers.update().where(triggers.c.name == name)
+                         .values(source={**source, "api_key": digest}))
 
 
 def downgrade() -> None:
