@@ -23,6 +23,7 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
+import apikey
 import loadgen
 from invoke import start_baseline, start_ember
 
@@ -54,22 +55,22 @@ def run_backend(label: str, home: Path, events: int, env: dict[str, str], raw: f
         os.environ.clear()
         os.environ.update(saved)
     try:
-        httpx.post(f"{url}/functions", json={"name": "noop", "code": {"zip": code_zip()},
+        apikey.post(f"{url}/functions", json={"name": "noop", "code": {"zip": code_zip()},
                                              "config": {"max_instances": 8}}).raise_for_status()
-        httpx.post(f"{url}/functions/noop/pause").raise_for_status()
+        apikey.post(f"{url}/functions/noop/pause").raise_for_status()
         accepted, ids = asyncio.run(post_many(
             f"{url}/functions/noop/invoke", events, {"X-Ember-Invocation-Type": "async"}
         ))
         assert len(set(ids)) == events
         started = time.perf_counter()
-        httpx.post(f"{url}/functions/noop/resume").raise_for_status()
+        apikey.post(f"{url}/functions/noop/resume").raise_for_status()
         while True:
-            stats = httpx.get(f"{url}/functions/noop/stats").json()
+            stats = apikey.get(f"{url}/functions/noop/stats").json()
             if stats["queue"]["depth"] == 0:
                 break
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
-        stats = httpx.get(f"{url}/functions/noop/stats", params={"window_s": 3600}).json()
+        stats = apikey.get(f"{url}/functions/noop/stats", params={"window_s": 3600}).json()
         print(f"  {label:<9} accepted {accepted:8.0f} events/s ({accepted / raw:4.2f} of raw)   "
               f"run end to end "
               f"{events / elapsed:8.0f} events/s   ({stats['invocations']} invocations, "

@@ -27,6 +27,7 @@ import httpx
 import msgpack
 
 sys.path.insert(0, str(Path(__file__).parent))
+import apikey
 import loadgen
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +65,7 @@ def start_ember(
     port = free_port()
     env = {**os.environ, "EMBER_HOME": str(home), "EMBER_ZYGOTE": "1" if zygote else "0",
            "EMBER_SPARE_INSTANCES": str(spares), "EMBER_LOG_LEVEL": "warning",
-           "EMBER_QUEUE_DEPTH": "1000"}
+           "EMBER_QUEUE_DEPTH": "1000", "EMBER_ADMIN_KEY": apikey.KEY}
     env.pop("EMBER_DATABASE_URL", None)
     proc = subprocess.Popen(
         [str(ROOT / ".venv/bin/ember"), "server", "--port", str(port)], env=env,
@@ -95,14 +96,14 @@ def code_zip() -> str:
 
 
 def deploy(url: str, name: str, **config: object) -> None:
-    answer = httpx.post(f"{url}/functions",
+    answer = apikey.post(f"{url}/functions",
                         json={"name": name, "config": config, "code": {"zip": code_zip()}})
     answer.raise_for_status()
 
 
 def sequential_latency(url: str, n: int) -> list[float]:
     samples = []
-    with httpx.Client() as client:
+    with httpx.Client(headers=apikey.AUTH) as client:
         for _ in range(min(50, n)):
             client.post(url, json=EVENT)
         for _ in range(n):
@@ -125,7 +126,7 @@ def throughput(url: str, clients: int, seconds: float) -> float:
 def cold_starts(url: str, name: str, n: int) -> tuple[list[float], list[float], list[float]]:
     """Each sample changes an env var of ``latest`` (a new pool) and times the first call."""
     totals, inits, warm = [], [], []
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers=apikey.AUTH) as client:
         for i in range(n):
             client.patch(f"{url}/functions/{name}",
                          json={"config": {"environment": {"N": str(i)}}}).raise_for_status()

@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
+import apikey
 import invoke
 from invoke import pct, row
 
@@ -51,10 +52,10 @@ def app_zip(module: str, source: str) -> str:
 def deploy_web(url: str, name: str, module: str, source: str, **config: object) -> str:
     """Deploy ``module:app`` as a web function behind an HTTP trigger; return its URL."""
     config = {"kind": "web", "app": f"{module}:app", **config}
-    httpx.post(f"{url}/functions", json={"name": name, "config": config,
+    apikey.post(f"{url}/functions", json={"name": name, "config": config,
                                          "code": {"zip": app_zip(module, source)}},
                timeout=30).raise_for_status()
-    httpx.post(f"{url}/triggers", json={
+    apikey.post(f"{url}/triggers", json={
         "name": f"bench-{name}", "function": name,
         "source": {"kind": "http", "path": f"/{name}", "methods": ["GET", "POST"]},
     }).raise_for_status()
@@ -64,7 +65,7 @@ def deploy_web(url: str, name: str, module: str, source: str, **config: object) 
 def web_cold_starts(url: str, name: str, n: int) -> list[float]:
     """Each sample changes an env var of ``latest`` (a new pool) and times the first request."""
     samples = []
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers=apikey.AUTH) as client:
         for i in range(n):
             client.patch(f"{url}/functions/{name}",
                          json={"config": {"environment": {"N": str(i)}}}).raise_for_status()

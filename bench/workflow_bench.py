@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
+import apikey
 import loadgen
 from async_bench import code_zip
 from invoke import start_ember
@@ -130,7 +131,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ember-workflow-bench-"))
     proc, url = start_ember(tmp / "home", True)
     try:
-        client = httpx.Client(base_url=url, timeout=60)
+        client = httpx.Client(base_url=url, timeout=60, headers=apikey.AUTH)
         client.post("/functions", json={"name": "noop", "code": {"zip": code_zip()},
                                         "config": {"max_instances": 8}}).raise_for_status()
         calls = [{f"s{i}": {"call": "noop", "with": {"n": i}}} for i in range(STEPS)]
@@ -168,7 +169,7 @@ def main() -> None:
         concurrent = 50
 
         async def many() -> float:
-            async with httpx.AsyncClient(base_url=url, timeout=600) as http:
+            async with httpx.AsyncClient(base_url=url, timeout=600, headers=apikey.AUTH) as http:
                 started = time.perf_counter()
                 answers = await asyncio.gather(*[
                     http.post("/workflows/sequence/executions", json={"input": None},

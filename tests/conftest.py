@@ -20,6 +20,12 @@ _BASE_URL = os.environ.get("EMBER_DATABASE_URL", "")
 # In-process tests address the app as http://ember or http://testserver (Starlette's
 # TestClient); a server serves only the host names it is told to.
 os.environ.setdefault("EMBER_ALLOWED_HOSTS", "localhost,127.0.0.1,::1,ember,testserver")
+# Every server the tests start (in this process or not) takes this admin key, and every
+# client (the CLI, the SDK) sends it; tests of keys and roles make their own.
+ADMIN_KEY = "ember-test-admin-key-8f3c2a7d41e9b605"
+os.environ["EMBER_ADMIN_KEY"] = ADMIN_KEY
+os.environ["EMBER_API_KEY"] = ADMIN_KEY
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def _admin_url(url: str) -> str:

@@ -16,7 +16,7 @@ from ember.clock import Clock
 from ember.pool.pool import VersionPool
 from ember.queue.worker import AsyncInvoker
 from ember.settings import Settings
-from tests.conftest import make_zip
+from tests.conftest import AUTH, make_zip
 from tests.waiting import until
 
 
@@ -90,7 +90,7 @@ class Ember:
             task.result()
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
-                                         timeout=60) as client:
+                                         timeout=60, headers=AUTH) as client:
                 yield client
         finally:
             server.should_exit = True
@@ -123,7 +123,7 @@ async def running(settings: Settings, clock: Clock | None = None) -> AsyncIterat
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ember",
-                                     timeout=60) as http:
+                                     timeout=60, headers=AUTH) as http:
             yield Ember(http, services, app)
 
 

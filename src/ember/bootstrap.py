@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import IO
 
 from ember.artifacts import ArtifactLimits, FilesystemArtifactStore
+from ember.auth.audit import AuditTrail
+from ember.auth.keys import KeyService
 from ember.clock import Clock, SystemClock
 from ember.control import FunctionService
 from ember.control.builds import BuildService
@@ -33,6 +35,7 @@ from ember.secrets.store import SqlSecretStore
 from ember.settings import MIB, Settings
 from ember.store import SqlMetadataStore
 from ember.store.builds import SqlBuildStore
+from ember.store.keys import SqlKeyStore
 from ember.store.layers import SqlLayerStore
 from ember.store.migrate import upgrade
 from ember.store.sql import create_engine
@@ -75,6 +78,11 @@ class Services:
     engine: Engine
     workflows: WorkflowService
     secrets: SecretService
+    keys: KeyService
+    key_store: SqlKeyStore
+    audit: AuditTrail
+    # The admin key this start made (no key existed): printed once by `ember server`.
+    new_admin_key: str | None = None
 
     def problem(self) -> str | None:
         """Why this server cannot serve invocations now (``/healthz`` fails), or None."""
@@ -83,6 +91,7 @@ class Services:
     async def start(self) -> None:
         log.info("ember data in %s, metadata at %s", self.settings.home, _safe_url(self.settings))
         await self.router.start()
+        await self.audit.start()
         await self.invoker.start()
         await self.engine.start()
         await self.supervisor.start()
@@ -92,6 +101,7 @@ class Services:
             await self.supervisor.close()
             await self.engine.close()
             await self.invoker.close()
+            await self.audit.close()
             await self.router.close()
         finally:
             self.builds.close()
@@ -184,11 +194,17 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     # "workflow", each event starts an execution.
     supervisor = Supervisor(triggers, invoker, router, clock, publish=workflows.publish,
                             run_workflow=workflows.run)
+    key_store = SqlKeyStore(engine)
+    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+    keys = KeyService(key_store, clock, admin_key=admin_key)
+    new_admin_key = keys.bootstrap(settings.home)
+    audit = AuditTrail(key_store, clock, retention_s=settings.audit_retention_s)
     return Services(
         settings=settings, clock=clock, limits=limits, store=store, functions=functions,
         logs=logs, stats=stats, metrics=metrics, router=router, invoker=invoker,
         triggers=triggers, supervisor=supervisor, layers=layers, builds=builds,
         launcher=launcher, engine=workflow_engine, workflows=workflows, secrets=secrets,
+        keys=keys, key_store=key_store, audit=audit, new_admin_key=new_admin_key,
     )
 
 

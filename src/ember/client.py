@@ -63,8 +63,9 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from functools import wraps
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -103,7 +104,7 @@ from ember.api.schemas import (
 )
 from ember.errors import EmberError, ServiceUnavailable
 from ember.model.invocation import FINAL_STATUSES
-from ember.sdk import builds, calls, layers, secrets, tasks, triggers, workflows
+from ember.sdk import builds, calls, keys, layers, secrets, tasks, triggers, workflows
 from ember.sdk.calls import Call, Code
 from ember.sdk.results import (
     InvocationResult,
@@ -161,6 +162,32 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def find_api_key(explicit: str | None = None) -> str | None:
+    """The API key a client sends: ``explicit``, else ``EMBER_API_KEY``, else the first
+    line of ``~/.config/ember/credentials`` (``$XDG_CONFIG_HOME/ember/credentials``), else
+    the server's ``<EMBER_HOME or .ember>/admin.key`` when this user can read it."""
+    if explicit:
+        return explicit
+    if os.environ.get("EMBER_API_KEY"):
+        return os.environ["EMBER_API_KEY"].strip()
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    home = Path(os.environ.get("EMBER_HOME") or ".ember")
+    for path in (config / "ember" / "credentials", home / "admin.key"):
+        try:
+            line = path.read_text().strip().splitlines()
+        except OSError:
+            continue
+        if line and line[0].strip():
+            return line[0].strip()
+    return None
+
+
+def _with_key(headers: Mapping[str, str] | None, key: str | None) -> Mapping[str, str] | None:
+    if key is None or (headers and any(k.lower() == "authorization" for k in headers)):
+        return headers
+    return {**(headers or {}), "Authorization": f"Bearer {key}"}
 
 
 def _base_url(explicit: str | None, http_base: httpx.URL | None = None) -> str:
@@ -352,6 +379,10 @@ class _Routes:
     get_stats = _Route(calls.get_stats)
     list_invocations = _Route(calls.list_invocations)
     health = _Route(calls.health)
+    create_key = _Route(keys.create_key)
+    list_keys = _Route(keys.list_keys)
+    revoke_key = _Route(keys.revoke_key)
+    get_audit = _Route(keys.get_audit)
 
 
 class Client(_Routes):
@@ -364,6 +395,9 @@ class Client(_Routes):
         http: an httpx.Client to use instead of making one (a FastAPI ``TestClient``
             works); its base URL is used when ``base_url`` is None. It is not closed by
             ``close()``.
+        api_key: the key sent as ``Authorization: Bearer``; when None, found as
+            :func:`find_api_key` says (``EMBER_API_KEY``, a credentials file, the server's
+            ``admin.key``).
     """
 
     def __init__(
@@ -373,12 +407,14 @@ class Client(_Routes):
         timeout: float = 60,
         transport: httpx.BaseTransport | None = None,
         http: httpx.Client | None = None,
+        api_key: str | None = None,
     ) -> None:
         if http is not None and transport is not None:
             raise ValueError("give either transport or http, not both")
         self.base_url = _base_url(base_url, http.base_url if http is not None else None)
         self._owned = http is None
         self._http = http or httpx.Client(timeout=timeout, transport=transport)
+        self._key = find_api_key(api_key)
 
     def _send(self, call: Call[T]) -> T:
         try:
@@ -388,7 +424,7 @@ class Client(_Routes):
                 params=call.params,
                 json=call.json,
                 content=call.content,
-                headers=call.headers,
+                headers=_with_key(call.headers, self._key),
                 timeout=_timeout(call, self._http.timeout),
             )
         except httpx.TransportError as exc:
@@ -447,6 +483,7 @@ class AsyncClient(_Routes):
         timeout: seconds to wait for an answer.
         transport: an httpx async transport (``httpx.ASGITransport(app=...)`` in tests).
         http: an httpx.AsyncClient to use instead of making one; not closed by ``aclose()``.
+        api_key: as for :class:`Client`.
 
     Code given as a directory is zipped in the calling thread, before the request is sent.
     """
@@ -458,12 +495,14 @@ class AsyncClient(_Routes):
         timeout: float = 60,
         transport: httpx.AsyncBaseTransport | None = None,
         http: httpx.AsyncClient | None = None,
+        api_key: str | None = None,
     ) -> None:
         if http is not None and transport is not None:
             raise ValueError("give either transport or http, not both")
         self.base_url = _base_url(base_url, http.base_url if http is not None else None)
         self._owned = http is None
         self._http = http or httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._key = find_api_key(api_key)
 
     async def _send(self, call: Call[T]) -> T:
         try:
@@ -473,7 +512,7 @@ class AsyncClient(_Routes):
                 params=call.params,
                 json=call.json,
                 content=call.content,
-                headers=call.headers,
+                headers=_with_key(call.headers, self._key),
                 timeout=_timeout(call, self._http.timeout),
             )
         except httpx.TransportError as exc:

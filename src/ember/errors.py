@@ -10,8 +10,8 @@ code, the CLI prints code and message.
     │   ├── InvalidSpec             400  a field of a spec or request is wrong
     │   ├── InvalidCode             400  the code archive is unsafe or unreadable
     │   └── InvalidPayload          400  an invocation payload cannot be read
-    ├── Unauthorized                401  a trigger's API key is missing or wrong
-    ├── Forbidden                   403  refused: a cross-site request from a browser
+    ├── Unauthorized                401  an API key (or a trigger's key) is missing or wrong
+    ├── Forbidden                   403  the key may not do this; a cross-site browser request
     ├── NotFound                    404
     │   ├── FunctionNotFound
     │   ├── VersionNotFound
@@ -22,6 +22,7 @@ code, the CLI prints code and message.
     │   ├── LayerNotFound           a layer, or one version of it
     │   ├── BuildNotFound           a dependency build
     │   ├── WorkflowNotFound        a workflow, or one revision of it
+    │   ├── KeyNotFound             an API key
     │   ├── ExecutionNotFound       a workflow execution
     │   └── SecretNotFound          a secret of functions
     ├── Conflict                    409  the resource exists or is held by another
@@ -134,6 +135,10 @@ class BuildNotFound(NotFound):
 
 class WorkflowNotFound(NotFound):
     code = "WorkflowNotFound"
+
+
+class KeyNotFound(NotFound):
+    code = "KeyNotFound"
 
 
 class ExecutionNotFound(NotFound):

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     cors_origins: str = Field(
         default="", description="origins whose pages may call the API (CORS), comma-separated",
     )
+    admin_key: SecretStr | None = Field(
+        default=None, description="the admin API key; when unset, the first start makes one "
+                                  "and writes it to <home>/admin.key")
+    audit_retention_s: float = Field(
+        default=90 * 24 * 3600, gt=0, description="how long the audit of changes is kept")
     tls_cert: Path | None = Field(default=None, description="TLS certificate (PEM) to serve")
     tls_key: Path | None = Field(default=None, description="TLS private key (PEM)")
     database_url: str | None = Field(

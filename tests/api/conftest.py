@@ -10,12 +10,12 @@ from fastapi.testclient import TestClient
 from ember.api import create_app
 from ember.bootstrap import build
 from ember.settings import Settings
-from tests.conftest import HELLO, make_zip
+from tests.conftest import AUTH, HELLO, make_zip
 
 
 @pytest.fixture
 def api(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(build(settings))) as client:
+    with TestClient(create_app(build(settings)), headers=AUTH) as client:
         yield client
 
 

@@ -14,6 +14,7 @@ from ember.api import create_app
 from ember.bootstrap import Services, build
 from ember.settings import Settings
 from tests.api.conftest import error_of
+from tests.conftest import AUTH
 
 SECRET = "password=hunter2 in /srv/secret/path"
 
@@ -38,7 +39,7 @@ def raising(services: Services) -> Iterator[TestClient]:
 
     services.router.invoke = fail  # type: ignore[method-assign]
     services.router.invoke_http = fail  # type: ignore[method-assign]
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, headers=AUTH) as client:
         yield client
 
 

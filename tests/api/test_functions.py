@@ -8,6 +8,7 @@ from ember.api import create_app
 from ember.bootstrap import build
 from ember.settings import Settings
 from tests.api.conftest import code, create, error_of
+from tests.conftest import AUTH
 
 
 def test_create_get_and_defaults(api: TestClient) -> None:
@@ -94,7 +95,7 @@ def test_upload_over_limit_is_refused_before_reading(api: TestClient) -> None:
 
 def test_zip_over_limit_in_base64_body_refused(settings: Settings) -> None:
     small = settings.model_copy(update={"max_code_mb": 0.01})
-    with TestClient(create_app(build(small))) as api:
+    with TestClient(create_app(build(small)), headers=AUTH) as api:
         payload = {"main.py": "x = 1\n", "blob.bin": __import__("os").urandom(20_000)}
         answer = api.post("/functions", json={"name": "big", "code": code(payload)})
         assert answer.status_code == 413
@@ -267,11 +268,11 @@ def test_openapi_lists_every_route(api: TestClient) -> None:
 
 
 def test_restart_keeps_everything(settings: Settings) -> None:
-    with TestClient(create_app(build(settings))) as api:
+    with TestClient(create_app(build(settings)), headers=AUTH) as api:
         create(api, "keep", memory_mb=1024)
         api.post("/functions/keep/versions", json={"description": "v1"})
         api.put("/functions/keep/aliases/live", json={"version": 1})
-    with TestClient(create_app(build(settings))) as api:
+    with TestClient(create_app(build(settings)), headers=AUTH) as api:
         assert api.get("/functions/keep").json()["config"]["memory_mb"] == 1024
         assert api.get("/functions/keep/versions/1").json()["description"] == "v1"
         assert api.get("/functions/keep/aliases/live").json()["version"] == 1

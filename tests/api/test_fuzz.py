@@ -22,6 +22,7 @@ from schemathesis.core.failures import FailureGroup
 from ember.api import create_app
 from ember.bootstrap import build
 from ember.settings import Settings
+from tests.conftest import AUTH
 
 CONFIG = SchemathesisConfig.from_dict({
     "seed": 20261127,
@@ -55,7 +56,8 @@ SEMANTIC_FIELD_PREFIXES = ("source.", "config.secrets")
 
 @pytest.fixture
 def fuzz_client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(build(settings)), raise_server_exceptions=False) as client:
+    with TestClient(create_app(build(settings)), raise_server_exceptions=False,
+                    headers=AUTH) as client:
         yield client
 
 

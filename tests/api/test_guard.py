@@ -12,6 +12,7 @@ import pytest
 from ember.api.guard import host_name
 from ember.cli.server import exposure_warnings
 from ember.settings import Settings
+from tests.conftest import AUTH
 from tests.inprocess import running
 
 
@@ -27,7 +28,7 @@ def run(settings: Settings, scenario: object) -> None:
 
 def client(app: object, host: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
-                             base_url=f"http://{host}")
+                             base_url=f"http://{host}", headers=AUTH)
 
 
 @pytest.mark.parametrize("value,name", [

@@ -14,6 +14,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from ember.cli.app import app
+from tests import apicalls as api
+from tests.conftest import ADMIN_KEY
 from tests.waiting import wait_until
 
 HANDLER = """
@@ -49,6 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env["EMBER_DATABASE_URL"] = os.environ["EMBER_DATABASE_URL"]
     # Async retries after a few hundredths of a second, so that tests of failing async
     # invocations (tests/cli/test_tasks.py) take well under a second each.
+    env["EMBER_ADMIN_KEY"] = ADMIN_KEY  # the key the CLI sends (EMBER_API_KEY)
     env["EMBER_ASYNC_RETRY_DELAY_S"] = "0.05"
     env["EMBER_ASYNC_SYSTEM_DELAY_S"] = "0.05"
     process = subprocess.Popen(
@@ -64,7 +67,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 + (home / "server.log").read_text()
             )
         try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            return api.get(f"{url}/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
             return False
 

@@ -27,6 +27,7 @@ from ember.cli.common import (
 )
 from ember.cli.invoke import read_data
 from ember.client import Client
+from tests.conftest import AUTH
 
 
 def test_assignments_are_yaml_scalars() -> None:
@@ -141,7 +142,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     holder: dict[str, Any] = {}
 
     def connect(url: str | None) -> Client:
-        http = TestClient(holder["app"], base_url="http://fake")
+        http = TestClient(holder["app"], base_url="http://fake", headers=AUTH)
         holder.setdefault("http", []).append(http)
         return Client(http=http)
 

@@ -8,9 +8,9 @@ import re
 import shlex
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests import apicalls as api
 from tests.cli.conftest import Cli
 
 ROOT = Path(__file__).parents[2]
@@ -42,12 +42,12 @@ def test_the_use_it_steps_work_in_order(cli: Cli, monkeypatch: pytest.MonkeyPatc
     # The Triggers section: an HTTP trigger on hello:live, called with a JSON body.
     cli.ok("trigger", "create", "hello-web", "-f", "hello", "-q", "live", "--http", "/hello")
     try:
-        posted = httpx.post(f"{cli.url}/http/hello", content=b'{"name": "Ada"}', timeout=30)
+        posted = api.post(f"{cli.url}/http/hello", content=b'{"name": "Ada"}', timeout=30)
         assert posted.status_code == 200, posted.text
         assert posted.json()["message"] in {"Bonjour, Ada!", "Hello, Ada!"}
-        queried = httpx.get(f"{cli.url}/http/hello", params={"name": "Grace"}, timeout=30)
+        queried = api.get(f"{cli.url}/http/hello", params={"name": "Grace"}, timeout=30)
         assert queried.json()["message"] in {"Bonjour, Grace!", "Hello, Grace!"}
-        nobody = httpx.post(f"{cli.url}/http/hello", content=b"not json", timeout=30)
+        nobody = api.post(f"{cli.url}/http/hello", content=b"not json", timeout=30)
         assert nobody.json()["message"] in {"Bonjour, world!", "Hello, world!"}
     finally:
         cli.ok("trigger", "delete", "hello-web", "--yes")

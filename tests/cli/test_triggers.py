@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from tests import apicalls as api
 from tests.cli.conftest import Cli, project
 
 
@@ -19,7 +18,7 @@ def test_http_trigger_made_by_the_cli(cli: Cli, tmp_path: Path) -> None:
     assert "created trigger cliweb: http /cliweb → trigweb:latest" in created.stdout
     assert f"{cli.url}/http/cliweb" in created.stdout  # the panel shows where it answers
 
-    answer = httpx.post(f"{cli.url}/http/cliweb/orders", json={"qty": 2}, timeout=30)
+    answer = api.post(f"{cli.url}/http/cliweb/orders", json={"qty": 2}, timeout=30)
     assert answer.status_code == 200, answer.text
     event = answer.json()["echo"]
     assert event["type"] == "dev.ember.http.request"
@@ -41,14 +40,14 @@ def test_http_trigger_made_by_the_cli(cli: Cli, tmp_path: Path) -> None:
     assert [t["name"] for t in listed["triggers"]] == ["cliweb"]
 
     assert "trigger cliweb is paused" in cli.ok("trigger", "pause", "cliweb").stdout
-    assert httpx.get(f"{cli.url}/http/cliweb", timeout=30).status_code == 503
+    assert api.get(f"{cli.url}/http/cliweb", timeout=30).status_code == 503
     assert "is enabled" in cli.ok("trigger", "resume", "cliweb").stdout
-    assert httpx.get(f"{cli.url}/http/cliweb", timeout=30).status_code == 200
+    assert api.get(f"{cli.url}/http/cliweb", timeout=30).status_code == 200
     disabled = json.loads(cli.ok("trigger", "disable", "cliweb", "--json").stdout)
     assert disabled["state"] == "disabled" and disabled["status"]["connected"] is False
-    assert httpx.get(f"{cli.url}/http/cliweb", timeout=30).status_code == 404
+    assert api.get(f"{cli.url}/http/cliweb", timeout=30).status_code == 404
     cli.ok("trigger", "enable", "cliweb")
-    assert httpx.get(f"{cli.url}/http/cliweb", timeout=30).status_code == 200
+    assert api.get(f"{cli.url}/http/cliweb", timeout=30).status_code == 200
 
     cli.ok("version", "publish", "trigweb")
     updated = cli.ok("trigger", "update", "cliweb", "-q", "1", "-d", "the shop",
@@ -56,7 +55,7 @@ def test_http_trigger_made_by_the_cli(cli: Cli, tmp_path: Path) -> None:
     body = json.loads(updated.stdout)
     assert body["qualifier"] == "1" and body["description"] == "the shop"
     assert body["source"]["path"] == "/cliweb2" and body["source"]["methods"] == ["PUT"]
-    put = httpx.put(f"{cli.url}/http/cliweb2", timeout=30)
+    put = api.put(f"{cli.url}/http/cliweb2", timeout=30)
     assert put.status_code == 200 and put.headers["x-ember-version"] == "1"
 
     refused = cli.fails("trigger", "delete", "cliweb")
@@ -69,7 +68,7 @@ def test_http_trigger_made_by_the_cli(cli: Cli, tmp_path: Path) -> None:
 def test_a_trigger_to_the_event_bus_made_by_the_cli(cli: Cli) -> None:
     created = cli.ok("trigger", "create", "clibus", "--events", "--http", "clibus")
     assert "created trigger clibus: http /clibus → events" in created.stdout
-    answer = httpx.post(f"{cli.url}/http/clibus", json={"n": 1}, timeout=30)
+    answer = api.post(f"{cli.url}/http/clibus", json={"n": 1}, timeout=30)
     assert answer.status_code == 202, answer.text
     assert answer.json()["retained"] is True
     table = cli.ok("trigger", "list").stdout
@@ -90,15 +89,15 @@ def test_a_trigger_that_starts_a_workflow_made_by_the_cli(cli: Cli) -> None:
                              "version": "1.0.0"},
                 "do": [{"keep": {"set": {"data": "${ .data.body }"}}}]}
 
-    deployed = httpx.put(f"{cli.url}/workflows/cliflow", json=document("cliflow"), timeout=30)
+    deployed = api.put(f"{cli.url}/workflows/cliflow", json=document("cliflow"), timeout=30)
     assert deployed.status_code == 201, deployed.text
     created = cli.ok("trigger", "create", "cliflow", "--workflow", "cliflow",
                      "--source", '{"kind": "http", "path": "/cliflow"}')
     assert "created trigger cliflow: http /cliflow → workflow:cliflow" in created.stdout
-    answer = httpx.post(f"{cli.url}/http/cliflow", content=b"hello", timeout=30)
+    answer = api.post(f"{cli.url}/http/cliflow", content=b"hello", timeout=30)
     assert answer.status_code == 202, answer.text
     execution = answer.json()["execution"]
-    done = httpx.get(f"{cli.url}/executions/{execution}", params={"wait_s": 60}, timeout=90)
+    done = api.get(f"{cli.url}/executions/{execution}", params={"wait_s": 60}, timeout=90)
     assert done.json()["output"] == {"data": "hello"}, done.text
     row = next(line for line in cli.ok("trigger", "list").stdout.splitlines()
                if line.startswith("cliflow"))
@@ -108,7 +107,7 @@ def test_a_trigger_that_starts_a_workflow_made_by_the_cli(cli: Cli) -> None:
     assert "--workflow goes without --function" in both.stderr
     refused = cli.fails("workflow", "delete", "cliflow")
     assert "cliflow" in refused.stderr + refused.stdout
-    deployed = httpx.put(f"{cli.url}/workflows/cliflow2", json=document("cliflow2"),
+    deployed = api.put(f"{cli.url}/workflows/cliflow2", json=document("cliflow2"),
                          timeout=30)
     assert deployed.status_code == 201, deployed.text
     moved = cli.ok("trigger", "update", "cliflow", "--workflow", "cliflow2").stdout
@@ -188,7 +187,7 @@ def test_deploy_creates_and_updates_declared_triggers(cli: Cli, tmp_path: Path) 
     first = cli.ok("deploy", src, "--alias", "live").stdout
     assert "created trigger trigdep-web: http /trigdep → trigdep:live" in first
     assert "created trigger trigdep-tick: timer cron(0 0 1 1 *) → trigdep:latest" in first
-    answer = httpx.get(f"{cli.url}/http/trigdep", timeout=30)
+    answer = api.get(f"{cli.url}/http/trigdep", timeout=30)
     assert answer.status_code == 200 and answer.headers["x-ember-version"] == "1"
 
     again = cli.ok("deploy", src).stdout
@@ -201,8 +200,8 @@ def test_deploy_creates_and_updates_declared_triggers(cli: Cli, tmp_path: Path) 
     second = cli.ok("deploy", src)
     assert "updated trigger trigdep-web: qualifier, source.path" in second.stdout
     assert "trigger trigdep-extra is not in" in second.stderr and "kept" in second.stderr
-    assert httpx.get(f"{cli.url}/http/trigdep2", timeout=30).status_code == 200
-    assert httpx.get(f"{cli.url}/http/trigdep", timeout=30).status_code == 404
+    assert api.get(f"{cli.url}/http/trigdep2", timeout=30).status_code == 200
+    assert api.get(f"{cli.url}/http/trigdep", timeout=30).status_code == 404
 
     keyed = changed.replace("path: /trigdep2}", "path: /trigdep2, auth: api_key, "
                             "api_key: 0123456789abcdef}")

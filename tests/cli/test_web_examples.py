@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import apicalls as api
 from tests.cli.conftest import Cli
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -57,7 +58,7 @@ def test_the_fastapi_example(cli: Cli) -> None:
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_the_node_example(cli: Cli) -> None:
     cli.ok("deploy", EXAMPLES / "node-server")
-    answer = httpx.get(f"{cli.url}/http/node/hello", params={"name": "Ada"}, timeout=30)
+    answer = api.get(f"{cli.url}/http/node/hello", params={"name": "Ada"}, timeout=30)
     assert answer.status_code == 200, answer.text
     assert answer.json()["message"] == "Hello from Node, Ada!"
     invoked = cli.ok("invoke", "node-hello", "--data", '{"n": 2}', "--json")

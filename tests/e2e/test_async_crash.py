@@ -19,7 +19,8 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import make_zip
+from tests import apicalls as api
+from tests.conftest import AUTH, make_zip
 from tests.e2e.test_server_process import EMBER, _free_port
 from tests.queue.conftest import REDIS_URL, _drop_redis_keys
 from tests.waiting import wait_until
@@ -63,7 +64,7 @@ def _start(home: Path, port: int, log: Path, queue_env: dict[str, str] | None = 
     def healthy() -> bool:
         assert proc.poll() is None, log.read_text()
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+            return api.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -103,7 +104,8 @@ def _leased(home: Path, queue_env: dict[str, str]) -> set[str]:
 
 async def _submit_all(url: str) -> list[str]:
     limits = httpx.Limits(max_connections=32)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60,
+                                 headers=AUTH) as client:
         semaphore = asyncio.Semaphore(32)
 
         async def one(i: int) -> str:
@@ -125,7 +127,7 @@ def _statuses(url: str) -> Counter[str]:
         params: dict[str, str | int] = {"limit": 1000}
         if cursor:
             params["cursor"] = cursor
-        page = httpx.get(f"{url}/functions/recorder/tasks", params=params).json()
+        page = api.get(f"{url}/functions/recorder/tasks", params=params).json()
         statuses.update(t["status"] for t in page["tasks"])
         cursor = page["next_cursor"]
         if not cursor:
@@ -142,16 +144,16 @@ def test_sigkill_mid_run_loses_no_event(home: Path, tmp_path: Path,
     proc = _start(home, port, log, queue_env)
     try:
         code = {"zip": base64.b64encode(make_zip({"main.py": RECORDER})).decode()}
-        created = httpx.post(f"{url}/functions", json={
+        created = api.post(f"{url}/functions", json={
             "name": "recorder", "code": code,
             "config": {"environment": {"OUT": str(out)}, "max_instances": 8},
         })
         assert created.status_code == 201, created.text
         # Queue the whole backlog first, then let it run and kill the server in the middle.
-        httpx.post(f"{url}/functions/recorder/pause").raise_for_status()
+        api.post(f"{url}/functions/recorder/pause").raise_for_status()
         ids = asyncio.run(_submit_all(url))
         assert len(set(ids)) == EVENTS
-        httpx.post(f"{url}/functions/recorder/resume").raise_for_status()
+        api.post(f"{url}/functions/recorder/resume").raise_for_status()
         # Kill it while the backlog is being worked through.
         wait_until(lambda: len(_lines(out)) >= EVENTS // 4, timeout=120,
                    message="a quarter of the backlog ran")
@@ -183,7 +185,7 @@ def test_sigkill_mid_run_loses_no_event(home: Path, tmp_path: Path,
             attempts.setdefault(request_id, []).append(attempt)
         for request_id in cut_short:
             assert max(attempts[request_id]) >= 2, (request_id, attempts[request_id])
-            task = httpx.get(f"{url}/tasks/{request_id}").json()
+            task = api.get(f"{url}/tasks/{request_id}").json()
             assert task["attempts"] >= 2, task
             assert task["history"][0]["outcome"] == "interrupted", task
             assert task["history"][-1] == task["history"][-1] | {

@@ -11,10 +11,10 @@ import signal
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from tests import apicalls as api
 from tests.conftest import make_zip
 from tests.e2e.test_async_crash import _start
 from tests.e2e.test_server_process import _free_port
@@ -81,11 +81,11 @@ def test_ordered_streams_survive_sigkill(home: Path, tmp_path: Path) -> None:
     proc = _start(home, port, log)
     try:
         code = {"zip": base64.b64encode(make_zip({"main.py": SINK})).decode()}
-        httpx.post(f"{url}/functions", json={
+        api.post(f"{url}/functions", json={
             "name": "sink", "code": code, "config": {"environment": {
                 "OUT": str(out), "GATE": str(gate), "HOLD_AFTER": str(RECORDS // 3)}},
         }).raise_for_status()
-        httpx.post(f"{url}/triggers", json={
+        api.post(f"{url}/triggers", json={
             "name": "ordered", "function": "sink",
             "source": {"kind": "redis_stream", "url": REDIS_URL, "streams": names,
                        "batch_size": 10, "batch_window_ms": 20},

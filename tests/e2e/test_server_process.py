@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import make_zip
+from tests import apicalls as api
+from tests.conftest import AUTH, make_zip
 
 EMBER = str(Path(sys.executable).parent / "ember")
 
@@ -65,7 +66,7 @@ def _serve(home: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
+            if api.get(f"{url}/healthz").status_code == 200:
                 break
         except httpx.HTTPError:
             time.sleep(0.05)
@@ -89,7 +90,7 @@ def server(home: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
 def _create(url: str, name: str) -> None:
     source = "import os\n\ndef handler(event, context):\n    return os.getpid()\n"
     code = {"zip": base64.b64encode(make_zip({"main.py": source})).decode()}
-    created = httpx.post(f"{url}/functions", json={"name": name, "code": code})
+    created = api.post(f"{url}/functions", json={"name": name, "code": code})
     assert created.status_code == 201, created.text
 
 
@@ -99,10 +100,10 @@ def test_sigkill_of_the_server_leaves_no_instance(
     proc, url = server
     source = "import os\n\ndef handler(event, context):\n    return os.getpid()\n"
     code = {"zip": base64.b64encode(make_zip({"main.py": source})).decode()}
-    created = httpx.post(f"{url}/functions", json={"name": "pid", "code": code})
+    created = api.post(f"{url}/functions", json={"name": "pid", "code": code})
     assert created.status_code == 201, created.text
     pids = set()
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers=AUTH) as client:
         # Concurrent calls force several instances.
         import concurrent.futures
 
@@ -126,8 +127,8 @@ def test_sigterm_stops_cleanly(server: tuple[subprocess.Popen[bytes], str]) -> N
     proc, url = server
     source = "def handler(event, context):\n    return 'ok'\n"
     code = {"zip": base64.b64encode(make_zip({"main.py": source})).decode()}
-    httpx.post(f"{url}/functions", json={"name": "ok", "code": code}).raise_for_status()
-    assert httpx.post(f"{url}/functions/ok/invoke", json={}).text == "ok"
+    api.post(f"{url}/functions", json={"name": "ok", "code": code}).raise_for_status()
+    assert api.post(f"{url}/functions/ok/invoke", json={}).text == "ok"
     helpers = _children(proc.pid)
     proc.terminate()
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
@@ -152,12 +153,12 @@ def test_a_second_server_on_the_same_home_is_refused(
     assert "another Ember server" in second.stderr, second.stderr
     assert f"pid {proc.pid}" in second.stderr, second.stderr
     assert "--home" in second.stderr
-    assert httpx.get(f"{url}/healthz").status_code == 200
+    assert api.get(f"{url}/healthz").status_code == 200
     # Two cold starts: the first may take the spare prepared before; the second needs a
     # new instance to connect to the first server's socket.
     for name in ("one", "two"):
         _create(url, name)
-        answer = httpx.post(f"{url}/functions/{name}/invoke", json={}, timeout=30)
+        answer = api.post(f"{url}/functions/{name}/invoke", json={}, timeout=30)
         assert answer.status_code == 200, answer.text
 
 
@@ -166,9 +167,9 @@ def test_healthz_fails_when_instances_cannot_connect() -> None:
     home = Path(tempfile.mkdtemp(prefix="ember-"))
     try:
         with _serve(home) as (_, url):
-            assert httpx.get(f"{url}/healthz").status_code == 200
+            assert api.get(f"{url}/healthz").status_code == 200
             (home / "run" / "instances.sock").unlink()
-            answer = httpx.get(f"{url}/healthz")
+            answer = api.get(f"{url}/healthz")
             assert answer.status_code == 503, answer.text
             error = answer.json()["error"]
             assert error["code"] == "ServiceUnavailable"
@@ -184,5 +185,5 @@ def test_the_home_lock_dies_with_a_killed_server(home: Path) -> None:
     # The kernel dropped the lock with the process: a new server starts on the same home.
     with _serve(home) as (second, url):
         assert second.poll() is None
-        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert api.get(f"{url}/healthz").status_code == 200
         assert (home / "server.lock").read_text() == str(second.pid)

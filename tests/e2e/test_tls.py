@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import apicalls as api
 from tests.e2e.test_server_process import EMBER, _free_port
 from tests.waiting import wait_until
 
@@ -44,14 +45,14 @@ def test_tls_serves_https(home: Path, tmp_path: Path) -> None:
         def up() -> bool:
             assert proc.poll() is None, log.read_text()
             try:
-                return httpx.get(f"https://127.0.0.1:{port}/healthz",
+                return api.get(f"https://127.0.0.1:{port}/healthz",
                                  verify=trusted).status_code == 200
             except httpx.HTTPError:
                 return False
 
         wait_until(up, timeout=60, interval=0.05, message="HTTPS answers")
         with pytest.raises(httpx.HTTPError):
-            httpx.get(f"http://127.0.0.1:{port}/healthz")  # plain HTTP is not served
+            api.get(f"http://127.0.0.1:{port}/healthz")  # plain HTTP is not served
     finally:
         proc.terminate()
         proc.wait(timeout=30)

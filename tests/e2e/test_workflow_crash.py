@@ -12,8 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from tests import apicalls as api
 from tests.conftest import make_zip
 from tests.e2e.test_async_crash import _start, queue_env  # noqa: F401 - a fixture
 from tests.e2e.test_server_process import _free_port
@@ -122,7 +121,7 @@ def _runs(out: Path) -> list[tuple[str, int, str]]:
 
 
 def _status(url: str, execution_id: str) -> dict[str, Any]:
-    answer = httpx.get(f"{url}/executions/{execution_id}", params={"history": "false"})
+    answer = api.get(f"{url}/executions/{execution_id}", params={"history": "false"})
     answer.raise_for_status()
     return dict(answer.json())
 
@@ -138,17 +137,17 @@ def test_executions_survive_sigkill_at_every_kind_of_point(
     proc = _start(home, port, log, queue_env)
     try:
         code = {"zip": base64.b64encode(make_zip({"main.py": STEP})).decode()}
-        created = httpx.post(f"{url}/functions", json={
+        created = api.post(f"{url}/functions", json={
             "name": "step", "code": code,
             "config": {"environment": {"OUT": str(out), "GATE": str(gate)},
                        "max_instances": 16, "timeout_s": 300},
         })
         assert created.status_code == 201, created.text
         for name, document in WORKFLOWS.items():
-            httpx.put(f"{url}/workflows/{name}", json=document).raise_for_status()
+            api.put(f"{url}/workflows/{name}", json=document).raise_for_status()
         for name, inputs in INPUTS.items():
             for input in inputs:
-                answer = httpx.post(f"{url}/workflows/{name}/executions", json={"input": input})
+                answer = api.post(f"{url}/workflows/{name}/executions", json={"input": input})
                 assert answer.status_code == 201, answer.text
                 started.append((name, answer.json()["id"], input))
         # Held: 3 sequences, 3 fork branches and the map's 4 running items.
@@ -177,10 +176,10 @@ def test_executions_survive_sigkill_at_every_kind_of_point(
                 event = {"specversion": "1.0", "source": "tests",
                          "type": "com.crash.go" if name == "listening" else "com.crash.bulk",
                          "data": {"key": input["n"] + 1 if name == "listening" else 7}}
-                httpx.post(f"{url}/events", json=event).raise_for_status()
+                api.post(f"{url}/events", json=event).raise_for_status()
         results = {}
         for name, execution_id, input in started:
-            answer = httpx.get(f"{url}/executions/{execution_id}", params={"wait_s": 120},
+            answer = api.get(f"{url}/executions/{execution_id}", params={"wait_s": 120},
                                timeout=150)
             answer.raise_for_status()
             results[execution_id] = answer.json()

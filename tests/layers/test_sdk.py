@@ -14,7 +14,7 @@ from ember.bootstrap import build
 from ember.client import AsyncClient, Client
 from ember.errors import Conflict, InvalidSpec, LayerNotFound
 from ember.settings import Settings
-from tests.conftest import make_zip
+from tests.conftest import AUTH, make_zip
 
 USES = "import greetings\n\ndef handler(event, context):\n    return {'word': greetings.greet()}\n"
 
@@ -27,7 +27,7 @@ def layer_dir(root: Path, text: str) -> Path:
 
 def test_sync_client_round_trip(settings: Settings, tmp_path: Path) -> None:
     app = create_app(build(settings))
-    with TestClient(app, base_url="http://ember") as http, Client(http=http) as ember:
+    with TestClient(app, base_url="http://ember", headers=AUTH) as http, Client(http=http) as ember:
         first = ember.publish_layer("greet", layer_dir(tmp_path / "v1", "one"), "first")
         assert (first.layer, first.version, first.created) == ("greet", 1, True)
         again = ember.publish_layer("greet", layer_dir(tmp_path / "again", "one"))

@@ -13,6 +13,7 @@ from ember.api import create_app
 from ember.bootstrap import build
 from ember.client import Client
 from ember.settings import Settings
+from tests.conftest import AUTH
 
 ECHO = """
 import os
@@ -48,5 +49,5 @@ def app(settings: Settings) -> FastAPI:
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[Client]:
     """The sync SDK over the real app, in process (TestClient runs its lifespan)."""
-    with TestClient(app, base_url="http://ember") as http, Client(http=http) as sdk:
+    with TestClient(app, base_url="http://ember", headers=AUTH) as http, Client(http=http) as sdk:
         yield sdk

@@ -31,7 +31,7 @@ from ember.errors import (
     TaskNotFound,
 )
 from ember.settings import Settings
-from tests.conftest import make_zip
+from tests.conftest import AUTH, make_zip
 from tests.waiting import DEADLINE_S, wait_until
 
 ECHO = "def handler(event, context):\n    return event\n"
@@ -54,7 +54,7 @@ def settings(home: Path) -> Settings:
 def client(app: FastAPI) -> Iterator[Client]:
     """The sync SDK over the app in process, with a timeout longer than any long poll here,
     so that it sends none of its own (TestClient warns about per-request timeouts)."""
-    with TestClient(app, base_url="http://ember") as http, Client(http=http) as sdk:
+    with TestClient(app, base_url="http://ember", headers=AUTH) as http, Client(http=http) as sdk:
         http.timeout = httpx.Timeout(120)
         yield sdk
 

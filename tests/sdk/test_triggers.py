@@ -21,7 +21,7 @@ from ember.errors import (
     WorkflowNotFound,
 )
 from ember.sdk.triggers import REDACTED, source_spec
-from tests.conftest import make_zip
+from tests.conftest import AUTH, make_zip
 
 WEB = """
 def handler(event, context):
@@ -35,7 +35,7 @@ def handler(event, context):
 @pytest.fixture
 def served(app: FastAPI) -> Iterator[tuple[Client, TestClient]]:
     """The SDK and the raw HTTP client it sends through, over the real app."""
-    with TestClient(app, base_url="http://ember") as http, Client(http=http) as sdk:
+    with TestClient(app, base_url="http://ember", headers=AUTH) as http, Client(http=http) as sdk:
         yield sdk, http
 
 

@@ -25,7 +25,7 @@ from ember.errors import (
     WorkflowNotFound,
 )
 from ember.sdk.workflows import document_type, send_event
-from tests.conftest import make_zip
+from tests.conftest import AUTH, make_zip
 from tests.sdk.conftest import ECHO
 
 
@@ -33,7 +33,7 @@ from tests.sdk.conftest import ECHO
 def client(app: FastAPI) -> Iterator[Client]:
     """The sync SDK over the app in process, with a timeout longer than any long poll here,
     so that it sends none of its own (TestClient warns about per-request timeouts)."""
-    with TestClient(app, base_url="http://ember") as http, Client(http=http) as sdk:
+    with TestClient(app, base_url="http://ember", headers=AUTH) as http, Client(http=http) as sdk:
         http.timeout = httpx.Timeout(120)
         yield sdk
 

@@ -19,7 +19,7 @@ from ember.cli.app import app as cli_app
 from ember.client import AsyncClient, Client
 from ember.errors import Conflict, InvalidSpec, SecretNotFound
 from ember.settings import Settings
-from tests.conftest import make_zip
+from tests.conftest import AUTH, make_zip
 
 USES = "import os\n\ndef handler(event, context):\n    return {'token': os.environ['CLI_TOKEN']}\n"
 
@@ -27,7 +27,7 @@ USES = "import os\n\ndef handler(event, context):\n    return {'token': os.envir
 @pytest.fixture
 def http(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     """The CLI's client talks to a real app (with its lifespan) in this process."""
-    with TestClient(create_app(build(settings)), base_url="http://ember") as client:
+    with TestClient(create_app(build(settings)), base_url="http://ember", headers=AUTH) as client:
         monkeypatch.setattr(common, "connect", lambda url: Client(http=client))
         yield client
 
@@ -83,7 +83,8 @@ def test_cli_refuses_an_empty_value_or_a_missing_file(http: TestClient, tmp_path
 
 def test_sdk_round_trip(settings: Settings) -> None:
     app = create_app(build(settings))
-    with TestClient(app, base_url="http://ember") as http, Client(http=http) as client:
+    with (TestClient(app, base_url="http://ember", headers=AUTH) as http,
+          Client(http=http) as client):
         made = client.set_secret("SDK_SECRET", "sdk-value-42")
         assert made.name == "SDK_SECRET" and made.created_at == made.updated_at
         assert [s.name for s in client.list_secrets()] == ["SDK_SECRET"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from ember.model.trigger import Trigger
+from ember.model.trigger import Trigger, key_digest
 from ember.settings import Settings
 from ember.store.builds import SqlBuildStore
 from ember.store.migrate import alembic_config, upgrade
@@ -72,7 +73,7 @@ def test_upgrade_from_the_first_revision_keeps_functions(empty_url: str) -> None
         assert function.config.memory_mb == 256
         with engine.connect() as conn:
             head = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-        assert head == "0010"
+        assert head == "0011"
         assert SqlBuildStore(engine).list_for("old") == []
 
 
@@ -126,3 +127,25 @@ def test_upgrade_from_0008_keeps_triggers_and_takes_a_workflow_target(empty_url:
                              "workflow", "orders"))
         assert store.get("start").workflow == "orders"
         assert [t.name for t in store.list(workflow="orders")] == ["start"]
+
+
+def test_upgrade_to_0011_keeps_http_trigger_keys_as_digests(empty_url: str) -> None:
+    key = "an-http-trigger-key-0123456789"
+    with _old_function_at(empty_url, "0010") as engine:
+        with engine.begin() as conn:
+            old = sa.table("triggers", *(sa.column(c) for c in (
+                "name", "function", "qualifier", "kind", "state", "description",
+                "created_at", "updated_at", "target")), sa.column("source", sa.JSON))
+            conn.execute(old.insert().values(
+                name="web", function="old", qualifier="latest", kind="http",
+                source={"kind": "http", "path": "/web", "methods": ["GET"],
+                        "auth": "api_key", "api_key": key},
+                state="enabled", description="", created_at=1.0, updated_at=1.0,
+                target="function"))
+        upgrade(engine)
+        with engine.connect() as conn:
+            stored = conn.execute(sa.text("SELECT source FROM triggers")).scalar_one()
+        text = stored if isinstance(stored, str) else json.dumps(stored)
+        assert key not in text and "sha256:" in text
+        source = SqlTriggerStore(engine).get("web").source
+        assert source.api_key == key_digest(key)  # type: ignore[union-attr]

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from ember.settings import Settings
 from ember.store.schema import workflow_revisions, workflows
+from tests.conftest import AUTH
 from tests.inprocess import Ember, running
 from tests.waiting import until_true
 from tests.workflows.conftest import Run
@@ -73,7 +74,8 @@ def test_call_http_reads_a_real_endpoint_and_fails_on_an_error_status(run_wf: Ru
             assert isinstance(fetched.output["content"], dict)
             service.deploy_data("missing", doc("missing", [
                 {"nothing": {"call": "http", "with": {
-                    "method": "get", "endpoint": f"{base}/functions/ghost"}}},
+                    "method": "get", "endpoint": f"{base}/functions/ghost",
+                    "headers": AUTH}}},
             ]))
             missing, _ = await service.run("missing", None, wait_s=30)
             assert missing.status == "failed" and missing.error is not None

@@ -18,12 +18,14 @@ from ember.api import (
     functions,
     invocations,
     invoke,
+    keys,
     layers,
     secrets,
     tasks,
     triggers,
     workflows,
 )
+from ember.api.auth import Authenticate
 from ember.api.guard import RequestGuard
 from ember.api.limits import BodyLimit
 from ember.api.schemas import ErrorBody, Health
@@ -68,6 +70,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(layers.router)
     app.include_router(builds.router)
     app.include_router(workflows.router)
+    app.include_router(keys.router)
     app.include_router(secrets.router)
 
     @app.get("/healthz", response_model=Health, tags=["system"],
@@ -102,7 +105,8 @@ def create_app(services: Services) -> FastAPI:
     def front(stack: ASGIApp) -> ASGIApp:
         # The guard and the body limit apply to the fast path too.
         limited = BodyLimit(invoke.InvokeFastPath(stack, services), limit_for)
-        return RequestGuard(limited, [*allowed_hosts, *_origin_hosts(origins)])
+        authenticated = Authenticate(limited, services.keys, services.audit.record)
+        return RequestGuard(authenticated, [*allowed_hosts, *_origin_hosts(origins)])
 
     app.front = front
     return app

@@ -7,6 +7,7 @@ from typing import Annotated, cast
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel
 
+from ember.api.auth import authorize_name
 from ember.api.params import AliasName, Cursor, FunctionName
 from ember.api.schemas import (
     AliasIn,
@@ -37,6 +38,7 @@ def _service(request: Request) -> FunctionService:
 @router.post("/functions", status_code=status.HTTP_201_CREATED, response_model=FunctionOut)
 def create_function(body: FunctionCreate, request: Request) -> FunctionOut:
     """Create a function from its config and a base64 zip of its code."""
+    authorize_name(request, body.name)
     created = _service(request).create(
         body.name, body.config.to_json(), body.code.decode()
     )

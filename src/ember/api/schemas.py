@@ -6,7 +6,7 @@ import base64
 import binascii
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
@@ -23,6 +23,7 @@ from ember.model.function import (
     Version,
 )
 from ember.model.invocation import DeadLetter, Task
+from ember.model.key import ApiKey
 from ember.model.layer import Layer, LayerVersion
 from ember.model.trigger import SourceSpec
 from ember.model.workflow import Execution, StepRecord, WorkflowInfo
@@ -655,3 +656,53 @@ class EventOut(BaseModel):
     matched: EventMatches
     retained: bool = Field(description="kept for listens not reached yet (retention window)")
     duplicate: bool = Field(description="an event with this source and id came before")
+
+
+# -- API keys and the audit ------------------------------------------------------------------
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
+                      description="1 to 64 lower-case letters, digits, '.', '_', '-'")
+    role: Literal["admin", "developer", "invoker", "viewer"]
+    functions: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._*?\[\]-]{1,64}$")]] = Field(
+        default_factory=lambda: ["*"], min_length=1, max_length=100,
+        description="fnmatch patterns of the functions and workflows the key reaches")
+    expires_in_s: float | None = Field(default=None, gt=0, le=10 * 365 * 24 * 3600,
+                                       description="the key expires this late")
+
+
+class KeyOut(BaseModel):
+    name: str
+    role: str
+    functions: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyOut:
+        return cls(name=key.name, role=key.role, functions=list(key.functions),
+                   created_at=key.created_at, expires_at=key.expires_at)
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="the secret, shown this once")
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    key: str
+    action: str
+    resource: str
+    status: int
+
+
+class AuditList(BaseModel):
+    records: list[AuditOut]

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
+from ember.api.auth import authorize_name
 from ember.api.params import FunctionName, TriggerName
 from ember.api.schemas import TriggerIn, TriggerList, TriggerOut, TriggerPatch
 from ember.errors import NotFound
@@ -47,6 +48,8 @@ async def create_trigger(body: TriggerIn, request: Request) -> TriggerOut:
     to the workflow event bus, where its events start and resume workflows, or with
     ``"target": "workflow"`` to a workflow (``"workflow": NAME``), each event starting one
     execution of it."""
+    authorize_name(request, body.function)
+    authorize_name(request, getattr(body, "workflow", None))
     spec = body.model_dump(mode="json", exclude={"name"})
     created = await asyncio.to_thread(_service(request).triggers.create, body.name, spec)
     return await _settled(request, created)

@@ -11,6 +11,7 @@ from ember.cli import (
     executions,
     functions,
     invoke,
+    keys,
     layers,
     logs,
     secrets,
@@ -48,6 +49,8 @@ app.add_typer(workflows.app, name="workflow")
 app.add_typer(executions.app, name="execution")
 app.add_typer(workflows.event_app, name="event")
 app.add_typer(secrets.app, name="secret")
+app.add_typer(keys.app, name="key")
+command(app, "audit")(keys.audit)
 command(app, "deploy")(deploy.deploy)
 command(functions.app, "deploy")(deploy.deploy)
 command(app, "invoke")(invoke.invoke)

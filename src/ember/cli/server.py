@@ -56,7 +56,16 @@ def server(
         # Before anything in the home is touched: a second server on it would remove the
         # first one's instance socket.
         home_lock = lock_home(settings.home)
-        app = create_app(build(settings))
+        services = build(settings)
+        app = create_app(services)
+    if services.new_admin_key is not None:
+        # Made now, because the store held no key: shown this once.
+        out = Output(json_mode=False).err
+        out.print("[bold]Ember made its first API key (role admin)[/bold], saved to "
+                  f"{settings.home / 'admin.key'} (mode 0600); it is shown only now:")
+        out.print(services.new_admin_key, highlight=False, markup=False)
+        out.print("the CLI and the SDK on this machine read it from there; elsewhere, set "
+                  "EMBER_API_KEY, and make narrower keys with `ember key create`")
     for line in exposure_warnings(settings):
         Output(json_mode=False).err.print(f"[yellow]warning:[/yellow] {line}")
     tls: dict[str, Any] = {}

@@ -3,6 +3,7 @@ workflow event bus, and the one envelope (CloudEvents 1.0) every event reaches a
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
@@ -23,6 +24,16 @@ _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 
 class _Source(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+KEY_DIGEST = "sha256:"
+
+
+def key_digest(key: str) -> str:
+    """How an HTTP trigger's key is kept: ``sha256:<hex>`` (a digest is kept as it is)."""
+    if key.startswith(KEY_DIGEST) and len(key) == len(KEY_DIGEST) + 64:
+        return key
+    return KEY_DIGEST + hashlib.sha256(key.encode()).hexdigest()
 
 
 class HttpSource(_Source):
@@ -50,6 +61,12 @@ class HttpSource(_Source):
         if unknown or not upper:
             raise ValueError(f"methods must be some of {', '.join(sorted(_HTTP_METHODS))}")
         return upper
+
+    @field_validator("api_key")
+    @classmethod
+    def _digest(cls, value: str | None) -> str | None:
+        # Kept as a digest only: the key itself is never stored nor shown again.
+        return None if value is None else key_digest(value)
 
     @model_validator(mode="after")
     def _key(self) -> HttpSource:

@@ -250,6 +250,32 @@ secrets = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# -- API keys and the audit ------------------------------------------------------------------
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(32), nullable=False, unique=True),
+    # SHA-256 of the secret part; the secret itself is never stored.
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("functions", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("key", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(256), nullable=False),
+    sa.Column("resource", sa.String(1024), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+)
+
 sa.Index("ix_triggers_function", triggers.c.function)
 sa.Index("ix_versions_code", versions.c.code_sha256)
 sa.Index("ix_functions_code", functions.c.code_sha256)
@@ -260,3 +286,4 @@ sa.Index("ix_executions_workflow", executions.c.workflow, executions.c.created_a
 sa.Index("ix_executions_status", executions.c.status)
 sa.Index("ix_executions_key", executions.c.workflow, executions.c.idempotency_key)
 sa.Index("ix_workflow_events_received", workflow_events.c.received_at)
+sa.Index("ix_audit_log_at", audit_log.c.at)

@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from ember.errors import EmberError, MethodNotAllowed, ServiceUnavailable, Unauthorized
 from ember.ids import new_id
-from ember.model.trigger import HttpSource
+from ember.model.trigger import HttpSource, key_digest
 from ember.pool.instance import HttpRequest
 from ember.router import HttpResponse, InvocationResult, Router
 from ember.runtime.protocol import HOP_BY_HOP
@@ -67,7 +67,8 @@ def check_auth(source: HttpSource, request: Request) -> None:
     if not given and authorization.lower().startswith("bearer "):
         given = authorization[7:].strip()
     assert source.api_key is not None
-    if not given or not hmac.compare_digest(given.encode(), source.api_key.encode()):
+    if not given or not hmac.compare_digest(key_digest(given).encode(),
+                                            source.api_key.encode()):
         raise Unauthorized("this route needs an API key: send it as X-Api-Key or a Bearer token")
 
 

@@ -1,0 +1,100 @@
+"""Every API route needs a key (``Authorization: Bearer <key>``) but ``/healthz`` and the
+HTTP triggers' ``/http/...`` (which keep their own ``auth``); the key's role decides what it
+may do (``ember.auth.policy``), and every change it makes is audited."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ember.api.errors import error_response
+from ember.auth.keys import KeyService, Principal
+from ember.auth.policy import INVOKE, READ, check, check_named, need
+from ember.errors import EmberError
+
+log = logging.getLogger(__name__)
+
+Audit = Callable[[str, str, str, int], Awaitable[None]]
+_OPEN = ("/healthz",)
+
+
+def open_path(path: str) -> bool:
+    return path in _OPEN or path == "/http" or path.startswith("/http/")
+
+
+class Authenticate:
+    """Pure ASGI middleware, in front of the invoke fast path."""
+
+    def __init__(self, app: ASGIApp, keys: KeyService, audit: Audit) -> None:
+        self._app = app
+        self._keys = keys
+        self._audit = audit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or open_path(scope["path"]) or scope["method"] == "OPTIONS":
+            await self._app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        audited = need(method, path).kind not in (READ, INVOKE)
+        token = _bearer(scope)
+        principal: Principal | None = None
+        try:
+            principal = self._keys.authenticate(token)
+            check(principal, method, path)
+        except EmberError as err:
+            if audited:
+                await self._record(principal.name if principal else "(no valid key)", method,
+                                   path, err.http_status)
+            response = error_response(err)
+            if err.http_status == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="ember"'
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        if not audited:
+            await self._app(scope, receive, send)
+            return
+        status = 500
+
+        async def watching(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, watching)
+        finally:
+            await self._record(principal.name, method, path, status)
+
+    async def _record(self, key: str, method: str, path: str, status: int) -> None:
+        try:
+            await self._audit(key, method, path, status)
+        except Exception:
+            log.exception("could not audit %s %s by %s", method, path, key)
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            token = token.strip()
+            return token if scheme.lower() == "bearer" and token else None
+    return None
+
+
+def principal_of(request: Request) -> Principal | None:
+    found = request.scope.get("state", {}).get("principal")
+    return found if isinstance(found, Principal) else None
+
+
+def authorize_name(request: Request, name: str | None) -> None:
+    """For a route whose body names the function (or workflow): raise Forbidden unless the
+    caller's key reaches it."""
+    principal = principal_of(request)
+    if principal is not None and name is not None:
+        check_named(principal, name)
+

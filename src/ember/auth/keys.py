@@ -1,0 +1,141 @@
+"""Making, finding and revoking API keys, and the admin key a server starts with.
+
+Bootstrap: ``EMBER_ADMIN_KEY`` set is the admin key (it is not stored; a server started
+without it no longer accepts it). Otherwise a server whose store holds no key makes one,
+named ``admin``, writes it to ``<home>/admin.key`` (mode 0600) and prints it once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from ember.clock import Clock, utcnow
+from ember.control.validation import invalid_spec
+from ember.errors import Unauthorized
+from ember.model.key import ADMIN, ALL, ROLES, ApiKey
+from ember.store.keys import SqlKeyStore
+
+log = logging.getLogger(__name__)
+
+ADMIN_KEY_FILE = "admin.key"
+_TOKEN = re.compile(r"^ek_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_PATTERN = re.compile(r"^[A-Za-z0-9._*?\[\]-]{1,64}$")
+MAX_EXPIRY_S = 10 * 365 * 24 * 3600
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_token() -> tuple[str, str, str]:
+    """A new key: (token, key id, secret)."""
+    key_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    return f"ek_{key_id}_{secret}", key_id, secret
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's name, role and patterns."""
+
+    name: str
+    role: str
+    functions: tuple[str, ...] = ALL
+
+    def covers(self, name: str) -> bool:
+        """Whether the key's patterns take in the function or workflow ``name``."""
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.functions)
+
+    @property
+    def unlimited(self) -> bool:
+        return "*" in self.functions
+
+
+class KeyService:
+    def __init__(self, store: SqlKeyStore, clock: Clock, *, admin_key: str | None = None
+                 ) -> None:
+        self._store = store
+        self._clock = clock
+        self._env_admin = digest(admin_key) if admin_key else None
+        self._cache: dict[str, ApiKey | None] = {}
+
+    def bootstrap(self, home: Path) -> str | None:
+        """Make the first admin key when there is none (and no ``EMBER_ADMIN_KEY``):
+        written to ``<home>/admin.key`` (0600); returns it, to be printed once."""
+        if self._env_admin is not None or self._store.all():
+            return None
+        token, _ = self.create("admin", ADMIN)
+        path = home / ADMIN_KEY_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
+        os.chmod(path, 0o600)
+        return token
+
+    def create(self, name: str, role: str, functions: list[str] | None = None,
+               expires_in_s: float | None = None) -> tuple[str, ApiKey]:
+        """A new key; (its token, shown once; the key). Raises InvalidSpec naming the field,
+        Conflict when the name is taken."""
+        errors = []
+        if not _NAME.match(name):
+            errors.append({"field": "name", "message": "1 to 64 lower-case letters, digits, "
+                                                       "'.', '_' or '-'"})
+        if role not in ROLES:
+            errors.append({"field": "role", "message": f"one of {', '.join(ROLES)}"})
+        patterns = list(functions) if functions else list(ALL)
+        for i, pattern in enumerate(patterns):
+            if not _PATTERN.match(pattern):
+                errors.append({"field": f"functions[{i}]", "message": "a name or a pattern "
+                               "of letters, digits, '.', '_', '-', '*', '?', '[ ]'"})
+        if expires_in_s is not None and not 0 < expires_in_s <= MAX_EXPIRY_S:
+            errors.append({"field": "expires_in_s", "message": "1 s to 10 years"})
+        if errors:
+            raise invalid_spec(errors)
+        token, key_id, secret = new_token()
+        now = utcnow(self._clock)
+        key = ApiKey(name, role, tuple(patterns), key_id, digest(secret), now,
+                     now + timedelta(seconds=expires_in_s) if expires_in_s else None)
+        self._store.create(key)
+        self._cache.pop(key_id, None)
+        return token, key
+
+    def list(self) -> list[ApiKey]:
+        return self._store.all()
+
+    def revoke(self, name: str) -> ApiKey:
+        key = self._store.delete(name)
+        self._cache.pop(key.key_id, None)
+        return key
+
+    def authenticate(self, token: str | None) -> Principal:
+        """The caller of a request with this bearer token. Raises Unauthorized (missing,
+        unknown, revoked, expired), without saying which of the last three."""
+        if not token:
+            raise Unauthorized("this route needs an API key: send Authorization: Bearer "
+                               "<key> (the CLI and SDK read EMBER_API_KEY, or the server's "
+                               "admin.key)", {"header": "Authorization"})
+        if self._env_admin is not None and hmac.compare_digest(digest(token), self._env_admin):
+            return Principal("admin", ADMIN)
+        match = _TOKEN.match(token)
+        key = None
+        if match is not None:
+            key_id, secret = match.groups()
+            if key_id not in self._cache:
+                self._cache[key_id] = self._store.by_id(key_id)
+            key = self._cache[key_id]
+            if key is not None and not hmac.compare_digest(digest(secret), key.secret_sha256):
+                key = None
+        if key is None or key.expired(utcnow(self._clock)):
+            raise Unauthorized("the API key is not valid (unknown, revoked or expired)",
+                               {"header": "Authorization"})
+        return Principal(key.name, key.role, key.functions)

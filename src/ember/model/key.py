@@ -1,0 +1,51 @@
+"""API keys: a name, a role, the functions (and workflows) it is limited to, an expiry.
+
+A key's secret is shown once, when it is made: ``ek_<id>_<secret>``. Only the id (to find
+the key) and a SHA-256 digest of the secret are stored. The secret is 256 random bits, so a
+fast digest is as safe as a slow password hash would be (nothing to guess), and checking a
+key on every request stays cheap.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from datetime import datetime
+
+ADMIN, DEVELOPER, INVOKER, VIEWER = "admin", "developer", "invoker", "viewer"
+ROLES = (ADMIN, DEVELOPER, INVOKER, VIEWER)
+ALL = ("*",)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str
+    role: str
+    functions: tuple[str, ...]  # fnmatch patterns of function and workflow names
+    key_id: str
+    secret_sha256: str
+    created_at: datetime
+    expires_at: datetime | None = None
+
+    def covers(self, name: str) -> bool:
+        """Whether the key's patterns take in the function or workflow ``name``."""
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.functions)
+
+    @property
+    def unlimited(self) -> bool:
+        return "*" in self.functions
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One control-plane change: who (the key's name), what, on what, when, the answer."""
+
+    id: int
+    at: datetime
+    key: str
+    action: str  # "POST /functions/{name}/versions"
+    resource: str  # the path as requested
+    status: int
