@@ -19,7 +19,6 @@ import uuid
 import zipfile
 from pathlib import Path
 
-import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))

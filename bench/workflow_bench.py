@@ -194,7 +194,7 @@ def main() -> None:
               f"{before / 1024:.0f} -> {after / 1024:.0f} MiB")
 
         started = time.perf_counter()
-        rate, _ = asyncio.run(loadgen.run(
+        asyncio.run(loadgen.run(
             f"{url}/functions/noop/invoke", connections=32, requests=args.items,
             headers={"X-Ember-Invocation-Type": "async"}))
         direct_s = drain(client) - started
