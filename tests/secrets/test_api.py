@@ -223,3 +223,31 @@ def test_master_key_env_value_is_never_in_the_environment_of_instances(run: Run)
     from pydantic import SecretStr
 
     run(scenario, master_key=SecretStr(key))
+
+
+LEAKS_IN_ERROR = """
+import os
+
+def handler(event, context):
+    raise RuntimeError("cannot log in with " + os.environ["DB_PASSWORD"])
+"""
+
+
+def test_an_error_holding_a_secret_is_masked_in_the_answer_and_the_records(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await put(ember, "DB_PASSWORD", PASSWORD)
+        await ember.deploy("leaky", LEAKS_IN_ERROR, secrets=["DB_PASSWORD"])
+        answer = await ember.invoke("leaky", {})
+        assert answer.status_code == 502, answer.text
+        assert PASSWORD not in answer.text
+        assert "cannot log in with ***" in answer.json()["error"]["message"]
+        accepted = await ember.http.post("/functions/leaky/invoke", json={},
+                                         headers={"X-Ember-Invocation-Type": "async"})
+        task_id = accepted.json()["request_id"]
+        task = (await ember.http.get(f"/tasks/{task_id}", params={"wait_s": 30})).json()
+        assert task["status"] in ("failed", "queued", "running")
+        for path in ("/functions/leaky/invocations", f"/tasks/{task_id}",
+                     "/functions/leaky/logs", "/dead-letters"):
+            assert PASSWORD not in (await ember.http.get(path)).text, path
+
+    run(scenario)

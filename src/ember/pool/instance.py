@@ -325,6 +325,7 @@ class Instance:
         writer: asyncio.StreamWriter,
         log_sink: LogSink,
         on_gone: Callable[[Instance], None] | None = None,
+        mask: Callable[[str], str] | None = None,
     ) -> None:
         self.id = instance_id
         self.spec = spec
@@ -342,6 +343,8 @@ class Instance:
         self._writer = writer
         self._sink = log_sink
         self._on_gone = on_gone
+        # Hides the function's secret values in the errors it reports, as in its logs.
+        self._mask = mask or (lambda text: text)
         self._pending: dict[str | None, _Pending] = {}
         self.inflight = 0
         self._read_task: asyncio.Task[None] | None = None
@@ -402,7 +405,7 @@ class Instance:
             raise InitError(message, {"type": kind, "message": message, "traceback": "",
                                       **status.details()})
         if reply["t"] == protocol.INIT_ERROR:
-            error = _error_fields(reply)
+            error = _error_fields(reply, self._mask)
             await self.stop(grace_s=_EXIT_GRACE_S)  # it exits by itself; make sure
             raise InitError(f"{error['type']}: {error['message']}", error)
         self.init_ms = float(reply.get("init_ms", 0.0))
@@ -581,7 +584,7 @@ class Instance:
         return reply
 
     def _error(self, reply: Message, request_id: str) -> EmberError:
-        error = _error_fields(reply)
+        error = _error_fields(reply, self._mask)
         kind = reply["error"].get("kind", protocol.KIND_HANDLER)
         if kind == protocol.KIND_MEMORY:
             self.kill()  # a MemoryError may leave the process half-broken: do not reuse it
@@ -731,10 +734,10 @@ class Instance:
         return self.exit_status.details() if self.exit_status is not None else {}
 
 
-def _error_fields(reply: Message) -> dict[str, Any]:
+def _error_fields(reply: Message, mask: Callable[[str], str]) -> dict[str, Any]:
     error = reply.get("error") or {}
     return {
         "type": str(error.get("type", "Error")),
-        "message": str(error.get("message", "")),
-        "traceback": str(error.get("traceback", "")),
+        "message": mask(str(error.get("message", ""))),
+        "traceback": mask(str(error.get("traceback", ""))),
     }

@@ -45,7 +45,7 @@ from ember.pool.zygote import (
 from ember.runtime import protocol
 from ember.runtime.protocol import read_frame_async
 from ember.sandbox import Limits, Sandbox, SandboxFactory, choose_sandbox_factory
-from ember.secrets.masking import masked
+from ember.secrets.masking import Masker, masked
 
 logger = logging.getLogger(__name__)
 
@@ -271,7 +271,8 @@ class Launcher:
         # Every line the instance writes passes the mask before any sink sees it.
         sink = masked(log_sink or self.log_sink, secret_env.values())
         instance = Instance(prepared.instance_id, spec, prepared.process, prepared.sandbox,
-                            prepared.reader, prepared.writer, sink, on_gone=self._forget)
+                            prepared.reader, prepared.writer, sink, on_gone=self._forget,
+                            mask=Masker(secret_env.values()))
         self._instances[prepared.instance_id] = instance
         await instance.initialize(
             spec.to_runtime(self.instance_environment, secret_env), spec.init_timeout_s,
