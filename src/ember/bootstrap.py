@@ -13,6 +13,7 @@ from typing import IO
 from ember.artifacts import ArtifactLimits, FilesystemArtifactStore
 from ember.auth.audit import AuditTrail
 from ember.auth.keys import KeyService
+from ember.auth.tokens import InstanceTokens
 from ember.clock import Clock, SystemClock
 from ember.control import FunctionService
 from ember.control.builds import BuildService
@@ -154,9 +155,10 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     functions.on_delete(stats.delete_function)
     functions.on_delete(builds.delete_function)
     metrics = Metrics()
+    tokens = InstanceTokens(server_url(settings))
     launcher = Launcher(
         settings.home / "run", use_zygote=settings.zygote, log_sink=_unrouted,
-        spares=settings.spare_instances, secret_values=secrets,
+        spares=settings.spare_instances, secret_values=secrets, identities=tokens,
     )
     pools = PoolManager(
         launcher, clock, max_instances=settings.max_instances,
@@ -196,7 +198,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
                             run_workflow=workflows.run)
     key_store = SqlKeyStore(engine)
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
-    keys = KeyService(key_store, clock, admin_key=admin_key)
+    keys = KeyService(key_store, clock, admin_key=admin_key, tokens=tokens)
     new_admin_key = keys.bootstrap(settings.home)
     audit = AuditTrail(key_store, clock, retention_s=settings.audit_retention_s)
     return Services(
@@ -214,6 +216,20 @@ def _cipher(settings: Settings) -> SecretCipher:
         return SecretCipher(load_master_key(configured, settings.home))
     except MasterKeyError as exc:
         raise InvalidSpec(str(exc), {"field": "master_key"}) from exc
+
+
+def server_url(settings: Settings) -> str:
+    """Where this server's instances reach its API (``EMBER_URL`` in functions with a
+    role): loopback unless it listens on one address only."""
+    host = settings.host
+    if host in ("0.0.0.0", "", "localhost"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if settings.tls_cert is not None else "http"
+    return f"{scheme}://{host}:{settings.port}"
 
 
 class HomeLock:

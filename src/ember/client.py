@@ -165,13 +165,15 @@ T = TypeVar("T")
 
 
 def find_api_key(explicit: str | None = None) -> str | None:
-    """The API key a client sends: ``explicit``, else ``EMBER_API_KEY``, else the first
+    """The API key a client sends: ``explicit``, else ``EMBER_API_KEY``, else
+    ``EMBER_TOKEN`` (inside a function with a ``role``), else the first
     line of ``~/.config/ember/credentials`` (``$XDG_CONFIG_HOME/ember/credentials``), else
     the server's ``<EMBER_HOME or .ember>/admin.key`` when this user can read it."""
     if explicit:
         return explicit
-    if os.environ.get("EMBER_API_KEY"):
-        return os.environ["EMBER_API_KEY"].strip()
+    for variable in ("EMBER_API_KEY", "EMBER_TOKEN"):  # a function's own identity
+        if os.environ.get(variable):
+            return os.environ[variable].strip()
     config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     home = Path(os.environ.get("EMBER_HOME") or ".ember")
     for path in (config / "ember" / "credentials", home / "admin.key"):

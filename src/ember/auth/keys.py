@@ -17,12 +17,16 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ember.clock import Clock, utcnow
 from ember.control.validation import invalid_spec
 from ember.errors import Unauthorized
 from ember.model.key import ADMIN, ALL, ROLES, ApiKey
 from ember.store.keys import SqlKeyStore
+
+if TYPE_CHECKING:
+    from ember.auth.tokens import InstanceTokens
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,9 @@ class Principal:
     name: str
     role: str
     functions: tuple[str, ...] = ALL
+    # A function's token: the workflows it may start, whether it may send events.
+    workflows: tuple[str, ...] = ()
+    events: bool = False
 
     def covers(self, name: str) -> bool:
         """Whether the key's patterns take in the function or workflow ``name``."""
@@ -62,9 +69,10 @@ class Principal:
 
 
 class KeyService:
-    def __init__(self, store: SqlKeyStore, clock: Clock, *, admin_key: str | None = None
-                 ) -> None:
+    def __init__(self, store: SqlKeyStore, clock: Clock, *, admin_key: str | None = None,
+                 tokens: InstanceTokens | None = None) -> None:
         self._store = store
+        self._tokens = tokens
         self._clock = clock
         self._env_admin = digest(admin_key) if admin_key else None
         self._cache: dict[str, ApiKey | None] = {}
@@ -126,6 +134,12 @@ class KeyService:
                                "admin.key)", {"header": "Authorization"})
         if self._env_admin is not None and hmac.compare_digest(digest(token), self._env_admin):
             return Principal("admin", ADMIN)
+        if token.startswith("et_") and self._tokens is not None:
+            principal = self._tokens.principal(token)
+            if principal is None:
+                raise Unauthorized("the function's token is not valid (its instance is gone)",
+                                   {"header": "Authorization"})
+            return principal
         match = _TOKEN.match(token)
         key = None
         if match is not None:

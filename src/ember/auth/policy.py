@@ -14,12 +14,13 @@ names match them, for routes whose path names one; routes whose request body nam
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 
 from ember.auth.keys import Principal
 from ember.errors import Forbidden
-from ember.model.key import ADMIN, DEVELOPER, INVOKER, VIEWER
+from ember.model.key import ADMIN, DEVELOPER, FUNCTION, INVOKER, VIEWER
 
 READ, WRITE, INVOKE, MANAGE = "read", "write", "invoke", "manage"
 
@@ -63,8 +64,44 @@ def need(method: str, path: str) -> Need:
     return Need(WRITE, named)
 
 
+_FUNCTION_PATHS = [
+    ("POST", re.compile(r"^/functions/([^/]+)/invoke$"), "invoke"),
+    ("*", re.compile(r"^/functions/([^/]+)/http(/|$)"), "invoke"),
+    ("POST", re.compile(r"^/workflows/([^/]+)/executions$"), "workflows"),
+    ("POST", re.compile(r"^/events$"), "events"),
+    ("GET", re.compile(r"^/(tasks|executions)/[^/]+$"), "results"),
+    ("POST", re.compile(r"^/tasks/[^/]+/stop$|^/executions/[^/]+/cancel$"), "results"),
+]
+
+
+def _check_function(principal: Principal, method: str, path: str) -> None:
+    """A function's token: only what its ``role`` grants, and reading what it started."""
+    for verb, pattern, grant in _FUNCTION_PATHS:
+        found = pattern.match(path)
+        if found is None or verb not in (method, "*"):
+            continue
+        if grant == "results":
+            return
+        if grant == "events":
+            if principal.events:
+                return
+            break
+        name = found.group(1)
+        patterns = principal.functions if grant == "invoke" else principal.workflows
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            return
+        break
+    raise Forbidden(
+        f"{principal.name}'s role does not allow {method} {path}: add it to the function's "
+        "config role (invoke, workflows, events)", {"key": principal.name, "path": path},
+    )
+
+
 def check(principal: Principal, method: str, path: str) -> None:
     """Raise Forbidden unless ``principal`` may make this request."""
+    if principal.role == FUNCTION:
+        _check_function(principal, method, path)
+        return
     required = need(method, path)
     allowed = _ALLOWED.get(principal.role, set())
     ok = required.kind in allowed or (

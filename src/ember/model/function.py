@@ -141,6 +141,19 @@ class HealthCheck(_Strict):
     failure_threshold: Annotated[int, Field(ge=1, le=100)] = 3
 
 
+_PATTERN = Annotated[str, Field(pattern=r"^[A-Za-z0-9._*?\[\]-]{1,64}$")]
+
+
+class FunctionRole(_Strict):
+    """What a function's code may do on Ember itself, with the token its instances get
+    (``EMBER_TOKEN``): invoke the functions, start the workflows (fnmatch patterns), send
+    events. Nothing else: no deploys, no reads of other functions."""
+
+    invoke: Annotated[list[_PATTERN], Field(max_length=50)] = Field(default_factory=list)
+    workflows: Annotated[list[_PATTERN], Field(max_length=50)] = Field(default_factory=list)
+    events: bool = False
+
+
 class FunctionConfig(_Strict):
     """The configuration of a function; unknown fields are refused."""
 
@@ -167,6 +180,8 @@ class FunctionConfig(_Strict):
                        Field(json_schema_extra={"pattern": SECRET_NAME_RE.pattern})]],
         Field(max_length=MAX_SECRETS),
     ] = Field(default_factory=list, json_schema_extra={"uniqueItems": True})
+    # Ember permissions of the function's code (a token in its instances); None: none.
+    role: FunctionRole | None = None
     concurrency: Annotated[int, Field(ge=1, le=1000)] = 1
     min_instances: Annotated[int, Field(ge=0, le=100)] = 0
     max_instances: Annotated[int, Field(ge=1, le=1000)] = 100

@@ -14,6 +14,7 @@ from datetime import datetime
 
 ADMIN, DEVELOPER, INVOKER, VIEWER = "admin", "developer", "invoker", "viewer"
 ROLES = (ADMIN, DEVELOPER, INVOKER, VIEWER)
+FUNCTION = "function"  # an instance's token: what its function's ``role`` grants
 ALL = ("*",)
 
 
@@ -49,3 +50,13 @@ class AuditRecord:
     action: str  # "POST /functions/{name}/versions"
     resource: str  # the path as requested
     status: int
+
+
+@dataclass(frozen=True)
+class RoleGrant:
+    """A function's ``role`` as its instances carry it: the functions it may invoke and
+    the workflows it may start (fnmatch patterns), whether it may send events."""
+
+    invoke: tuple[str, ...] = ()
+    workflows: tuple[str, ...] = ()
+    events: bool = False

@@ -38,6 +38,7 @@ from ember.errors import (
     InvalidPayload,
     PayloadTooLarge,
 )
+from ember.model.key import RoleGrant
 from ember.pool.zygote import ExitStatus, ProcessHandle
 from ember.runtime import protocol
 from ember.runtime.protocol import Message, read_frame_async, write_frame_async
@@ -102,6 +103,7 @@ class InstanceSpec:
     startup_probe: StartupProbe | None = None
     health_check: HealthCheck | None = None
     secrets: tuple[str, ...] = ()
+    role: RoleGrant | None = None  # the function's identity on Ember: a token per instance
 
     @classmethod
     def from_config(
@@ -132,6 +134,8 @@ class InstanceSpec:
             startup_probe=_typed(StartupProbe, config.startup_probe),
             health_check=_typed(HealthCheck, config.health_check),
             secrets=tuple(config.secrets),
+            role=RoleGrant(tuple(config.role.invoke), tuple(config.role.workflows),
+                           config.role.events) if config.role is not None else None,
         )
 
     @property

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ember.errors import EmberError, InitError, InstanceCrashed, ServiceUnavailable
+from ember.model.key import RoleGrant
 from ember.pool.instance import Instance, InstanceSpec, LogSink
 from ember.pool.zygote import (
     ProcessHandle,
@@ -63,6 +64,18 @@ Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 # function may have, so that taking a spare only ever lowers it (lowering a hard rlimit
 # needs no privilege).
 _SPARE_MEMORY_MB = 16384
+
+
+class Identities(Protocol):
+    """Gives instances of functions with a ``role`` a token (``ember.auth.tokens``)."""
+
+    def issue(self, instance_id: str, function: str, grant: RoleGrant) -> dict[str, str]:
+        """The variables (``EMBER_TOKEN``, ``EMBER_URL``) of the instance's identity."""
+        ...
+
+    def revoke(self, instance_id: str) -> None:
+        """The instance is gone: its token is no longer valid."""
+        ...
 
 
 class SecretValues(Protocol):
@@ -117,9 +130,11 @@ class Launcher:
         environment: Mapping[str, str] | None = None,
         spares: int = 1,
         secret_values: SecretValues | None = None,
+        identities: Identities | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
         self._secret_values = secret_values
+        self._identities = identities
         self.use_zygote = use_zygote
         self.log_sink = log_sink
         self.use_cgroups = use_cgroups
@@ -268,17 +283,29 @@ class Launcher:
         self, prepared: _Prepared, spec: InstanceSpec, request_id: str | None,
         log_sink: LogSink | None, secret_env: dict[str, str],
     ) -> Instance:
+        identity: dict[str, str] = {}
+        if spec.role is not None and self._identities is not None:
+            identity = self._identities.issue(prepared.instance_id, spec.function, spec.role)
+        hidden = [*secret_env.values(), *([identity["EMBER_TOKEN"]] if identity else [])]
         # Every line the instance writes passes the mask before any sink sees it.
-        sink = masked(log_sink or self.log_sink, secret_env.values())
+        sink = masked(log_sink or self.log_sink, hidden)
         instance = Instance(prepared.instance_id, spec, prepared.process, prepared.sandbox,
                             prepared.reader, prepared.writer, sink, on_gone=self._forget,
-                            mask=Masker(secret_env.values()))
+                            mask=Masker(hidden))
         self._instances[prepared.instance_id] = instance
-        await instance.initialize(
-            spec.to_runtime(self.instance_environment, secret_env), spec.init_timeout_s,
-            request_id,
-        )
+        try:
+            await instance.initialize(
+                spec.to_runtime(self.instance_environment, {**secret_env, **identity}),
+                spec.init_timeout_s, request_id,
+            )
+        except BaseException:
+            self._revoke(prepared.instance_id)
+            raise
         return instance
+
+    def _revoke(self, instance_id: str) -> None:
+        if self._identities is not None:
+            self._identities.revoke(instance_id)
 
     async def _prepare(self, limits: Limits) -> _Prepared:
         """Steps 1-4: a process of the runtime, connected and inside its sandbox, waiting
@@ -494,6 +521,7 @@ class Launcher:
 
     def _forget(self, instance: Instance) -> None:
         self._instances.pop(instance.id, None)
+        self._revoke(instance.id)
 
 
 def _close_sandbox(sandbox: Sandbox) -> None:
