@@ -220,3 +220,35 @@ def test_clients_find_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert find_api_key() == "from-env"
     assert find_api_key("given") == "given"
     assert AUTH  # the suite's own key is the admin key of every test server
+
+
+def test_no_route_of_the_api_answers_without_a_valid_key(settings: Settings) -> None:
+    """Every operation of the OpenAPI document, called without a key, with a made-up one
+    and with a revoked one: 401, but ``/healthz``."""
+
+    async def scenario(ember: Ember) -> None:
+        spec = (await ember.http.get("/openapi.json")).json()
+        revoked = await make_key(ember, "gone", "admin")
+        assert (await ember.http.delete("/keys/gone")).status_code == 204
+        tried = 0
+        for template, operations in spec["paths"].items():
+            if template.startswith("/http"):
+                continue  # HTTP triggers keep their own auth
+            path = template
+            for name in ("name", "alias", "number", "task_id", "execution_id", "build_id",
+                         "version", "function", "trigger", "layer", "request_id", "id"):
+                path = path.replace("{" + name + "}", "x1")
+            path = path.replace("{path}", "a/b")
+            assert "{" not in path, template
+            for method in operations:
+                if method == "options":
+                    continue  # a CORS preflight carries no key
+                for key in (None, "ek_0123456789abcdef_" + "A" * 43, revoked):
+                    async with as_key(ember, key) as http:
+                        answer = await http.request(method.upper(), path)
+                    expected = 200 if path == "/healthz" else 401
+                    assert answer.status_code == expected, (method, path, key, answer.text)
+                tried += 1
+        assert tried > 50
+
+    run(settings, scenario)
