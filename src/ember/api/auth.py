@@ -4,6 +4,7 @@ may do (``ember.auth.policy``), and every change it makes is audited."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -42,7 +43,10 @@ class Authenticate:
         token = _bearer(scope)
         principal: Principal | None = None
         try:
-            principal = self._keys.authenticate(token)
+            if self._keys.needs_lookup(token):
+                principal = await asyncio.to_thread(self._keys.authenticate, token)
+            else:
+                principal = self._keys.authenticate(token)
             check(principal, method, path)
         except EmberError as err:
             if audited:

@@ -76,6 +76,7 @@ class KeyService:
         self._clock = clock
         self._env_admin = digest(admin_key) if admin_key else None
         self._cache: dict[str, ApiKey | None] = {}
+        self._revocations = 0  # a lookup that raced a revocation is not cached
 
     def bootstrap(self, home: Path) -> str | None:
         """Make the first admin key when there is none (and no ``EMBER_ADMIN_KEY``):
@@ -122,8 +123,15 @@ class KeyService:
 
     def revoke(self, name: str) -> ApiKey:
         key = self._store.delete(name)
+        self._revocations += 1
         self._cache.pop(key.key_id, None)
         return key
+
+    def needs_lookup(self, token: str | None) -> bool:
+        """Whether :meth:`authenticate` would read the store (a key not seen yet): the
+        caller on an event loop runs it in a thread then."""
+        match = _TOKEN.match(token or "")
+        return match is not None and match.group(1) not in self._cache
 
     def authenticate(self, token: str | None) -> Principal:
         """The caller of a request with this bearer token. Raises Unauthorized (missing,
@@ -144,9 +152,13 @@ class KeyService:
         key = None
         if match is not None:
             key_id, secret = match.groups()
-            if key_id not in self._cache:
-                self._cache[key_id] = self._store.by_id(key_id)
-            key = self._cache[key_id]
+            if key_id in self._cache:
+                key = self._cache[key_id]
+            else:
+                seen = self._revocations
+                key = self._store.by_id(key_id)
+                if seen == self._revocations:
+                    self._cache[key_id] = key
             if key is not None and not hmac.compare_digest(digest(secret), key.secret_sha256):
                 key = None
         if key is None or key.expired(utcnow(self._clock)):
