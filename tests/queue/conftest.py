@@ -74,3 +74,28 @@ def with_queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
     yield run
     if request.param == "redis":
         asyncio.run(_drop_redis_keys(f"ember-test-{token}"))
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def queue_settings(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """Server settings for each queue backend (Redis under a fresh prefix), with short
+    retry delays."""
+    overrides: dict[str, Any] = {"async_retry_delay_s": 0.05, "async_system_delay_s": 0.05}
+    if request.param == "redis":
+        prefix = f"ember-test-{uuid.uuid4().hex[:12]}"
+        overrides |= {"queue_url": REDIS_URL, "queue_prefix": prefix}
+        yield overrides
+        asyncio.run(_drop_redis_keys(prefix))
+    else:
+        yield overrides
+
+
+@pytest.fixture
+def run_on_queue(run: Callable[..., None], queue_settings: dict[str, Any]
+                 ) -> Callable[..., None]:
+    """Run a scenario against an in-process server on each queue backend."""
+
+    def runner(scenario: Any, **overrides: Any) -> None:
+        run(scenario, **(queue_settings | overrides))
+
+    return runner

@@ -8,8 +8,7 @@ import asyncio
 import base64
 import itertools
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import pytest
 
 from ember.clock import ManualClock
 from tests.inprocess import Ember
-from tests.queue.conftest import REDIS_URL, _drop_redis_keys
 
 Run = Callable[..., None]
 
@@ -37,24 +35,9 @@ def handler(event, context):
 """
 
 
-@pytest.fixture(params=["embedded", "redis"])
-def queue_settings(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    overrides: dict[str, Any] = {"async_retry_delay_s": 0.05, "async_system_delay_s": 0.05}
-    if request.param == "redis":
-        prefix = f"ember-test-{uuid.uuid4().hex[:12]}"
-        overrides |= {"queue_url": REDIS_URL, "queue_prefix": prefix}
-        yield overrides
-        asyncio.run(_drop_redis_keys(prefix))
-    else:
-        yield overrides
-
-
 @pytest.fixture
-def run_async(run: Run, queue_settings: dict[str, Any]) -> Run:
-    def runner(scenario: Any, **overrides: Any) -> None:
-        run(scenario, **(queue_settings | overrides))
-
-    return runner
+def run_async(run_on_queue: Run) -> Run:
+    return run_on_queue
 
 
 async def submit(ember: Ember, name: str, event: Any = None, *, key: str | None = None,
