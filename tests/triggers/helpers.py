@@ -70,9 +70,13 @@ def unique(prefix: str) -> str:
 
 
 async def eventually(
-    predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition",
+    predicate: Callable[[], bool], timeout: float = 45.0, what: str = "condition",
 ) -> None:
-    """Wait until ``predicate()`` holds; AssertionError after ``timeout`` seconds."""
+    """Wait until ``predicate()`` holds; AssertionError after ``timeout`` seconds.
+
+    The deadline is generous, not a margin: a broker may hold a message for its ack wait
+    (JetStream: 30 s) when a source stopped the moment it was being delivered, and a loaded
+    machine is slow; waiting longer only costs time when something is wrong."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
