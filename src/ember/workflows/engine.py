@@ -487,6 +487,7 @@ class Engine:
                     live.listens.pop(action.action_id, None)
             if item.meta and item.meta.get("rerun"):
                 live.reruns += 1
+                live.row.reruns = live.reruns  # what a read of the live execution shows
             live.row.seq += 1
             live.since_snapshot += 1
             state = live.state
