@@ -7,7 +7,6 @@ named ``admin``, writes it to ``<home>/admin.key`` (mode 0600) and prints it onc
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import hmac
 import logging
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING
 from ember.clock import Clock, utcnow
 from ember.control.validation import invalid_spec
 from ember.errors import Unauthorized
-from ember.model.key import ADMIN, ALL, ROLES, ApiKey
+from ember.model.key import ADMIN, ALL, ROLES, ApiKey, matches
 from ember.store.keys import SqlKeyStore
 
 if TYPE_CHECKING:
@@ -61,7 +60,7 @@ class Principal:
 
     def covers(self, name: str) -> bool:
         """Whether the key's patterns take in the function or workflow ``name``."""
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.functions)
+        return matches(name, self.functions)
 
     @property
     def unlimited(self) -> bool:

@@ -14,13 +14,12 @@ names match them, for routes whose path names one; routes whose request body nam
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass
 
 from ember.auth.keys import Principal
 from ember.errors import Forbidden
-from ember.model.key import ADMIN, DEVELOPER, FUNCTION, INVOKER, VIEWER
+from ember.model.key import ADMIN, DEVELOPER, FUNCTION, INVOKER, VIEWER, matches
 
 READ, WRITE, INVOKE, MANAGE = "read", "write", "invoke", "manage"
 
@@ -88,7 +87,7 @@ def _check_function(principal: Principal, method: str, path: str) -> None:
             break
         name = found.group(1)
         patterns = principal.functions if grant == "invoke" else principal.workflows
-        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+        if matches(name, patterns):
             return
         break
     raise Forbidden(

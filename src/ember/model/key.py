@@ -18,6 +18,11 @@ FUNCTION = "function"  # an instance's token: what its function's ``role`` grant
 ALL = ("*",)
 
 
+def matches(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether the function or workflow ``name`` matches one of the fnmatch ``patterns``."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
 @dataclass(frozen=True)
 class ApiKey:
     name: str
@@ -30,7 +35,7 @@ class ApiKey:
 
     def covers(self, name: str) -> bool:
         """Whether the key's patterns take in the function or workflow ``name``."""
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.functions)
+        return matches(name, self.functions)
 
     @property
     def unlimited(self) -> bool:
