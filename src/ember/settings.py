@@ -7,6 +7,7 @@ these; every other component receives what it needs through its constructor.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,13 @@ class Settings(BaseSettings):
     max_sync_payload_mb: float = Field(default=6, gt=0, le=100)
     max_async_payload_kb: float = Field(default=256, gt=0, le=10240)
     zygote: bool = Field(default=True, description="fork instances from a warm zygote")
+    sandbox: Literal["auto", "bubblewrap", "process"] = Field(
+        default="auto",
+        description="what isolates instances: bubblewrap (namespaces: instances see only "
+                    "their code, the runtime and a private /tmp), process (limits only, for "
+                    "development), or auto (bubblewrap where it works, else process with a "
+                    "warning)",
+    )
     spare_instances: int = Field(
         default=1, ge=0, le=1, description="processes kept prepared for the next cold start"
     )

@@ -166,6 +166,13 @@ class FunctionConfig(_Strict):
     health_check: HealthCheck | None = None
     description: Annotated[str, Field(max_length=256)] = ""
     memory_mb: Annotated[int, Field(ge=64, le=16384)] = 256
+    # CPU time per second of wall time (1.0: one core); None: proportional to memory_mb,
+    # one core per 1,769 MiB as on AWS Lambda. Enforced by the cgroup cpu controller.
+    cpu: Annotated[float | None, Field(ge=0.05, le=64)] = None
+    # The size of the instance's private, writable /tmp (the sandbox's tmpfs).
+    tmp_mb: Annotated[int, Field(ge=1, le=10240)] = 512
+    # outbound: the host's network (as AWS Lambda); none: an empty network namespace.
+    network: Literal["outbound", "none"] = "outbound"
     timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 60.0
     environment: dict[str, EnvValue] = Field(
         default_factory=dict,

@@ -104,6 +104,9 @@ class InstanceSpec:
     health_check: HealthCheck | None = None
     secrets: tuple[str, ...] = ()
     role: RoleGrant | None = None  # the function's identity on Ember: a token per instance
+    cpu: float | None = None  # cores; None: proportional to memory (``Limits.cpu_share``)
+    tmp_mb: int = 512  # the private /tmp's size, where the sandbox gives one
+    network: str = "outbound"  # or "none": an empty network namespace (sandboxed only)
 
     @classmethod
     def from_config(
@@ -136,6 +139,9 @@ class InstanceSpec:
             secrets=tuple(config.secrets),
             role=RoleGrant(tuple(config.role.invoke), tuple(config.role.workflows),
                            config.role.events) if config.role is not None else None,
+            cpu=config.cpu,
+            tmp_mb=config.tmp_mb,
+            network=config.network,
         )
 
     @property
@@ -147,7 +153,7 @@ class InstanceSpec:
         return self.initializer_timeout_s + extra
 
     def limits(self) -> Limits:
-        return Limits(memory_mb=self.memory_mb)
+        return Limits(memory_mb=self.memory_mb, cpu=self.cpu)
 
     def environment_for(
         self, base: dict[str, str], secrets: dict[str, str] | None = None

@@ -29,6 +29,9 @@ from typing import Protocol
 
 CGROUP_HEADROOM_MB = 32
 DEFAULT_OPEN_FILES = 1024
+DEFAULT_PIDS = 512
+# One whole core per this much memory when a function names no ``cpu`` (as AWS Lambda).
+MEMORY_MB_PER_CPU = 1769
 
 
 @dataclass(frozen=True)
@@ -38,16 +41,30 @@ class Limits:
     Attributes:
         memory_mb: the function's configured memory; the sandbox adds its headroom.
         open_files: the RLIMIT_NOFILE of the instance (soft and hard).
+        pids: the most processes and threads the instance may have at once (``pids.max``).
+        cpu: CPU time per second of wall time (1.0: one core); ``None``: proportional to
+            ``memory_mb`` (``MEMORY_MB_PER_CPU``).
     """
 
     memory_mb: int
     open_files: int = DEFAULT_OPEN_FILES
+    pids: int = DEFAULT_PIDS
+    cpu: float | None = None
+
+    @property
+    def cpu_share(self) -> float:
+        """The CPU the instance may use, in cores: ``cpu`` or the memory-proportional one."""
+        return self.cpu if self.cpu is not None else self.memory_mb / MEMORY_MB_PER_CPU
 
     def __post_init__(self) -> None:
         if self.memory_mb <= 0:
             raise ValueError(f"memory_mb must be positive, not {self.memory_mb}")
         if self.open_files <= 0:
             raise ValueError(f"open_files must be positive, not {self.open_files}")
+        if self.pids <= 0:
+            raise ValueError(f"pids must be positive, not {self.pids}")
+        if self.cpu is not None and self.cpu <= 0:
+            raise ValueError(f"cpu must be positive, not {self.cpu}")
 
 
 class Sandbox(Protocol):
