@@ -159,6 +159,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     launcher = Launcher(
         settings.home / "run", use_zygote=settings.zygote, log_sink=_unrouted,
         spares=settings.spare_instances, secret_values=secrets, identities=tokens,
+        isolation=settings.sandbox, private=[settings.home],
     )
     pools = PoolManager(
         launcher, clock, max_instances=settings.max_instances,

@@ -5,11 +5,18 @@ A launch, in order:
 1. a sandbox (cgroup or rlimits) is made for the new instance id;
 2. the process is forked by the zygote, or a fresh interpreter is started
    (``python -P -m ember.runtime.main``) when the zygote is off or keeps dying;
-3. the process connects to the launcher's Unix socket and says hello with its id and pid;
+3. the process connects to the launcher's Unix socket and says hello with its id (its pid
+   is read from the connection, ``SO_PEERCRED``);
 4. the sandbox takes the pid — the process waits for ``init`` meanwhile, so no user code
    ever runs outside its limits;
 5. ``init`` is sent; the instance imports the handler and runs the initializer, within
    ``initializer_timeout_s`` for both, and answers ``ready``.
+
+Isolation (``ember.sandbox.bubblewrap``, when on): the spec is known before the process
+exists. Each function version has a zygote of its own, started inside its bubblewrap
+sandbox (``View``: the version's code and layers, its network), and its instances are
+forked from it; each child takes its own ``/tmp`` and user id (``Confinement``) before it
+connects. The spare is then one prepared for the version launched last.
 
 Instances inherit only a small part of the server's environment (``INHERITED_ENVIRONMENT``)
 plus the function's own variables: the server's secrets (database URL and such) never
@@ -21,10 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
 import shutil
+import socket
+import struct
 import sys
 import tempfile
 import time
@@ -40,12 +50,21 @@ from ember.pool.zygote import (
     ProcessHandle,
     SubprocessHandle,
     Zygote,
+    ZygoteChild,
     ZygoteDied,
     start_runtime_process,
 )
 from ember.runtime import protocol
 from ember.runtime.protocol import read_frame_async
+from ember.runtime.spec import Confinement
 from ember.sandbox import Limits, Sandbox, SandboxFactory, choose_sandbox_factory
+from ember.sandbox.bubblewrap import (
+    FIRST_INSTANCE_UID,
+    INSTANCE_UIDS,
+    Bubblewrap,
+    View,
+    choose_isolation,
+)
 from ember.secrets.masking import Masker, masked
 
 logger = logging.getLogger(__name__)
@@ -64,6 +83,8 @@ Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 # function may have, so that taking a spare only ever lowers it (lowering a hard rlimit
 # needs no privilege).
 _SPARE_MEMORY_MB = 16384
+# Sandboxed zygotes kept (one per function version); past this, idle ones are closed.
+MAX_VERSION_ZYGOTES = 8
 
 
 class Identities(Protocol):
@@ -96,6 +117,8 @@ class _Prepared:
     sandbox: Sandbox
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    view: View | None = None
+    confinement: Confinement | None = None
 
 
 class Launcher:
@@ -116,6 +139,10 @@ class Launcher:
             a function) so that a cold start skips those steps; 0 or 1.
         secret_values: where the values of the secrets a function lists are read from;
             without it, a spec that lists secrets cannot be launched.
+        isolation: ``bubblewrap`` (required), ``process`` (limits only) or ``auto``
+            (bubblewrap where it works; see ``choose_isolation``).
+        private: directories instances must never see (the server's home); only used
+            with isolation.
     """
 
     def __init__(
@@ -131,8 +158,18 @@ class Launcher:
         spares: int = 1,
         secret_values: SecretValues | None = None,
         identities: Identities | None = None,
+        isolation: str = "process",
+        private: Sequence[Path] = (),
     ) -> None:
         self.work_dir = Path(work_dir)
+        self.isolation_mode = isolation
+        self.private = tuple(private)
+        self.isolation: Bubblewrap | None = None
+        self._view_zygotes: dict[View, Zygote] = {}
+        self._view_locks: dict[View, asyncio.Lock] = {}
+        self._zygote_serial = 0
+        self._uids_in_use: dict[str, int] = {}
+        self._next_uid = 0
         self._secret_values = secret_values
         self._identities = identities
         self.use_zygote = use_zygote
@@ -162,6 +199,7 @@ class Launcher:
         self._closed = False
         self.spares = spares
         self._spare: _Prepared | None = None
+        self._spare_for: tuple[View | None, int] = (None, 512)
         self._refilling: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._unclaimed: set[asyncio.StreamWriter] = set()
@@ -194,6 +232,11 @@ class Launcher:
             self._temp_dir = Path(tempfile.mkdtemp(prefix="ember-"))
             self._socket_dir = self._temp_dir
         self.sandboxes = choose_sandbox_factory(self.use_cgroups)
+        self.isolation = choose_isolation(self.isolation_mode, private=self.private)
+        if self.isolation is not None:
+            # Inside the sandbox the host's TMPDIR and HOME do not exist.
+            self.instance_environment.update(TMPDIR="/tmp", HOME="/tmp")
+        self._announce()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self._server = await asyncio.start_unix_server(self._on_connect, path=str(self.socket_path))
@@ -203,6 +246,16 @@ class Launcher:
         if self.use_zygote:
             await self._ensure_zygote()
         self._refill_spares()
+
+    def _announce(self) -> None:
+        limits = getattr(self.sandboxes, "enforced", None) or "memory, open files"
+        limiter = self.sandboxes.name if self.sandboxes is not None else "none"
+        if self.isolation is not None:
+            logger.info("instances: sandbox %s; limits (%s): %s", self.isolation.describe(),
+                        limiter, limits)
+        else:
+            logger.warning("instances: sandbox process (NO isolation: function code sees the "
+                           "host as the server's user does); limits (%s): %s", limiter, limits)
 
     def problem(self) -> str | None:
         """Why instances cannot start now, or None: the launcher is closed, its socket was
@@ -250,7 +303,8 @@ class Launcher:
         started = time.perf_counter()
         # Read now, not when the spec was made: a secret set again reaches the next instance.
         secret_env = await self._reveal(spec)
-        prepared = self._take_spare(spec.limits())
+        view = self._view(spec)
+        prepared = self._take_spare(_init_limits(spec), view, spec.tmp_mb)
         if prepared is not None:
             try:
                 instance = await self._initialize(prepared, spec, request_id, log_sink,
@@ -263,11 +317,30 @@ class Launcher:
                 logger.info("a spare instance was gone before its init: %s", err.message)
                 prepared = None
         if prepared is None:
-            prepared = await self._prepare(spec.limits())
+            prepared = await self._prepare(_init_limits(spec), view, spec.tmp_mb)
             instance = await self._initialize(prepared, spec, request_id, log_sink,
                                               secret_env)
         instance.start_ms = (time.perf_counter() - started) * 1000
         return instance
+
+    def _view(self, spec: InstanceSpec) -> View | None:
+        if self.isolation is None:
+            return None
+        return View(spec.function, spec.version, Path(spec.code_dir), tuple(spec.layer_dirs),
+                    spec.network)
+
+    def _confinement(self, instance_id: str, tmp_mb: int) -> Confinement | None:
+        """A user id of its own for the instance (root only: see ``confine``)."""
+        if self.isolation is None or not self.isolation.privileged:
+            return None
+        used = set(self._uids_in_use.values())
+        for _ in range(INSTANCE_UIDS):
+            uid = FIRST_INSTANCE_UID + self._next_uid
+            self._next_uid = (self._next_uid + 1) % INSTANCE_UIDS
+            if uid not in used:
+                self._uids_in_use[instance_id] = uid
+                return Confinement(uid=uid, tmp_mb=tmp_mb)
+        raise ServiceUnavailable("every instance user id is in use")
 
     async def _reveal(self, spec: InstanceSpec) -> dict[str, str]:
         if not spec.secrets:
@@ -289,6 +362,9 @@ class Launcher:
         hidden = [*secret_env.values(), *([identity["EMBER_TOKEN"]] if identity else [])]
         # Every line the instance writes passes the mask before any sink sees it.
         sink = masked(log_sink or self.log_sink, hidden)
+        if prepared.view is not None:  # the paths the instance sees in its sandbox
+            mounts = [inside for _, inside in prepared.view.mounts()]
+            spec = dataclasses.replace(spec, code_dir=mounts[0], layer_dirs=tuple(mounts[1:]))
         instance = Instance(prepared.instance_id, spec, prepared.process, prepared.sandbox,
                             prepared.reader, prepared.writer, sink, on_gone=self._forget,
                             mask=Masker(hidden))
@@ -298,6 +374,14 @@ class Launcher:
                 spec.to_runtime(self.instance_environment, {**secret_env, **identity}),
                 spec.init_timeout_s, request_id,
             )
+            # The CPU share applies once the code is loaded: imports and the initializer
+            # run at full speed (as AWS Lambda's init), the invocations at the share.
+            prepared.sandbox.set_limits(spec.limits())
+        except OSError as exc:
+            instance.kill()
+            self._revoke(prepared.instance_id)
+            raise EmberError(f"cannot set the limits of instance {prepared.instance_id}: "
+                             f"{exc}") from exc
         except BaseException:
             self._revoke(prepared.instance_id)
             raise
@@ -307,11 +391,17 @@ class Launcher:
         if self._identities is not None:
             self._identities.revoke(instance_id)
 
-    async def _prepare(self, limits: Limits) -> _Prepared:
+    async def _prepare(self, limits: Limits, view: View | None = None, tmp_mb: int = 512
+                       ) -> _Prepared:
         """Steps 1-4: a process of the runtime, connected and inside its sandbox, waiting
-        for ``init``."""
+        for ``init``; ``view``: what it may see (with isolation)."""
         assert self.sandboxes is not None
         instance_id = secrets.token_hex(8)
+        try:
+            confinement = self._confinement(instance_id, tmp_mb)
+        except ServiceUnavailable:
+            self._failed_starts += 1
+            raise
         try:
             sandbox = self.sandboxes.create(instance_id, limits)
         except OSError as exc:
@@ -323,8 +413,9 @@ class Launcher:
             hello: asyncio.Future[tuple[int, Stream]] = asyncio.get_running_loop().create_future()
             self._hellos[instance_id] = hello
             try:
-                process = await self._spawn(instance_id)
-                reader, writer = await self._await_hello(instance_id, hello, process)
+                process = await self._spawn(instance_id, view, confinement)
+                pid, (reader, writer) = await self._await_hello(instance_id, hello, process,
+                                                                sandboxed=view is not None)
             finally:
                 self._hellos.pop(instance_id, None)
                 if hello.done() and not hello.cancelled():
@@ -333,7 +424,7 @@ class Launcher:
                 writer.close()
                 raise ServiceUnavailable("the launcher closed during a cold start")
             try:
-                sandbox.attach(process.pid)
+                sandbox.attach(pid)
             except OSError as exc:
                 writer.close()
                 raise EmberError(
@@ -346,22 +437,29 @@ class Launcher:
                 process.kill()
                 await process.wait()
             _close_sandbox(sandbox)
+            self._uids_in_use.pop(instance_id, None)
             if isinstance(exc, Exception) and not isinstance(exc, ServiceUnavailable):
                 self._failed_starts += 1
                 self._last_start_error = str(exc)
             raise
         self._failed_starts = 0
-        return _Prepared(instance_id, process, sandbox, reader, writer)
+        return _Prepared(instance_id, process, sandbox, reader, writer, view, confinement)
 
     # -- spares --------------------------------------------------------------------------
     # Moving a process into a cgroup waits for the kernel's RCU grace period (about 15 ms
     # here), three times the rest of a cold start. A spare is a process prepared ahead,
     # off the request path: a cold start takes it, sets its limits and sends ``init``.
 
-    def _take_spare(self, limits: Limits) -> _Prepared | None:
+    def _take_spare(self, limits: Limits, view: View | None = None, tmp_mb: int = 512
+                    ) -> _Prepared | None:
         spare, self._spare = self._spare, None
+        self._spare_for = (view, tmp_mb)
         self._refill_spares()
         if spare is None:
+            return None
+        tmp = spare.confinement.tmp_mb if spare.confinement is not None else tmp_mb
+        if spare.view != view or tmp != tmp_mb:
+            self._discard(spare)  # prepared for another version
             return None
         if spare.reader.at_eof() or spare.writer.is_closing():
             self._discard(spare)
@@ -382,8 +480,11 @@ class Launcher:
         self._refilling = asyncio.get_running_loop().create_task(self._refill())
 
     async def _refill(self) -> None:
+        view, tmp_mb = self._spare_for
+        if self.isolation is not None and view is None:
+            return  # with isolation a spare is of one version: none launched yet
         try:
-            spare = await self._prepare(Limits(memory_mb=_SPARE_MEMORY_MB))
+            spare = await self._prepare(Limits(memory_mb=_SPARE_MEMORY_MB), view, tmp_mb)
         except Exception as exc:
             logger.warning("could not prepare a spare instance: %s", exc)
             return
@@ -393,6 +494,7 @@ class Launcher:
             self._spare = spare
 
     def _discard(self, prepared: _Prepared) -> None:
+        self._uids_in_use.pop(prepared.instance_id, None)
         prepared.writer.close()
         prepared.process.kill()
         task = asyncio.get_running_loop().create_task(prepared.process.wait())
@@ -427,6 +529,8 @@ class Launcher:
         await asyncio.gather(*(i.wait_gone() for i in instances), return_exceptions=True)
         if self.zygote is not None:
             await self.zygote.close()
+        zygotes, self._view_zygotes = list(self._view_zygotes.values()), {}
+        await asyncio.gather(*(z.close() for z in zygotes), return_exceptions=True)
         if self._server is not None:
             self._server.close()
             # Since Python 3.12 this also waits for open connections; a stranger that never
@@ -458,9 +562,50 @@ class Launcher:
                 self.zygote_starts += 1
             return self.zygote
 
-    async def _spawn(self, instance_id: str) -> ProcessHandle:
+    async def _view_zygote(self, view: View) -> Zygote:
+        """The zygote of ``view``'s sandbox, started if needed; idle zygotes of other
+        versions are closed past ``MAX_VERSION_ZYGOTES``."""
+        assert self.isolation is not None
+        lock = self._view_locks.setdefault(view, asyncio.Lock())
+        async with lock:
+            zygote = self._view_zygotes.get(view)
+            if zygote is not None and zygote.alive:
+                self._view_zygotes[view] = self._view_zygotes.pop(view)  # most recent last
+                return zygote
+            if zygote is not None:
+                logger.warning("the zygote of %s:%s (pid %s) exited; starting a new one",
+                               view.function, view.version, zygote.pid)
+                self._view_zygotes.pop(view, None)
+                await zygote.close()
+            await self._evict_zygotes()
+            self._zygote_serial += 1
+            socket_path = self.socket_path.with_name(f"zygote-{self._zygote_serial}.sock")
+            isolation = self.isolation
+            binds = [self.socket_path, socket_path]
+            zygote = await Zygote.start(
+                socket_path, python=self.python, env=self.process_environment,
+                cwd=self.work_dir, timeout_s=self.spawn_timeout_s,
+                wrap=lambda argv: isolation.command(argv, view, binds=binds),
+            )
+            self.zygote_starts += 1
+            self._view_zygotes[view] = zygote
+            return zygote
+
+    async def _evict_zygotes(self) -> None:
+        while len(self._view_zygotes) >= MAX_VERSION_ZYGOTES:
+            idle = next((v for v, z in self._view_zygotes.items()
+                         if z.children == 0 or not z.alive), None)
+            if idle is None:
+                return  # every one serves instances: keep them
+            await self._view_zygotes.pop(idle).close()
+            self._view_locks.pop(idle, None)
+
+    async def _spawn(self, instance_id: str, view: View | None = None,
+                     confinement: Confinement | None = None) -> ProcessHandle:
         if self._closed:  # never restart a zygote for a launch that raced close()
             raise ServiceUnavailable("the launcher is closed")
+        if view is not None:
+            return await self._spawn_isolated(instance_id, view, confinement)
         if self.use_zygote:
             reason: Exception | None = None
             for _ in range(2):  # a zygote that died is replaced once per spawn
@@ -478,9 +623,39 @@ class Launcher:
         )
         return SubprocessHandle(process)
 
+    async def _spawn_isolated(self, instance_id: str, view: View,
+                              confinement: Confinement | None) -> ProcessHandle:
+        confine = confinement.to_message() if confinement is not None else None
+        if self.use_zygote:
+            reason: Exception | None = None
+            for _ in range(2):  # a zygote that died is replaced once per spawn
+                try:
+                    zygote = await self._view_zygote(view)
+                    return await zygote.spawn(instance_id, str(self.socket_path),
+                                              self.spawn_timeout_s, confine)
+                except (ZygoteDied, OSError) as exc:
+                    reason = exc
+            logger.warning("the zygote of %s:%s keeps failing (%s): starting a fresh "
+                           "interpreter", view.function, view.version, reason)
+        assert self.isolation is not None
+        isolation = self.isolation
+        args = [str(self.socket_path), instance_id, "0"]
+        if confinement is not None:
+            args.append(confinement.to_argument())
+        process = await start_runtime_process(
+            "ember.runtime.main", args, python=self.python, env=self.process_environment,
+            cwd=self.work_dir,
+            wrap=lambda argv: isolation.command(argv, view, binds=[self.socket_path]),
+        )
+        return SubprocessHandle(process)
+
     async def _await_hello(
-        self, instance_id: str, hello: asyncio.Future[tuple[int, Stream]], process: ProcessHandle
-    ) -> Stream:
+        self, instance_id: str, hello: asyncio.Future[tuple[int, Stream]], process: ProcessHandle,
+        *, sandboxed: bool = False,
+    ) -> tuple[int, Stream]:
+        """The instance's pid (as the server sees it) and its connection, once it said
+        hello. ``sandboxed``: the process runs in a PID namespace (a zygote child learns
+        its real pid here; a fresh interpreter's handle is the ``bwrap`` around it)."""
         exited = asyncio.get_running_loop().create_task(process.wait())
         try:
             waits: set[asyncio.Future[Any]] = {hello, exited}
@@ -494,11 +669,13 @@ class Launcher:
             raise InstanceCrashed(f"instance {instance_id} failed to start: {status}",
                                   {"instance": instance_id})
         pid, stream = hello.result()
-        if pid != process.pid:
+        if isinstance(process, ZygoteChild) and process.namespaced:
+            process.bind_pid(pid)
+        elif pid != process.pid and not sandboxed:
             stream[1].close()
             raise InstanceCrashed(f"instance {instance_id} said hello from pid {pid}, "
                                   f"not {process.pid}", {"instance": instance_id})
-        return stream
+        return pid, stream
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A new connection: it must say hello with the id of a launch waiting for it."""
@@ -517,10 +694,13 @@ class Launcher:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
             return
-        waiting.set_result((int(message["pid"]), (reader, writer)))
+        # The kernel's word for the pid, not the message's: in a PID namespace the
+        # instance does not know its pid out here.
+        waiting.set_result((_peer_pid(writer) or int(message["pid"]), (reader, writer)))
 
     def _forget(self, instance: Instance) -> None:
         self._instances.pop(instance.id, None)
+        self._uids_in_use.pop(instance.id, None)
         self._revoke(instance.id)
 
 
@@ -529,3 +709,21 @@ def _close_sandbox(sandbox: Sandbox) -> None:
         sandbox.close()
     except OSError as exc:
         logger.warning("cannot release a sandbox: %s", exc)
+
+
+def _peer_pid(writer: asyncio.StreamWriter) -> int | None:
+    """The pid of the process at the other end of a Unix socket (``SO_PEERCRED``)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                        struct.calcsize("3i")))
+    except OSError:
+        return None
+    return pid or None
+
+
+def _init_limits(spec: InstanceSpec) -> Limits:
+    """The limits while an instance loads its code: the function's, with every core."""
+    return dataclasses.replace(spec.limits(), cpu=float(os.cpu_count() or 1))

@@ -23,7 +23,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -97,36 +97,63 @@ class ZygoteDied(RuntimeError):
 
 
 class ZygoteChild:
-    """An instance process forked by the zygote (a ``ProcessHandle``)."""
+    """An instance process forked by the zygote (a ``ProcessHandle``).
 
-    def __init__(self, pid: int, exited: asyncio.Future[ExitStatus]) -> None:
+    A zygote in a PID namespace of its own (the bubblewrap sandbox) reports pids of that
+    namespace, which name other processes out here: such a child is ``namespaced`` until
+    the launcher learns its real pid (``bind_pid``, from the instance's connection), and
+    is killed through its zygote meanwhile.
+    """
+
+    def __init__(self, pid: int, exited: asyncio.Future[ExitStatus],
+                 zygote: Zygote | None = None) -> None:
         self._pid = pid
         self._exited = exited
+        self._zygote = zygote
+        self.namespaced = zygote is not None and zygote.namespaced
 
     @property
     def pid(self) -> int:
         return self._pid
 
+    def bind_pid(self, pid: int) -> None:
+        """The child's pid as the server sees it."""
+        self._pid = pid
+        self.namespaced = False
+
     def kill(self) -> None:
         """SIGKILL the child, unless its exit was already reported (its pid may be reused)."""
-        if not self._exited.done():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal.SIGKILL)
+        if self._exited.done():
+            return
+        if self.namespaced:
+            if self._zygote is not None:
+                self._zygote.kill_child(self._pid)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._pid, signal.SIGKILL)
 
     async def wait(self) -> ExitStatus:
         """Wait for the zygote to report the child's exit."""
         return await asyncio.shield(self._exited)
 
 
+Wrapper = Callable[[list[str]], list[str]]
+
+
 async def start_runtime_process(
-    module: str, args: list[str], *, python: str, env: Mapping[str, str] | None, cwd: Path | None
+    module: str, args: list[str], *, python: str, env: Mapping[str, str] | None,
+    cwd: Path | None, wrap: Wrapper | None = None,
 ) -> asyncio.subprocess.Process:
     """``python -P -m module args…`` with no stdin/stdout; stderr stays the server's so a
     failure to even start the runtime is visible. ``-P`` keeps the server's working
     directory off the child's import path; a session of its own keeps a terminal's Ctrl-C
-    (sent to the whole foreground group) away from instances, whose lives the server runs."""
+    (sent to the whole foreground group) away from instances, whose lives the server runs.
+    ``wrap`` turns the command into the one to run (the sandbox's)."""
+    argv = [python, "-P", "-m", module, *args]
+    if wrap is not None:
+        argv = wrap(argv)
     return await asyncio.create_subprocess_exec(
-        python, "-P", "-m", module, *args,
+        *argv,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         env=dict(env) if env is not None else None,
@@ -162,8 +189,10 @@ class Zygote:
         process: asyncio.subprocess.Process,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        namespaced: bool = False,
     ) -> None:
         self.process = process
+        self.namespaced = namespaced
         self._reader = reader
         self._writer = writer
         self._requests = itertools.count(1)
@@ -191,8 +220,12 @@ class Zygote:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         timeout_s: float = 10.0,
+        wrap: Wrapper | None = None,
     ) -> Zygote:
         """Start a zygote that connects back on ``socket_path`` (created, then removed).
+
+        ``wrap``: the sandbox's command around the zygote's, which then runs in a PID
+        namespace of its own (its children are ``namespaced``).
 
         Raises:
             ZygoteDied: the zygote exited or did not connect within ``timeout_s``.
@@ -213,9 +246,11 @@ class Zygote:
         process: asyncio.subprocess.Process | None = None
         try:
             os.chmod(socket_path, 0o600)
+            # In a PID namespace the parent is the namespace's init: 0 skips that check.
+            parent = "0" if wrap is not None else str(os.getpid())
             process = await start_runtime_process(
-                "ember.runtime.zygote", [str(socket_path), str(os.getpid())],
-                python=python, env=env, cwd=cwd,
+                "ember.runtime.zygote", [str(socket_path), parent],
+                python=python, env=env, cwd=cwd, wrap=wrap,
             )
             exited = loop.create_task(process.wait())
             waits: set[asyncio.Future[Any]] = {connected, exited}
@@ -241,12 +276,24 @@ class Zygote:
             server.close()
             with contextlib.suppress(FileNotFoundError):
                 socket_path.unlink()
-        return cls(process, reader, writer)
+        return cls(process, reader, writer, namespaced=wrap is not None)
 
-    async def spawn(self, instance_id: str, connect_path: str, timeout_s: float = 10.0
-                    ) -> ZygoteChild:
+    @property
+    def children(self) -> int:
+        """How many of its children are alive (their exits not reported yet)."""
+        return len(self._exits)
+
+    def kill_child(self, pid: int) -> None:
+        """Ask the zygote to SIGKILL its child ``pid`` (a pid of its namespace)."""
+        if self._dead:
+            return
+        with contextlib.suppress(ConnectionError, OSError):
+            write_frame_async(self._writer, {"t": protocol.KILL, "pid": pid})
+
+    async def spawn(self, instance_id: str, connect_path: str, timeout_s: float = 10.0,
+                    confine: dict[str, int] | None = None) -> ZygoteChild:
         """Fork an instance that will connect to ``connect_path`` and say hello as
-        ``instance_id``.
+        ``instance_id``; ``confine``: the child's ``Confinement`` (as a message).
 
         Raises:
             ZygoteDied: the zygote is gone (start a new one and retry).
@@ -258,10 +305,11 @@ class Zygote:
         future: asyncio.Future[ZygoteChild] = asyncio.get_running_loop().create_future()
         self._spawns[request] = future
         try:
-            write_frame_async(
-                self._writer,
-                {"t": protocol.SPAWN, "req": request, "id": instance_id, "connect": connect_path},
-            )
+            message: Message = {"t": protocol.SPAWN, "req": request, "id": instance_id,
+                                "connect": connect_path}
+            if confine is not None:
+                message["confine"] = confine
+            write_frame_async(self._writer, message)
             await self._writer.drain()
         except (ConnectionError, OSError) as exc:
             self._spawns.pop(request, None)
@@ -302,7 +350,9 @@ class Zygote:
             self._exits[pid] = exited
             spawn = self._spawns.get(int(message["req"]))
             if spawn is not None and not spawn.done():
-                spawn.set_result(ZygoteChild(pid, exited))
+                spawn.set_result(ZygoteChild(pid, exited, self))
+            elif self.namespaced:
+                self.kill_child(pid)
             else:  # its caller gave up: nobody will use this child
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)

@@ -28,12 +28,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from ember.runtime import protocol
+from ember.runtime import confine, protocol
 from ember.runtime.capture import LogCapture, log_uncaught
 from ember.runtime.context import Context, function_logger
 from ember.runtime.process import set_parent_death_signal
 from ember.runtime.protocol import FrameSocket, Message, describe_error
-from ember.runtime.spec import InitSpec
+from ember.runtime.spec import Confinement, InitSpec
 
 # A result must fit in one frame, with room for the frame's other fields.
 MAX_RESULT_BYTES = protocol.MAX_FRAME_BYTES - 64 * 1024
@@ -370,8 +370,13 @@ class Runtime:
                 return
 
 
-def run(connect_path: str, instance_id: str, parent_pid: int) -> int:
-    """Be an instance: connect, initialize, serve. Returns the exit status to use."""
+def run(connect_path: str, instance_id: str, parent_pid: int,
+        confinement: Confinement | None = None) -> int:
+    """Be an instance: connect, initialize, serve. Returns the exit status to use.
+
+    ``confinement``: in the bubblewrap sandbox, the instance's own mounts and user id,
+    entered once connected (the server's socket is not the instance user's to open).
+    """
     set_parent_death_signal(parent_pid)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -380,6 +385,13 @@ def run(connect_path: str, instance_id: str, parent_pid: int) -> int:
         print(f"ember instance {instance_id}: cannot connect to {connect_path}: {exc}",
               file=sys.stderr)
         return 2
+    if confinement is not None:
+        try:
+            confine.enter(confinement)
+        except OSError as exc:
+            print(f"ember instance {instance_id}: cannot enter its sandbox: {exc}",
+                  file=sys.stderr)
+            return 3
     conn = FrameSocket(sock)
     # A process the handler forks (a daemon, a worker) must not keep the conversation open
     # after this one ends, nor write frames into it: its copy of the socket is closed.
@@ -391,6 +403,13 @@ def run(connect_path: str, instance_id: str, parent_pid: int) -> int:
         message = conn.recv()
         if message is None or message["t"] != protocol.INIT:
             return 0
+        if confinement is not None:
+            try:
+                confine.drop(confinement)
+            except OSError as exc:
+                print(f"ember instance {instance_id}: cannot take its user id: {exc}",
+                      file=sys.stderr)
+                return 3
         runtime = Runtime(conn, capture, InitSpec.from_message(message["spec"]))
         if not runtime.initialize():
             return 1
@@ -409,13 +428,14 @@ def main(argv: list[str] | None = None) -> None:
     normal interpreter shutdown waiting forever.
     """
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 3:
-        print("usage: python -m ember.runtime.main SOCKET_PATH INSTANCE_ID PARENT_PID",
-              file=sys.stderr)
+    if len(args) not in (3, 4):
+        print("usage: python -m ember.runtime.main SOCKET_PATH INSTANCE_ID PARENT_PID "
+              "[UID:TMP_MB]", file=sys.stderr)
         os._exit(2)
     status = 1
     try:
-        status = run(args[0], args[1], int(args[2]))
+        confinement = Confinement.from_argument(args[3]) if len(args) == 4 else None
+        status = run(args[0], args[1], int(args[2]), confinement)
     finally:
         os._exit(status)
 

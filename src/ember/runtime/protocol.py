@@ -81,6 +81,7 @@ SPAWN = "spawn"
 SPAWNED = "spawned"
 SPAWN_ERROR = "spawn_error"
 EXITED = "exited"
+KILL = "kill"
 
 # Error kinds an instance reports, so the server can pick the right Ember error without
 # parsing messages: the handler raised, the payload could not be decoded, the return value

@@ -110,3 +110,29 @@ class InitSpec:
 def _build(kind: Any, values: Message) -> Any:
     known = {f.name for f in dataclasses.fields(kind)}
     return kind(**{key: value for key, value in values.items() if key in known})
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """In the bubblewrap sandbox, what one instance takes of its own
+    (``ember.runtime.confine``): a user (and group) id, and the size of its ``/tmp``."""
+
+    uid: int
+    tmp_mb: int
+
+    def to_message(self) -> dict[str, int]:
+        return {"uid": self.uid, "tmp_mb": self.tmp_mb}
+
+    @classmethod
+    def from_message(cls, message: object) -> Confinement | None:
+        if not isinstance(message, dict):
+            return None
+        return cls(uid=int(message["uid"]), tmp_mb=int(message["tmp_mb"]))
+
+    def to_argument(self) -> str:
+        return f"{self.uid}:{self.tmp_mb}"
+
+    @classmethod
+    def from_argument(cls, text: str) -> Confinement:
+        uid, _, tmp_mb = text.partition(":")
+        return cls(uid=int(uid), tmp_mb=int(tmp_mb))

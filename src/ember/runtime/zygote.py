@@ -48,6 +48,7 @@ import uuid
 from ember.runtime import (
     asgi,
     capture,
+    confine,
     context,
     custom,
     main,
@@ -61,7 +62,7 @@ from ember.runtime.protocol import FrameSocket, Message
 
 PRELOADED = (asyncio, base64, collections, contextlib, dataclasses, datetime, decimal,
              hashlib, inspect, json, logging, re, traceback, typing, uuid,
-             capture, context, main, responders, web,
+             capture, confine, context, main, responders, web,
              asgi, wsgi, custom)  # the web servers: ~28 ms of http.client and friends
 
 
@@ -96,6 +97,11 @@ class Zygote:
                     return
                 if message["t"] == protocol.SPAWN:
                     self._spawn(message)
+                elif message["t"] == protocol.KILL:
+                    # A child the server cannot name: in a PID namespace of its own, the
+                    # pids this zygote reports are not the server's.
+                    with contextlib.suppress(OSError):
+                        os.kill(int(message["pid"]), signal.SIGKILL)
 
     def _drain_wakeups(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -140,7 +146,8 @@ class Zygote:
             self.conn.close()
             # No gc.unfreeze(): the frozen objects are the zygote's, shared copy-on-write;
             # collecting them in every child would copy their pages for nothing.
-            status = main.run(str(message["connect"]), str(message["id"]), zygote_pid)
+            status = main.run(str(message["connect"]), str(message["id"]), zygote_pid,
+                              confine.Confinement.from_message(message.get("confine")))
         except BaseException:
             traceback.print_exc()
         finally:

@@ -251,9 +251,12 @@ class CgroupSandbox:
 
     def set_limits(self, limits: Limits) -> None:
         raising = limits.memory_mb >= self.limits.memory_mb
+        files_changed = limits.open_files != self.limits.open_files
         self.limits = limits
         self._write_limits(limits, raising)
-        if self._pid is not None:
+        # Only when they change: an instance that took a user of its own (the bubblewrap
+        # sandbox) no longer lets the server set its rlimits.
+        if self._pid is not None and files_changed:
             limit_open_files(self._pid, limits.open_files)
 
     def _write_limits(self, limits: Limits, raising: bool) -> None:

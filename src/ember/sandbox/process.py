@@ -72,9 +72,10 @@ class ProcessSandbox:
 
     def set_limits(self, limits: Limits) -> None:
         """Re-apply the limits; raising a hard rlimit needs privileges (else ``OSError``)."""
-        self.limits = limits
-        if self._pid is None:
-            return
+        previous, self.limits = self.limits, limits
+        if self._pid is None or (previous.memory_mb == limits.memory_mb
+                                 and previous.open_files == limits.open_files):
+            return  # nothing this sandbox enforces changed (the cpu share is not one)
         limit_open_files(self._pid, limits.open_files)
         if self._baseline is not None:
             # Measured at attach: what the interpreter had mapped before any user code.

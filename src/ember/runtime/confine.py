@@ -1,0 +1,77 @@
+"""The last steps into an instance's sandbox, taken inside the instance before user code.
+
+The bubblewrap sandbox (``ember.sandbox.bubblewrap``) gives the zygote of a function version
+its view of the host: system directories, the runtime, the version's code and layers, all
+read-only. What must differ between two instances of the same version is done here, in the
+forked child, while it still holds the few capabilities the zygote kept:
+
+1. a mount namespace of its own, with a private ``/tmp`` and ``/dev/shm`` (tmpfs, capped
+   at ``tmp_mb``), so instances never see each other's files;
+2. a user id of its own (one per live instance), taken on ``init``, so instances cannot
+   signal, trace or read one another, and the host's root-owned files are out of reach;
+   every capability is dropped with the switch from root, and ``no_new_privs`` keeps
+   them dropped.
+
+A leaf module: standard library only (``ctypes`` through ``ember.runtime.process``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from ember.runtime.process import libc
+from ember.runtime.spec import Confinement
+
+__all__ = ["Confinement", "drop", "enter"]
+
+_CLONE_NEWNS = 0x00020000
+_MS_NOSUID = 0x2
+_MS_NODEV = 0x4
+_MS_REC = 0x4000
+_MS_PRIVATE = 0x40000
+_PR_SET_NO_NEW_PRIVS = 38
+PRIVATE_MOUNTS = ("/tmp", "/dev/shm")
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _mount(source: bytes | None, target: bytes, fstype: bytes | None, flags: int,
+           data: bytes | None) -> int:
+    function = libc().mount
+    function.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                         ctypes.c_char_p]
+    return int(function(source, target, fstype, flags, data))
+
+
+def enter(confinement: Confinement) -> None:
+    """Take the instance's own mounts; raises ``OSError`` when it cannot (the instance must
+    then not run: the caller exits). The user id is taken later (``drop``)."""
+    c = libc()
+    _check(c.unshare(ctypes.c_int(_CLONE_NEWNS)), "unshare(CLONE_NEWNS)")
+    # Mounts made from here on stay in this instance's namespace.
+    _check(_mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "mount --make-rprivate /")
+    options = f"size={confinement.tmp_mb}m,mode=1777,nr_inodes=65536".encode()
+    for target in PRIVATE_MOUNTS:
+        if os.path.isdir(target):
+            _check(_mount(b"tmpfs", target.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV,
+                          options), f"mount tmpfs {target}")
+
+
+def drop(confinement: Confinement) -> None:
+    """Become the instance's own user, for good; raises ``OSError`` when it cannot.
+
+    Called on ``init``, once the server has set the limits from outside (setting another
+    user's rlimits takes a capability the server may not have).
+    """
+    c = libc()
+    _check(c.prctl(ctypes.c_int(_PR_SET_NO_NEW_PRIVS), ctypes.c_ulong(1), ctypes.c_ulong(0),
+                   ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl(PR_SET_NO_NEW_PRIVS)")
+    os.setgroups([])
+    os.setresgid(confinement.uid, confinement.uid, confinement.uid)
+    # From root to another user: the kernel clears every capability here.
+    os.setresuid(confinement.uid, confinement.uid, confinement.uid)
