@@ -148,15 +148,17 @@ class FunctionService:
         return config if pinned == config.layers else config.model_copy(update={"layers": pinned})
 
     def _check_secrets(self, config: FunctionConfig) -> None:
-        if self._secrets is None or not config.secrets:
+        listed = {"secrets": config.secrets, "secret_files": config.secret_files}
+        if self._secrets is None or not any(listed.values()):
             return
-        missing = set(self._secrets.missing(config.secrets))
+        missing = set(self._secrets.missing([*config.secrets, *config.secret_files]))
         if missing:
             raise invalid_spec([
-                {"field": f"config.secrets[{i}]",
+                {"field": f"config.{field}[{i}]",
                  "message": f"secret {name!r} does not exist: set it first "
                             f"(`ember secret set {name}`)"}
-                for i, name in enumerate(config.secrets) if name in missing
+                for field, names in listed.items()
+                for i, name in enumerate(names) if name in missing
             ])
 
     def _ensure_absent(self, name: str) -> None:

@@ -187,6 +187,13 @@ class FunctionConfig(_Strict):
                        Field(json_schema_extra={"pattern": SECRET_NAME_RE.pattern})]],
         Field(max_length=MAX_SECRETS),
     ] = Field(default_factory=list, json_schema_extra={"uniqueItems": True})
+    # Names of secrets given to instances as files: $EMBER_SECRETS_DIR/NAME (mode 0400;
+    # /run/secrets in the bubblewrap sandbox, a private memory-backed directory there).
+    secret_files: Annotated[
+        list[Annotated[str, AfterValidator(check_secret_name),
+                       Field(json_schema_extra={"pattern": SECRET_NAME_RE.pattern})]],
+        Field(max_length=MAX_SECRETS),
+    ] = Field(default_factory=list, json_schema_extra={"uniqueItems": True})
     # Ember permissions of the function's code (a token in its instances); None: none.
     role: FunctionRole | None = None
     concurrency: Annotated[int, Field(ge=1, le=1000)] = 1
@@ -269,6 +276,20 @@ class FunctionConfig(_Strict):
                 raise ValueError(
                     f"secret {name!r} (secrets[{i}]) is also a key of environment: a secret "
                     "is given to the function as the environment variable of its name"
+                )
+        return value
+
+    @field_validator("secret_files")
+    @classmethod
+    def _secret_files(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        as_variables = info.data.get("secrets") or []
+        for i, name in enumerate(value):
+            if name in value[:i]:
+                raise ValueError(f"secret {name!r} is listed twice in secret_files")
+            if name in as_variables:
+                raise ValueError(
+                    f"secret {name!r} (secret_files[{i}]) is also in secrets: give it as a "
+                    "variable or as a file, not both"
                 )
         return value
 

@@ -103,6 +103,7 @@ class InstanceSpec:
     startup_probe: StartupProbe | None = None
     health_check: HealthCheck | None = None
     secrets: tuple[str, ...] = ()
+    secret_files: tuple[str, ...] = ()  # names of secrets given as files
     role: RoleGrant | None = None  # the function's identity on Ember: a token per instance
     cpu: float | None = None  # cores; None: proportional to memory (``Limits.cpu_share``)
     tmp_mb: int = 512  # the private /tmp's size, where the sandbox gives one
@@ -137,6 +138,7 @@ class InstanceSpec:
             startup_probe=_typed(StartupProbe, config.startup_probe),
             health_check=_typed(HealthCheck, config.health_check),
             secrets=tuple(config.secrets),
+            secret_files=tuple(config.secret_files),
             role=RoleGrant(tuple(config.role.invoke), tuple(config.role.workflows),
                            config.role.events) if config.role is not None else None,
             cpu=config.cpu,
@@ -170,11 +172,15 @@ class InstanceSpec:
         }
 
     def to_runtime(
-        self, base_environment: dict[str, str], secrets: dict[str, str] | None = None
+        self, base_environment: dict[str, str], secrets: dict[str, str] | None = None,
+        files: dict[str, str] | None = None, secrets_dir: str | None = None,
     ) -> InitSpec:
         """The spec the ``init`` message carries to the instance (with the decrypted
-        values of its ``secrets``)."""
+        values of its ``secrets``, and of its ``secret_files`` to write in
+        ``secrets_dir``)."""
         return InitSpec(
+            secret_files=dict(files or {}),
+            secrets_dir=secrets_dir,
             function=self.function,
             version=self.version,
             code_dir=str(self.code_dir),

@@ -61,6 +61,7 @@ from ember.sandbox import Limits, Sandbox, SandboxFactory, choose_sandbox_factor
 from ember.sandbox.bubblewrap import (
     FIRST_INSTANCE_UID,
     INSTANCE_UIDS,
+    SECRETS_DIR,
     Bubblewrap,
     View,
     choose_isolation,
@@ -343,14 +344,28 @@ class Launcher:
         raise ServiceUnavailable("every instance user id is in use")
 
     async def _reveal(self, spec: InstanceSpec) -> dict[str, str]:
-        if not spec.secrets:
+        names = (*spec.secrets, *spec.secret_files)
+        if not names:
             return {}
         if self._secret_values is None:
             raise ServiceUnavailable(
                 f"{spec.function} lists secrets, and this server has no secret store",
                 {"function": spec.function},
             )
-        return await asyncio.to_thread(self._secret_values.reveal, spec.secrets)
+        return await asyncio.to_thread(self._secret_values.reveal, names)
+
+    def _secrets_dir(self, prepared: _Prepared, spec: InstanceSpec) -> str | None:
+        """Where the instance writes the secrets it is given as files: its private
+        ``/run/secrets`` in the sandbox; else a directory of the server's, readable by
+        the server's user only, removed with the instance."""
+        if not spec.secret_files:
+            return None
+        if prepared.view is not None:
+            return SECRETS_DIR
+        directory = self.work_dir / "secrets" / prepared.instance_id
+        directory.parent.mkdir(mode=0o700, exist_ok=True)
+        directory.mkdir(mode=0o700)
+        return str(directory)
 
     async def _initialize(
         self, prepared: _Prepared, spec: InstanceSpec, request_id: str | None,
@@ -360,6 +375,8 @@ class Launcher:
         if spec.role is not None and self._identities is not None:
             identity = self._identities.issue(prepared.instance_id, spec.function, spec.role)
         hidden = [*secret_env.values(), *([identity["EMBER_TOKEN"]] if identity else [])]
+        as_files = {name: secret_env.pop(name) for name in spec.secret_files}
+        secrets_dir = self._secrets_dir(prepared, spec)
         # Every line the instance writes passes the mask before any sink sees it.
         sink = masked(log_sink or self.log_sink, hidden)
         if prepared.view is not None:  # the paths the instance sees in its sandbox
@@ -371,7 +388,8 @@ class Launcher:
         self._instances[prepared.instance_id] = instance
         try:
             await instance.initialize(
-                spec.to_runtime(self.instance_environment, {**secret_env, **identity}),
+                spec.to_runtime(self.instance_environment, {**secret_env, **identity},
+                                as_files, secrets_dir),
                 spec.init_timeout_s, request_id,
             )
             # The CPU share applies once the code is loaded: imports and the initializer
@@ -700,6 +718,7 @@ class Launcher:
 
     def _forget(self, instance: Instance) -> None:
         self._instances.pop(instance.id, None)
+        shutil.rmtree(self.work_dir / "secrets" / instance.id, ignore_errors=True)
         self._uids_in_use.pop(instance.id, None)
         self._revoke(instance.id)
 

@@ -28,10 +28,12 @@ __all__ = ["Confinement", "drop", "enter"]
 _CLONE_NEWNS = 0x00020000
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
+_MS_NOEXEC = 0x8
 _MS_REC = 0x4000
 _MS_PRIVATE = 0x40000
 _PR_SET_NO_NEW_PRIVS = 38
 PRIVATE_MOUNTS = ("/tmp", "/dev/shm")
+SECRETS_DIR = "/run/secrets"  # memory only, and this instance's only
 
 
 def _check(result: int, what: str) -> None:
@@ -60,6 +62,10 @@ def enter(confinement: Confinement) -> None:
         if os.path.isdir(target):
             _check(_mount(b"tmpfs", target.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV,
                           options), f"mount tmpfs {target}")
+    if os.path.isdir(SECRETS_DIR):
+        _check(_mount(b"tmpfs", SECRETS_DIR.encode(), b"tmpfs",
+                      _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, b"size=1m,mode=1777,nr_inodes=256"),
+               f"mount tmpfs {SECRETS_DIR}")
 
 
 def drop(confinement: Confinement) -> None:

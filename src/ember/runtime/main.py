@@ -61,6 +61,18 @@ def load_entrypoint(entry: str) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
+def write_secret_files(directory: str, files: dict[str, str]) -> None:
+    """Write each secret to ``directory/NAME``, readable by this instance's user only."""
+    for name, value in files.items():
+        path = os.path.join(directory, name)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a value set again reaches a new instance; never appended to
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                             0o400)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(value)
+
+
 def is_json(content_type: str) -> bool:
     """``application/json`` or any ``+json`` media type, parameters ignored."""
     media = content_type.split(";", 1)[0].strip().lower()
@@ -131,6 +143,9 @@ class Runtime:
             sys.path[:0] = [spec.code_dir, *spec.layer_dirs]
             os.environ.clear()
             os.environ.update(spec.env)
+            if spec.secret_files and spec.secrets_dir:
+                write_secret_files(spec.secrets_dir, spec.secret_files)
+                os.environ["EMBER_SECRETS_DIR"] = spec.secrets_dir
             if "TZ" in os.environ:
                 time.tzset()
             importlib.invalidate_caches()

@@ -56,6 +56,9 @@ class InitSpec:
         concurrency: requests at once (web and custom functions).
         startup_probe, health_check: HTTP checks of a custom runtime (health checks also
             of a web app).
+        secret_files, secrets_dir: secrets given as files: the instance writes each value
+            to ``secrets_dir/NAME`` (mode 0400) before loading the code, and names the
+            directory in ``EMBER_SECRETS_DIR``.
     """
 
     function: str
@@ -75,6 +78,8 @@ class InitSpec:
     concurrency: int = 1
     startup_probe: StartupProbe | None = None
     health_check: HealthCheck | None = None
+    secret_files: dict[str, str] = field(default_factory=dict)
+    secrets_dir: str | None = None
 
     @property
     def probe(self) -> StartupProbe:

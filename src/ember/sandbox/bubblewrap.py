@@ -60,6 +60,8 @@ ZYGOTE_CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_KILL")
 # for real users).
 FIRST_INSTANCE_UID = 2_000_000
 INSTANCE_UIDS = 100_000
+# Where instances find the secrets they are given as files.
+SECRETS_DIR = "/run/secrets"
 # Where instances find their function's code and layers.
 CODE_MOUNT = Path("/var/task")
 LAYERS_MOUNT = Path("/var/layers")
@@ -195,7 +197,8 @@ class Bubblewrap:
                 args += ["--ro-bind", str(host), str(host)]
         # The directories bwrap creates on the way to a mount point follow its umask,
         # which may leave them unreadable to the instance's user: made explicitly.
-        targets = [Path("/etc"), *self.runtime_paths, *(i for _, i in view.mounts()), *binds]
+        targets = [Path("/etc"), Path(SECRETS_DIR), *self.runtime_paths,
+                   *(inside for _, inside in view.mounts()), *binds]
         parents = {p for t in targets for p in t.parents if p != Path("/")}
         for directory in sorted(parents, key=lambda p: len(p.parts)):
             args += ["--perms", "0755", "--dir", str(directory)]
@@ -204,7 +207,9 @@ class Bubblewrap:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         args += ["--proc", "/proc", "--dev", "/dev",
                  "--perms", "1777", "--tmpfs", "/tmp",
-                 "--perms", "1777", "--tmpfs", "/dev/shm"]
+                 "--perms", "1777", "--tmpfs", "/dev/shm",
+                 # Secrets given as files; each instance mounts its own (``confine``).
+                 "--perms", "0700", "--tmpfs", SECRETS_DIR]
         for path in self.runtime_paths:
             args += ["--ro-bind", str(path), str(path)]
         for host, inside in view.mounts():

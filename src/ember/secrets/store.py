@@ -141,8 +141,15 @@ def users_of(conn: Connection, name: str) -> list[str]:
 
 
 def _secrets_of(config: Any) -> list[str]:
-    value = config.get("secrets") if isinstance(config, dict) else None
-    return [str(v) for v in value] if isinstance(value, list) else []
+    """The secrets a stored config lists, as variables or as files."""
+    if not isinstance(config, dict):
+        return []
+    found: list[str] = []
+    for key in ("secrets", "secret_files"):
+        value = config.get(key)
+        if isinstance(value, list):
+            found += [str(v) for v in value]
+    return found
 
 
 def _info() -> sa.Select[Any]:
