@@ -144,6 +144,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     builds = BuildService(
         SqlBuildStore(engine), settings.home / "deps", clock,
         timeout_s=settings.build_timeout_s, limits=artifacts.limits,
+        isolation=settings.sandbox, private=[settings.home],
     )
     builds.recover()
     secrets = SecretService(SqlSecretStore(engine), cipher, clock)

@@ -7,6 +7,15 @@ keeps working), in the unpacked code directory (so the requirements may name fil
 them). Its output is recorded as it comes. Only a finished install is renamed to its key,
 so a directory at a key is always complete; builds of one key run one at a time, and the
 second finds the first's directory: a cache hit.
+
+With isolation (the ``sandbox`` setting: bubblewrap), pip runs in a bubblewrap sandbox
+(``Bubblewrap.build_command``), since building a source distribution runs its author's code:
+it sees the system and runtime, the code and its own staging directory, pip's configuration
+and the local indexes it names, a private ``/tmp`` and the network — not ``<home>``
+(database, keys, other functions). A root server runs it as ``BUILD_UID``, owner of the
+staging directory only for the build: the install is handed back to the server (owner,
+modes 0644/0755) before it is placed. There is no pip cache: a cache shared between builds
+would let one build plant what another installs.
 """
 
 from __future__ import annotations
@@ -19,14 +28,18 @@ import os
 import selectors
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from configparser import ConfigParser
+from configparser import Error as ConfigError
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from ember.artifacts import ArtifactLimits, open_archive
 from ember.artifacts.filesystem import place_tree, remove_tree
@@ -43,6 +56,7 @@ from ember.model.build import (
     dependency_key,
     python_tag,
 )
+from ember.sandbox.bubblewrap import BUILD_TARGET, BUILD_UID, Bubblewrap, IsolationUnavailable
 from ember.store.builds import SqlBuildStore
 
 log = logging.getLogger(__name__)
@@ -67,11 +81,16 @@ class BuildService:
         timeout_s: the longest pip may run (``EMBER_BUILD_TIMEOUT_S``); it is stopped then.
         limits: what a code archive given to ``start`` may weigh (those of function code).
         python: the tag builds are made for; the running interpreter's by default.
+        isolation: ``bubblewrap`` (required), ``process`` (pip runs as the server) or
+            ``auto`` (bubblewrap where it works), as for instances; probed at the first
+            build.
+        private: directories pip must never see (the server's home).
     """
 
     def __init__(
         self, store: SqlBuildStore, root: Path, clock: Clock, *, timeout_s: float = 600.0,
         limits: ArtifactLimits | None = None, python: str | None = None,
+        isolation: str = "process", private: Sequence[Path] = (),
     ) -> None:
         self._store = store
         self._root = Path(root)
@@ -84,6 +103,11 @@ class BuildService:
         self._processes: set[subprocess.Popen[bytes]] = set()
         self._threads: set[threading.Thread] = set()
         self._closing = threading.Event()
+        self._isolation = isolation
+        self._private = tuple(private)
+        self._sandbox: Bubblewrap | None = None
+        self._probed = isolation == "process"
+        self._probing = threading.Lock()
 
     def recover(self) -> None:
         """Mark builds a stopped server left running as failed, and remove the staging
@@ -152,6 +176,7 @@ class BuildService:
             self._root.mkdir(parents=True, exist_ok=True)
             code_dir = Path(tempfile.mkdtemp(prefix=".code-", dir=self._root))
             try:
+                os.chmod(code_dir, 0o755)  # for a sandboxed build's user
                 archive.extract_to(code_dir)
                 requirements = (code_dir / REQUIREMENTS).read_bytes()
             except BaseException:
@@ -270,18 +295,33 @@ class BuildService:
 
     def _pip(self, target: Path, code_dir: Path, output: _Log) -> str | None:
         """Run pip into ``target``, its output into ``output``; the error, or None."""
+        try:
+            sandbox = self._choose_sandbox()
+        except IsolationUnavailable as exc:
+            return f"the build sandbox cannot start: {exc}"
         args = [
-            "-m", "pip", "install", "--target", str(target), "--no-input",
-            "--disable-pip-version-check", "--no-warn-script-location",
+            "-m", "pip", "install", "--target", str(target if sandbox is None else BUILD_TARGET),
+            "--no-input", "--disable-pip-version-check", "--no-warn-script-location",
             "--progress-bar", "off", "-r", REQUIREMENTS,
         ]
         output.write(f"$ python {shlex.join(args)}\n")
         if self._closing.is_set():
             return _STOPPED
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
+        argv = [sys.executable, *args]
+        if sandbox is not None:
+            try:
+                argv = sandbox.build_command(argv, code_dir=code_dir, target=target,
+                                             extra_ro=_pip_paths(env, code_dir))
+            except IsolationUnavailable as exc:
+                return f"the build sandbox cannot start: {exc}"
+            # The host's TMPDIR is not there; no cache (see the module's docstring).
+            env.update(TMPDIR="/tmp", PIP_NO_CACHE_DIR="1")
+            if sandbox.privileged:
+                os.chown(target, BUILD_UID, BUILD_UID)
         try:
             process = subprocess.Popen(
-                [sys.executable, *args], cwd=code_dir, env=env, stdin=subprocess.DEVNULL,
+                argv, cwd=code_dir, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
             )
         except OSError as exc:
@@ -297,7 +337,32 @@ class BuildService:
             return stopped
         if process.returncode != 0:
             return f"pip exited with status {process.returncode}: {_last_error(output.text)}"
+        if sandbox is not None and sandbox.privileged:
+            _hand_back(target)
         return None
+
+    def _choose_sandbox(self) -> Bubblewrap | None:
+        """The sandbox of builds, probed once (as ``choose_isolation`` does for instances,
+        with a warning of its own).
+
+        Raises:
+            IsolationUnavailable: ``bubblewrap`` is required and cannot be used here.
+        """
+        with self._probing:
+            if self._probed:
+                return self._sandbox
+            try:
+                self._sandbox = Bubblewrap.probe(private=self._private)
+            except IsolationUnavailable as exc:
+                if self._isolation == "bubblewrap":
+                    raise
+                log.warning(
+                    "BUILD SANDBOX OFF: %s. pip, and the build scripts of the packages it "
+                    "builds, run as the server's user and can read what it can read (its "
+                    "database and keys included).", exc,
+                )
+            self._probed = True
+            return self._sandbox
 
     def _follow(self, process: subprocess.Popen[bytes], output: _Log) -> str | None:
         """Copy the process's output until it ends; the reason it was stopped, if it was."""
@@ -365,6 +430,78 @@ def _requirements(code_dir: Path) -> bytes | None:
         return (code_dir / REQUIREMENTS).read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
+
+
+def _hand_back(target: Path) -> None:
+    """Give a sandboxed install to the server: owned by it, modes 0644 or 0755 (set-id and
+    sticky bits gone), readable by instances. Links are never followed, not even one put in
+    place of a file while this runs (every process of the build is gone by then anyway)."""
+    uid, gid = os.geteuid(), os.getegid()
+    for _, dirs, files, dir_fd in os.fwalk(target, follow_symlinks=False):
+        for name in (*dirs, *files):
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY,
+                             dir_fd=dir_fd)
+            except OSError:  # a symlink, a socket: no mode to give
+                continue
+            try:
+                mode = os.fstat(fd).st_mode
+                if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+                    os.fchmod(fd, 0o755 if stat.S_ISDIR(mode) or mode & 0o111 else 0o644)
+            finally:
+                os.close(fd)
+    os.chown(target, uid, gid)
+    os.chmod(target, 0o755)
+
+
+def _pip_paths(env: Mapping[str, str], code_dir: Path) -> list[Path]:
+    """What pip reads outside the code: its configuration files, and the local paths they,
+    the ``PIP_*`` variables and the requirements name (find-links, indexes, constraints,
+    certificates, packages). A path only the requirements name is kept when anyone on the
+    host may read it: whoever deploys writes them."""
+    home = Path(env.get("HOME") or os.path.expanduser("~"))
+    user = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+    files = [Path(d) / "pip" / "pip.conf"
+             for d in (env.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(os.pathsep) if d]
+    files += [Path("/etc/pip.conf"), home / ".pip" / "pip.conf", user / "pip" / "pip.conf",
+              Path(sys.prefix) / "pip.conf"]
+    if env.get("PIP_CONFIG_FILE", os.devnull) != os.devnull:
+        files.append(Path(env["PIP_CONFIG_FILE"]))
+    files = [f for f in files if f.is_file()]
+    values = [value for name, value in env.items() if name.startswith("PIP_")]
+    for file in files:
+        parser = ConfigParser(interpolation=None)
+        with contextlib.suppress(OSError, ConfigError, UnicodeDecodeError):
+            parser.read(file, encoding="utf-8")
+        values += [value for section in parser.values() for value in section.values()]
+    found = files + [path for value in values for path in _local_paths(value)]
+    named = (_requirements(code_dir) or b"").decode(errors="replace")
+    return found + [path for path in _local_paths(named) if _public(path)]
+
+
+def _local_paths(text: str) -> Iterator[Path]:
+    """The absolute paths and ``file:`` URLs in ``text`` (``--option=value`` too)."""
+    for word in text.split():
+        word = word.split("=", 1)[-1] if word.startswith("-") else word
+        if word.startswith("file:"):
+            word = unquote(urlsplit(word).path)
+        if os.path.isabs(word):
+            yield Path(word)
+
+
+def _public(path: Path) -> bool:
+    """Anyone on the host may read ``path``: every directory on the way searchable by
+    others, ``path`` readable (and searchable, a directory) by them."""
+    try:
+        real = path.resolve(strict=True)
+        if any(not os.stat(p).st_mode & stat.S_IXOTH for p in real.parents):
+            return False
+        mode = os.stat(real).st_mode
+    except (OSError, RuntimeError):
+        return False
+    wanted = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
+    return mode & wanted == wanted
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:

@@ -22,6 +22,11 @@ version — their ``/tmp`` and their user id — is taken by the forked child it
 (``ember.runtime.confine``) before any user code runs, with the capabilities the zygote
 keeps for that (``ZYGOTE_CAPABILITIES``; only when the server runs as root).
 
+Dependency builds run under ``bwrap`` too (``build_command``): pip and the build scripts of
+the packages it builds see the system, the runtime, the code and their own install directory
+(not ``<home>``), with the network but no capability; as ``BUILD_UID`` when the server is
+root (see ``ember.control.builds``).
+
 Without root, bubblewrap runs in a user namespace: instances are isolated from the host
 as above, but the instances of one version share the zygote's ``/tmp`` and user id. Where
 bubblewrap is missing or cannot start, ``probe`` says why and the server falls back to the
@@ -65,6 +70,13 @@ SECRETS_DIR = "/run/secrets"
 # Where instances find their function's code and layers.
 CODE_MOUNT = Path("/var/task")
 LAYERS_MOUNT = Path("/var/layers")
+# Where a dependency build sees the function's code (its working directory) and writes its
+# install; the user id it runs as when the server is root (past the instances' range: no
+# instance shares it), and what bwrap keeps for ``setpriv`` to switch to it and drop them all.
+BUILD_CODE = Path("/var/build/code")
+BUILD_TARGET = Path("/var/build/target")
+BUILD_UID = FIRST_INSTANCE_UID + INSTANCE_UIDS
+BUILDER_CAPABILITIES = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
 # The ember package's root (``.../site-packages`` or an editable checkout's ``src``).
 _EMBER_ROOT = Path(__file__).resolve().parents[2]
 
@@ -189,22 +201,8 @@ class Bubblewrap:
             args.append("--unshare-net")
         if not self.privileged:
             args.append("--unshare-user")
-        for name in SYSTEM_DIRS:
-            host = Path("/") / name
-            if host.is_symlink():
-                args += ["--symlink", os.readlink(host), str(host)]
-            elif host.is_dir():
-                args += ["--ro-bind", str(host), str(host)]
-        # The directories bwrap creates on the way to a mount point follow its umask,
-        # which may leave them unreadable to the instance's user: made explicitly.
-        targets = [Path("/etc"), Path(SECRETS_DIR), *self.runtime_paths,
-                   *(inside for _, inside in view.mounts()), *binds]
-        parents = {p for t in targets for p in t.parents if p != Path("/")}
-        for directory in sorted(parents, key=lambda p: len(p.parts)):
-            args += ["--perms", "0755", "--dir", str(directory)]
-        args += ["--perms", "0755", "--dir", "/etc"]
-        for name in ETC_FILES:
-            args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        args += self._system([Path(SECRETS_DIR), *self.runtime_paths,
+                              *(inside for _, inside in view.mounts()), *binds])
         args += ["--proc", "/proc", "--dev", "/dev",
                  "--perms", "1777", "--tmpfs", "/tmp",
                  "--perms", "1777", "--tmpfs", "/dev/shm",
@@ -222,6 +220,92 @@ class Bubblewrap:
                 args += ["--cap-add", capability]
         args += ["--chdir", "/", "--", *argv]
         return args
+
+    def build_command(self, argv: Sequence[str], *, code_dir: Path, target: Path,
+                      extra_ro: Sequence[Path] = ()) -> list[str]:
+        """``argv`` (pip) run to build a function's dependencies, whose build backends run
+        code of whoever published the packages.
+
+        Inside: the system and runtime read-only, ``code_dir`` read-only at ``BUILD_CODE``
+        (the working directory), ``target`` writable at ``BUILD_TARGET``, ``extra_ro``
+        (pip's configuration and the local indexes it names) read-only at their host paths
+        unless private, a private ``/tmp``; the host's network (pip downloads). Own mount,
+        PID, IPC namespaces, no capabilities. Root (``privileged``) runs ``argv`` as
+        ``BUILD_UID`` through ``setpriv`` (util-linux): bwrap keeps only what that switch
+        needs, and the switch drops it all (``target`` must be ``BUILD_UID``'s); otherwise
+        ``argv`` runs as the server's user in a user namespace.
+
+        Raises:
+            IsolationUnavailable: the server is root and ``setpriv`` is not installed.
+        """
+        args = [self.executable, "--die-with-parent", "--new-session",
+                "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+                "--hostname", "ember"]
+        if not self.privileged:
+            args.append("--unshare-user")
+        shown = self._shown(extra_ro)
+        args += self._system([*self.runtime_paths, BUILD_CODE, BUILD_TARGET, *shown])
+        args += ["--proc", "/proc", "--dev", "/dev",
+                 "--perms", "1777", "--tmpfs", "/tmp",
+                 "--perms", "1777", "--tmpfs", "/dev/shm"]
+        for path in (*self.runtime_paths, *shown):
+            args += ["--ro-bind", str(path), str(path)]
+        args += ["--ro-bind", str(code_dir), str(BUILD_CODE),
+                 "--bind", str(target), str(BUILD_TARGET), "--cap-drop", "ALL"]
+        if self.privileged:
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                raise IsolationUnavailable(
+                    "setpriv is not installed (Debian/Ubuntu: util-linux): builds cannot "
+                    "leave root"
+                )
+            for capability in BUILDER_CAPABILITIES:
+                args += ["--cap-add", capability]
+            argv = [setpriv, f"--reuid={BUILD_UID}", f"--regid={BUILD_UID}", "--clear-groups",
+                    "--inh-caps=-all", "--bounding-set=-all", "--", *argv]
+        args += ["--chdir", str(BUILD_CODE), "--", *argv]
+        return args
+
+    def _system(self, targets: Iterable[Path]) -> list[str]:
+        """The read-only system (``SYSTEM_DIRS``, ``ETC_FILES``) and the directories on the
+        way to ``targets``, the mount points to come."""
+        args: list[str] = []
+        for name in SYSTEM_DIRS:
+            host = Path("/") / name
+            if host.is_symlink():
+                args += ["--symlink", os.readlink(host), str(host)]
+            elif host.is_dir():
+                args += ["--ro-bind", str(host), str(host)]
+        # The directories bwrap creates on the way to a mount point follow its umask,
+        # which may leave them unreadable to the sandbox's user: made explicitly.
+        parents = {p for t in targets for p in t.parents if p != Path("/")}
+        for directory in sorted(parents, key=lambda p: len(p.parts)):
+            args += ["--perms", "0755", "--dir", str(directory)]
+        args += ["--perms", "0755", "--dir", "/etc"]
+        for name in ETC_FILES:
+            args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        return args
+
+    def _shown(self, paths: Iterable[Path]) -> list[Path]:
+        """``paths`` that exist, absolute, without those in a system directory (bound
+        anyway), private, or in place of what the sandbox has of its own (``/proc``,
+        ``/dev``, ``/tmp``; ``/sys``): where a build sees them, parents first."""
+        found: list[Path] = []
+        for raw in paths:
+            path = Path(os.path.abspath(raw))  # where pip looks: symlinks kept
+            try:
+                real = path.resolve(strict=True)
+            except (OSError, RuntimeError):
+                continue
+            if path.parts[1:2] and path.parts[1] in (*SYSTEM_DIRS, "proc", "dev", "sys"):
+                continue
+            if path == Path("/tmp") or real in (Path("/"), Path("/tmp")):
+                continue
+            if any(_within(real, p) or _within(p, real) for p in self.private):
+                continue
+            if path not in found:
+                found.append(path)
+        return sorted(found, key=lambda p: len(p.parts))
 
     def describe(self) -> str:
         """One line for the server's start: what instances see."""
