@@ -327,8 +327,16 @@ class Launcher:
     def _view(self, spec: InstanceSpec) -> View | None:
         if self.isolation is None:
             return None
-        return View(spec.function, spec.version, Path(spec.code_dir), tuple(spec.layer_dirs),
-                    spec.network)
+        directories = (Path(spec.code_dir), *spec.layer_dirs)
+        identity = []
+        for directory in directories:
+            try:
+                found = os.stat(directory)
+            except OSError:
+                continue  # the instance will say what is missing
+            identity.append((found.st_dev, found.st_ino))
+        return View(spec.function, spec.version, directories[0], tuple(directories[1:]),
+                    spec.network, tuple(identity))
 
     def _confinement(self, instance_id: str, tmp_mb: int) -> Confinement | None:
         """A user id of its own for the instance (root only: see ``confine``)."""

@@ -97,6 +97,10 @@ class View:
     code_dir: Path
     layer_dirs: tuple[Path, ...] = ()
     network: str = "outbound"
+    # (device, inode) of each directory: a tree removed and unpacked again at the same
+    # path (a function deleted and created again) is another view — a zygote's bind
+    # mounts hold the directories they were made from.
+    identity: tuple[tuple[int, int], ...] = ()
 
     def mounts(self) -> list[tuple[Path, Path]]:
         """(host directory, where instances see it): the code at ``CODE_MOUNT``, layers
