@@ -53,8 +53,10 @@ def queue_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
 
 def _start(home: Path, port: int, log: Path, queue_env: dict[str, str] | None = None
            ) -> subprocess.Popen[bytes]:
+    # The functions of these tests write to files of the test's: no sandbox (the crash
+    # safety of queues and workflows is what they check; tests/sandbox checks the sandbox).
     env = {**os.environ, "EMBER_ASYNC_LEASE_S": "2", "EMBER_ASYNC_CONCURRENCY": "16",
-           **(queue_env or {})}
+           "EMBER_SANDBOX": "process", **(queue_env or {})}
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [EMBER, "server", "--port", str(port), "--home", str(home)],

@@ -192,7 +192,8 @@ def handler(event, context):
         assert failure["response"]["error"]["code"] == "FunctionError"
         assert failure["attempts"][0]["outcome"] == "error"
 
-    run_async(scenario)
+    # The sink writes to a file of the test's: no sandbox.
+    run_async(scenario, sandbox="process")
 
 
 def test_max_event_age_expires_events(run_async: Run) -> None:
