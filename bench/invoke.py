@@ -14,6 +14,7 @@ import asyncio
 import base64
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -59,11 +60,25 @@ def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
+def raw_bwrap_ms(n: int) -> list[float]:
+    """``bwrap --ro-bind / / true``: the bare cost of a bubblewrap sandbox (empty where
+    bubblewrap is not installed)."""
+    if shutil.which("bwrap") is None:
+        return []
+    found = []
+    for _ in range(n):
+        started = time.perf_counter()
+        subprocess.run(["bwrap", "--ro-bind", "/", "/", "true"], check=True)
+        found.append((time.perf_counter() - started) * 1000)
+    return found
+
+
 def start_ember(
-    home: Path, zygote: bool, spares: int = 1
+    home: Path, zygote: bool, spares: int = 1, sandbox: str = "auto"
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "EMBER_HOME": str(home), "EMBER_ZYGOTE": "1" if zygote else "0",
+           "EMBER_SANDBOX": sandbox,
            "EMBER_SPARE_INSTANCES": str(spares), "EMBER_LOG_LEVEL": "warning",
            "EMBER_QUEUE_DEPTH": "1000", "EMBER_ADMIN_KEY": apikey.KEY}
     env.pop("EMBER_DATABASE_URL", None)
@@ -214,11 +229,18 @@ def main() -> None:
     interp = raw_interpreter_ms(20)
     print(row("raw os.fork + exit + wait", pct(fork, 50), pct(fork, 99)))
     print(row("raw `python -c pass`", pct(interp, 50), pct(interp, 99)))
+    bwrap = raw_bwrap_ms(20)
+    if bwrap:
+        print(row("raw `bwrap --ro-bind / / true`", pct(bwrap, 50), pct(bwrap, 99)))
     results = {}
-    modes = {"zygote + spare": (True, 1), "zygote, no spare": (True, 0),
-             "fresh interpreter": (False, 0)}
-    for label, (zygote, spares) in modes.items():
-        proc, url = start_ember(tmp / f"home-{zygote}-{spares}", zygote, spares)
+    modes = {"zygote + spare": (True, 1, "process"), "zygote, no spare": (True, 0, "process"),
+             "fresh interpreter": (False, 0, "process")}
+    if bwrap:
+        modes.update({"bubblewrap, zygote + spare": (True, 1, "bubblewrap"),
+                      "bubblewrap, zygote, no spare": (True, 0, "bubblewrap")})
+    for label, (zygote, spares, sandbox) in modes.items():
+        proc, url = start_ember(tmp / f"home-{zygote}-{spares}-{sandbox}", zygote, spares,
+                                sandbox)
         try:
             deploy(url, "cold", keep_alive_s=1)
             totals, inits, warm = cold_starts(url, "cold", n_cold)
@@ -232,7 +254,9 @@ def main() -> None:
         print(row(f"  cold minus warm = platform overhead, {label}",
                   pct(overhead, 50), pct(overhead, 99), pct(fork, 50)))
     fresh = pct(results["fresh interpreter"], 50)
-    for label in ("zygote + spare", "zygote, no spare"):
+    for label in ("zygote + spare", "zygote, no spare", "bubblewrap, zygote + spare"):
+        if label not in results:
+            continue
         print(f"  {label} vs fresh interpreter overhead: "
               f"{fresh / max(pct(results[label], 50), 1e-6):.1f}x faster")
 

@@ -327,6 +327,9 @@ class FunctionConfig(_Strict):
                 "concurrency: above 1 is for web and custom functions; a handler instance "
                 "serves one event at a time"
             )
+        if self.role is not None and self.network == "none":
+            raise ValueError("network: a function with a role calls Ember over the network; "
+                             "with 'none' its token cannot reach it: use 'outbound'")
         return self
 
     @model_validator(mode="after")

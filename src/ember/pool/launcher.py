@@ -170,7 +170,8 @@ class Launcher:
         self._view_locks: dict[View, asyncio.Lock] = {}
         self._zygote_serial = 0
         self._uids_in_use: dict[str, int] = {}
-        self._next_uid = 0
+        # Where this server starts in the range: two servers on one host rarely share one.
+        self._next_uid = secrets.randbelow(INSTANCE_UIDS)
         self._secret_values = secret_values
         self._identities = identities
         self.use_zygote = use_zygote
