@@ -112,7 +112,6 @@ def test_sigkill_of_the_server_leaves_no_instance(
     code = {"zip": base64.b64encode(make_zip({"main.py": source})).decode()}
     created = api.post(f"{url}/functions", json={"name": "pid", "code": code})
     assert created.status_code == 201, created.text
-    pids = set()
     with httpx.Client(timeout=30, headers=AUTH) as client:
         # Concurrent calls force several instances.
         import concurrent.futures
@@ -198,3 +197,22 @@ def test_the_home_lock_dies_with_a_killed_server(home: Path) -> None:
         assert second.poll() is None
         assert api.get(f"{url}/healthz").status_code == 200
         assert (home / "server.lock").read_text() == str(second.pid)
+
+
+def test_the_server_says_which_sandbox_and_limits_are_in_force(home: Path) -> None:
+    with _serve(home) as (proc, _):
+        proc.terminate()
+        output = proc.stdout.read().decode() if proc.stdout else ""
+    assert "instance sandbox: " in output and "instance limits (" in output, output
+    if shutil.which("bwrap") is not None:
+        assert "instance sandbox: bubblewrap" in output, output
+
+
+def test_a_required_sandbox_that_cannot_start_stops_the_server(home: Path) -> None:
+    # No bwrap on this PATH: EMBER_SANDBOX=bubblewrap refuses to serve unsandboxed.
+    env = {**os.environ, "PATH": str(home), "EMBER_SANDBOX": "bubblewrap"}
+    done = subprocess.run([EMBER, "server", "--port", str(_free_port()), "--home", str(home)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "Error [ServiceUnavailable]" in done.stderr and "bubblewrap" in done.stderr, done
+    assert "Traceback" not in done.stderr

@@ -66,6 +66,14 @@ def server(
         out.print(services.new_admin_key, highlight=False, markup=False)
         out.print("the CLI and the SDK on this machine read it from there; elsewhere, set "
                   "EMBER_API_KEY, and make narrower keys with `ember key create`")
+    with reporting(Output(json_mode=False)):
+        sandbox, limits = services.launcher.choose_sandbox()
+    err = Output(json_mode=False).err
+    if services.launcher.isolation is None:
+        err.print(f"[yellow]warning:[/yellow] {sandbox}", highlight=False)
+    else:
+        err.print(sandbox, highlight=False)
+    err.print(limits, highlight=False)
     for line in exposure_warnings(settings):
         Output(json_mode=False).err.print(f"[yellow]warning:[/yellow] {line}")
     tls: dict[str, Any] = {}

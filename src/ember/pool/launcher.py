@@ -63,6 +63,7 @@ from ember.sandbox.bubblewrap import (
     INSTANCE_UIDS,
     SECRETS_DIR,
     Bubblewrap,
+    IsolationUnavailable,
     View,
     choose_isolation,
 )
@@ -233,12 +234,7 @@ class Launcher:
         if len(str(self.socket_path)) > _MAX_SOCKET_PATH:
             self._temp_dir = Path(tempfile.mkdtemp(prefix="ember-"))
             self._socket_dir = self._temp_dir
-        self.sandboxes = choose_sandbox_factory(self.use_cgroups)
-        self.isolation = choose_isolation(self.isolation_mode, private=self.private)
-        if self.isolation is not None:
-            # Inside the sandbox the host's TMPDIR and HOME do not exist.
-            self.instance_environment.update(TMPDIR="/tmp", HOME="/tmp")
-        self._announce()
+        self.choose_sandbox()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self._server = await asyncio.start_unix_server(self._on_connect, path=str(self.socket_path))
@@ -249,15 +245,41 @@ class Launcher:
             await self._ensure_zygote()
         self._refill_spares()
 
-    def _announce(self) -> None:
+    def choose_sandbox(self) -> list[str]:
+        """Pick the isolation and the limits of instances (once; ``start`` does it too) and
+        say what they are: lines for the operator, each also logged.
+
+        Raises:
+            CgroupUnavailable: ``use_cgroups=True`` and cgroups cannot be used here.
+            ServiceUnavailable: ``isolation="bubblewrap"`` and it cannot be used here.
+        """
+        if self.sandboxes is None:
+            try:
+                isolation = choose_isolation(self.isolation_mode, private=self.private)
+            except IsolationUnavailable as exc:
+                raise ServiceUnavailable(
+                    f"the bubblewrap sandbox is required (EMBER_SANDBOX=bubblewrap) and "
+                    f"cannot be used: {exc}"
+                ) from exc
+            self.sandboxes = choose_sandbox_factory(self.use_cgroups)
+            self.isolation = isolation
+            if self.isolation is not None:
+                # Inside the sandbox the host's TMPDIR and HOME do not exist.
+                self.instance_environment.update(TMPDIR="/tmp", HOME="/tmp")
+            for line in self.sandbox_summary():
+                logger.info("%s", line)
+        return self.sandbox_summary()
+
+    def sandbox_summary(self) -> list[str]:
+        """What isolates instances and what bounds them, in words."""
         limits = getattr(self.sandboxes, "enforced", None) or "memory, open files"
         limiter = self.sandboxes.name if self.sandboxes is not None else "none"
         if self.isolation is not None:
-            logger.info("instances: sandbox %s; limits (%s): %s", self.isolation.describe(),
-                        limiter, limits)
+            sandbox = f"instance sandbox: {self.isolation.describe()}"
         else:
-            logger.warning("instances: sandbox process (NO isolation: function code sees the "
-                           "host as the server's user does); limits (%s): %s", limiter, limits)
+            sandbox = ("instance sandbox: process — NO isolation: function code can read and "
+                       "do what the server's user can (EMBER_SANDBOX, or install bubblewrap)")
+        return [sandbox, f"instance limits ({limiter}): {limits}"]
 
     def problem(self) -> str | None:
         """Why instances cannot start now, or None: the launcher is closed, its socket was
