@@ -106,6 +106,12 @@ def make_zip(files: dict[str, str | bytes]) -> bytes:
 HELLO = {"main.py": "def handler(event, context):\n    return {'hello': event}\n"}
 
 
+# For scenarios whose functions read or write the test's own files (a gate to wait on, a
+# file that counts runs): the sandbox shows instances none of the host's files, so these
+# run without it. ``run(scenario, **HOST_FILES)``; tests/sandbox tests the sandbox itself.
+HOST_FILES = {"sandbox": "process"}
+
+
 @pytest.fixture
 def run(settings: Settings) -> Callable[..., None]:
     """Run an async scenario against a fresh in-process server (see tests/inprocess.py);

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from ember.clock import ManualClock
+from tests.conftest import HOST_FILES
 from tests.inprocess import Ember
 
 Run = Callable[..., None]
@@ -193,7 +194,7 @@ def handler(event, context):
         assert failure["attempts"][0]["outcome"] == "error"
 
     # The sink writes to a file of the test's: no sandbox.
-    run_async(scenario, sandbox="process")
+    run_async(scenario, **HOST_FILES)
 
 
 def test_max_event_age_expires_events(run_async: Run) -> None:
@@ -297,7 +298,7 @@ def test_max_concurrency_bounds_the_events_running_at_once(run_async: Run,
         assert len(seen) == 6
         assert max(seen) <= 2, seen
 
-    run_async(scenario)
+    run_async(scenario, **HOST_FILES)
 
 
 def test_deleting_a_function_drops_its_events_tasks_and_dead_letters(run_async: Run) -> None:
@@ -388,7 +389,7 @@ def handler(event, context):
         assert task["status"] == "succeeded" and task["result"] == {"value": 1}
         assert [a["outcome"] for a in task["history"]] == ["success"]
 
-    run_async(scenario, clock=clock, async_lease_s=3)
+    run_async(scenario, clock=clock, async_lease_s=3, **HOST_FILES)
 
 
 def test_pause_keeps_events_queued_until_resume(run_async: Run) -> None:
@@ -507,7 +508,7 @@ def handler(event, context):
         # Behind at most the async attempt that held the instance, not behind all five.
         assert order.index("sync") <= 1, order
 
-    run_async(scenario)
+    run_async(scenario, **HOST_FILES)
 
 
 def test_an_alias_has_async_settings_of_its_own(run_async: Run) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ember.clock import ManualClock
+from tests.conftest import HOST_FILES
 from tests.inprocess import Ember
 from tests.waiting import until
 
@@ -145,7 +146,7 @@ def test_max_instances_and_queue_give_429(run: Run, tmp_path: Path) -> None:
         assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
         assert ember.instances("slow") == 1
 
-    run(scenario, ManualClock(), queue_depth=1)
+    run(scenario, ManualClock(), queue_depth=1, **HOST_FILES)
 
 
 def test_queue_wait_bounded(run: Run, tmp_path: Path) -> None:
@@ -170,7 +171,7 @@ def test_queue_wait_bounded(run: Run, tmp_path: Path) -> None:
         gate.touch()
         assert (await busy).status_code == 200
 
-    run(scenario, clock, queue_wait_s=30)
+    run(scenario, clock, queue_wait_s=30, **HOST_FILES)
 
 
 def test_200_concurrent_with_four_instances(run: Run) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiomqtt
 
+from tests.conftest import HOST_FILES
 from tests.inprocess import Ember
 
 Run = Callable[..., None]
@@ -101,4 +102,4 @@ def test_three_sources_one_function_one_source_two_functions(run: Run, tmp_path:
                  for t in (await ember.http.get("/triggers")).json()["triggers"]}
         assert after == before  # no trigger was touched
 
-    run(scenario)
+    run(scenario, **HOST_FILES)

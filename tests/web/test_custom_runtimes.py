@@ -72,14 +72,40 @@ CUSTOM = {"kind": "custom", "command": ["node", "server.js"],
           "startup_probe": {"path": "/healthz", "timeout_s": 10}}
 
 
-async def gone(pid: int) -> bool:
+async def gone(pids: set[int]) -> bool:
+    """Whether every process of ``pids`` ends (within 2 s)."""
     for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        alive = set()
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive.add(pid)
+            except ProcessLookupError:
+                pass
+        if not alive:
             return True
         await asyncio.sleep(0.02)
     return False
+
+
+def instance_tree(ember: Ember, name: str) -> set[int]:
+    """The host pids of ``name``'s live instances and of every process they started (a pid
+    a function reports is one of its sandbox's PID namespace, not the host's)."""
+    roots = {i.pid for p in ember.services.router._pools.pools() if p.key.function == name
+             for i in p.instances() if i.alive}
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(") ", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, level = set(roots), set(roots)
+    while level:
+        level = {pid for pid, parent in parents.items() if parent in level} - found
+        found |= level
+    return found
 
 
 async def deploy_custom(ember: Ember, name: str, files: dict[str, str | bytes],
@@ -129,8 +155,10 @@ def test_node_server_as_a_custom_runtime(run: Run) -> None:
         assert any(r["line"].startswith("listening on ") for r in logs), logs
 
         # Deleting the function stops its instances, and their servers with them.
+        tree = instance_tree(ember, "node")
+        assert len(tree) >= 2  # the instance and the server it started
         assert (await http.delete("/functions/node")).status_code == 200
-        assert await gone(body["pid"])
+        assert await gone(tree)
 
     run(scenario)
 
@@ -192,6 +220,8 @@ def test_unhealthy_custom_runtime_is_replaced(run: Run) -> None:
         first = (await ember.http.get("/http/node/a")).json()["pid"]
         assert (await ember.http.get("/http/node/a")).json()["pid"] == first
         assert set(alive_instances(ember, "node")) == old
+        tree = instance_tree(ember, "node")
+        assert len(tree) >= 2  # the instance and the server it started
         await ember.http.get("/http/node/sicken")
         # Two failed checks 0.1 s apart, the instance exits, and min_instances brings a
         # new one up without waiting for traffic.
@@ -206,7 +236,7 @@ def test_unhealthy_custom_runtime_is_replaced(run: Run) -> None:
         assert after.status_code == 200
         assert after.json()["pid"] != first
         assert after.headers["x-ember-cold-start"] == "false"  # the replacement was ready
-        assert await gone(first), "the unhealthy instance's server outlived it"
+        assert await gone(tree), "the unhealthy instance's server outlived it"
         logs = (await ember.http.get("/functions/node/logs")).json()["logs"]
         lines = [r["line"] for r in logs]
         assert any("health check GET /healthz failed (2/2)" in line for line in lines), lines

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import HOST_FILES
 from tests.inprocess import Ember
 from tests.triggers.test_api import trigger
 
@@ -525,7 +526,7 @@ def test_a_slow_client_slows_a_streaming_app_down(run: Run, tmp_path: Path) -> N
                 assert received == 40 * 1024 * 1024
             assert int((tmp_path / f"progress.{kind}").read_text()) == 40
 
-    run(scenario)
+    run(scenario, **HOST_FILES)
 
 
 ENDLESS = '''
@@ -590,7 +591,7 @@ def test_a_client_leaving_an_endless_stream_stops_the_app(run: Run, tmp_path: Pa
                             if p.key.function == name)
                 assert not pool.busy, pool.load
 
-    run(scenario)
+    run(scenario, **HOST_FILES)
 
 
 FAILING_STARTUP = '''

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import make_zip
 from tests.inprocess import Ember
-from tests.web.test_custom_runtimes import alive_instances, gone
+from tests.web.test_custom_runtimes import alive_instances, gone, instance_tree
 
 Run = Callable[..., None]
 
@@ -102,6 +102,7 @@ def test_an_unhealthy_web_app_is_replaced(run: Run, source: str) -> None:
         assert len(old) == 1
         first = int((await ember.http.get("/functions/site/http/pid")).text)
         assert set(alive_instances(ember, "site")) == old
+        tree = instance_tree(ember, "site")
         await ember.http.get("/functions/site/http/sicken")
         # Two failed checks, the instance exits, min_instances brings up a new one.
         for _ in range(400):
@@ -113,7 +114,7 @@ def test_an_unhealthy_web_app_is_replaced(run: Run, source: str) -> None:
             raise AssertionError("the unhealthy instance was not replaced")
         after = await ember.http.get("/functions/site/http/pid")
         assert after.status_code == 200 and int(after.text) != first
-        assert await gone(first)
+        assert await gone(tree)
         lines = [r["line"] for r in (await ember.http.get("/functions/site/logs")).json()["logs"]]
         assert any("health check GET /healthz failed (2/2): it answered 503" in line
                    for line in lines), lines

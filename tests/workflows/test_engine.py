@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from ember.errors import InvalidSpec
 from ember.store.schema import execution_journal, executions, workflow_blobs
+from tests.conftest import HOST_FILES
 from tests.inprocess import Ember
 from tests.workflows.conftest import Run
 
@@ -148,7 +149,7 @@ def test_try_retries_a_failing_step_then_catches(run_wf: Run, tmp_path: Any) -> 
         assert caught.status == "succeeded", caught.error
         assert "call 3 fails" in caught.output["gave_up"]
 
-    run_wf(scenario)
+    run_wf(scenario, **HOST_FILES)
 
 
 def test_a_failing_step_fails_the_execution_with_its_path(run_wf: Run) -> None:

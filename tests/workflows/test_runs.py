@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import HOST_FILES
 from tests.inprocess import Ember
 from tests.waiting import until_true
 from tests.workflows.conftest import Run
@@ -56,7 +57,7 @@ def test_for_with_concurrency_maps_every_item_within_the_bound(
         [progress] = ember.services.workflows.progress(execution)
         assert progress["total"] == 9 and progress["done"] == 9 and progress["failed"] == 0
 
-    run_wf(scenario)
+    run_wf(scenario, **HOST_FILES)
 
 
 def test_a_sub_workflow_runs_and_returns_its_output(run_wf: Run) -> None:
