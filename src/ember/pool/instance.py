@@ -63,6 +63,8 @@ to ``Launcher.launch``."""
 
 # After the socket closes, how long the process gets to finish dying before it is killed.
 _EXIT_GRACE_S = 1.0
+# Passes over a killed instance's processes (10 ms apart) before its exit is awaited.
+_SWEEPS = 200
 
 
 class InstanceState(enum.Enum):
@@ -714,11 +716,29 @@ class Instance:
     def _begin_close(self, *, kill: bool) -> None:
         if kill:
             self._process.kill()
+            self._kill_all()
         if self._closing is None:
             self.state = InstanceState.GONE
-            self._closing = asyncio.get_running_loop().create_task(self._close())
+            self._closing = asyncio.get_running_loop().create_task(self._close(kill))
 
-    async def _close(self) -> ExitStatus:
+    def _kill_all(self) -> int:
+        try:
+            return self._sandbox.kill_all()
+        except OSError as exc:
+            logger.warning("instance %s: cannot kill what it started: %s", self.id, exc)
+            return 0
+
+    async def _sweep(self) -> None:
+        """Kill what a killed instance started until nothing is left: a fork bomb forks
+        between two passes, and would hold the CPU its dying process needs to exit."""
+        for _ in range(_SWEEPS):
+            if self._kill_all() == 0:
+                return
+            await asyncio.sleep(0.01)
+
+    async def _close(self, killed: bool = False) -> ExitStatus:
+        if killed:
+            await self._sweep()
         try:
             status = await asyncio.wait_for(asyncio.shield(self._process.wait()), _EXIT_GRACE_S)
         except TimeoutError:

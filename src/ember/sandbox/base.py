@@ -79,6 +79,12 @@ class Sandbox(Protocol):
         raises ``OSError`` when it cannot."""
         ...
 
+    def kill_all(self) -> int:
+        """SIGKILL every process of the instance that this sandbox can name (its children
+        included, where it knows them), with the CPU limit lifted so that they can die
+        quickly; how many were signalled (0: none is left)."""
+        ...
+
     def out_of_memory(self) -> bool:
         """Whether the limit was hit hard enough to kill the process (ask after its death)."""
         ...

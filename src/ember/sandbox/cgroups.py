@@ -233,6 +233,7 @@ class CgroupSandbox:
         self.limits = limits
         self.closed = False
         self._pid: int | None = None
+        self._cpu_lifted = False
         self._cpu_ceiling = cpu_ceiling
         self._directories = list(dict.fromkeys(place.path for place in places.values()))
         self._made: list[Path] = []  # created and not yet removed
@@ -300,8 +301,17 @@ class CgroupSandbox:
     def _remove(self) -> None:
         self._made = [directory for directory in self._made if not _rmdir(directory)]
 
-    def kill_all(self) -> None:
-        """SIGKILL every process still in the cgroups."""
+    def kill_all(self) -> int:
+        """SIGKILL every process still in the cgroups, the CPU quota lifted first (a
+        process with SIGKILL pending still needs CPU time to exit); how many."""
+        place = self.places.get(CPU)
+        if place is not None and not self._cpu_lifted:
+            with contextlib.suppress(OSError):
+                if place.version == 1:
+                    (place.path / "cpu.cfs_quota_us").write_text("-1")
+                else:
+                    (place.path / "cpu.max").write_text(f"max {CPU_PERIOD_US}")
+                self._cpu_lifted = True
         pids: set[str] = set()
         for directory in self._directories:
             with contextlib.suppress(OSError):
@@ -309,6 +319,7 @@ class CgroupSandbox:
         for pid in pids:
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
+        return len(pids)
 
 
 def _has_key(path: Path, key: str) -> bool:

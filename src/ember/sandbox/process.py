@@ -83,6 +83,10 @@ class ProcessSandbox:
             resource.prlimit(self._pid, resource.RLIMIT_AS, (limit, limit))
             self.address_space_limit = limit
 
+    def kill_all(self) -> int:
+        """Nothing to do: this sandbox knows only the instance's own process."""
+        return 0
+
     def out_of_memory(self) -> bool:
         """Always ``False``: under RLIMIT_AS memory shows as a ``MemoryError`` in the handler."""
         return False
