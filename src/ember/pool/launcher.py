@@ -62,6 +62,7 @@ from ember.sandbox.bubblewrap import (
     FIRST_INSTANCE_UID,
     INSTANCE_UIDS,
     SECRETS_DIR,
+    SOCKETS_DIR,
     Bubblewrap,
     IsolationUnavailable,
     View,
@@ -630,11 +631,13 @@ class Launcher:
             self._zygote_serial += 1
             socket_path = self.socket_path.with_name(f"zygote-{self._zygote_serial}.sock")
             isolation = self.isolation
-            binds = [self.socket_path, socket_path]
+            binds = [(self.socket_path, SOCKETS_DIR / "instances.sock"),
+                     (socket_path, SOCKETS_DIR / "zygote.sock")]
             zygote = await Zygote.start(
                 socket_path, python=self.python, env=self.process_environment,
                 cwd=self.work_dir, timeout_s=self.spawn_timeout_s,
                 wrap=lambda argv: isolation.command(argv, view, binds=binds),
+                connect_path=SOCKETS_DIR / "zygote.sock",
             )
             self.zygote_starts += 1
             self._view_zygotes[view] = zygote
@@ -680,7 +683,8 @@ class Launcher:
             for _ in range(2):  # a zygote that died is replaced once per spawn
                 try:
                     zygote = await self._view_zygote(view)
-                    return await zygote.spawn(instance_id, str(self.socket_path),
+                    return await zygote.spawn(instance_id,
+                                              str(SOCKETS_DIR / "instances.sock"),
                                               self.spawn_timeout_s, confine)
                 except (ZygoteDied, OSError) as exc:
                     reason = exc
@@ -688,13 +692,15 @@ class Launcher:
                            "interpreter", view.function, view.version, reason)
         assert self.isolation is not None
         isolation = self.isolation
-        args = [str(self.socket_path), instance_id, "0"]
+        inside = SOCKETS_DIR / "instances.sock"
+        args = [str(inside), instance_id, "0"]
         if confinement is not None:
             args.append(confinement.to_argument())
         process = await start_runtime_process(
             "ember.runtime.main", args, python=self.python, env=self.process_environment,
             cwd=self.work_dir,
-            wrap=lambda argv: isolation.command(argv, view, binds=[self.socket_path]),
+            wrap=lambda argv: isolation.command(argv, view,
+                                                binds=[(self.socket_path, inside)]),
         )
         return SubprocessHandle(process)
 

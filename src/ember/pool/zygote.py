@@ -221,11 +221,13 @@ class Zygote:
         cwd: Path | None = None,
         timeout_s: float = 10.0,
         wrap: Wrapper | None = None,
+        connect_path: Path | None = None,
     ) -> Zygote:
         """Start a zygote that connects back on ``socket_path`` (created, then removed).
 
         ``wrap``: the sandbox's command around the zygote's, which then runs in a PID
-        namespace of its own (its children are ``namespaced``).
+        namespace of its own (its children are ``namespaced``); ``connect_path``: where
+        the zygote sees ``socket_path`` (its sandbox binds it elsewhere).
 
         Raises:
             ZygoteDied: the zygote exited or did not connect within ``timeout_s``.
@@ -249,7 +251,7 @@ class Zygote:
             # In a PID namespace the parent is the namespace's init: 0 skips that check.
             parent = "0" if wrap is not None else str(os.getpid())
             process = await start_runtime_process(
-                "ember.runtime.zygote", [str(socket_path), parent],
+                "ember.runtime.zygote", [str(connect_path or socket_path), parent],
                 python=python, env=env, cwd=cwd, wrap=wrap,
             )
             exited = loop.create_task(process.wait())

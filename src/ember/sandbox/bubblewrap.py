@@ -65,6 +65,8 @@ ZYGOTE_CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_KILL")
 # for real users).
 FIRST_INSTANCE_UID = 2_000_000
 INSTANCE_UIDS = 100_000
+# Where a sandbox sees the server's sockets it connects to.
+SOCKETS_DIR = Path("/run/ember")
 # Where instances find the secrets they are given as files.
 SECRETS_DIR = "/run/secrets"
 # Where instances find their function's code and layers.
@@ -188,15 +190,17 @@ class Bubblewrap:
                 kept.append(path)
         return tuple(kept)
 
-    def command(self, argv: Sequence[str], view: View, *, binds: Sequence[Path]) -> list[str]:
+    def command(self, argv: Sequence[str], view: View, *,
+                binds: Sequence[tuple[Path, Path]]) -> list[str]:
         """``argv`` run inside the sandbox of ``view``.
 
         Args:
-            argv: the program and its arguments (paths as seen inside: they are the
-                host's, bound at the same places).
+            argv: the program and its arguments (paths as seen inside: the runtime's are
+                the host's, bound at the same places).
             view: what to show of the function version.
-            binds: files to bind writable at the same path (the server's Unix sockets the
-                process connects to; ``connect`` needs write permission, nothing more).
+            binds: (host file, where it is seen) to bind writable: the server's Unix
+                sockets the process connects to (``connect`` needs write permission,
+                nothing more), best under ``SOCKETS_DIR``, which tells nothing of the host.
         """
         args = [self.executable, "--die-with-parent", "--new-session",
                 "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
@@ -206,7 +210,8 @@ class Bubblewrap:
         if not self.privileged:
             args.append("--unshare-user")
         args += self._system([Path(SECRETS_DIR), *self.runtime_paths,
-                              *(inside for _, inside in view.mounts()), *binds])
+                              *(inside for _, inside in view.mounts()),
+                              *(inside for _, inside in binds)])
         args += ["--proc", "/proc", "--dev", "/dev",
                  "--perms", "1777", "--tmpfs", "/tmp",
                  "--perms", "1777", "--tmpfs", "/dev/shm",
@@ -216,8 +221,8 @@ class Bubblewrap:
             args += ["--ro-bind", str(path), str(path)]
         for host, inside in view.mounts():
             args += ["--ro-bind", str(host), str(inside)]
-        for path in binds:
-            args += ["--bind", str(path), str(path)]
+        for host, inside in binds:
+            args += ["--bind", str(host), str(inside)]
         args += ["--cap-drop", "ALL"]
         if self.privileged:
             for capability in ZYGOTE_CAPABILITIES:
