@@ -221,7 +221,9 @@ def handler(event, context):
 """
 
     async def scenario(ember: Ember) -> None:
-        await ember.deploy("faulty", source, timeout_s=1, memory_mb=128)
+        # A whole core: at 128 MiB's share (0.07 of one) touching 400 MiB can take longer
+        # than the timeout on a loaded machine, and the OOM case would time out instead.
+        await ember.deploy("faulty", source, timeout_s=1, memory_mb=128, cpu=1.0)
         expect = {
             "raise": (502, "FunctionError"),
             "exit": (502, "InstanceCrashed"),
