@@ -32,6 +32,8 @@ _MS_NOEXEC = 0x8
 _MS_REC = 0x4000
 _MS_PRIVATE = 0x40000
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_CAPBSET_DROP = 24
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 PRIVATE_MOUNTS = ("/tmp", "/dev/shm")
 SECRETS_DIR = "/run/secrets"  # memory only, and this instance's only
 
@@ -74,10 +76,37 @@ def drop(confinement: Confinement) -> None:
     Called on ``init``, once the server has set the limits from outside (setting another
     user's rlimits takes a capability the server may not have).
     """
-    c = libc()
-    _check(c.prctl(ctypes.c_int(_PR_SET_NO_NEW_PRIVS), ctypes.c_ulong(1), ctypes.c_ulong(0),
-                   ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl(PR_SET_NO_NEW_PRIVS)")
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
+    # The bounding set too, so that nothing could ever give a capability back (the zygote
+    # keeps CAP_SETPCAP for this). Past the last capability the kernel knows: EINVAL.
+    for capability in range(64):
+        if libc().prctl(ctypes.c_int(_PR_CAPBSET_DROP), ctypes.c_ulong(capability),
+                        ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+            break
     os.setgroups([])
     os.setresgid(confinement.uid, confinement.uid, confinement.uid)
-    # From root to another user: the kernel clears every capability here.
+    # From root to another user: the kernel clears the permitted and effective sets here;
+    # the inheritable set is emptied next.
     os.setresuid(confinement.uid, confinement.uid, confinement.uid)
+    _clear_capabilities()
+
+
+def _prctl(option: int, value: int, what: str) -> None:
+    _check(libc().prctl(ctypes.c_int(option), ctypes.c_ulong(value), ctypes.c_ulong(0),
+                        ctypes.c_ulong(0), ctypes.c_ulong(0)), f"prctl({what})")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def _clear_capabilities() -> None:
+    """Empty every capability set of this process (``capset`` with nothing)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(libc().capset(ctypes.byref(header), data), "capset")

@@ -57,10 +57,12 @@ ETC_FILES = (
 # Top-level system directories: bound read-only, or recreated as the links they are
 # (merged /usr).
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "opt")
-# Kept by a root zygote for ``confine.enter`` in its children: mounts (private /tmp),
-# user switch, and killing a child whose pid only the zygote knows. The children lose them
-# all when they switch to their own user.
-ZYGOTE_CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_KILL")
+# Kept by a root zygote for ``confine`` in its children: mounts (private /tmp), user
+# switch, emptying the bounding set, and killing a child whose pid only the zygote knows.
+# The children drop every set (bounding, permitted, effective, inheritable, ambient)
+# before user code.
+ZYGOTE_CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_KILL",
+                       "CAP_SETPCAP")
 # The user ids given to instances, one per live instance (a range no distribution uses
 # for real users).
 FIRST_INSTANCE_UID = 2_000_000
