@@ -137,8 +137,11 @@ def processes():
 
 
 def whoami(event):
+    status = {line.split(":")[0]: line.split(":")[1].strip()
+              for line in open("/proc/self/status") if line.startswith(("Cap", "NoNewPrivs"))}
     return {"uid": os.getuid(), "pid": os.getpid(), "ppid": os.getppid(),
-            "tmp": sorted(os.listdir("/tmp")), "task": sorted(os.listdir("/var/task"))}
+            "tmp": sorted(os.listdir("/tmp")), "task": sorted(os.listdir("/var/task")),
+            "status": status}
 
 
 def read_secrets(event):
@@ -438,6 +441,11 @@ def test_host_secrets_and_other_functions_code_are_out_of_sight(server: Server) 
         assert set(listed.values()) == {"FileNotFoundError"}, listed
         me = await server.ok("attacker", {"op": "whoami"})
         assert FIRST_INSTANCE_UID <= me["uid"] < FIRST_INSTANCE_UID + INSTANCE_UIDS, me
+        # No capability left in any set, and none to be gained.
+        status = me["status"]
+        assert status.pop("NoNewPrivs") == "1", me
+        assert set(status) == {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"}, me
+        assert set(status.values()) == {"0000000000000000"}, me
         await server.check_unharmed()
 
     server.run(scenario())
