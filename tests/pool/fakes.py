@@ -58,6 +58,7 @@ class FakeLauncher:
     def __init__(self, handler: Handler | None = None) -> None:
         self.handler = handler
         self.launched: list[FakeInstance] = []
+        self.prewarmed: list[InstanceSpec] = []
         self.failures: list[BaseException] = []
         self.gate: asyncio.Event | None = None
         self.waiting = 0
@@ -90,3 +91,6 @@ class FakeLauncher:
 
     async def close(self) -> None:
         self.closed = True
+
+    def prewarm(self, spec: InstanceSpec) -> None:
+        self.prewarmed.append(spec)

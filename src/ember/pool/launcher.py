@@ -348,6 +348,34 @@ class Launcher:
         instance.start_ms = (time.perf_counter() - started) * 1000
         return instance
 
+    def prewarm(self, spec: InstanceSpec) -> None:
+        """Start the sandboxed zygote of ``spec``'s version, and a spare of it, in the
+        background: a version's first cold start would otherwise wait for its sandbox
+        and interpreter to start (about 100 ms). Nothing to do without isolation."""
+        if self.isolation is None or self._closed or not self.use_zygote:
+            return
+        view = self._view(spec)
+        if view is None or view in self._view_zygotes:
+            return
+        task = asyncio.get_running_loop().create_task(self._prewarm(view, spec.tmp_mb))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _prewarm(self, view: View, tmp_mb: int) -> None:
+        try:
+            await self._view_zygote(view)
+        except Exception as exc:  # the first cold start will try again, and say why
+            logger.info("could not prepare the sandbox of %s:%s: %s", view.function,
+                        view.version, exc)
+            return
+        # The version just deployed is the likeliest next cold start: the spare is its.
+        self._spare_for = (view, tmp_mb)
+        spare = self._spare
+        if spare is not None and (spare.view, _tmp_of(spare, tmp_mb)) != (view, tmp_mb):
+            self._spare = None
+            self._discard(spare)
+        self._refill_spares()
+
     def _view(self, spec: InstanceSpec) -> View | None:
         if self.isolation is None:
             return None
@@ -507,8 +535,7 @@ class Launcher:
         self._refill_spares()
         if spare is None:
             return None
-        tmp = spare.confinement.tmp_mb if spare.confinement is not None else tmp_mb
-        if spare.view != view or tmp != tmp_mb:
+        if spare.view != view or _tmp_of(spare, tmp_mb) != tmp_mb:
             self._discard(spare)  # prepared for another version
             return None
         if spare.reader.at_eof() or spare.writer.is_closing():
@@ -783,3 +810,8 @@ def _peer_pid(writer: asyncio.StreamWriter) -> int | None:
 def _init_limits(spec: InstanceSpec) -> Limits:
     """The limits while an instance loads its code: the function's, with every core."""
     return dataclasses.replace(spec.limits(), cpu=float(os.cpu_count() or 1))
+
+
+def _tmp_of(prepared: _Prepared, default: int) -> int:
+    """The /tmp size ``prepared`` took (``default`` when it took none of its own)."""
+    return prepared.confinement.tmp_mb if prepared.confinement is not None else default

@@ -37,6 +37,11 @@ class InstanceLauncher(Protocol):
         """Stop launching and release what ``start`` took."""
         ...
 
+    def prewarm(self, spec: InstanceSpec) -> None:
+        """``spec`` was just deployed: get ready for its first cold start in the
+        background, where that costs something (a sandbox to start)."""
+        ...
+
 
 @dataclass(frozen=True)
 class PoolKey:

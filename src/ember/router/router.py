@@ -414,18 +414,22 @@ class Router:
         """Retire pools of content that no qualifier reaches any more; keep min_instances
         warm for ``latest`` and every version an alias points at."""
         try:
-            keep, warm = await asyncio.to_thread(self._reachable, name)
+            keep, warm, latest = await asyncio.to_thread(self._reachable, name)
         except EmberError:
-            keep, warm = set(), []
+            keep, warm, latest = set(), [], None
         self._pools.drain(name, keep)
+        if latest is not None:
+            self._pools.launcher.prewarm(latest.spec)
         for target in warm:
             pool = self._pools.pool(target.key, target.spec, target.pool_config)
             pool.provision()
 
-    def _reachable(self, name: str) -> tuple[set[PoolKey], list[Target]]:
+    def _reachable(self, name: str) -> tuple[set[PoolKey], list[Target], Target | None]:
+        """The pools to keep, those min_instances keeps warm, and ``latest`` (None when the
+        function is disabled)."""
         function = self._functions.get(name)
         if not function.enabled:
-            return set(), []
+            return set(), [], None
         latest = self._latest_target(function)
         versions = {v.number: self._version_target(v) for v in self._functions.list_versions(name)}
         keep = {latest.key, *(t.key for t in versions.values())}
@@ -435,7 +439,7 @@ class Router:
                 target = versions.get(number)
                 if target is not None and target.config.min_instances and target not in warm:
                     warm.append(target)
-        return keep, warm
+        return keep, warm, latest
 
 
 def _tag(err: EmberError, request_id: str, version: str, cold: bool) -> None:
