@@ -502,7 +502,9 @@ class Launcher:
                 writer.close()
                 raise ServiceUnavailable("the launcher closed during a cold start")
             try:
-                sandbox.attach(pid)
+                # In a thread: moving a process into a cgroup waits for an RCU grace period
+                # (~15 ms), which would stall every request the loop serves meanwhile.
+                await asyncio.to_thread(sandbox.attach, pid)
             except OSError as exc:
                 writer.close()
                 raise EmberError(
