@@ -15,8 +15,10 @@ A launch, in order:
 Isolation (``ember.sandbox.bubblewrap``, when on): the spec is known before the process
 exists. Each function version has a zygote of its own, started inside its bubblewrap
 sandbox (``View``: the version's code and layers, its network), and its instances are
-forked from it; each child takes its own ``/tmp`` and user id (``Confinement``) before it
-connects. The spare is then one prepared for the version launched last.
+forked from it; each child takes its own mounts (``/tmp``) when forked and its own user id
+(``Confinement``) on ``init``. A version's zygote is started when the version is deployed
+(``prewarm``), so its first cold start does not wait for it; the spare is one prepared for
+the version deployed or launched last.
 
 Instances inherit only a small part of the server's environment (``INHERITED_ENVIRONMENT``)
 plus the function's own variables: the server's secrets (database URL and such) never
