@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from pathlib import Path
 
 from ember.runtime.process import libc
 from ember.runtime.spec import Confinement
@@ -29,6 +30,9 @@ _CLONE_NEWNS = 0x00020000
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
 _MS_NOEXEC = 0x8
+_MS_RDONLY = 0x1
+_MS_REMOUNT = 0x20
+_MS_BIND = 0x1000
 _MS_REC = 0x4000
 _MS_PRIVATE = 0x40000
 _PR_SET_NO_NEW_PRIVS = 38
@@ -62,12 +66,56 @@ def enter(confinement: Confinement) -> None:
     options = f"size={confinement.tmp_mb}m,mode=1777,nr_inodes=65536".encode()
     for target in PRIVATE_MOUNTS:
         if os.path.isdir(target):
-            _check(_mount(b"tmpfs", target.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV,
-                          options), f"mount tmpfs {target}")
+            # What the sandbox bound under it (the runtime, when it lives in /tmp) is
+            # held open, covered by the new tmpfs, and bound again on top of it.
+            kept = _hold(_mounts_under(target))
+            try:
+                _check(_mount(b"tmpfs", target.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV,
+                              options), f"mount tmpfs {target}")
+                for path, descriptor in kept:
+                    _bind_again(path, descriptor)
+            finally:
+                for _, descriptor in kept:
+                    os.close(descriptor)
     if os.path.isdir(SECRETS_DIR):
         _check(_mount(b"tmpfs", SECRETS_DIR.encode(), b"tmpfs",
                       _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, b"size=1m,mode=1777,nr_inodes=256"),
                f"mount tmpfs {SECRETS_DIR}")
+
+
+def _mounts_under(directory: str) -> list[str]:
+    """The mount points below ``directory``, outermost first (``/proc/self/mountinfo``)."""
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
+        for line in mounts:
+            # Field 5 is the mount point, with spaces and such escaped as octal.
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point.startswith(directory.rstrip("/") + "/"):
+                found.append(point)
+    outermost: list[str] = []
+    for point in sorted(set(found), key=lambda p: p.count("/")):
+        # One inside another comes with it (the bind is recursive).
+        if not any(point.startswith(kept + "/") for kept in outermost):
+            outermost.append(point)
+    return outermost
+
+
+def _hold(paths: list[str]) -> list[tuple[str, int]]:
+    return [(path, os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW))
+            for path in paths if os.path.isdir(path)]
+
+
+def _bind_again(path: str, descriptor: int) -> None:
+    """Bind the directory held by ``descriptor`` at ``path`` again, read-only."""
+    for directory in [*reversed(Path(path).parents), Path(path)]:
+        if not directory.is_dir():
+            directory.mkdir()
+            os.chmod(directory, 0o755)  # whatever the umask: the instance's user walks it
+    source = f"/proc/self/fd/{descriptor}".encode()
+    _check(_mount(source, path.encode(), None, _MS_BIND | _MS_REC, None), f"bind {path}")
+    _check(_mount(None, path.encode(), None,
+                  _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None),
+           f"remount {path} read-only")
 
 
 def drop(confinement: Confinement) -> None:

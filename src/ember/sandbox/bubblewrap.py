@@ -211,14 +211,14 @@ class Bubblewrap:
             args.append("--unshare-net")
         if not self.privileged:
             args.append("--unshare-user")
+        # The private directories first: a runtime path under /tmp (a checkout there, its
+        # virtual environment) is then bound inside the tmpfs, not hidden by it.
+        args += _private_dirs()
         args += self._system([Path(SECRETS_DIR), *self.runtime_paths,
                               *(inside for _, inside in view.mounts()),
                               *(inside for _, inside in binds)])
-        args += ["--proc", "/proc", "--dev", "/dev",
-                 "--perms", "1777", "--tmpfs", "/tmp",
-                 "--perms", "1777", "--tmpfs", "/dev/shm",
-                 # Secrets given as files; each instance mounts its own (``confine``).
-                 "--perms", "0700", "--tmpfs", SECRETS_DIR]
+        # Secrets given as files; each instance mounts its own (``confine``).
+        args += ["--perms", "0700", "--tmpfs", SECRETS_DIR]
         for path in self.runtime_paths:
             args += ["--ro-bind", str(path), str(path)]
         for host, inside in view.mounts():
@@ -255,10 +255,8 @@ class Bubblewrap:
         if not self.privileged:
             args.append("--unshare-user")
         shown = self._shown(extra_ro)
+        args += _private_dirs()
         args += self._system([*self.runtime_paths, BUILD_CODE, BUILD_TARGET, *shown])
-        args += ["--proc", "/proc", "--dev", "/dev",
-                 "--perms", "1777", "--tmpfs", "/tmp",
-                 "--perms", "1777", "--tmpfs", "/dev/shm"]
         for path in (*self.runtime_paths, *shown):
             args += ["--ro-bind", str(path), str(path)]
         args += ["--ro-bind", str(code_dir), str(BUILD_CODE),
@@ -289,7 +287,7 @@ class Bubblewrap:
                 args += ["--ro-bind", str(host), str(host)]
         # The directories bwrap creates on the way to a mount point follow its umask,
         # which may leave them unreadable to the sandbox's user: made explicitly.
-        parents = {p for t in targets for p in t.parents if p != Path("/")}
+        parents = {p for t in targets for p in t.parents if p not in _MOUNTED}
         for directory in sorted(parents, key=lambda p: len(p.parts)):
             args += ["--perms", "0755", "--dir", str(directory)]
         args += ["--perms", "0755", "--dir", "/etc"]
@@ -324,6 +322,17 @@ class Bubblewrap:
                 else "a user namespace; instances of one version share /tmp and a user id")
         return (f"bubblewrap ({self.executable}): own mount, PID, IPC namespaces, read-only "
                 f"system and runtime, {mode}")
+
+
+# Made by ``_private_dirs`` (or the root): never made again as plain directories.
+_MOUNTED = {Path("/"), Path("/proc"), Path("/dev"), Path("/tmp"), Path("/dev/shm")}
+
+
+def _private_dirs() -> list[str]:
+    """A private ``/proc``, minimal ``/dev``, and writable ``/tmp`` and ``/dev/shm``."""
+    return ["--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--tmpfs", "/tmp",
+            "--perms", "1777", "--tmpfs", "/dev/shm"]
 
 
 def default_runtime_paths() -> list[Path]:
