@@ -86,6 +86,8 @@ from ember.api.schemas import (
     FunctionList,
     FunctionOut,
     Health,
+    InstanceOut,
+    InstancesOut,
     InvocationList,
     InvocationOut,
     LayerOut,
@@ -136,6 +138,8 @@ __all__ = [
     "FunctionList",
     "FunctionOut",
     "Health",
+    "InstanceOut",
+    "InstancesOut",
     "InvocationList",
     "InvocationOut",
     "InvocationResult",
@@ -380,6 +384,7 @@ class _Routes:
     get_logs = _Route(calls.get_logs)
     get_stats = _Route(calls.get_stats)
     list_invocations = _Route(calls.list_invocations)
+    list_instances = _Route(calls.list_instances)
     health = _Route(calls.health)
     create_key = _Route(keys.create_key)
     list_keys = _Route(keys.list_keys)

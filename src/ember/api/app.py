@@ -16,6 +16,7 @@ from ember.api import (
     builds,
     errors,
     functions,
+    instances,
     invocations,
     invoke,
     keys,
@@ -65,6 +66,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(functions.router)
     app.include_router(invoke.router)
     app.include_router(invocations.router)
+    app.include_router(instances.router)
     app.include_router(tasks.router)
     app.include_router(triggers.router)
     app.include_router(layers.router)

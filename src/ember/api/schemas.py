@@ -524,6 +524,34 @@ class InvocationList(BaseModel):
     next_cursor: str | None
 
 
+class PoolOut(BaseModel):
+    """The instances of one version (``latest`` or a number) and what the scaler keeps."""
+
+    version: str
+    qualifiers: list[str] = Field(description="the aliases (and latest) that reach it")
+    current: int = Field(description="starting, idle and busy instances")
+    starting: int
+    desired: int
+    reason: str = Field(description="why desired: min_instances: N, on demand, draining")
+    draining: bool = Field(description="no qualifier reaches it any more: it winds down")
+
+
+class InstanceOut(BaseModel):
+    id: str
+    version: str
+    state: Literal["starting", "idle", "busy", "draining"]
+    in_flight: int = Field(description="requests it is serving now")
+    started_at: datetime
+    last_used_at: datetime
+    memory_mb: float | None = Field(description="memory in use, as its sandbox counts it")
+
+
+class InstancesOut(BaseModel):
+    function: str
+    pools: list[PoolOut]
+    instances: list[InstanceOut]
+
+
 # workflows ------------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from ember.client import FunctionList, FunctionOut
 
 app = typer.Typer(
     help="Manage functions: create, get, list, update, delete, disable, enable, pause, resume; "
-    "list their invocations."
+    "list their invocations and instances."
 )
 
 Name = Annotated[str, typer.Argument(help="Function name.", show_default=False)]
@@ -168,6 +168,14 @@ def delete(
     deleted = session.client.delete_function(name)
     session.output.done(f"deleted function {deleted.name}")
     session.output.show(deleted)
+
+
+@command(app, "instances")
+def instances(session: Session, name: Name) -> None:
+    """Show a function's instances now: per version, how many it has and wants and why;
+    per instance, its state, requests in flight, start, last use and memory."""
+    now = session.client.list_instances(name)
+    session.output.show(now, render.instances_view(now))
 
 
 @command(app, "disable")

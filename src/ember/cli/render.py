@@ -27,6 +27,7 @@ from ember.client import (
     AliasOut,
     DeadLetterOut,
     FunctionOut,
+    InstancesOut,
     InvocationOut,
     LogLine,
     TaskOut,
@@ -417,6 +418,24 @@ def invocations_table(invocations: Iterable[InvocationOut]) -> Table:
         cells[4] = Text(i.status, style=_OUTCOME_STYLES.get(i.status, ""))
         table.add_row(*cells)
     return table
+
+
+def instances_view(now: InstancesOut) -> Group:
+    """The function's pools (what each version has and wants, and why), then one row per
+    instance: its state, requests in flight, start, last use and memory."""
+    pools = _table("VERSION", "QUALIFIERS", "CURRENT", "STARTING", "DESIRED", "REASON",
+                   title="pools")
+    for p in now.pools:
+        pools.add_row(*_cells(p.version + (" (draining)" if p.draining else ""),
+                              ", ".join(p.qualifiers), p.current, p.starting, p.desired,
+                              p.reason))
+    instances = _table("INSTANCE", "VERSION", "STATE", "IN FLIGHT", "STARTED", "LAST USED",
+                       "MEMORY", title="instances")
+    for i in now.instances:
+        memory = None if i.memory_mb is None else f"{i.memory_mb:.1f} MB"
+        instances.add_row(*_cells(i.id, i.version, i.state, i.in_flight, when(i.started_at),
+                                  when(i.last_used_at), memory))
+    return Group(pools, Text(), instances)
 
 
 # tasks and dead letters ------------------------------------------------------------------------

@@ -329,6 +329,7 @@ class Instance:
         start_ms: the whole cold start (spawn, sandbox, handshake, init), measured here.
         state: an ``InstanceState``.
         last_used: ``time.monotonic()`` when the last invocation ended (or it became ready).
+        started_at: ``time.time()`` when the process was handed to the server.
         invocations: how many invocations it answered.
         exit_status: how the process ended, once it is gone.
     """
@@ -352,6 +353,7 @@ class Instance:
         self.start_ms = 0.0
         self.state = InstanceState.STARTING
         self.last_used = time.monotonic()
+        self.started_at = time.time()
         self.invocations = 0
         self.exit_status: ExitStatus | None = None
         self.out_of_memory = False
@@ -381,6 +383,10 @@ class Instance:
     def alive(self) -> bool:
         """Whether the instance can still serve (it may be busy)."""
         return self._closing is None and self.state is not InstanceState.GONE
+
+    def memory_used(self) -> int | None:
+        """The bytes the instance uses now, as its sandbox counts them; ``None``: unknown."""
+        return self._sandbox.memory_used()
 
     # -- start ---------------------------------------------------------------------------
 

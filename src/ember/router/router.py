@@ -37,6 +37,7 @@ from ember.observability.stats import (
 )
 from ember.pool.instance import HttpExchange, HttpRequest
 from ember.pool.pool import PoolKey, PoolManager
+from ember.router.instances import InstancesView, view
 from ember.router.traffic import Route, Target
 
 log = logging.getLogger(__name__)
@@ -364,9 +365,8 @@ class Router:
         return Route(function.enabled, primary, extra, alias.split.weight)
 
     def _latest_target(self, function: Function) -> Target:
-        digest = f"{function.code.sha256[:16]}-{function.config.digest()[:16]}"
         return Target.of(
-            PoolKey(function.name, "latest", digest),
+            _latest_key(function),
             function.config,
             Path(self._functions.code_path(function.code)),
             self._layer_dirs(function.name, function.code, function.config),
@@ -390,6 +390,22 @@ class Router:
         if self._layers is None or not config.layers:
             return dependencies
         return dependencies + self._layers.dirs(config.layers)
+
+    # what runs now ---------------------------------------------------------------------
+
+    async def instances(self, name: str) -> InstancesView:
+        """The pools and instances of ``name`` now. Raises FunctionNotFound."""
+        latest, aliases = await asyncio.to_thread(self._qualified, name)
+        return view(name, self._pools.pools(), latest, aliases, self._clock)
+
+    def _qualified(self, name: str) -> tuple[PoolKey | None, dict[int, list[str]]]:
+        """The pool ``latest`` reaches (None when disabled) and the aliases of each version."""
+        function = self._functions.get(name)
+        aliases: dict[int, list[str]] = {}
+        for alias in self._functions.list_aliases(name):
+            for number in alias.versions():
+                aliases.setdefault(number, []).append(alias.name)
+        return (_latest_key(function) if function.enabled else None), aliases
 
     # reacting to control-plane changes ----------------------------------------------------
 
@@ -440,6 +456,11 @@ class Router:
                 if target is not None and target.config.min_instances and target not in warm:
                     warm.append(target)
         return keep, warm, latest
+
+
+def _latest_key(function: Function) -> PoolKey:
+    digest = f"{function.code.sha256[:16]}-{function.config.digest()[:16]}"
+    return PoolKey(function.name, "latest", digest)
 
 
 def _tag(err: EmberError, request_id: str, version: str, cold: bool) -> None:

@@ -89,6 +89,11 @@ class Sandbox(Protocol):
         """Whether the limit was hit hard enough to kill the process (ask after its death)."""
         ...
 
+    def memory_used(self) -> int | None:
+        """The memory the instance uses now, in bytes, as this sandbox counts it; ``None``
+        when unknown (not attached yet, or the count cannot be read)."""
+        ...
+
     def close(self) -> None:
         """Release what the sandbox holds; call once the process is gone. Idempotent."""
         ...

@@ -286,6 +286,15 @@ class CgroupSandbox:
             return _counter_file(self.path / "memory.failcnt") > 0
         return False
 
+    def memory_used(self) -> int | None:
+        """The memory charged to the instance's memory cgroup (v1 ``memory.usage_in_bytes``,
+        v2 ``memory.current``)."""
+        name = "memory.usage_in_bytes" if self.version == 1 else "memory.current"
+        try:
+            return int((self.path / name).read_text())
+        except (OSError, ValueError):
+            return None
+
     def close(self) -> None:
         """Kill what the instance left running in its cgroups (a custom runtime's server,
         a stray child), then remove the directories; one still busy is left for the next

@@ -22,12 +22,21 @@ _MIB = 1024 * 1024
 
 def mapped_bytes(pid: int) -> int | None:
     """The address space ``pid`` has mapped (``VmSize``), or ``None`` when unknown."""
+    return _status_bytes(pid, "VmSize:")
+
+
+def resident_bytes(pid: int) -> int | None:
+    """The memory ``pid`` has resident (``VmRSS``), or ``None`` when unknown."""
+    return _status_bytes(pid, "VmRSS:")
+
+
+def _status_bytes(pid: int, field: str) -> int | None:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
     for line in status.splitlines():
-        if line.startswith("VmSize:"):
+        if line.startswith(field):
             return int(line.split()[1]) * 1024
     return None
 
@@ -90,6 +99,10 @@ class ProcessSandbox:
     def out_of_memory(self) -> bool:
         """Always ``False``: under RLIMIT_AS memory shows as a ``MemoryError`` in the handler."""
         return False
+
+    def memory_used(self) -> int | None:
+        """The resident memory of the instance's own process (``VmRSS``)."""
+        return None if self._pid is None else resident_bytes(self._pid)
 
     def close(self) -> None:
         """Nothing to release: the limits die with the process."""

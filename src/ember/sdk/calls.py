@@ -27,6 +27,7 @@ from ember.api.schemas import (
     FunctionList,
     FunctionOut,
     Health,
+    InstancesOut,
     InvocationList,
     PublishOut,
     VersionList,
@@ -491,6 +492,18 @@ def list_invocations(
     params = _params(status=status, limit=limit, cursor=cursor)
     return Call("GET", _function_path(name, "invocations"), _model(InvocationList),
                 params=params)
+
+
+def list_instances(name: str) -> Call[InstancesOut]:
+    """The function's pools and instances on the server now: per version (``latest`` or a
+    number) the qualifiers that reach it, the instances it has (``current``, of which
+    ``starting``) and wants (``desired``, with its ``reason``), and per instance its
+    state, requests in flight, start and last use, and memory in use.
+
+    Raises:
+        FunctionNotFound: no such function.
+    """
+    return Call("GET", _function_path(name, "instances"), _model(InstancesOut))
 
 
 def health() -> Call[Health]:
