@@ -100,6 +100,7 @@ from ember.api.schemas import (
     TriggerList,
     TriggerOut,
     VersionOut,
+    WarmOut,
     WorkflowDeployOut,
     WorkflowList,
     WorkflowOut,
@@ -155,6 +156,7 @@ __all__ = [
     "TriggerList",
     "TriggerOut",
     "VersionOut",
+    "WarmOut",
     "WorkflowDeployOut",
     "WorkflowList",
     "WorkflowOut",
@@ -385,6 +387,7 @@ class _Routes:
     get_stats = _Route(calls.get_stats)
     list_invocations = _Route(calls.list_invocations)
     list_instances = _Route(calls.list_instances)
+    warm = _Route(calls.warm)
     health = _Route(calls.health)
     create_key = _Route(keys.create_key)
     list_keys = _Route(keys.list_keys)

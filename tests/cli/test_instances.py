@@ -35,3 +35,13 @@ def test_fn_instances_shows_pools_and_instances(cli: Cli, tmp_path: Path) -> Non
 def test_fn_instances_of_an_unknown_function_fails(cli: Cli) -> None:
     failed = cli.fails("fn", "instances", "no-such-function")
     assert "FunctionNotFound" in failed.stderr or "no-such-function" in failed.stderr
+
+
+def test_fn_warm_starts_instances(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("deploy", project(tmp_path / "w", "warmed"))
+    said = cli.ok("fn", "warm", "warmed", "-q", "latest", "--instances", "2")
+    assert "started 2 of 2 instances of warmed (latest)" in said.stdout
+    now = json.loads(cli.ok("fn", "instances", "warmed", "--json").stdout)
+    assert [i["state"] for i in now["instances"]] == ["idle", "idle"]
+    assert json.loads(cli.ok("fn", "warm", "warmed", "--json").stdout) == {"started": 1}
+    cli.fails("fn", "warm", "warmed", "--instances", "0", code=2)

@@ -113,3 +113,42 @@ def test_sdk_lists_instances(run: Run) -> None:
         assert instance.state == "idle" and instance.memory_mb and instance.memory_mb > 0
 
     run(scenario)
+
+
+def test_warm_starts_instances_of_a_qualifier_now(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("hello", HELLO["main.py"], max_instances=3)
+        assert (await ember.http.post("/functions/hello/versions")).status_code == 201
+        answer = await ember.http.put("/functions/hello/aliases/live", json={"version": 1})
+        assert answer.status_code == 201, answer.text
+
+        warmed = await ember.http.post("/functions/hello/warm",
+                                       json={"qualifier": "live", "instances": 2})
+        assert warmed.status_code == 200, warmed.text
+        assert warmed.json() == {"started": 2}
+        now = await instances(ember, "hello")
+        assert [(p["version"], p["qualifiers"], p["current"]) for p in now["pools"]] == [
+            ("1", ["live"], 2)]
+        assert [i["state"] for i in now["instances"]] == ["idle", "idle"]
+
+        # max_instances bounds what starts.
+        async with AsyncClient("http://ember",
+                               transport=httpx.ASGITransport(app=ember.app)) as client:
+            assert (await client.warm("hello", instances=5)).started == 3
+            assert (await client.warm("hello", qualifier="1", instances=5)).started == 1
+        assert ember.instances("hello") == 6
+
+        for body, field in [({"instances": 0}, "instances"), ({"instances": 101}, "instances"),
+                            ({"qualifier": "no such", "instances": 1}, "qualifier")]:
+            refused = await ember.http.post("/functions/hello/warm", json=body)
+            assert refused.status_code == 400, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "InvalidSpec"
+            assert [e["field"] for e in error["details"]["errors"]] == [field]
+        missing = await ember.http.post("/functions/nope/warm", json={"instances": 1})
+        assert missing.status_code == 404
+        unaliased = await ember.http.post("/functions/hello/warm",
+                                          json={"qualifier": "gone", "instances": 1})
+        assert unaliased.json()["error"]["code"] == "AliasNotFound"
+
+    run(scenario)

@@ -1,5 +1,6 @@
 """What runs for a function now: its pools, the instances each wants and why, and each
-instance with its state, requests in flight, times and memory."""
+instance with its state, requests in flight, times and memory; and instances started on
+request, ahead of the traffic."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from ember.api.schemas import InstanceOut, InstancesOut, PoolOut
+from ember.api.schemas import InstanceOut, InstancesOut, PoolOut, WarmIn, WarmOut
 
 router = APIRouter(tags=["functions"])
 
@@ -32,3 +33,11 @@ async def list_instances(name: str, request: Request) -> InstancesOut:
                                last_used_at=_when(i.last_used_at), memory_mb=i.memory_mb)
                    for i in now.instances],
     )
+
+
+@router.post("/functions/{name}/warm", response_model=WarmOut)
+async def warm(name: str, body: WarmIn, request: Request) -> WarmOut:
+    """Start instances of the version ``qualifier`` reaches now; they then live by
+    keep_alive like any idle instance."""
+    services: Any = request.app.state.services
+    return WarmOut(started=await services.router.warm(name, body.qualifier, body.instances))

@@ -552,6 +552,19 @@ class InstancesOut(BaseModel):
     instances: list[InstanceOut]
 
 
+class WarmIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    qualifier: str = Field(default="latest", pattern=QUALIFIER_PATTERN,
+                           description="latest, a version or an alias (its primary version)")
+    instances: int = Field(ge=1, le=100, description="how many to start now")
+
+
+class WarmOut(BaseModel):
+    started: int = Field(description="how many came up (max_instances and the server's "
+                         "free capacity may allow fewer)")
+
+
 # workflows ------------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from ember.client import FunctionList, FunctionOut
 
 app = typer.Typer(
     help="Manage functions: create, get, list, update, delete, disable, enable, pause, resume; "
-    "list their invocations and instances."
+    "list their invocations and instances; warm instances up."
 )
 
 Name = Annotated[str, typer.Argument(help="Function name.", show_default=False)]
@@ -176,6 +176,25 @@ def instances(session: Session, name: Name) -> None:
     per instance, its state, requests in flight, start, last use and memory."""
     now = session.client.list_instances(name)
     session.output.show(now, render.instances_view(now))
+
+
+@command(app, "warm")
+def warm(
+    session: Session,
+    name: Name,
+    qualifier: Annotated[
+        str, typer.Option("--qualifier", "-q", help="latest, a version number or an alias.")
+    ] = "latest",
+    instances: Annotated[
+        int, typer.Option(min=1, max=100, help="How many instances to start now.")
+    ] = 1,
+) -> None:
+    """Start instances of a function now, ahead of its traffic; they then idle until
+    keep-alive reclaims them."""
+    warmed = session.client.warm(name, qualifier=qualifier, instances=instances)
+    session.output.show(warmed)
+    session.output.done(f"started {warmed.started} of {instances} instances of {name} "
+                        f"({qualifier})")
 
 
 @command(app, "disable")

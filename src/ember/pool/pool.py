@@ -302,6 +302,26 @@ class VersionPool:
                 return
             self.release(instance)
 
+    async def warm(self, count: int) -> int:
+        """Start up to ``count`` instances now, beside those already up, within
+        max_instances and the server's free capacity (never reclaiming another's
+        instance); they then idle, and keep-alive reclaims them like any other. How many
+        started; raises the cold start's error (InitError…) when none did."""
+        reserved = 0
+        while (reserved < count and not self.draining
+               and self.size + reserved < self.config.max_instances
+               and self._manager.capacity.try_take()):
+            reserved += 1
+        outcomes = await asyncio.gather(*(self._start() for _ in range(reserved)),
+                                        return_exceptions=True)
+        started = [i for i in outcomes if isinstance(i, Instance)]
+        for instance in started:
+            self.release(instance)
+        failures = [e for e in outcomes if isinstance(e, BaseException)]
+        if failures and not started:
+            raise failures[0]
+        return len(started)
+
     def instances(self) -> Iterator[Instance]:
         yield from self.idle
         yield from self.busy

@@ -398,6 +398,18 @@ class Router:
         latest, aliases = await asyncio.to_thread(self._qualified, name)
         return view(name, self._pools.pools(), latest, aliases, self._clock)
 
+    async def warm(self, name: str, qualifier: str | None, count: int) -> int:
+        """Start ``count`` instances of the version ``qualifier`` reaches (an alias's
+        primary version) now; how many started (see ``VersionPool.warm``). Raises what
+        resolution raises, FunctionDisabled, and InitError when no instance could start."""
+        route = await self._route(name, qualifier)
+        if not route.enabled:
+            raise FunctionDisabled(
+                f"function {name!r} is disabled: enable it to warm it", {"function": name}
+            )
+        target = route.primary
+        return await self._pools.pool(target.key, target.spec, target.pool_config).warm(count)
+
     def _qualified(self, name: str) -> tuple[PoolKey | None, dict[int, list[str]]]:
         """The pool ``latest`` reaches (None when disabled) and the aliases of each version."""
         function = self._functions.get(name)

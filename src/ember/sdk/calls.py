@@ -32,6 +32,7 @@ from ember.api.schemas import (
     PublishOut,
     VersionList,
     VersionOut,
+    WarmOut,
 )
 from ember.errors import InvalidCode, InvalidSpec
 from ember.sdk.results import InvocationResult, LogPage
@@ -504,6 +505,20 @@ def list_instances(name: str) -> Call[InstancesOut]:
         FunctionNotFound: no such function.
     """
     return Call("GET", _function_path(name, "instances"), _model(InstancesOut))
+
+
+def warm(name: str, *, qualifier: str = "latest", instances: int = 1) -> Call[WarmOut]:
+    """Start ``instances`` (1-100) instances of the version ``qualifier`` reaches (an
+    alias's primary version) now; they then idle until keep-alive reclaims them. ``started``
+    says how many came up: max_instances and the server's free capacity may allow fewer.
+
+    Raises:
+        FunctionNotFound, VersionNotFound, AliasNotFound: no such target.
+        FunctionDisabled: the function is disabled. InvalidSpec: a bad field (named).
+        InitError: no instance could start.
+    """
+    return Call("POST", _function_path(name, "warm"), _model(WarmOut),
+                json={"qualifier": qualifier, "instances": instances})
 
 
 def health() -> Call[Health]:
