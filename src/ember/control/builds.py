@@ -56,10 +56,21 @@ from ember.model.build import (
     dependency_key,
     python_tag,
 )
-from ember.sandbox.bubblewrap import BUILD_TARGET, BUILD_UID, Bubblewrap, IsolationUnavailable
+from ember.sandbox.bubblewrap import (
+    BUILD_TARGET,
+    BUILD_UID,
+    Bubblewrap,
+    IsolationUnavailable,
+    choose_isolation,
+)
 from ember.store.builds import SqlBuildStore
 
 log = logging.getLogger(__name__)
+
+_BUILDS_UNSANDBOXED = (
+    "BUILD SANDBOX OFF: {reason}. pip, and the build scripts of the packages it builds, run "
+    "as the server's user and can read what it can read (its database and keys included)."
+)
 
 LOG_LIMIT = 256 * 1024
 """Characters of a build's log kept: the start of a longer one is dropped."""
@@ -106,7 +117,7 @@ class BuildService:
         self._isolation = isolation
         self._private = tuple(private)
         self._sandbox: Bubblewrap | None = None
-        self._probed = isolation == "process"
+        self._probed = False
         self._probing = threading.Lock()
 
     def recover(self) -> None:
@@ -342,26 +353,16 @@ class BuildService:
         return None
 
     def _choose_sandbox(self) -> Bubblewrap | None:
-        """The sandbox of builds, probed once (as ``choose_isolation`` does for instances,
-        with a warning of its own).
+        """The sandbox of builds, chosen once as for instances (``choose_isolation``).
 
         Raises:
             IsolationUnavailable: ``bubblewrap`` is required and cannot be used here.
         """
         with self._probing:
-            if self._probed:
-                return self._sandbox
-            try:
-                self._sandbox = Bubblewrap.probe(private=self._private)
-            except IsolationUnavailable as exc:
-                if self._isolation == "bubblewrap":
-                    raise
-                log.warning(
-                    "BUILD SANDBOX OFF: %s. pip, and the build scripts of the packages it "
-                    "builds, run as the server's user and can read what it can read (its "
-                    "database and keys included).", exc,
-                )
-            self._probed = True
+            if not self._probed:
+                self._sandbox = choose_isolation(self._isolation, private=self._private,
+                                                 unsandboxed=_BUILDS_UNSANDBOXED)
+                self._probed = True
             return self._sandbox
 
     def _follow(self, process: subprocess.Popen[bytes], output: _Log) -> str | None:

@@ -351,9 +351,18 @@ def _within(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
 
 
-def choose_isolation(mode: str, *, private: Sequence[Path] = ()) -> Bubblewrap | None:
+INSTANCES_UNSANDBOXED = (
+    "SANDBOX OFF: {reason}. Instances run as plain processes with resource limits only: "
+    "function code can read what the server's user can read (its database and keys "
+    "included). Install bubblewrap, or set EMBER_SANDBOX=process to say this is meant."
+)
+
+
+def choose_isolation(mode: str, *, private: Sequence[Path] = (),
+                     unsandboxed: str = INSTANCES_UNSANDBOXED) -> Bubblewrap | None:
     """The isolation for ``mode``: ``bubblewrap`` (required), ``process`` (none), or
-    ``auto`` (bubblewrap where it works, else none with a loud warning).
+    ``auto`` (bubblewrap where it works, else none with a loud warning: ``unsandboxed``,
+    where ``{reason}`` says why).
 
     Raises:
         IsolationUnavailable: ``mode`` is ``bubblewrap`` and it cannot be used here.
@@ -365,10 +374,5 @@ def choose_isolation(mode: str, *, private: Sequence[Path] = ()) -> Bubblewrap |
     except IsolationUnavailable as exc:
         if mode == "bubblewrap":
             raise
-        logger.warning(
-            "SANDBOX OFF: %s. Instances run as plain processes with resource limits only: "
-            "function code can read what the server's user can read (its database and "
-            "keys included). Install bubblewrap, or set EMBER_SANDBOX=process to say this "
-            "is meant.", exc,
-        )
+        logger.warning(unsandboxed.format(reason=exc))
         return None
