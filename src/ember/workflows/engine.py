@@ -123,6 +123,7 @@ class Engine:
         self.db = Offload()
         self._schedules = Schedules(store, clock, self._scheduled, self.db)
         self._live: dict[str, _Live] = {}
+        self._offering = asyncio.Lock()  # publish and the offers of retained events
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._workflows: dict[tuple[str, int], Workflow] = {}
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
@@ -396,31 +397,36 @@ class Engine:
         InvalidSpec for an event without its required attributes."""
         event = normalize_event(event, utcnow(self._clock))
         key = machine_events.event_key(event)
-        fresh = await self.db(self._store.retain_event, key, event,
-                                        utcnow(self._clock))
-        if not fresh:
-            return PublishResult(event["id"], 0, 0, retained=True, duplicate=True)
-        offers = [
-            self._complete(execution_id, EventArrived(event))
-            for execution_id, live in list(self._live.items())
-            if any(_may_match(listen, event) for listen in live.listens.values())
-        ]
-        started = await self._schedules.offer(event)
-        taken = sum(await asyncio.gather(*offers)) if offers else 0
-        if taken or started:
-            await self.db(self._store.take_event, key, utcnow(self._clock))
+        # One at a time with the offers of retained events to listens that just started:
+        # else such an offer could read this event once retained, before it is taken
+        # here, and take it — and this publish would report it retained, taken by none.
+        async with self._offering:
+            fresh = await self.db(self._store.retain_event, key, event,
+                                  utcnow(self._clock))
+            if not fresh:
+                return PublishResult(event["id"], 0, 0, retained=True, duplicate=True)
+            offers = [
+                self._complete(execution_id, EventArrived(event))
+                for execution_id, live in list(self._live.items())
+                if any(_may_match(listen, event) for listen in live.listens.values())
+            ]
+            started = await self._schedules.offer(event)
+            taken = sum(await asyncio.gather(*offers)) if offers else 0
+            if taken or started:
+                await self.db(self._store.take_event, key, utcnow(self._clock))
         return PublishResult(event["id"], taken, started, retained=not (taken or started),
                              duplicate=False)
 
     async def _offer_retained(self, execution_id: str) -> None:
         since = utcnow(self._clock) - timedelta(seconds=self._settings.event_retention_s)
-        kept = await self.db(self._store.retained_events, since)
-        for event in kept:
-            if execution_id not in self._live:
-                return
-            if await self._complete(execution_id, EventArrived(event)):
-                await self.db(self._store.take_event,
-                                        machine_events.event_key(event), utcnow(self._clock))
+        async with self._offering:  # see ``publish``
+            kept = await self.db(self._store.retained_events, since)
+            for event in kept:
+                if execution_id not in self._live:
+                    return
+                if await self._complete(execution_id, EventArrived(event)):
+                    await self.db(self._store.take_event,
+                                  machine_events.event_key(event), utcnow(self._clock))
 
     async def _scheduled(self, revision: WorkflowRevision, input: Any, key: str) -> None:
         await self.begin(revision, input, idempotency_key=key)
