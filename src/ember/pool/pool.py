@@ -1,5 +1,7 @@
 """Instances per function version: cold starts, warm reuse, a bounded wait queue,
-keep-alive then reclaim, min instances, and one server-wide instance limit."""
+keep-alive then reclaim (fixed, or adaptive with pre-warming), a floor of instances kept up
+(min_instances, or the provisioned count the scaler sets), idle provisioned instances
+frozen and thawed, and one server-wide instance limit."""
 
 from __future__ import annotations
 
@@ -7,13 +9,14 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ember.clock import Clock, wait_for
 from ember.errors import TooManyRequests
 from ember.pool.instance import Instance, InstanceSpec, LogSink
+from ember.pool.keepalive import KeepAlive, policy_for
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class PoolConfig:
     max_instances: int
     min_instances: int
     keep_alive_s: float
+    keep_alive_policy: str = "fixed"
 
 
 class Capacity:
@@ -100,10 +104,32 @@ class VersionPool:
         # async backlog never starves request/response traffic.
         self._background: deque[asyncio.Future[Instance | None]] = deque()
         self._provisioning: asyncio.Task[None] | None = None
+        self.keep_alive: KeepAlive = policy_for(config.keep_alive_policy, config.keep_alive_s)
+        # Monotonic time the last request ended with none in flight; None while serving.
+        self.idle_since: float | None = None
+        self._prewarmed = False  # one pre-warm per idle period
+        # Set by the scaler: instances kept up beyond min_instances, and why.
+        self.provisioned = 0
+        self.provisioned_reason = ""
+        # Idle instances kept by the floor are frozen after this long unused (None: never).
+        self.idle_freeze_s: float | None = None
+        self.freezing: set[Instance] = set()  # out of `idle` while their pre_freeze runs
+        self.shortfall: str | None = None  # why the floor is not met, when it is not
 
     @property
     def size(self) -> int:
-        return len(self.idle) + len(self.busy) + self.starting
+        return len(self.idle) + len(self.busy) + len(self.freezing) + self.starting
+
+    @property
+    def floor(self) -> int:
+        """Instances kept up whatever the traffic: min_instances or the provisioned count."""
+        return max(self.config.min_instances, self.provisioned)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being served and waiting now (the scaler's concurrency metric)."""
+        waiting = sum(1 for f in (*self._waiters, *self._background) if not f.done())
+        return sum(self.load.values()) + waiting
 
     @property
     def concurrency(self) -> int:
@@ -119,6 +145,9 @@ class VersionPool:
 
         Raises TooManyRequests when the version's wait queue is full or the wait is over,
         InitError when a cold start fails."""
+        if self.idle_since is not None:
+            self.keep_alive.observe(self._manager.clock.monotonic() - self.idle_since)
+            self.idle_since = None
         while True:
             instance = self._pop_idle() or self._free_slot()
             if instance is not None:
@@ -135,10 +164,19 @@ class VersionPool:
         return instance
 
     def _pop_idle(self) -> Instance | None:
+        """The most recently used warm instance, else a frozen one thawed (a thaw is a
+        system call or two: the request waits for nothing else)."""
+        for index in range(len(self.idle) - 1, -1, -1):
+            if not _frozen(self.idle[index]) and self.idle[index].alive:
+                return self._take(self.idle.pop(index))
         while self.idle:
             instance = self.idle.pop()
             if instance.alive:
-                return self._take(instance)
+                if _frozen(instance):
+                    instance.thaw()
+                if instance.alive:
+                    return self._take(instance)
+                self._manager.stop_later(instance)
             self._manager.capacity.give()
         return None
 
@@ -203,9 +241,10 @@ class VersionPool:
                 else:
                     self.release(handed_over)
 
-    def release(self, instance: Instance) -> None:
+    def release(self, instance: Instance, *, served: bool = True) -> None:
         """Give back a slot after a request; a dead instance frees its capacity once its
-        last request is over."""
+        last request is over. ``served`` is False for an instance started ahead of traffic
+        (min, provisioned, pre-warmed, warm): no idle period of the pool starts then."""
         left = self.load.get(instance, 1) - 1
         if left > 0:
             self.load[instance] = left
@@ -220,9 +259,12 @@ class VersionPool:
             self._manager.capacity.give()
             self._wake()
             return
-        instance.last_used = self._manager.clock.monotonic()
+        now = instance.last_used = self._manager.clock.monotonic()
         if not self._fill(instance):
             self.idle.append(instance)
+            if served and not self.busy and not self.starting:
+                self.idle_since = now
+                self._prewarmed = False
 
     def _fill(self, instance: Instance) -> bool:
         """Hand free slots of ``instance`` to waiters; whether any was handed."""
@@ -264,43 +306,133 @@ class VersionPool:
         self._wake()
 
     def expired(self, now: float) -> list[Instance]:
-        """Idle instances past keep-alive, beyond the ones min_instances keeps."""
-        keep = 0 if self.draining else self.config.min_instances
+        """Idle instances past keep-alive, beyond the floor (min or provisioned). With a
+        keep-alive window that opens later (adaptive pre-warming), idle instances are
+        reclaimed until it opens."""
+        keep = 0 if self.draining else self.floor
+        start, end = self.keep_alive.window()
+        early = (self.idle_since is not None and start > 0
+                 and now - self.idle_since < start)
         expired = []
         for instance in list(self.idle):  # oldest first
-            if len(self.idle) + len(self.busy) <= keep:
+            if len(self.idle) + len(self.busy) + len(self.freezing) <= keep:
                 break
-            if self.draining or now - instance.last_used >= self.config.keep_alive_s:
+            if self.draining or early or now - instance.last_used >= end:
                 self.idle.remove(instance)
                 expired.append(instance)
         return expired
+
+    def prewarm_due(self, now: float) -> bool:
+        """Whether the keep-alive window just opened with no instance up: start one."""
+        if self.draining or self.idle_since is None or self._prewarmed or self.size:
+            return False
+        start, end = self.keep_alive.window()
+        return start > 0 and start <= now - self.idle_since < end
+
+    def prewarm(self) -> None:
+        """Start one instance ahead of the request the keep-alive policy expects (free
+        capacity only); it lives until the window closes."""
+        self._prewarmed = True
+        if not self._manager.capacity.try_take():
+            return
+        self._background_start(self._prewarm())
+
+    async def _prewarm(self) -> None:
+        try:
+            instance = await self._start()
+        except Exception as exc:
+            log.warning("could not pre-warm an instance of %s: %s", self.key, exc)
+            return
+        self.release(instance, served=False)
+        if instance in self.idle and self.idle_since is not None:
+            instance.last_used = self.idle_since  # expires when the window closes
+
+    def to_freeze(self, now: float) -> list[Instance]:
+        """Idle instances the floor keeps that have been unused for idle_freeze_s: taken
+        out of ``idle`` until ``frozen`` puts them back."""
+        if self.idle_freeze_s is None or self.draining or not self.floor:
+            return []
+        chosen = [i for i in self.idle[:self.floor]
+                  if i.alive and not _frozen(i) and now - i.last_used >= self.idle_freeze_s]
+        for instance in chosen:
+            self.idle.remove(instance)
+            self.freezing.add(instance)
+        return chosen
+
+    async def freeze(self, instance: Instance) -> None:
+        """Freeze one instance ``to_freeze`` chose (its pre_freeze hook runs first). A
+        request that came meanwhile gets it still warm."""
+        try:
+            frozen = await instance.freeze()
+        except Exception:
+            log.exception("freezing instance %s of %s", instance.id, self.key)
+            frozen = False
+        self.freezing.discard(instance)
+        if not instance.alive:
+            self._manager.capacity.give()
+            self._wake()
+            return
+        if frozen and self.has_waiters():
+            instance.thaw()
+        if self.draining:
+            self._manager.stop_later(instance)
+            self._manager.capacity.give()
+            self._wake()
+        elif not (self.has_waiters() and self._fill(instance)):
+            self.idle.insert(0, instance)
 
     def evict_oldest_idle(self) -> Instance | None:
         if not self.idle:
             return None
         return self.idle.pop(0)
 
-    def provision(self) -> None:
-        """Start instances in the background until min_instances are up."""
-        if self.draining or (self._provisioning and not self._provisioning.done()):
-            return
-        if self.size >= self.config.min_instances:
-            return
+    def provision(self) -> asyncio.Task[None] | None:
+        """Start instances in the background until the floor (min_instances, or the
+        provisioned count) is up; the task doing it, if one runs. What keeps the floor
+        from being met is kept in ``shortfall`` (and logged once)."""
+        if self.draining:
+            return None
+        if self._provisioning and not self._provisioning.done():
+            return self._provisioning
+        if self.size >= self.floor:
+            self._short(None if self.floor <= self.config.max_instances else self._capped())
+            return None
         self._provisioning = asyncio.get_running_loop().create_task(self._provision())
+        return self._provisioning
+
+    def _capped(self) -> str:
+        return (f"max_instances {self.config.max_instances} is below the "
+                f"{self.floor} instances wanted")
+
+    def _short(self, why: str | None) -> None:
+        if why is not None and why != self.shortfall:
+            log.warning("%s (version %s) keeps fewer instances up than it wants: %s",
+                        self.key.function, self.key.version, why)
+        self.shortfall = why
 
     async def _provision(self) -> None:
-        while not self.draining and self.size < self.config.min_instances:
+        while not self.draining and self.size < self.floor:
+            if self.size >= self.config.max_instances:
+                self._short(self._capped())
+                return
             # Free capacity only: reclaiming an idle instance to keep another warm would
-            # reclaim this pool's own (or another pool's min) and start over forever.
+            # reclaim this pool's own (or another pool's floor) and start over forever.
             if not self._manager.capacity.try_take():
-                log.warning("no capacity to keep %s warm", self.key)
+                limit = self._manager.capacity.limit
+                self._short(f"the server's instance limit is reached ({limit} of {limit} "
+                            "in use): raise EMBER_MAX_INSTANCES or lower other floors")
                 return
             try:
                 instance = await self._start()
             except Exception as exc:
-                log.warning("could not start a min instance of %s: %s", self.key, exc)
+                self._short(f"an instance failed to start: {exc}")
                 return
-            self.release(instance)
+            self.release(instance, served=False)
+        self._short(None if self.floor <= self.config.max_instances else self._capped())
+
+    def _background_start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._manager.track(task)
 
     async def warm(self, count: int) -> int:
         """Start up to ``count`` instances now, beside those already up, within
@@ -316,7 +448,7 @@ class VersionPool:
                                         return_exceptions=True)
         started = [i for i in outcomes if isinstance(i, Instance)]
         for instance in started:
-            self.release(instance)
+            self.release(instance, served=False)
         failures = [e for e in outcomes if isinstance(e, BaseException)]
         if failures and not started:
             raise failures[0]
@@ -324,6 +456,7 @@ class VersionPool:
 
     def instances(self) -> Iterator[Instance]:
         yield from self.idle
+        yield from self.freezing
         yield from self.busy
 
 
@@ -389,7 +522,10 @@ class PoolManager:
                 return
 
     def stop_later(self, instance: Instance) -> None:
-        task = asyncio.get_running_loop().create_task(self._stop(instance))
+        self.track(asyncio.get_running_loop().create_task(self._stop(instance)))
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Keep a background task of a pool until it ends (awaited on close)."""
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
 
@@ -410,6 +546,8 @@ class PoolManager:
 
     def _reclaim(self, pool: VersionPool) -> None:
         for instance in [i for i in pool.idle if not i.alive]:
+            if _frozen(instance):
+                instance.kill()  # reaps what is left of it (a frozen process)
             # Died while idle (crashed, or a custom runtime turned unhealthy): its
             # capacity comes back now, and min_instances brings a replacement up.
             pool.idle.remove(instance)
@@ -430,11 +568,18 @@ class PoolManager:
             self.reap()
 
     def reap(self) -> None:
-        """Reclaim instances idle past keep-alive; keep min_instances up."""
+        """Reclaim instances idle past keep-alive; keep the floors up; pre-warm where the
+        keep-alive window opens; freeze idle provisioned instances."""
+        now = self.clock.monotonic()
         for pool in list(self._pools.values()):
             self._reclaim(pool)
-            if not pool.draining:
-                pool.provision()
+            if pool.draining:
+                continue
+            pool.provision()
+            if pool.prewarm_due(now):
+                pool.prewarm()
+            for instance in pool.to_freeze(now):
+                self.track(asyncio.get_running_loop().create_task(pool.freeze(instance)))
 
     def counts(self) -> Iterator[tuple[str, str, str, int]]:
         for pool in self._pools.values():
@@ -454,3 +599,7 @@ class PoolManager:
         await asyncio.gather(*self._stopping, return_exceptions=True)
         self._pools.clear()
         await self.launcher.close()
+
+
+def _frozen(instance: Instance) -> bool:
+    return bool(getattr(instance, "frozen", False))

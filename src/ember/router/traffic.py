@@ -34,6 +34,7 @@ class Target:
                 max_instances=config.max_instances,
                 min_instances=config.min_instances,
                 keep_alive_s=config.keep_alive_s,
+                keep_alive_policy=config.keep_alive_policy,
             ),
         )
 
