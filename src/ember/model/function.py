@@ -206,13 +206,17 @@ class FunctionConfig(_Strict):
     initializer: Annotated[str | None, _documented(ENTRYPOINT_RE)] = None
     initializer_timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 30.0
     pre_stop: Annotated[str | None, _documented(ENTRYPOINT_RE)] = None
+    # Runs in an idle instance before idle mode freezes it (close connections, flush);
+    # bounded by its own timeout: the instance is frozen anyway when it fails or is late.
+    pre_freeze: Annotated[str | None, _documented(ENTRYPOINT_RE)] = None
+    pre_freeze_timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 5.0
     async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
     tags: dict[str, str] = Field(default_factory=dict, json_schema_extra={
         "maxProperties": 50, "propertyNames": {"minLength": 1, "maxLength": 128},
         "additionalProperties": {"type": "string", "maxLength": 256},
     })
 
-    @field_validator("handler", "initializer", "pre_stop")
+    @field_validator("handler", "initializer", "pre_stop", "pre_freeze")
     @classmethod
     def _entrypoint(cls, value: str | None) -> str | None:
         if value is not None and not ENTRYPOINT_RE.match(value):
@@ -322,9 +326,10 @@ class FunctionConfig(_Strict):
             raise ValueError("kind: 'startup_probe' is for custom functions")
         if self.health_check is not None and self.kind == "event":
             raise ValueError("kind: 'health_check' is for web and custom functions")
-        if self.kind == "custom" and (self.initializer or self.pre_stop):
-            raise ValueError("kind: 'initializer' and 'pre_stop' are Python hooks: a custom "
-                             "function's own program does its setup and cleanup")
+        if self.kind == "custom" and (self.initializer or self.pre_stop or self.pre_freeze):
+            raise ValueError("kind: 'initializer', 'pre_stop' and 'pre_freeze' are Python "
+                             "hooks: a custom function's own program does its setup and "
+                             "cleanup")
         if self.concurrency > 1 and self.kind == "event":
             raise ValueError(
                 "concurrency: above 1 is for web and custom functions; a handler instance "
