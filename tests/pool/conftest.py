@@ -89,9 +89,9 @@ class Harness:
 @contextlib.contextmanager
 def running_harness(tmp_path: Path, *, use_zygote: bool, use_cgroups: bool | None = None,
                     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
-                    ) -> Iterator[Harness]:
+                    isolation: str = "process") -> Iterator[Harness]:
     """A started launcher on its own event loop (``loop_factory``'s: ``ember server``
-    runs on uvloop), closed on exit."""
+    runs on uvloop), closed on exit; ``isolation`` as ``Launcher``'s."""
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         holder: list[Harness] = []
         launcher = Launcher(
@@ -99,6 +99,7 @@ def running_harness(tmp_path: Path, *, use_zygote: bool, use_cgroups: bool | Non
             use_zygote=use_zygote,
             use_cgroups=use_cgroups,
             log_sink=lambda *args: holder[0].sink(*args),
+            isolation=isolation,
         )
         harness = Harness(runner, launcher, tmp_path)
         holder.append(harness)
