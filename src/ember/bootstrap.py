@@ -30,6 +30,7 @@ from ember.queue.base import Queue
 from ember.queue.policy import RetryPolicy
 from ember.queue.worker import AsyncInvoker, WorkerSettings
 from ember.router import Router
+from ember.scaling.scaler import Scaler
 from ember.secrets.crypto import MasterKeyError, SecretCipher, load_master_key
 from ember.secrets.service import SecretService
 from ember.secrets.store import SqlSecretStore
@@ -39,6 +40,7 @@ from ember.store.builds import SqlBuildStore
 from ember.store.keys import SqlKeyStore
 from ember.store.layers import SqlLayerStore
 from ember.store.migrate import upgrade
+from ember.store.scaling import SqlProvisionedStore
 from ember.store.sql import create_engine
 from ember.store.triggers import SqlTriggerStore
 from ember.store.workflows import SqlWorkflowStore
@@ -82,6 +84,7 @@ class Services:
     keys: KeyService
     key_store: SqlKeyStore
     audit: AuditTrail
+    scaler: Scaler
     # The admin key this start made (no key existed): printed once by `ember server`.
     new_admin_key: str | None = None
 
@@ -92,6 +95,7 @@ class Services:
     async def start(self) -> None:
         log.info("ember data in %s, metadata at %s", self.settings.home, _safe_url(self.settings))
         await self.router.start()
+        await self.scaler.start()
         await self.audit.start()
         await self.invoker.start()
         await self.engine.start()
@@ -103,6 +107,7 @@ class Services:
             await self.engine.close()
             await self.invoker.close()
             await self.audit.close()
+            await self.scaler.close()
             await self.router.close()
         finally:
             self.builds.close()
@@ -168,6 +173,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     )
     router = Router(functions, pools, logs, stats, metrics, clock, layers=layers)
     metrics.watch_instances(pools.counts)
+    scaler = Scaler(SqlProvisionedStore(engine), router, pools, clock)
     invoker = AsyncInvoker(
         _queue(settings), router, functions, clock,
         WorkerSettings(
@@ -209,6 +215,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         triggers=triggers, supervisor=supervisor, layers=layers, builds=builds,
         launcher=launcher, engine=workflow_engine, workflows=workflows, secrets=secrets,
         keys=keys, key_store=key_store, audit=audit, new_admin_key=new_admin_key,
+        scaler=scaler,
     )
 
 

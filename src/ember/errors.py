@@ -8,6 +8,7 @@ code, the CLI prints code and message.
     ├── InvalidRequest              400
     │   ├── MethodNotAllowed        405  a route or an HTTP trigger does not take this method
     │   ├── InvalidSpec             400  a field of a spec or request is wrong
+    │   │   └── InvalidPolicy       422  a provisioned capacity policy is wrong
     │   ├── InvalidCode             400  the code archive is unsafe or unreadable
     │   └── InvalidPayload          400  an invocation payload cannot be read
     ├── Unauthorized                401  an API key (or a trigger's key) is missing or wrong
@@ -24,7 +25,8 @@ code, the CLI prints code and message.
     │   ├── WorkflowNotFound        a workflow, or one revision of it
     │   ├── KeyNotFound             an API key
     │   ├── ExecutionNotFound       a workflow execution
-    │   └── SecretNotFound          a secret of functions
+    │   ├── SecretNotFound          a secret of functions
+    │   └── ProvisionedNotFound     no provisioned capacity at a qualifier
     ├── Conflict                    409  the resource exists or is held by another
     │   └── FunctionDisabled        409  invocations are refused while disabled
     ├── PayloadTooLarge             413
@@ -76,6 +78,13 @@ class MethodNotAllowed(InvalidRequest):
 
 class InvalidSpec(InvalidRequest):
     code = "InvalidSpec"
+
+
+class InvalidPolicy(InvalidSpec):
+    """A provisioned capacity policy is wrong (422, as scaling APIs answer it)."""
+
+    code = "InvalidPolicy"
+    http_status = 422
 
 
 class InvalidCode(InvalidRequest):
@@ -147,6 +156,10 @@ class ExecutionNotFound(NotFound):
 
 class SecretNotFound(NotFound):
     code = "SecretNotFound"
+
+
+class ProvisionedNotFound(NotFound):
+    code = "ProvisionedNotFound"
 
 
 class Conflict(EmberError):

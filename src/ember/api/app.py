@@ -21,6 +21,7 @@ from ember.api import (
     invoke,
     keys,
     layers,
+    scaling,
     secrets,
     tasks,
     triggers,
@@ -67,6 +68,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(invoke.router)
     app.include_router(invocations.router)
     app.include_router(instances.router)
+    app.include_router(scaling.router)
     app.include_router(tasks.router)
     app.include_router(triggers.router)
     app.include_router(layers.router)

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from ember.control.validation import field_errors, invalid_spec
-from ember.errors import EmberError, InvalidRequest, MethodNotAllowed, NotFound
+from ember.errors import EmberError, InvalidPolicy, InvalidRequest, MethodNotAllowed, NotFound
 from ember.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,12 @@ def install(app: FastAPI) -> None:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = field_errors(exc.errors())
-        return error_response(invalid_spec(errors))
+        err = invalid_spec(errors)
+        if request.url.path.endswith("/provisioned"):
+            err = InvalidPolicy(err.message, err.details)
+        return error_response(err)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:

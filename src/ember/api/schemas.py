@@ -25,6 +25,7 @@ from ember.model.function import (
 from ember.model.invocation import DeadLetter, Task
 from ember.model.key import ApiKey
 from ember.model.layer import Layer, LayerVersion
+from ember.model.scaling import ProvisionedConfig
 from ember.model.trigger import SourceSpec
 from ember.model.workflow import Execution, StepRecord, WorkflowInfo
 
@@ -532,7 +533,10 @@ class PoolOut(BaseModel):
     current: int = Field(description="starting, idle and busy instances")
     starting: int
     desired: int
-    reason: str = Field(description="why desired: min_instances: N, on demand, draining")
+    reason: str = Field(description="why desired: min_instances: N, provisioned at Q: "
+                        "target N / target tracking …, on demand, draining")
+    shortfall: str | None = Field(default=None, description="why desired is not met "
+                                  "(max_instances, the server's limit, a failed start)")
     draining: bool = Field(description="no qualifier reaches it any more: it winds down")
 
 
@@ -747,3 +751,32 @@ class AuditOut(BaseModel):
 
 class AuditList(BaseModel):
     records: list[AuditOut]
+
+
+# provisioned capacity -------------------------------------------------------------------------
+
+
+class ProvisionedStateOut(BaseModel):
+    """Where a provisioned policy stands now."""
+
+    target: int = Field(description="the count the last PUT or scheduled action set")
+    desired: int = Field(description="what is kept up now: the larger of target and "
+                         "target tracking's count")
+    reason: str = Field(description="which policy (and metric value) decided desired")
+    versions: dict[str, int] = Field(description="desired split over the versions the "
+                                     "qualifier reaches (an alias's split by weight)")
+    current: int = Field(description="instances of those versions up now (any reason)")
+    frozen: int = Field(description="of them, frozen by idle mode")
+    shortfall: str | None = Field(description="why desired is not met (quota, server "
+                                  "limit, failed start), None when it is")
+    utilization: float | None = Field(description="target tracking's metric now")
+    last_action: str | None = Field(description="the scheduled action that set target")
+    next_action_at: datetime | None = Field(description="when a scheduled action fires next")
+    updated_at: datetime
+
+
+class ProvisionedOut(BaseModel):
+    function: str
+    qualifier: str
+    config: ProvisionedConfig
+    state: ProvisionedStateOut

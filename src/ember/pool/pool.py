@@ -115,6 +115,10 @@ class VersionPool:
         self.idle_freeze_s: float | None = None
         self.freezing: set[Instance] = set()  # out of `idle` while their pre_freeze runs
         self.shortfall: str | None = None  # why the floor is not met, when it is not
+        # Slots in use, and their integral over time (slot-seconds) for the scaler.
+        self._level = 0
+        self._area = 0.0
+        self._area_at = manager.clock.monotonic()
 
     @property
     def size(self) -> int:
@@ -158,7 +162,19 @@ class VersionPool:
             if instance is not None:
                 return instance, False
 
+    def usage(self) -> float:
+        """Slot-seconds used since the pool was made: the scaler's average concurrency is
+        the difference over a window divided by its length."""
+        return self._area + self._level * (self._manager.clock.monotonic() - self._area_at)
+
+    def _account(self, delta: int) -> None:
+        now = self._manager.clock.monotonic()
+        self._area += self._level * (now - self._area_at)
+        self._area_at = now
+        self._level += delta
+
     def _take(self, instance: Instance) -> Instance:
+        self._account(1)
         self.load[instance] = self.load.get(instance, 0) + 1
         self.busy.add(instance)
         return instance
@@ -245,6 +261,7 @@ class VersionPool:
         """Give back a slot after a request; a dead instance frees its capacity once its
         last request is over. ``served`` is False for an instance started ahead of traffic
         (min, provisioned, pre-warmed, warm): no idle period of the pool starts then."""
+        self._account(-1)
         left = self.load.get(instance, 1) - 1
         if left > 0:
             self.load[instance] = left

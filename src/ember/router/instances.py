@@ -15,9 +15,9 @@ _MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class PoolView:
-    """One pool: ``current`` counts starting, idle and busy instances; ``desired`` is
-    what the scaler keeps (min_instances while a qualifier reaches the pool), ``reason``
-    says why."""
+    """One pool: ``current`` counts starting, idle, frozen and busy instances;
+    ``desired`` is what the scaler keeps (min_instances while a qualifier reaches the pool,
+    or the provisioned count), ``reason`` says why and ``shortfall`` why it is not met."""
 
     version: str
     qualifiers: tuple[str, ...]
@@ -26,6 +26,7 @@ class PoolView:
     desired: int
     reason: str
     draining: bool
+    shortfall: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,15 +79,17 @@ def _pool(
     else:
         qualifiers = tuple(aliases.get(int(pool.key.version), ()))
     current = pool.size
-    minimum = pool.config.min_instances
+    minimum = pool.config.min_instances if qualifiers and latest is not None else 0
     if pool.draining:
         desired, reason = 0, "draining: replaced"
-    elif qualifiers and minimum > 0 and latest is not None:
+    elif pool.provisioned > minimum:
+        desired, reason = pool.provisioned, pool.provisioned_reason
+    elif minimum > 0:
         desired, reason = minimum, f"min_instances: {minimum}"
     else:
         desired, reason = current, "on demand"
     return PoolView(pool.key.version, qualifiers, current, pool.starting, desired, reason,
-                    pool.draining)
+                    pool.draining, None if pool.draining else pool.shortfall)
 
 
 def _instance(instance: Instance, draining: bool, offset: float) -> InstanceView:

@@ -8,12 +8,12 @@ import functools
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ember.clock import Clock
+from ember.clock import Clock, wait_for
 from ember.control import FunctionService
 from ember.errors import (
     EmberError,
@@ -141,6 +141,10 @@ class Router:
         self._inflight: dict[str, _InFlight] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Qualifiers whose moves wait for their new version to be warm (provisioned ones).
+        self._holds: Callable[[str, str], bool] = lambda _name, _qualifier: False
+        self._before_move: Callable[[str, str, Route], Awaitable[None]] | None = None
+        self._generation: dict[str, int] = {}
         functions.on_change(self._changed_from_any_thread)
         pools.route_logs(self._sink_for)
 
@@ -426,12 +430,53 @@ class Router:
             return
         self._loop.call_soon_threadsafe(self._schedule_reconcile, name)
 
+    def hold_moves(self, holds: Callable[[str, str], bool],
+                   before_move: Callable[[str, str, Route], Awaitable[None]]) -> None:
+        """When a change moves a qualifier for which ``holds(name, qualifier)`` is true to
+        other versions, traffic keeps its old route until ``before_move(name, qualifier,
+        new_route)`` has returned (the scaler warms the new versions' instances then)."""
+        self._holds, self._before_move = holds, before_move
+
     def _schedule_reconcile(self, name: str) -> None:
+        generation = self._generation[name] = self._generation.get(name, 0) + 1
+        held: dict[tuple[str, str], Route] = {}
         for key in [k for k in self._routes if k[0] == name]:
-            del self._routes[key]
+            route = self._routes.pop(key)
+            if self._before_move is not None and route.enabled and self._holds(*key):
+                held[key] = route
+        self._routes.update(held)
         task = asyncio.get_running_loop().create_task(self._reconcile(name))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        for key, route in held.items():
+            moving = asyncio.get_running_loop().create_task(
+                self._move(key, route, generation))
+            self._tasks.add(moving)
+            moving.add_done_callback(self._tasks.discard)
+
+    async def _move(self, key: tuple[str, str], old: Route, generation: int) -> None:
+        """Send ``key``'s traffic to its new route once its new versions are warm (at most
+        their initializer timeout later)."""
+        name, qualifier = key
+        try:
+            new = await asyncio.to_thread(self._resolve, name, qualifier)
+        except EmberError:
+            new = None
+        moves = (new is not None and new.enabled and self._before_move is not None
+                 and [t.key for t in new.targets()] != [t.key for t in old.targets()])
+        if moves:
+            assert new is not None and self._before_move is not None
+            limit = max(t.config.initializer_timeout_s for t in new.targets()) + 10.0
+            try:
+                await wait_for(self._clock, self._before_move(name, qualifier, new), limit)
+            except Exception as exc:  # traffic moves anyway: warming is best effort
+                log.warning("warming %s at %s before its move: %s", name, qualifier, exc)
+        if self._generation.get(name) != generation:
+            return  # a later change decides this route
+        if new is None:
+            self._routes.pop(key, None)
+        else:
+            self._routes[key] = new
 
     async def wait_settled(self) -> None:
         """Let pending reactions to control-plane changes finish (tests)."""

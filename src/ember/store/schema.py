@@ -287,3 +287,20 @@ sa.Index("ix_executions_status", executions.c.status)
 sa.Index("ix_executions_key", executions.c.workflow, executions.c.idempotency_key)
 sa.Index("ix_workflow_events_received", workflow_events.c.received_at)
 sa.Index("ix_audit_log_at", audit_log.c.at)
+
+provisioned = sa.Table(
+    "provisioned",
+    metadata,
+    sa.Column(
+        "function", sa.String(64),
+        sa.ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True,
+    ),
+    sa.Column("qualifier", sa.String(64), primary_key=True),
+    sa.Column("config", sa.JSON, nullable=False),
+    # The count the last PUT or scheduled action set, and the wall time through which
+    # scheduled actions have been applied.
+    sa.Column("target", sa.Integer, nullable=False),
+    sa.Column("applied_until", sa.Float, nullable=False),
+    sa.Column("last_action", sa.String(256), nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)

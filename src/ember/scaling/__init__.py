@@ -1,0 +1,1 @@
+"""Provisioned capacity: schedules, target tracking and idle mode over the pools."""
