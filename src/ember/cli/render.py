@@ -242,6 +242,8 @@ def function_panel(f: FunctionOut) -> Panel:
             ("instances", f"{c.min_instances}-{c.max_instances}"),
             ("keep alive", f"{c.keep_alive_s:g} s"),
             ("initializer", c.initializer),
+            ("pre freeze", f"{c.pre_freeze} (within {c.pre_freeze_timeout_s:g} s)"
+             if c.pre_freeze else None),
             ("environment", _mapping(c.environment)),
             ("layers", ", ".join(c.layers)),
             ("secrets", ", ".join(c.secrets)),
