@@ -543,7 +543,7 @@ class PoolOut(BaseModel):
 class InstanceOut(BaseModel):
     id: str
     version: str
-    state: Literal["starting", "idle", "busy", "draining"]
+    state: Literal["starting", "idle", "busy", "frozen", "draining"]
     in_flight: int = Field(description="requests it is serving now")
     started_at: datetime
     last_used_at: datetime
