@@ -53,10 +53,11 @@ Both clients offer the same methods with the same parameters (the async ones are
 each is documented in ``ember.sdk.calls`` or, for async invocation, tasks and dead letters,
 in ``ember.sdk.tasks``, for triggers in ``ember.sdk.triggers``, for layers in
 ``ember.sdk.layers``, for dependency builds in ``ember.sdk.builds``, for workflows in
-``ember.sdk.workflows`` and for secrets in ``ember.sdk.secrets``, where every route is
-described once. An error answer raises the same ``ember.errors`` class the server raised
-(``FunctionNotFound``, ``InvalidSpec``, ``Conflict``, ``BuildFailed``…); a server that
-cannot be reached raises ``ServiceUnavailable``.
+``ember.sdk.workflows``, for secrets in ``ember.sdk.secrets`` and for provisioned capacity
+in ``ember.sdk.scaling``, where every route is described once. An error answer raises the
+same ``ember.errors`` class the server raised (``FunctionNotFound``, ``InvalidSpec``,
+``Conflict``, ``BuildFailed``…); a server that cannot be reached raises
+``ServiceUnavailable``.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ from ember.api.schemas import (
     LayerOut,
     LayerPublishOut,
     LayerVersionOut,
+    ProvisionedOut,
+    ProvisionedStateOut,
     PublishOut,
     SecretOut,
     TaskList,
@@ -107,7 +110,7 @@ from ember.api.schemas import (
 )
 from ember.errors import EmberError, ServiceUnavailable
 from ember.model.invocation import FINAL_STATUSES
-from ember.sdk import builds, calls, keys, layers, secrets, tasks, triggers, workflows
+from ember.sdk import builds, calls, keys, layers, scaling, secrets, tasks, triggers, workflows
 from ember.sdk.calls import Call, Code
 from ember.sdk.results import (
     InvocationResult,
@@ -149,6 +152,8 @@ __all__ = [
     "LayerVersionOut",
     "LogLine",
     "LogPage",
+    "ProvisionedOut",
+    "ProvisionedStateOut",
     "PublishOut",
     "SecretOut",
     "TaskList",
@@ -322,7 +327,8 @@ class _Plan(_Route[P, T]):
 class _Routes:
     """The methods both clients share, one per route (documented in ``ember.sdk.calls``,
     ``ember.sdk.tasks``, ``ember.sdk.triggers``, ``ember.sdk.layers``,
-    ``ember.sdk.builds``, ``ember.sdk.workflows`` and ``ember.sdk.secrets``)."""
+    ``ember.sdk.builds``, ``ember.sdk.workflows``, ``ember.sdk.secrets`` and
+    ``ember.sdk.scaling``)."""
 
     create_function = _Route(calls.create_function)
     get_function = _Route(calls.get_function)
@@ -388,6 +394,10 @@ class _Routes:
     list_invocations = _Route(calls.list_invocations)
     list_instances = _Route(calls.list_instances)
     warm = _Route(calls.warm)
+    get_provisioned = _Route(scaling.get_provisioned)
+    set_provisioned = _Route(scaling.set_provisioned)
+    delete_provisioned = _Route(scaling.delete_provisioned)
+    list_provisioned = _Route(scaling.list_provisioned)
     health = _Route(calls.health)
     create_key = _Route(keys.create_key)
     list_keys = _Route(keys.list_keys)
