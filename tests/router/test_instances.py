@@ -43,7 +43,7 @@ def test_an_instance_is_busy_while_it_runs_then_idle(run: Run, tmp_path: Path) -
         assert now["function"] == "gated"
         assert now["pools"] == [{
             "version": "latest", "qualifiers": ["latest"], "current": 1, "starting": 0,
-            "desired": 1, "reason": "on demand", "draining": False,
+            "desired": 1, "reason": "on demand", "draining": False, "shortfall": None,
         }]
         [busy] = now["instances"]
         assert (busy["version"], busy["state"], busy["in_flight"]) == ("latest", "busy", 1)
