@@ -14,6 +14,7 @@ from ember.cli import (
     keys,
     layers,
     logs,
+    scale,
     secrets,
     server,
     tasks,
@@ -50,6 +51,7 @@ app.add_typer(executions.app, name="execution")
 app.add_typer(workflows.event_app, name="event")
 app.add_typer(secrets.app, name="secret")
 app.add_typer(keys.app, name="key")
+app.add_typer(scale.app, name="scale")
 command(app, "audit")(keys.audit)
 command(app, "deploy")(deploy.deploy)
 command(functions.app, "deploy")(deploy.deploy)

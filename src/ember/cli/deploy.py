@@ -13,6 +13,13 @@ ember.yaml::
         source: {kind: http, path: /hello}
         qualifier: live        # optional: latest (default), a version number or an alias
         description: the web entry point   # optional
+    provisioned:               # optional: provisioned capacity per qualifier
+      live:                    # the body of PUT /functions/{name}/provisioned?qualifier=live
+        target: 2
+        idle_freeze_s: 300
+        schedules:
+          - {cron: "0 8 * * 1-5", timezone: Europe/Paris, target: 5}
+        target_tracking: {target: 0.7, min: 1, max: 10}
 
 When the code holds a requirements.txt, its dependencies are built first (pip's output shown
 as it comes); a failed build stops the deploy before the function is created or changed.
@@ -22,25 +29,35 @@ trigger may target the alias the same deploy moves. A declared trigger that is m
 created; one whose function, qualifier, description or source differs is updated (its
 state, enabled or paused, is kept). The server never shows an HTTP trigger's ``api_key``,
 so a declared one cannot be compared: it is sent again on every deploy. Triggers of the
-function that ember.yaml does not declare are kept unless ``--prune-triggers`` is given.
+function that ember.yaml does not declare are kept unless ``--prune`` is given.
+
+Provisioned capacity is set after the function, its version and alias (the qualifier must
+exist by then) and before the triggers, so that their traffic finds it. A declared policy
+that differs from the server's replaces it whole; one that is the same is left alone (a
+target a scheduled action changed stays). Policies of qualifiers ember.yaml does not declare
+are kept unless ``--prune`` is given.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ember.api.schemas import QUALIFIER_PATTERN
 from ember.cli import render
 from ember.cli.common import Session, UsageError, load_mapping
 from ember.cli.progress import build_dependencies
+from ember.cli.scale import describe
 from ember.cli.triggers import target
-from ember.client import AliasOut, FunctionOut, PublishOut
+from ember.client import AliasOut, FunctionOut, ProvisionedOut, PublishOut
 from ember.errors import EmberError, FunctionNotFound, InvalidSpec
+from ember.model.scaling import ProvisionedConfig
 from ember.sdk.builds import has_requirements
 from ember.sdk.calls import code_bytes
 from ember.sdk.triggers import REDACTED, source_spec
@@ -49,7 +66,7 @@ if TYPE_CHECKING:
     from ember.client import Client, TriggerOut
 
 MANIFEST = "ember.yaml"
-_FIELDS = ("name", "config", "exclude", "triggers")
+_FIELDS = ("name", "config", "exclude", "triggers", "provisioned")
 _TRIGGER_FIELDS = ("name", "source", "qualifier", "description")
 
 
@@ -75,6 +92,8 @@ class Manifest:
     config: dict[str, Any] = field(default_factory=dict)
     exclude: tuple[str, ...] = ()
     triggers: tuple[DeclaredTrigger, ...] | None = None  # None: no `triggers:` field
+    # qualifier → policy; None: no `provisioned:` field
+    provisioned: dict[str, ProvisionedConfig] | None = None
 
 
 def read_manifest(directory: Path) -> Manifest:
@@ -111,7 +130,9 @@ def read_manifest(directory: Path) -> Manifest:
     if not isinstance(exclude, list) or not all(isinstance(g, str) for g in exclude):
         raise UsageError(f"{path}: field `exclude` must be a list of glob patterns")
     triggers = None if "triggers" not in data else read_triggers(path, data["triggers"])
-    return Manifest(path, name, config, (MANIFEST, *exclude), triggers)
+    provisioned = (None if "provisioned" not in data
+                   else read_provisioned(path, data["provisioned"]))
+    return Manifest(path, name, config, (MANIFEST, *exclude), triggers, provisioned)
 
 
 def read_triggers(path: Path, value: Any) -> tuple[DeclaredTrigger, ...]:
@@ -170,6 +191,45 @@ def read_triggers(path: Path, value: Any) -> tuple[DeclaredTrigger, ...]:
     return tuple(found)
 
 
+def read_provisioned(path: Path, value: Any) -> dict[str, ProvisionedConfig]:
+    """The ``provisioned:`` of the manifest at ``path``: a policy per qualifier, each
+    checked as the server checks it.
+
+    Raises:
+        UsageError: not a mapping of qualifiers to mappings, or a policy field is unknown or
+            wrong; the message names the file and the field (``provisioned.live.target``).
+    """
+    from pydantic import ValidationError
+
+    from ember.control.validation import from_validation_error
+
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UsageError(
+            f"{path}: field `provisioned` must map qualifiers to policies, such as "
+            "`live: {target: 2}`"
+        )
+    found: dict[str, ProvisionedConfig] = {}
+    for key, policy in value.items():
+        qualifier = "latest" if key == "$LATEST" else str(key)
+        at = f"{path}: provisioned.{qualifier}"
+        if isinstance(key, bool) or not isinstance(key, str | int) or not re.fullmatch(
+                QUALIFIER_PATTERN, qualifier):
+            raise UsageError(f"{at}: {key!r} is not latest, a version number or an alias")
+        if qualifier in found:
+            raise UsageError(f"{at}: the qualifier is given twice")
+        if not isinstance(policy, dict):
+            raise UsageError(f"{at} must be a mapping of target, idle_freeze_s, schedules "
+                             "and target_tracking")
+        try:
+            found[qualifier] = ProvisionedConfig.model_validate(policy)
+        except ValidationError as exc:
+            err = from_validation_error(exc, f"provisioned.{qualifier}")
+            raise UsageError(f"{path}: {err.message}") from exc
+    return found
+
+
 @dataclass
 class TriggerChange:
     """What ``deploy`` did to one trigger."""
@@ -178,6 +238,16 @@ class TriggerChange:
     name: str
     changed: list[str]  # with updated: the fields that differed (source.path…)
     trigger: TriggerOut
+
+
+@dataclass
+class ProvisionedChange:
+    """What ``deploy`` did to the provisioned capacity of one qualifier."""
+
+    action: str  # set | unchanged | deleted | kept (not declared, not pruned)
+    qualifier: str
+    changed: list[str]  # with set: the fields that differed (all for a new policy)
+    provisioned: ProvisionedOut
 
 
 @dataclass
@@ -191,6 +261,7 @@ class Deployment:
     version: PublishOut | None = None
     alias: AliasOut | None = None
     triggers: list[TriggerChange] = field(default_factory=list)
+    provisioned: list[ProvisionedChange] = field(default_factory=list)
 
 
 def deploy(
@@ -209,8 +280,9 @@ def deploy(
     ] = None,
     prune_triggers: Annotated[
         bool,
-        typer.Option("--prune-triggers",
-                     help=f"Delete the function's triggers that {MANIFEST} does not declare."),
+        typer.Option("--prune", "--prune-triggers",
+                     help=f"Delete the function's triggers and provisioned capacity that "
+                     f"{MANIFEST} does not declare."),
     ] = False,
 ) -> None:
     """Create or update a function from a directory with an ember.yaml."""
@@ -255,6 +327,8 @@ def deploy(
         if alias:
             done.alias = client.set_alias(manifest.name, alias, number)
             output.done(f"alias {alias} → version {number}")
+    if manifest.provisioned is not None or prune_triggers:
+        done.provisioned = sync_provisioned(session, manifest, prune=prune_triggers)
     if manifest.triggers is not None or prune_triggers:
         done.triggers = sync_triggers(session, manifest, prune=prune_triggers)
     session.output.show(done)
@@ -274,7 +348,7 @@ def sync_triggers(session: Session, manifest: Manifest, *, prune: bool) -> list[
         try:
             change = _sync_one(client, manifest.name, declared, current.get(declared.name))
         except EmberError as err:
-            raise _located(err, declared) from err
+            raise _located(err, declared.at, f"triggers[{declared.index}]") from err
         output.done(_trigger_summary(change))
         changes.append(change)
     declared_names = {d.name for d in manifest.triggers or ()}
@@ -287,7 +361,49 @@ def sync_triggers(session: Session, manifest: Manifest, *, prune: bool) -> list[
         else:
             changes.append(TriggerChange("kept", name, [], trigger))
             output.note(f"trigger {name} is not in {manifest.path}: kept "
-                        "(--prune-triggers deletes it)")
+                        "(--prune deletes it)")
+    return changes
+
+
+def sync_provisioned(session: Session, manifest: Manifest, *, prune: bool
+                     ) -> list[ProvisionedChange]:
+    """Set the declared provisioned capacity that differs from the server's, and delete
+    (with ``prune``) the function's policies of qualifiers not declared; say each as it is
+    done.
+
+    Raises:
+        EmberError: the server refused a policy; the message names the file and qualifier.
+    """
+    client, output, name = session.client, session.output, manifest.name
+    current = {p.qualifier: p for p in client.list_provisioned(name)}
+    changes: list[ProvisionedChange] = []
+    for qualifier, config in (manifest.provisioned or {}).items():
+        held = current.get(qualifier)
+        if held is not None and held.config == config:
+            changes.append(ProvisionedChange("unchanged", qualifier, [], held))
+            output.done(f"provisioned capacity of {name}:{qualifier} unchanged")
+            continue
+        changed = [key for key in ProvisionedConfig.model_fields
+                   if held is None or getattr(held.config, key) != getattr(config, key)]
+        try:
+            stored = client.set_provisioned(name, qualifier, **config.model_dump())
+        except EmberError as err:
+            at = f"{manifest.path}: provisioned.{qualifier}"
+            raise _located(err, at, f"provisioned.{qualifier}") from err
+        changes.append(ProvisionedChange("set", qualifier, changed, stored))
+        output.done(f"provisioned capacity of {name}:{qualifier}: {describe(stored.config)}")
+    for qualifier, held in sorted(current.items()):
+        if qualifier in (manifest.provisioned or {}):
+            continue
+        if prune:
+            removed = client.delete_provisioned(name, qualifier)
+            changes.append(ProvisionedChange("deleted", qualifier, [], removed))
+            output.done(f"removed the provisioned capacity of {name}:{qualifier} "
+                        f"(not in {manifest.path})")
+        else:
+            changes.append(ProvisionedChange("kept", qualifier, [], held))
+            output.note(f"provisioned capacity of {name}:{qualifier} is not in "
+                        f"{manifest.path}: kept (--prune removes it)")
     return changes
 
 
@@ -334,16 +450,17 @@ def _differences(declared: DeclaredTrigger, current: TriggerOut, function: str) 
     return found
 
 
-def _located(err: EmberError, declared: DeclaredTrigger) -> EmberError:
-    """``err`` with the place of the trigger in the manifest in its message and fields."""
+def _located(err: EmberError, at: str, prefix: str) -> EmberError:
+    """``err`` with its place in the manifest (``at``) in its message, and its fields
+    under ``prefix`` (``triggers[0]``)."""
     located = copy.copy(err)
-    located.message = f"{declared.at}: {err.message}"
+    located.message = f"{at}: {err.message}"
     located.args = (located.message,)
     located.details = dict(err.details)
     errors = err.details.get("errors")
     if isinstance(errors, list):
         located.details["errors"] = [
-            {**e, "field": f"triggers[{declared.index}].{e.get('field', '')}"}
+            {**e, "field": f"{prefix}.{e.get('field', '')}"}
             if isinstance(e, dict) else e
             for e in errors
         ]
