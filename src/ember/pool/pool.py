@@ -600,7 +600,9 @@ class PoolManager:
 
     def counts(self) -> Iterator[tuple[str, str, str, int]]:
         for pool in self._pools.values():
-            yield pool.key.function, pool.key.version, "idle", len(pool.idle)
+            frozen = sum(1 for i in pool.idle if _frozen(i))
+            yield pool.key.function, pool.key.version, "idle", len(pool.idle) - frozen
+            yield pool.key.function, pool.key.version, "frozen", frozen
             yield pool.key.function, pool.key.version, "busy", len(pool.busy)
             yield pool.key.function, pool.key.version, "starting", pool.starting
 
