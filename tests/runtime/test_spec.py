@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from ember.model.function import FunctionConfig
 from ember.pool.instance import InstanceSpec
 from ember.runtime import protocol
@@ -57,3 +60,23 @@ def test_the_server_builds_the_spec_from_a_function_config(tmp_path: Path) -> No
     assert spec.startup_probe == StartupProbe(path="/ready", timeout_s=10.0)
     assert spec.health_check == HealthCheck(path="/healthz", failure_threshold=5)
     assert instance.init_timeout_s == config.initializer_timeout_s + 10.0 + 1.0
+
+
+def test_pre_freeze_and_its_timeout_reach_the_instance(tmp_path: Path) -> None:
+    config = FunctionConfig.model_validate({"pre_freeze": "db:close", "pre_freeze_timeout_s": 2.5})
+    spec = _through_the_wire(InstanceSpec.from_config("shop", "1", tmp_path, config)
+                             .to_runtime({}))
+    assert (spec.pre_freeze, spec.pre_freeze_timeout_s) == ("db:close", 2.5)
+    assert FunctionConfig().pre_freeze_timeout_s == InitSpec.pre_freeze_timeout_s == 5.0
+
+
+@pytest.mark.parametrize(("config", "key"), [
+    ({"pre_freeze": "not an entry"}, "pre_freeze"),
+    ({"pre_freeze_timeout_s": 0}, "pre_freeze_timeout_s"),
+    ({"pre_freeze_timeout_s": 901}, "pre_freeze_timeout_s"),
+    ({"kind": "custom", "command": ["./serve"], "pre_freeze": "main.close"}, "pre_freeze"),
+])
+def test_a_bad_pre_freeze_is_refused_naming_it(config: dict[str, object], key: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        FunctionConfig.model_validate(config)
+    assert key in str(caught.value)

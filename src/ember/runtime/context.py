@@ -30,7 +30,8 @@ class Context:
     """What a handler knows about its invocation.
 
     Attributes:
-        request_id: the invocation's id; ``None`` while the initializer or pre_stop runs.
+        request_id: the invocation's id; ``None`` while the initializer, pre_stop or
+            pre_freeze runs.
         function_name: the function's name.
         function_version: ``"latest"`` or the version number as text.
         qualifier: what the caller targeted (``latest``, a version or an alias).

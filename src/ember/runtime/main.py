@@ -9,7 +9,9 @@ Either way it connects to the server's socket, says hello, waits for the ``init`
 (sent once the sandbox holds this process, so no user code runs outside its limits), sets
 up the function's directory, path and environment, imports the handler, runs the
 initializer and answers ``ready`` — then loops on ``invoke`` until ``stop`` or the end of
-the connection. The protocol is described in ``ember.runtime.protocol``.
+the connection. Between requests, ``freeze`` runs the ``pre_freeze`` hook and answers
+``frozen``; the server then stops the whole process until a request comes. The protocol
+is described in ``ember.runtime.protocol``.
 
 Standard library and msgpack only: this module is what every instance imports.
 """
@@ -306,6 +308,25 @@ class Runtime:
         logging.shutdown()  # user handlers (files, buffers) get their final flush
         self.capture.flush()
 
+    def freeze(self, message: Message) -> None:
+        """Run pre_freeze, flush the logs and answer ``frozen``: the server stops every
+        process of the instance next. A failure of the hook is logged and reported, not
+        fatal: the instance is frozen anyway."""
+        reply: Message = {"t": protocol.FROZEN, "id": message.get("id"), "ok": True,
+                          "error": None}
+        entry = self.spec.pre_freeze
+        if entry:
+            try:
+                hook = load_entrypoint(entry)
+                deadline = time.time() + self.spec.pre_freeze_timeout_s
+                self.call_hook(hook, self.context(None, deadline))
+            except BaseException as exc:  # SystemExit from a hook is its failure too
+                error = describe_error(exc)
+                log_uncaught(error)
+                reply.update(ok=False, error=error)
+        self.capture.flush()
+        self.conn.send(reply)
+
     # -- web and custom functions: several requests at once ---------------------------------
 
     def serve_http(self) -> None:
@@ -337,6 +358,8 @@ class Runtime:
                 if found is not None:
                     found.cancel()
                 self.server.cancel(message["id"])
+            elif kind == protocol.FREEZE:
+                self.freeze(message)  # none in flight: the server sends it to idle ones only
             elif kind == protocol.STOP:
                 grace_s = float(message.get("grace_s") or 5.0)
                 self._stop_health()
@@ -380,6 +403,8 @@ class Runtime:
             kind = message["t"]
             if kind == protocol.INVOKE:
                 self.invoke(message)
+            elif kind == protocol.FREEZE:
+                self.freeze(message)
             elif kind == protocol.STOP:
                 self.stop(float(message.get("grace_s") or 5.0))
                 return

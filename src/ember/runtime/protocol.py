@@ -18,6 +18,18 @@ Instance conversation (server ⇄ instance), in order:
                      or error       {"id", "error": {"type", "message", "traceback", "kind"}}
     server → instance   stop        {"grace_s": float}          pre_stop runs, then exit 0
 
+Idle mode, between requests (none in flight):
+
+    server → instance   freeze      {"id"}                      pre_freeze runs (if any)
+    instance → server   log*        {"id": None, ...}           the hook's lines
+    instance → server   frozen      {"id", "ok": bool, "error": {...} | None}
+                                    then the server stops every process of the instance
+                                    (cgroup freezer or SIGSTOP) until a request comes; the
+                                    instance is not told when it runs again
+
+``id`` pairs a ``frozen`` with its ``freeze``: one that comes after the server stopped
+waiting (the hook ran past ``pre_freeze_timeout_s``) answers nobody.
+
 Web and custom functions (``kind: web | custom``) also take HTTP requests, several at once
 (up to the function's ``concurrency``); frames of different requests interleave:
 
@@ -72,6 +84,8 @@ LOG = "log"
 RESULT = "result"
 ERROR = "error"
 STOP = "stop"
+FREEZE = "freeze"
+FROZEN = "frozen"
 HTTP = "http"
 HTTP_START = "http_start"
 HTTP_BODY = "http_body"

@@ -51,8 +51,9 @@ class InitSpec:
         handler: ``module.function`` (``kind: event``). app: ``module:attribute`` of an
             ASGI or WSGI app (``kind: web``). command: the program of a custom runtime
             (``kind: custom``).
-        initializer, pre_stop: hooks; ``initializer_timeout_s`` bounds the import and the
-            initializer together.
+        initializer, pre_stop, pre_freeze: hooks; ``initializer_timeout_s`` bounds the
+            import and the initializer together; ``pre_freeze_timeout_s`` the server's
+            wait for pre_freeze (the instance is frozen anyway past it).
         concurrency: requests at once (web and custom functions).
         startup_probe, health_check: HTTP checks of a custom runtime (health checks also
             of a web app).
@@ -75,6 +76,8 @@ class InitSpec:
     initializer: str | None = None
     initializer_timeout_s: float = 30.0
     pre_stop: str | None = None
+    pre_freeze: str | None = None
+    pre_freeze_timeout_s: float = 5.0
     concurrency: int = 1
     startup_probe: StartupProbe | None = None
     health_check: HealthCheck | None = None
