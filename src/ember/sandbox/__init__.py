@@ -6,18 +6,22 @@ import logging
 
 from ember.sandbox.base import CGROUP_HEADROOM_MB, Limits, Sandbox, SandboxFactory
 from ember.sandbox.cgroups import CgroupSandbox, CgroupSandboxFactory, CgroupUnavailable
+from ember.sandbox.freezer import CgroupFreezer, Freezer, SignalFreezer
 from ember.sandbox.process import ProcessSandbox, ProcessSandboxFactory
 
 __all__ = [
     "CGROUP_HEADROOM_MB",
+    "CgroupFreezer",
     "CgroupSandbox",
     "CgroupSandboxFactory",
     "CgroupUnavailable",
+    "Freezer",
     "Limits",
     "ProcessSandbox",
     "ProcessSandboxFactory",
     "Sandbox",
     "SandboxFactory",
+    "SignalFreezer",
     "choose_sandbox_factory",
 ]
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ember.sandbox.freezer import Freezer
+
 CGROUP_HEADROOM_MB = 32
 DEFAULT_OPEN_FILES = 1024
 DEFAULT_PIDS = 512
@@ -92,6 +94,11 @@ class Sandbox(Protocol):
     def memory_used(self) -> int | None:
         """The memory the instance uses now, in bytes, as this sandbox counts it; ``None``
         when unknown (not attached yet, or the count cannot be read)."""
+        ...
+
+    def freezer(self) -> Freezer | None:
+        """What stops the instance's processes in idle mode, where this sandbox has it (a
+        cgroup freezer); ``None``: the instance stops them by signal (``SignalFreezer``)."""
         ...
 
     def close(self) -> None:

@@ -24,8 +24,13 @@ Limits:
   server's own cgroups allow: v1 refuses a child quota above an ancestor's (v2 would apply
   the lower one anyway).
 
-pids and cpu are optional: one that is not mounted, not delegated or not writable is left
-out with one WARNING at probe time, and ``CgroupSandboxFactory.enforced`` says what is.
+- freezer: no limit; stops every process of an idle instance (idle mode,
+  ``ember.sandbox.freezer``): v1 ``freezer.state``, v2 ``cgroup.freeze`` (in every v2
+  cgroup, nothing to delegate).
+
+pids, cpu and freezer are optional: one that is not mounted, not delegated or not writable
+is left out with one WARNING at probe time, and ``CgroupSandboxFactory.enforced`` says what
+is (without a freezer, instances are frozen by SIGSTOP).
 """
 
 from __future__ import annotations
@@ -40,13 +45,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ember.sandbox.base import CGROUP_HEADROOM_MB, Limits
+from ember.sandbox.freezer import CgroupFreezer
 from ember.sandbox.process import limit_open_files
 
 logger = logging.getLogger(__name__)
 
 _MIB = 1024 * 1024
-MEMORY, PIDS, CPU = "memory", "pids", "cpu"
-OPTIONAL_CONTROLLERS = (PIDS, CPU)
+MEMORY, PIDS, CPU, FREEZER = "memory", "pids", "cpu", "freezer"
+OPTIONAL_CONTROLLERS = (PIDS, CPU, FREEZER)
 CPU_PERIOD_US = 100_000
 MIN_CPU_QUOTA_US = 1_000  # the kernel refuses a shorter quota
 
@@ -84,7 +90,7 @@ def _under(mount_point: Path, mount_root: str, own: str) -> Path | None:
 
 def find_hierarchy(controller: str) -> Hierarchy:
     """This process's cgroup directory of ``controller`` (``"memory"``, ``"pids"``,
-    ``"cpu"``); raises ``CgroupUnavailable``."""
+    ``"cpu"``, ``"freezer"``); raises ``CgroupUnavailable``."""
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
         mounts = _mountinfo()
@@ -114,7 +120,8 @@ def find_hierarchy(controller: str) -> Hierarchy:
                     delegated = (found / "cgroup.subtree_control").read_text().split()
                 except OSError:
                     delegated = []
-                if controller not in delegated:
+                # v2's freezer is no controller: every cgroup but the root has one.
+                if controller not in delegated and controller != FREEZER:
                     raise CgroupUnavailable(
                         f"cgroup v2: the {controller} controller is not delegated to {found}"
                     )
@@ -218,7 +225,8 @@ def _rmdir(path: Path) -> bool:
 
 
 class CgroupSandbox:
-    """One instance's cgroups: memory, plus pids and cpu where the factory has them.
+    """One instance's cgroups: memory, plus pids, cpu and freezer where the factory has
+    them.
 
     ``path`` and ``version`` are those of the memory cgroup; ``places`` holds the directory
     of each controller (on v2 all the same one).
@@ -262,7 +270,14 @@ class CgroupSandbox:
 
     def _write_limits(self, limits: Limits, raising: bool) -> None:
         for controller, place in self.places.items():
-            _write_limit(controller, place, limits, raising=raising, ceiling=self._cpu_ceiling)
+            if controller != FREEZER:  # no limit: only idle mode writes its state
+                _write_limit(controller, place, limits, raising=raising,
+                             ceiling=self._cpu_ceiling)
+
+    def freezer(self) -> CgroupFreezer | None:
+        """The freezer of the instance's cgroup, where the factory has one."""
+        place = self.places.get(FREEZER)
+        return None if place is None else CgroupFreezer(place.path, place.version)
 
     def attach(self, pid: int) -> None:
         """Move ``pid`` into the cgroups (memory first) and cap its open files."""
@@ -312,7 +327,8 @@ class CgroupSandbox:
 
     def kill_all(self) -> int:
         """SIGKILL every process still in the cgroups, the CPU quota lifted first (a
-        process with SIGKILL pending still needs CPU time to exit); how many."""
+        process with SIGKILL pending still needs CPU time to exit) and the freezer thawed
+        after (a frozen one does not exit on cgroup v1); how many."""
         place = self.places.get(CPU)
         if place is not None and not self._cpu_lifted:
             with contextlib.suppress(OSError):
@@ -328,6 +344,10 @@ class CgroupSandbox:
         for pid in pids:
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
+        freezer = self.freezer()
+        if pids and freezer is not None:
+            with contextlib.suppress(OSError):
+                freezer.thaw()
         return len(pids)
 
 
@@ -367,7 +387,7 @@ class CgroupSandboxFactory:
     @classmethod
     def probe(cls) -> CgroupSandboxFactory:
         """A factory if cgroups can bound memory here; raises ``CgroupUnavailable`` saying
-        why. pids and cpu are added where they can be bounded too; one WARNING names those
+        why. pids, cpu and freezer are added where they work too; one WARNING names those
         that cannot.
 
         Also removes the directories of earlier servers that died without cleaning up.
@@ -416,14 +436,17 @@ class CgroupSandboxFactory:
                 _sweep_stale(hierarchy.path)
                 directory.mkdir()
                 made = True
-            if hierarchy.version == 2:
+            if hierarchy.version == 2 and controller != FREEZER:
                 (directory / "cgroup.subtree_control").write_text(f"+{controller}")
             ceiling = cpu_ceiling(hierarchy) if controller == CPU else None
             trial = Hierarchy(directory / f"probe-{controller}", hierarchy.version)
             trial.path.mkdir()
             try:
-                _write_limit(controller, trial, Limits(memory_mb=64), raising=False,
-                             ceiling=ceiling)
+                if controller == FREEZER:  # no limit: its state must be writable
+                    CgroupFreezer(trial.path, trial.version).thaw()
+                else:
+                    _write_limit(controller, trial, Limits(memory_mb=64), raising=False,
+                                 ceiling=ceiling)
             finally:
                 _rmdir(trial.path)
         except OSError:

@@ -104,6 +104,10 @@ class ProcessSandbox:
         """The resident memory of the instance's own process (``VmRSS``)."""
         return None if self._pid is None else resident_bytes(self._pid)
 
+    def freezer(self) -> None:
+        """None: the instance is frozen by signal (``SignalFreezer``)."""
+        return None
+
     def close(self) -> None:
         """Nothing to release: the limits die with the process."""
 
