@@ -4,7 +4,14 @@ at a time, over a framed Unix socket (``ember.runtime.protocol``).
 State machine::
 
     starting ──ready──▶ idle ⇄ busy ──stop──▶ draining ──▶ gone
+                    freeze │ ▲ thaw (stop: thawed first, then drains)
+                           ▼ │
+                         frozen
         └──init error / timeout / crash / kill (from any state)──────────▶ gone
+
+Idle mode (``freeze`` / ``thaw``): an idle instance's processes are all stopped, by its
+cgroup freezer or by SIGSTOP (``ember.sandbox.freezer``), after its ``pre_freeze`` hook
+ran; it keeps its memory and uses no CPU, and ``thaw`` lets it serve again at once.
 
 ``Launcher.launch`` returns instances already ``idle``. One task reads the socket for the
 instance's whole life: ``log`` frames go to the log sink as they arrive (so a request's
@@ -44,6 +51,7 @@ from ember.runtime import protocol
 from ember.runtime.protocol import Message, read_frame_async, write_frame_async
 from ember.runtime.spec import HealthCheck, InitSpec, StartupProbe
 from ember.sandbox import Limits, Sandbox
+from ember.sandbox.freezer import Freezer, SignalFreezer, fatal_signal_pending
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -65,6 +73,12 @@ to ``Launcher.launch``."""
 _EXIT_GRACE_S = 1.0
 # Passes over a killed instance's processes (10 ms apart) before its exit is awaited.
 _SWEEPS = 200
+# How long every process of an instance may take to stop once frozen (a task stops at its
+# next return to user space; one stuck in the kernel may not) before the freeze is given up.
+_FREEZE_SETTLE_S = 2.0
+# How often a frozen instance whose freezer holds signals (cgroup v1) is checked for a
+# SIGKILL from outside, which it would not die of before being thawed.
+_FROZEN_CHECK_S = 0.25
 
 
 class InstanceState(enum.Enum):
@@ -73,6 +87,7 @@ class InstanceState(enum.Enum):
     STARTING = "starting"
     IDLE = "idle"
     BUSY = "busy"
+    FROZEN = "frozen"
     DRAINING = "draining"
     GONE = "gone"
 
@@ -97,6 +112,8 @@ class InstanceSpec:
     # Defaults are the runtime's own (``InitSpec``): one place for both sides.
     initializer_timeout_s: float = InitSpec.initializer_timeout_s
     pre_stop: str | None = None
+    pre_freeze: str | None = None
+    pre_freeze_timeout_s: float = InitSpec.pre_freeze_timeout_s
     layer_dirs: tuple[Path, ...] = ()
     kind: str = InitSpec.kind
     app: str | None = None
@@ -132,6 +149,8 @@ class InstanceSpec:
             initializer=config.initializer,
             initializer_timeout_s=config.initializer_timeout_s,
             pre_stop=config.pre_stop,
+            pre_freeze=config.pre_freeze,
+            pre_freeze_timeout_s=config.pre_freeze_timeout_s,
             layer_dirs=layer_dirs,
             kind=config.kind,
             app=config.app,
@@ -191,6 +210,8 @@ class InstanceSpec:
             initializer=self.initializer,
             initializer_timeout_s=self.initializer_timeout_s,
             pre_stop=self.pre_stop,
+            pre_freeze=self.pre_freeze,
+            pre_freeze_timeout_s=self.pre_freeze_timeout_s,
             memory_mb=self.memory_mb,
             timeout_s=self.timeout_s,
             env=self.environment_for(base_environment, secrets),
@@ -372,6 +393,9 @@ class Instance:
         self._closing: asyncio.Task[ExitStatus] | None = None
         self._sink_failed = False
         self._stopping = False
+        self._freezer: Freezer | None = None  # what stopped its processes, while frozen
+        self._frozen_watch: asyncio.Task[None] | None = None
+        self._freezes = 0
 
     def __repr__(self) -> str:
         return (
@@ -538,6 +562,8 @@ class Instance:
     def _check_deadline(self, request_id: str, deadline: float, now: float) -> None:
         if not self.alive:
             raise InstanceCrashed(f"instance {self.id} is gone", self._gone_details())
+        if self.state is InstanceState.FROZEN:
+            raise RuntimeError(f"instance {self.id} is frozen: thaw() it first")
         if self.state is InstanceState.STARTING or self.inflight >= self.spec.concurrency:
             raise RuntimeError(f"instance {self.id} is {self.state.value}: no free slot")
         if deadline <= now:
@@ -634,6 +660,138 @@ class Instance:
         assert pending.future is not None
         return await asyncio.wait_for(pending.future, max(timeout_s, 0.0))
 
+    # -- idle mode -----------------------------------------------------------------------
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the instance is frozen, or being frozen: ``thaw()`` it before use."""
+        return self.state is InstanceState.FROZEN
+
+    async def freeze(self) -> bool:
+        """Stop every process of an idle instance (idle → frozen): it keeps its memory and
+        uses no CPU until ``thaw()``. Call it only on an idle instance.
+
+        The function's ``pre_freeze`` hook runs first, inside the instance, for at most
+        ``pre_freeze_timeout_s``; a failure or a timeout of it is logged (a log line of the
+        instance without a request id, and a warning of the server) and the instance is
+        frozen anyway. Then the sandbox's cgroup freezer stops the processes, or, without
+        one, SIGSTOP goes to the instance process and its descendants. The state is
+        ``frozen`` from the start, hook included: a ``thaw()`` meanwhile calls it off.
+
+        Returns:
+            True once every process is stopped. False when the instance was not idle,
+            died, was thawed or stopped meanwhile, or its processes did not all stop
+            within ``_FREEZE_SETTLE_S`` (it is idle again then, and serves).
+        """
+        if not self.alive or self.state is not InstanceState.IDLE or self.inflight:
+            return False
+        self.state = InstanceState.FROZEN
+        try:
+            if self.spec.pre_freeze:
+                await self._pre_freeze()
+            if self.state is not InstanceState.FROZEN:
+                return False  # thawed, stopped or gone while the hook ran
+            freezer = self._sandbox.freezer() or SignalFreezer(self.pid)
+            self._freezer = freezer
+            return await self._settle(freezer)
+        except BaseException:
+            self.thaw()  # cancelled: leave it as it was
+            raise
+
+    def thaw(self) -> None:
+        """Let a frozen instance run again (frozen → idle) at once: one write to its cgroup
+        freezer, or one SIGCONT per process it stopped; nothing to await. Does nothing
+        unless the instance is frozen.
+
+        An instance killed while frozen by a cgroup v1 freezer (which holds the SIGKILL
+        until the thaw) is found here and is gone after the call: check ``alive`` before
+        using it. A thaw while ``freeze()`` still waits for pre_freeze calls the freeze off.
+        """
+        if self.state is not InstanceState.FROZEN:
+            return
+        freezer = self._freezer
+        if freezer is not None:
+            if freezer.holds_signals and fatal_signal_pending(self.pid):
+                logger.info("instance %s was killed while frozen", self.id)
+                self.kill()
+                return
+            if not self._release():
+                self.kill()  # it cannot serve; killing it lets the pool start another
+                return
+        self.state = InstanceState.IDLE
+
+    def _release(self) -> bool:
+        """Thaw what a freeze stopped, if anything; False (and a warning) when it cannot."""
+        freezer, self._freezer = self._freezer, None
+        watch, self._frozen_watch = self._frozen_watch, None
+        if watch is not None:
+            watch.cancel()
+        if freezer is not None:
+            try:
+                freezer.thaw()
+            except OSError as exc:
+                logger.warning("instance %s: cannot thaw it: %s", self.id, exc)
+                return False
+        return True
+
+    async def _pre_freeze(self) -> None:
+        """Run the pre_freeze hook in the instance and wait for it, within its timeout."""
+        self._freezes += 1
+        freeze_id = f"freeze-{self._freezes}"
+        pending = _Pending(freeze_id, future=asyncio.get_running_loop().create_future())
+        self._pending[freeze_id] = pending
+        timeout_s = self.spec.pre_freeze_timeout_s
+        try:
+            frame = protocol.encode({"t": protocol.FREEZE, "id": freeze_id})
+            reply = await self._exchange(frame, pending, timeout_s)
+        except TimeoutError:
+            line = (f"pre_freeze did not finish within {timeout_s:g} s: the instance is "
+                    "frozen anyway, and the hook goes on when it is thawed")
+            self._log({"t": protocol.LOG, "id": None, "level": "ERROR", "ts": time.time(),
+                       "line": line})
+            logger.warning("instance %s of %s: %s", self.id, self.spec.function, line)
+            return
+        finally:
+            self._pending.pop(freeze_id, None)
+        if reply is not None and not reply.get("ok", True):
+            error = _error_fields(reply, self._mask)
+            logger.warning("instance %s of %s: pre_freeze failed (%s: %s): the instance is "
+                           "frozen anyway", self.id, self.spec.function, error["type"],
+                           error["message"])
+
+    async def _settle(self, freezer: Freezer) -> bool:
+        """Freeze with ``freezer`` and wait until every process has stopped."""
+        started = time.monotonic()
+        try:
+            freezer.freeze()
+            while not freezer.frozen():
+                if time.monotonic() - started > _FREEZE_SETTLE_S:
+                    raise TimeoutError(f"its processes did not all stop within "
+                                       f"{_FREEZE_SETTLE_S:g} s")
+                await asyncio.sleep(0.001)
+                if self._freezer is not freezer:
+                    return False  # thawed or gone meanwhile
+        except (OSError, TimeoutError) as exc:
+            logger.warning("instance %s: cannot freeze it (%s): it stays idle", self.id, exc)
+            self.thaw()
+            return False
+        if freezer.holds_signals:
+            self._frozen_watch = asyncio.get_running_loop().create_task(
+                self._watch_frozen(freezer), name=f"ember-instance-frozen-{self.id}"
+            )
+        return True
+
+    async def _watch_frozen(self, freezer: Freezer) -> None:
+        """Find a frozen instance killed from outside: its SIGKILL waits for the thaw
+        (cgroup v1), so neither its exit nor the end of its connection would tell."""
+        while self._freezer is freezer:
+            await asyncio.sleep(_FROZEN_CHECK_S)
+            if self._freezer is freezer and fatal_signal_pending(self.pid):
+                logger.info("instance %s was killed while frozen", self.id)
+                self._frozen_watch = None  # this task: done, not cancelled
+                self.kill()
+                return
+
     # -- reading -------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
@@ -694,7 +852,9 @@ class Instance:
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Ask the instance to stop (its pre_stop hook runs), wait up to ``grace_s``, then
-        kill it. A running invocation may finish within the grace. Idempotent."""
+        kill it. A running invocation may finish within the grace; a frozen instance is
+        thawed first. Idempotent."""
+        self.thaw()
         if self._closing is None and not self._stopping:
             self._stopping = True
             if self.state is not InstanceState.BUSY:  # a busy one drains when it answers
@@ -723,6 +883,9 @@ class Instance:
         if kill:
             self._process.kill()
             self._kill_all()
+        # After the kill: a process frozen by a cgroup v1 freezer dies only once thawed
+        # (and the processes of one that ended go on as they would have unfrozen).
+        self._release()
         if self._closing is None:
             self.state = InstanceState.GONE
             self._closing = asyncio.get_running_loop().create_task(self._close(kill))
