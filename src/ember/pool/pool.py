@@ -104,7 +104,7 @@ class VersionPool:
         # async backlog never starves request/response traffic.
         self._background: deque[asyncio.Future[Instance | None]] = deque()
         self._provisioning: asyncio.Task[None] | None = None
-        self.keep_alive: KeepAlive = policy_for(config.keep_alive_policy, config.keep_alive_s)
+        self.keep_alive: KeepAlive = manager.keep_alive_for(key.function, config)
         # Monotonic time the last request ended with none in flight; None while serving.
         self.idle_since: float | None = None
         self._prewarmed = False  # one pre-warm per idle period
@@ -491,6 +491,9 @@ class PoolManager:
         self.queue_wait_s = queue_wait_s
         self._reap_interval_s = reap_interval_s
         self._pools: dict[PoolKey, VersionPool] = {}
+        # Learned keep-alive policies, per function: a new version or a new `latest`
+        # keeps what the function's traffic taught.
+        self._learned: dict[tuple[str, str, float], KeepAlive] = {}
         self._log_sink: Callable[[PoolKey], LogSink | None] = lambda _key: None
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
@@ -509,6 +512,22 @@ class PoolManager:
         elif pool.config != config:
             pool.config = config
         return pool
+
+    def keep_alive_for(self, function: str, config: PoolConfig) -> KeepAlive:
+        """The keep-alive policy of a new pool of ``function``."""
+        if config.keep_alive_policy == "fixed":
+            return policy_for("fixed", config.keep_alive_s)
+        key = (function, config.keep_alive_policy, config.keep_alive_s)
+        policy = self._learned.get(key)
+        if policy is None:
+            policy = self._learned[key] = policy_for(config.keep_alive_policy,
+                                                     config.keep_alive_s)
+        return policy
+
+    def forget(self, function: str) -> None:
+        """``function`` is deleted: drop what its traffic taught."""
+        for key in [k for k in self._learned if k[0] == function]:
+            del self._learned[key]
 
     def pools(self) -> list[VersionPool]:
         return list(self._pools.values())

@@ -18,6 +18,7 @@ from ember.control import FunctionService
 from ember.errors import (
     EmberError,
     FunctionDisabled,
+    FunctionNotFound,
     FunctionTimeout,
     InvalidRequest,
     InvalidSpec,
@@ -488,6 +489,9 @@ class Router:
         warm for ``latest`` and every version an alias points at."""
         try:
             keep, warm, latest = await asyncio.to_thread(self._reachable, name)
+        except FunctionNotFound:
+            keep, warm, latest = set(), [], None
+            self._pools.forget(name)
         except EmberError:
             keep, warm, latest = set(), [], None
         self._pools.drain(name, keep)
