@@ -27,7 +27,7 @@ class ScheduledAction(_Strict):
     """At each time ``cron`` (five fields, ``M H DOM MON DOW``, in ``timezone``) names,
     the provisioned target becomes ``target``; only between ``start`` and ``end`` when set."""
 
-    cron: Annotated[str, Field(min_length=9, max_length=128)]
+    cron: Annotated[str, Field(min_length=1, max_length=128)]
     timezone: Annotated[str, Field(max_length=64)] = "UTC"
     target: Annotated[int, Field(ge=0, le=MAX_PROVISIONED)]
     start: datetime | None = None

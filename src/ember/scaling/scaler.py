@@ -183,7 +183,8 @@ class Scaler:
 
     async def get(self, function: str, qualifier: str
                   ) -> tuple[Provisioned, ProvisionedStatus]:
-        """Raises ProvisionedNotFound."""
+        """Raises FunctionNotFound, ProvisionedNotFound."""
+        await self._router.resolve(function, None)
         entry = await asyncio.to_thread(self._store.get, function, qualifier)
         policy = self._policies.get((function, qualifier))
         if policy is None:
@@ -203,7 +204,9 @@ class Scaler:
         return out
 
     async def delete(self, function: str, qualifier: str) -> Provisioned:
-        """Raises ProvisionedNotFound. Its instances then live by keep-alive."""
+        """Raises FunctionNotFound, ProvisionedNotFound. Its instances then live by
+        keep-alive."""
+        await self._router.resolve(function, None)
         async with self._lock:
             entry = await asyncio.to_thread(self._store.delete, function, qualifier)
             self._policies.pop((function, qualifier), None)

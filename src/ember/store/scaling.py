@@ -45,7 +45,7 @@ class SqlProvisionedStore:
         if row is None:
             raise ProvisionedNotFound(
                 f"{function!r} has no provisioned capacity at {qualifier!r}: set it with "
-                f"PUT /functions/{function}/provisioned?qualifier={qualifier}",
+                f"`ember scale set {function} -q {qualifier} --target N`",
                 {"function": function, "qualifier": qualifier})
         return _entry(row)
 
