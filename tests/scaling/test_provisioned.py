@@ -264,3 +264,46 @@ def test_policies_survive_a_restart_and_missed_actions_apply_at_start(
 
     asyncio.run(first())
     asyncio.run(second())
+
+
+HOOKED = '''
+import logging
+
+def pre_freeze(context):
+    logging.getLogger("app").warning("going to sleep")
+
+def handler(event, context):
+    return "awake"
+'''
+
+
+def test_idle_provisioned_instances_freeze_after_pre_freeze_and_thaw_on_request(
+        run: Run) -> None:
+    clock = ManualClock()
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("f", HOOKED, pre_freeze="main.pre_freeze")
+        answer = await put(ember, "f", target=1, idle_freeze_s=30)
+        assert answer.status_code == 200, answer.text
+        await until(lambda: up(ember, "f") == 1, message="one provisioned instance")
+
+        async def states() -> list[str]:
+            view = (await ember.http.get("/functions/f/instances")).json()
+            return [i["state"] for i in view["instances"]]
+
+        await tick(clock, 29)
+        assert await states() == ["idle"]
+        await tick(clock, 1)
+        await until(lambda: not any(p.freezing for p in ember.pools("f")),
+                    message="pre_freeze done")
+        assert await states() == ["frozen"]
+        assert (await state(ember, "f"))["state"]["frozen"] == 1
+        logs = (await ember.http.get("/functions/f/logs")).json()
+        assert any("going to sleep" in r["line"] for r in logs["logs"]), logs
+        woke = await ember.invoke("f")
+        assert woke.status_code == 200, woke.text
+        assert woke.content == b"awake", woke.content
+        assert woke.headers["x-ember-cold-start"] == "false"
+        assert await states() == ["idle"]
+
+    run(scenario, clock=clock)
