@@ -201,11 +201,13 @@ def test_stop_kills_a_slow_pre_stop(zygote: Harness) -> None:
     """
 
     async def scenario() -> None:
-        instance = await zygote.start(source, pre_stop="main.bye")
+        instance = await zygote.start(source, pre_stop="main.bye", pre_stop_timeout_s=0.3)
         started = time.monotonic()
-        await instance.stop(grace_s=0.3)
+        await instance.stop()  # within the spec's pre_stop_timeout_s
         assert time.monotonic() - started < 5
         assert instance.exit_status is not None and instance.exit_status.signal == 9
+        assert [(log.request_id, log.level, log.line) for log in zygote.logs] == [
+            (None, "ERROR", "pre_stop did not finish within 0.3 s: the instance is killed")]
 
     zygote.run(scenario())
 

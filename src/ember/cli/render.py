@@ -240,10 +240,13 @@ def function_panel(f: FunctionOut) -> Panel:
             ("timeout", f"{c.timeout_s:g} s"),
             ("concurrency", c.concurrency),
             ("instances", f"{c.min_instances}-{c.max_instances}"),
-            ("keep alive", f"{c.keep_alive_s:g} s"),
+            ("keep alive", f"{c.keep_alive_s:g} s" if c.keep_alive_policy == "fixed"
+             else f"{c.keep_alive_policy} (until learned: {c.keep_alive_s:g} s)"),
             ("initializer", c.initializer),
             ("pre freeze", f"{c.pre_freeze} (within {c.pre_freeze_timeout_s:g} s)"
              if c.pre_freeze else None),
+            ("pre stop", f"{c.pre_stop} (within {c.pre_stop_timeout_s:g} s)"
+             if c.pre_stop else None),
             ("environment", _mapping(c.environment)),
             ("layers", ", ".join(c.layers)),
             ("secrets", ", ".join(c.secrets)),

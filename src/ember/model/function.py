@@ -210,6 +210,8 @@ class FunctionConfig(_Strict):
     # bounded by its own timeout: the instance is frozen anyway when it fails or is late.
     pre_freeze: Annotated[str | None, _documented(ENTRYPOINT_RE)] = None
     pre_freeze_timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 5.0
+    # How long pre_stop may run before the instance is killed.
+    pre_stop_timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 5.0
     async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
     tags: dict[str, str] = Field(default_factory=dict, json_schema_extra={
         "maxProperties": 50, "propertyNames": {"minLength": 1, "maxLength": 128},

@@ -112,6 +112,7 @@ class InstanceSpec:
     # Defaults are the runtime's own (``InitSpec``): one place for both sides.
     initializer_timeout_s: float = InitSpec.initializer_timeout_s
     pre_stop: str | None = None
+    pre_stop_timeout_s: float = 5.0
     pre_freeze: str | None = None
     pre_freeze_timeout_s: float = InitSpec.pre_freeze_timeout_s
     layer_dirs: tuple[Path, ...] = ()
@@ -149,6 +150,7 @@ class InstanceSpec:
             initializer=config.initializer,
             initializer_timeout_s=config.initializer_timeout_s,
             pre_stop=config.pre_stop,
+            pre_stop_timeout_s=config.pre_stop_timeout_s,
             pre_freeze=config.pre_freeze,
             pre_freeze_timeout_s=config.pre_freeze_timeout_s,
             layer_dirs=layer_dirs,
@@ -850,11 +852,14 @@ class Instance:
 
     # -- stop ----------------------------------------------------------------------------
 
-    async def stop(self, grace_s: float = 5.0) -> None:
-        """Ask the instance to stop (its pre_stop hook runs), wait up to ``grace_s``, then
-        kill it. A running invocation may finish within the grace; a frozen instance is
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Ask the instance to stop (its pre_stop hook runs), wait up to ``grace_s`` (the
+        spec's ``pre_stop_timeout_s`` by default), then kill it — a hook still running then
+        is logged. A running invocation may finish within the grace; a frozen instance is
         thawed first. Idempotent."""
         self.thaw()
+        if grace_s is None:
+            grace_s = self.spec.pre_stop_timeout_s
         if self._closing is None and not self._stopping:
             self._stopping = True
             if self.state is not InstanceState.BUSY:  # a busy one drains when it answers
@@ -862,8 +867,14 @@ class Instance:
             with contextlib.suppress(ConnectionError, OSError):
                 write_frame_async(self._writer, {"t": protocol.STOP, "grace_s": grace_s})
                 await self._writer.drain()
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(asyncio.shield(self._process.wait()), grace_s)
+            except TimeoutError:
+                if self.spec.pre_stop:
+                    line = f"pre_stop did not finish within {grace_s:g} s: the instance is killed"
+                    self._log({"t": protocol.LOG, "id": None, "level": "ERROR",
+                               "ts": time.time(), "line": line})
+                    logger.warning("instance %s of %s: %s", self.id, self.spec.function, line)
             self.kill()
         await self.wait_gone()
 
