@@ -307,3 +307,4 @@ def test_idle_provisioned_instances_freeze_after_pre_freeze_and_thaw_on_request(
         assert await states() == ["idle"]
 
     run(scenario, clock=clock)
+

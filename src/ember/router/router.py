@@ -443,7 +443,10 @@ class Router:
         held: dict[tuple[str, str], Route] = {}
         for key in [k for k in self._routes if k[0] == name]:
             route = self._routes.pop(key)
-            if self._before_move is not None and route.enabled and self._holds(*key):
+            # Only an alias moves between versions whose code stays (latest's old code
+            # is removed with it, so its old pool could not start what a burst needs).
+            if (self._before_move is not None and route.enabled and _is_alias(key[1])
+                    and self._holds(*key)):
                 held[key] = route
         self._routes.update(held)
         task = asyncio.get_running_loop().create_task(self._reconcile(name))
@@ -478,6 +481,7 @@ class Router:
             self._routes.pop(key, None)
         else:
             self._routes[key] = new
+        await self._reconcile(name)  # what only the old route reached retires now
 
     async def wait_settled(self) -> None:
         """Let pending reactions to control-plane changes finish (tests)."""
@@ -494,6 +498,9 @@ class Router:
             self._pools.forget(name)
         except EmberError:
             keep, warm, latest = set(), [], None
+        # Routes held until their new versions are warm still send traffic to the old ones.
+        keep |= {t.key for k, route in self._routes.items() if k[0] == name
+                 for t in route.targets()}
         self._pools.drain(name, keep)
         if latest is not None:
             self._pools.launcher.prewarm(latest.spec)
@@ -517,6 +524,10 @@ class Router:
                 if target is not None and target.config.min_instances and target not in warm:
                     warm.append(target)
         return keep, warm, latest
+
+
+def _is_alias(qualifier: str) -> bool:
+    return qualifier != "latest" and not qualifier.isdigit()
 
 
 def _latest_key(function: Function) -> PoolKey:
