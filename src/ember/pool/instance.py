@@ -892,6 +892,9 @@ class Instance:
 
     def _begin_close(self, *, kill: bool) -> None:
         if kill:
+            # What it started first: without cgroups, its descendants are found through
+            # the process itself.
+            self._kill_all()
             self._process.kill()
             self._kill_all()
         # After the kill: a process frozen by a cgroup v1 freezer dies only once thawed

@@ -11,11 +11,15 @@ when cgroups cannot be used.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import resource
+import signal
 import sys
 from pathlib import Path
 
 from ember.sandbox.base import Limits
+from ember.sandbox.freezer import process_tree
 
 _MIB = 1024 * 1024
 
@@ -69,11 +73,13 @@ class ProcessSandbox:
         self.limits = limits
         self.address_space_limit: int | None = None
         self._pid: int | None = None
+        self._started: bytes | None = None  # the pid's start time: a reused pid differs
         self._baseline: int | None = None
 
     def attach(self, pid: int) -> None:
         """Apply RLIMIT_NOFILE and RLIMIT_AS to ``pid``."""
         self._pid = pid
+        self._started = _start_time(pid)
         limit_open_files(pid, self.limits.open_files)
         self.address_space_limit = limit_address_space(pid, self.limits.memory_mb)
         if self.address_space_limit is not None:
@@ -93,8 +99,17 @@ class ProcessSandbox:
             self.address_space_limit = limit
 
     def kill_all(self) -> int:
-        """Nothing to do: this sandbox knows only the instance's own process."""
-        return 0
+        """SIGKILL the instance process's descendants (found through ``/proc``: those it
+        started and that did not leave it, and only while it lives — the instance kills
+        them before itself). How many were signalled."""
+        if self._pid is None or self._started is None or _start_time(self._pid) != self._started:
+            return 0  # gone, or its pid is another process's now
+        killed = 0
+        for pid in process_tree(self._pid)[1:]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        return killed
 
     def out_of_memory(self) -> bool:
         """Always ``False``: under RLIMIT_AS memory shows as a ``MemoryError`` in the handler."""
@@ -126,3 +141,13 @@ class ProcessSandboxFactory:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _start_time(pid: int) -> bytes | None:
+    """When ``pid`` started (``/proc/<pid>/stat`` field 22), None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19] if len(fields) > 19 else None
