@@ -199,14 +199,27 @@ POLICIES = {
     "fixed-20": Policy("fixed 20 min", 1200.0, "fixed"),
     "fixed-30": Policy("fixed 30 min", 1800.0, "fixed"),
     "fixed-60": Policy("fixed 60 min", 3600.0, "fixed"),
-    "adaptive": Policy("adaptive (hybrid histogram)", 600.0, "adaptive"),  # 600: unused
+    # Ember's adaptive policy: keep_alive_s (10 min here, as the fixed policy it is
+    # compared with) while learning and as the price of a cold start.
+    "adaptive": Policy("adaptive (cost window)", 600.0, "adaptive"),
+    # The paper's policy as published: percentile window, 4 h while learning.
+    "paper": Policy("hybrid histogram (paper)", 600.0, "adaptive",
+                    {"rule": "percentile"}),
     # Variants, to see what each part of the policy buys.
-    "adaptive-fb10": Policy("adaptive, learning 10 min", 600.0, "adaptive",
-                            {"fallback_s": 600.0}),
-    "adaptive-tail95": Policy("adaptive, tail 95th pct", 600.0, "adaptive",
-                              {"tail_pct": 95.0}),
+    "paper-fb10": Policy("paper, learning 10 min", 600.0, "adaptive",
+                         {"rule": "percentile", "fallback_s": 600.0}),
+    "paper-tail95": Policy("paper, tail 95th pct", 600.0, "adaptive",
+                           {"rule": "percentile", "tail_pct": 95.0}),
+    "adaptive-nomargin": Policy("adaptive, no margin", 600.0, "adaptive",
+                                {"cold_cost_s": 600.0, "fallback_s": 600.0,
+                                 "margin": 0.0}),
+    "adaptive-price2x": Policy("adaptive, cold start priced 20 min", 600.0, "adaptive",
+                               {"cold_cost_s": 1200.0, "fallback_s": 600.0}),
+    "adaptive-price3x": Policy("adaptive, cold start priced 30 min", 600.0, "adaptive",
+                               {"cold_cost_s": 1800.0, "fallback_s": 600.0}),
     "adaptive-min20": Policy("adaptive, 20 samples", 600.0, "adaptive",
-                             {"min_samples": 20}),
+                             {"cold_cost_s": 600.0, "fallback_s": 600.0,
+                              "min_samples": 20}),
 }
 
 

@@ -1,4 +1,5 @@
-"""The keep-alive policies as pure logic: the windows they choose from the idle times seen."""
+"""The keep-alive policies as pure logic: the windows they choose from the idle times seen
+— the paper's percentile rule, then Ember's default, the cheapest window at a price."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def test_policy_for_names_both_policies_and_refuses_others() -> None:
 
 
 def test_a_new_function_is_kept_for_the_whole_range_while_learning() -> None:
-    policy = HybridHistogram()
+    policy = HybridHistogram(rule="percentile")
     assert policy.window() == (0.0, 4 * HOUR)
     for _ in range(policy.min_samples - 1):
         policy.observe(30 * MINUTE)
@@ -37,7 +38,7 @@ def test_a_new_function_is_kept_for_the_whole_range_while_learning() -> None:
 
 
 def test_a_timer_every_30_minutes_is_pre_warmed_near_27_minutes_and_kept_briefly() -> None:
-    policy = HybridHistogram()
+    policy = HybridHistogram(rule="percentile")
     rng = random.Random(1)
     for _ in range(50):
         policy.observe(30 * MINUTE - 2.0 + rng.uniform(-1.0, 1.0))  # 2 s run, jitter
@@ -50,7 +51,7 @@ def test_a_timer_every_30_minutes_is_pre_warmed_near_27_minutes_and_kept_briefly
 
 
 def test_a_busy_function_keeps_its_instance_from_the_start_for_a_short_while() -> None:
-    policy = HybridHistogram()
+    policy = HybridHistogram(rule="percentile")
     rng = random.Random(2)
     for _ in range(500):
         policy.observe(rng.expovariate(1 / 5.0))  # a request every ~5 s
@@ -59,7 +60,7 @@ def test_a_busy_function_keeps_its_instance_from_the_start_for_a_short_while() -
 
 
 def test_idle_times_spread_over_the_range_fall_back_to_the_range() -> None:
-    policy = HybridHistogram()
+    policy = HybridHistogram(rule="percentile")
     rng = random.Random(3)
     for _ in range(2000):
         policy.observe(rng.uniform(0, 4 * HOUR))
@@ -69,7 +70,7 @@ def test_idle_times_spread_over_the_range_fall_back_to_the_range() -> None:
 
 
 def test_the_window_switches_once_the_histogram_becomes_representative() -> None:
-    policy = HybridHistogram(min_samples=5)
+    policy = HybridHistogram(rule="percentile", min_samples=5)
     rng = random.Random(4)
     # Spread idle times: too flat to trust.
     for _ in range(400):
@@ -86,7 +87,7 @@ def test_the_window_switches_once_the_histogram_becomes_representative() -> None
 
 
 def test_idle_times_mostly_beyond_the_range_are_predicted_from_the_latest() -> None:
-    policy = HybridHistogram()
+    policy = HybridHistogram(rule="percentile")
     for _ in range(6):
         policy.observe(24 * HOUR)  # a daily job
     assert policy.mode == "out-of-bounds"
@@ -100,7 +101,7 @@ def test_idle_times_mostly_beyond_the_range_are_predicted_from_the_latest() -> N
 
 
 def test_a_few_idle_times_beyond_the_range_leave_the_histogram_in_charge() -> None:
-    policy = HybridHistogram()
+    policy = HybridHistogram(rule="percentile")
     for _ in range(20):
         policy.observe(10 * MINUTE - 1.0)
     policy.observe(9 * HOUR)
@@ -120,8 +121,86 @@ def test_memory_stays_bounded_however_many_idle_times_it_sees() -> None:
 
 @pytest.mark.parametrize("kwargs", [
     {"bin_s": 0}, {"bin_s": 5 * HOUR}, {"head_pct": 50, "tail_pct": 10}, {"margin": 1.0},
-    {"oob_threshold": 0}, {"min_samples": 0},
+    {"oob_threshold": 0}, {"min_samples": 0}, {"cold_cost_s": 0},
 ])
 def test_parameters_out_of_range_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         HybridHistogram(**kwargs)  # type: ignore[arg-type]
+
+
+# -- the cost rule (the default) ---------------------------------------------------------
+
+
+def test_adaptive_keeps_keep_alive_while_it_learns() -> None:
+    policy = policy_for("adaptive", 600.0)
+    assert isinstance(policy, HybridHistogram) and policy.rule == "cost"
+    assert policy.window() == (0.0, 600.0)
+    for _ in range(policy.min_samples - 1):
+        policy.observe(30 * MINUTE)
+    assert policy.window() == (0.0, 600.0)
+
+
+def test_a_timer_is_pre_warmed_just_before_its_tick_and_kept_one_bin() -> None:
+    policy = HybridHistogram(cold_cost_s=600.0)
+    rng = random.Random(1)
+    for _ in range(50):
+        policy.observe(30 * MINUTE + rng.uniform(-20, 20))
+    start, end = policy.window()
+    # Idle times fall in minutes 29 and 30: warm from 29 min, to 31 min (+10 %).
+    assert start == 29 * MINUTE
+    assert end == pytest.approx(31 * MINUTE * 1.1)
+
+
+def test_a_bursty_function_keeps_only_its_short_gaps_warm() -> None:
+    policy = HybridHistogram(cold_cost_s=600.0)
+    rng = random.Random(2)
+    for _ in range(40):  # bursts of 20 calls a few seconds apart, an hour or two between
+        for _ in range(19):
+            policy.observe(rng.uniform(1, 10))
+        policy.observe(rng.uniform(1 * HOUR, 3 * HOUR))
+    assert policy.window() == pytest.approx((0.0, MINUTE * 1.1))
+
+
+def test_rare_scattered_calls_buy_no_window_at_all() -> None:
+    policy = HybridHistogram(cold_cost_s=120.0)
+    rng = random.Random(3)
+    for _ in range(100):
+        policy.observe(rng.uniform(0, 4 * HOUR))
+    assert policy.window() == (0.0, 0.0)  # keeping anything warm costs more than it saves
+
+
+def test_random_gaps_are_kept_warm_only_when_a_cold_start_is_dearer_than_the_wait() -> None:
+    """Memoryless (Poisson) gaps averaging 20 minutes: waiting for the next call costs
+    20 minutes of idle time on average however long one has waited, so keeping warm pays
+    only when a cold start is priced above that — and then it pays to wait long."""
+    rng = random.Random(4)
+    gaps = [rng.expovariate(1 / (20 * MINUTE)) for _ in range(500)]
+    windows = []
+    for price in (60.0, 10 * MINUTE, HOUR):
+        policy = HybridHistogram(cold_cost_s=price)
+        for gap in gaps:
+            policy.observe(gap)
+        windows.append(policy.window())
+    assert windows[0] == windows[1] == (0.0, 0.0)
+    start, end = windows[2]
+    assert start == 0.0 and end > 5 * 20 * MINUTE
+
+
+def test_the_cheapest_window_costs_no_more_than_any_fixed_keep_alive() -> None:
+    rng = random.Random(6)
+    gaps = [rng.choice((rng.uniform(0, 90), rng.uniform(25, 35) * MINUTE,
+                        rng.uniform(2, 3) * HOUR)) for _ in range(300)]
+    policy = HybridHistogram(cold_cost_s=600.0, margin=0.0)
+    for gap in gaps:
+        policy.observe(gap)
+
+    def cost(start: float, end: float) -> float:
+        total = 0.0
+        for gap in gaps:
+            warm = start <= gap <= end
+            total += max(0.0, min(gap, end) - start) + (0.0 if warm else 600.0)
+        return total
+
+    chosen = cost(*policy.window())
+    for keep in (60.0, 120.0, 600.0, 1800.0, 4 * HOUR):
+        assert chosen <= cost(0.0, keep) * 1.02  # bin midpoints: within 2 %

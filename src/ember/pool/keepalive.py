@@ -8,6 +8,7 @@ from collections import deque
 from typing import Literal, Protocol
 
 Mode = Literal["learning", "histogram", "out-of-bounds"]
+Rule = Literal["cost", "percentile"]
 
 
 class KeepAlive(Protocol):
@@ -59,13 +60,27 @@ class HybridHistogram:
     most, each older one ``oob_decay`` times the next), which follows a daily timer as
     well and costs nothing.
 
-    Memory per pool is bounded: one count per bin, and ``oob_memory`` idle times."""
+    ``rule`` picks the window from a representative histogram. ``percentile`` is the
+    paper's: head and tail percentiles, as above. ``cost`` (the default) chooses, among
+    every window whose edges are bin edges, the one that costs least over the idle times
+    seen, when a cold start costs ``cold_cost_s`` seconds of an idle instance: each idle
+    time before the window's start or after its end is a cold start, and the instance is
+    paid for from the start until the request (or the end). A window must hold at least
+    ``support`` of the idle times (and 3), so that a few stray gaps are not learned as a
+    pattern. It needs no CV test — a flat
+    histogram simply buys no window, a bursty function keeps only its short gaps warm, a
+    timer gets its pre-warm — and the margin then widens the window's end only.
+
+    Memory per pool is bounded: one count per bin, and ``oob_memory`` idle times; the cost
+    rule runs when the window is next asked for after new idle times, in time linear in
+    the occupied bins squared."""
 
     def __init__(
         self, *, range_s: float = 4 * 3600.0, bin_s: float = 60.0, head_pct: float = 5.0,
         tail_pct: float = 99.0, margin: float = 0.1, cv_threshold: float = 2.0,
         min_samples: int = 5, fallback_s: float | None = None, oob_threshold: float = 0.5,
         oob_margin: float = 0.15, oob_memory: int = 16, oob_decay: float = 0.5,
+        rule: Rule = "cost", cold_cost_s: float = 600.0, support: float = 0.05,
     ) -> None:
         if not 0 < bin_s <= range_s:
             raise ValueError(f"bin_s ({bin_s:g}) must be positive and at most range_s "
@@ -77,6 +92,8 @@ class HybridHistogram:
             raise ValueError("margin and oob_margin must be in [0, 1)")
         if not 0 < oob_threshold <= 1:
             raise ValueError(f"oob_threshold ({oob_threshold:g}) must be in (0, 1]")
+        if cold_cost_s <= 0:
+            raise ValueError(f"cold_cost_s ({cold_cost_s:g}) must be positive")
         if min_samples < 1 or oob_memory < 1 or not 0 < oob_decay <= 1:
             raise ValueError("min_samples and oob_memory must be at least 1, oob_decay in "
                              "(0, 1]")
@@ -96,13 +113,18 @@ class HybridHistogram:
         self._squares = 0  # sum of the squared bin counts: the CV in O(1)
         self._out_of_range = 0
         self._recent_oob: deque[float] = deque(maxlen=oob_memory)
+        self.rule = rule
+        self.cold_cost_s = cold_cost_s
+        self.support = support
         self._mode: Mode = "learning"
         self._window = (0.0, self.fallback_s)
+        self._stale = False  # idle times came since the window was decided
 
     @property
     def mode(self) -> Mode:
         """Where the window comes from: ``learning`` (the fallback), ``histogram``, or
         ``out-of-bounds`` (the prediction)."""
+        self.window()
         return self._mode
 
     @property
@@ -120,9 +142,12 @@ class HybridHistogram:
         else:
             self._out_of_range += 1
             self._recent_oob.append(idle_s)
-        self._window = self._decide()
+        self._stale = True
 
     def window(self) -> tuple[float, float]:
+        if self._stale:
+            self._stale = False
+            self._window = self._decide()
         return self._window
 
     def cv(self) -> float:
@@ -142,6 +167,9 @@ class HybridHistogram:
             self._mode = "out-of-bounds"
             predicted = self._predict()
             return predicted * (1 - self.oob_margin), predicted * (1 + self.oob_margin)
+        if self.rule == "cost":
+            self._mode = "histogram"
+            return self._cheapest()
         if self.cv() < self.cv_threshold:
             self._mode = "learning"
             return 0.0, self.fallback_s
@@ -151,6 +179,38 @@ class HybridHistogram:
         start = head * self.bin_s * (1 - self.margin)
         end = (tail + 1) * self.bin_s * (1 + self.margin)
         return start, end
+
+    def _cheapest(self) -> tuple[float, float]:
+        """The window that would have cost least over the idle times seen (see the class
+        docstring); (0, 0) when keeping nothing warm is cheapest."""
+        width, price = self.bin_s, self.cold_cost_s
+        total = self.samples
+        occupied = [i for i, count in enumerate(self._bins) if count]
+        # Prefix sums over the occupied bins: idle times and their sum (bin midpoints).
+        counts, sums = [0], [0.0]
+        for i in occupied:
+            counts.append(counts[-1] + self._bins[i])
+            sums.append(sums[-1] + self._bins[i] * (i + 0.5) * width)
+        best, window = price * total, (0.0, 0.0)  # no window: every idle time is cold
+        # A window must hold enough idle times to be more than noise: a few stray long
+        # gaps of a random function would otherwise "teach" a pre-warm right there.
+        support = max(3, math.ceil(self.support * total))
+        for a, first in enumerate(occupied):
+            start = first * width
+            for b in range(a, len(occupied)):
+                end = (occupied[b] + 1) * width
+                hits = counts[b + 1] - counts[a]
+                if hits < support:
+                    continue
+                later = total - counts[b + 1]  # after the end: paid until it, then cold
+                paid = (sums[b + 1] - sums[a]) - start * hits + later * (end - start)
+                cost = paid + price * (total - hits)
+                if cost < best:
+                    best, window = cost, (start, end)
+        if window[1] == 0.0:
+            return window
+        start, end = window
+        return start, end * (1 + self.margin)
 
     def _percentile_bin(self, fraction: float) -> int:
         """The first bin at which the cumulative count reaches ``fraction`` of them."""
@@ -175,9 +235,10 @@ class HybridHistogram:
 
 def policy_for(name: str, keep_alive_s: float) -> KeepAlive:
     """The policy a function's ``keep_alive_policy`` names: ``fixed`` keeps an idle
-    instance ``keep_alive_s``; ``adaptive`` learns the window (``keep_alive_s`` unused)."""
+    instance ``keep_alive_s``; ``adaptive`` learns the window, keeping ``keep_alive_s``
+    while it learns and pricing a cold start at ``keep_alive_s`` of idle time."""
     if name == "fixed":
         return FixedKeepAlive(keep_alive_s)
     if name == "adaptive":
-        return HybridHistogram()
+        return HybridHistogram(cold_cost_s=keep_alive_s, fallback_s=keep_alive_s)
     raise ValueError(f"unknown keep-alive policy {name!r}: use 'fixed' or 'adaptive'")
