@@ -334,7 +334,11 @@ class VersionPool:
         for instance in list(self.idle):  # oldest first
             if len(self.idle) + len(self.busy) + len(self.freezing) <= keep:
                 break
-            if self.draining or early or now - instance.last_used >= end:
+            # Beyond the last instance, extra ones (a burst's) live by keep_alive_s at
+            # least: the learned window is about the gaps between calls, not the load.
+            last = len(self.idle) + len(self.busy) + len(self.freezing) == 1
+            limit = end if last else max(end, self.config.keep_alive_s)
+            if self.draining or early or now - instance.last_used >= limit:
                 self.idle.remove(instance)
                 expired.append(instance)
         return expired
