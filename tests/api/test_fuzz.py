@@ -37,8 +37,9 @@ CONFIG = SchemathesisConfig.from_dict({
 
 # Refusals of schema-valid requests that the document does not try to foresee: a code
 # archive's contents, a cursor's meaning, rules across fields (which kind of function takes
-# 'app' or 'command', min against max instances, an alias's two versions and weight) and
-# the trigger sources' own rules (paths, URLs, schedules), a trigger's target against its
+# 'app' or 'command', min against max instances, a role with no network, an alias's two
+# versions and weight) and the trigger sources' own rules (paths, URLs, schedules), a
+# trigger's target against its
 # function, qualifier and workflow (none with target events, a workflow only with target
 # workflow, a function without); a secret a config lists must exist and not also be an
 # environment key, and a secret's value is limited in UTF-8 bytes, not characters.
@@ -46,7 +47,7 @@ SEMANTIC = {
     ("InvalidCode", None), ("InvalidRequest", "cursor"),
     ("InvalidSpec", "config.kind"), ("InvalidSpec", "config.app"),
     ("InvalidSpec", "config.command"), ("InvalidSpec", "config.concurrency"),
-    ("InvalidSpec", "config.min_instances"),
+    ("InvalidSpec", "config.min_instances"), ("InvalidSpec", "config.network"),
     ("InvalidSpec", "additional_version"), ("InvalidSpec", "weight"),
     ("InvalidSpec", "function"), ("InvalidSpec", "qualifier"), ("InvalidSpec", "target"),
     ("InvalidSpec", "workflow"), ("InvalidSpec", "value"),
