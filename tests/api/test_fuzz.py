@@ -39,10 +39,10 @@ CONFIG = SchemathesisConfig.from_dict({
 # archive's contents, a cursor's meaning, rules across fields (which kind of function takes
 # 'app' or 'command', min against max instances, a role with no network, an alias's two
 # versions and weight) and the trigger sources' own rules (paths, URLs, schedules), a
-# trigger's target against its
-# function, qualifier and workflow (none with target events, a workflow only with target
-# workflow, a function without); a secret a config lists must exist and not also be an
-# environment key, and a secret's value is limited in UTF-8 bytes, not characters.
+# trigger's target against its function, qualifier and workflow (none with target events,
+# a workflow only with target workflow, a function without); a secret a config lists must
+# exist and not also be an environment key, and a secret's value is limited in UTF-8
+# bytes, not characters.
 SEMANTIC = {
     ("InvalidCode", None), ("InvalidRequest", "cursor"),
     ("InvalidSpec", "config.kind"), ("InvalidSpec", "config.app"),
