@@ -201,7 +201,8 @@ class FunctionConfig(_Strict):
     max_instances: Annotated[int, Field(ge=1, le=1000)] = 100
     keep_alive_s: Annotated[float, Field(ge=0, le=86400)] = 120.0
     # fixed: an idle instance lives keep_alive_s; adaptive: learned from the function's idle
-    # times (pool/keepalive.py), keep_alive_s while too few are known.
+    # times (pool/keepalive.py): keep_alive_s while too few are known, and the price of
+    # a cold start in idle seconds.
     keep_alive_policy: Literal["fixed", "adaptive"] = "fixed"
     initializer: Annotated[str | None, _documented(ENTRYPOINT_RE)] = None
     initializer_timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 30.0
