@@ -121,7 +121,7 @@ def test_memory_stays_bounded_however_many_idle_times_it_sees() -> None:
 
 @pytest.mark.parametrize("kwargs", [
     {"bin_s": 0}, {"bin_s": 5 * HOUR}, {"head_pct": 50, "tail_pct": 10}, {"margin": 1.0},
-    {"oob_threshold": 0}, {"min_samples": 0}, {"cold_cost_s": 0},
+    {"oob_threshold": 0}, {"min_samples": 0}, {"cold_cost_s": -1},
 ])
 def test_parameters_out_of_range_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
@@ -204,3 +204,10 @@ def test_the_cheapest_window_costs_no_more_than_any_fixed_keep_alive() -> None:
     chosen = cost(*policy.window())
     for keep in (60.0, 120.0, 600.0, 1800.0, 4 * HOUR):
         assert chosen <= cost(0.0, keep) * 1.02  # bin midpoints: within 2 %
+
+
+def test_adaptive_with_no_keep_alive_keeps_nothing() -> None:
+    policy = policy_for("adaptive", 0.0)
+    for _ in range(20):
+        policy.observe(30 * MINUTE)
+    assert policy.window() == (0.0, 0.0)

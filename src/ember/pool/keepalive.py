@@ -92,8 +92,8 @@ class HybridHistogram:
             raise ValueError("margin and oob_margin must be in [0, 1)")
         if not 0 < oob_threshold <= 1:
             raise ValueError(f"oob_threshold ({oob_threshold:g}) must be in (0, 1]")
-        if cold_cost_s <= 0:
-            raise ValueError(f"cold_cost_s ({cold_cost_s:g}) must be positive")
+        if cold_cost_s < 0:
+            raise ValueError(f"cold_cost_s ({cold_cost_s:g}) must not be negative")
         if min_samples < 1 or oob_memory < 1 or not 0 < oob_decay <= 1:
             raise ValueError("min_samples and oob_memory must be at least 1, oob_decay in "
                              "(0, 1]")
