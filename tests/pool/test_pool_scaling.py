@@ -255,3 +255,21 @@ def test_a_frozen_instance_that_died_is_replaced() -> None:
         assert w.manager.capacity.used == 1
 
     _freezing_world(scenario)
+
+
+def test_a_request_waits_for_an_instance_started_ahead_instead_of_starting_another() -> None:
+    async def scenario(w: World) -> None:
+        pool = w.pool(keep_alive_s=30)
+        gate = w.launcher.hold()
+        pool.provisioned = 1
+        w.manager.reap()
+        await until(lambda: w.launcher.waiting == 1, message="the floor's start under way")
+        waiter = w.waiting(pool)
+        await w.queued(pool)
+        assert w.launcher.waiting == 1  # no second start
+        gate.set()
+        instance, cold = await waiter
+        assert not cold and len(w.launcher.launched) == 1
+        pool.release(instance)
+
+    run(scenario)

@@ -108,6 +108,7 @@ class VersionPool:
         # Monotonic time the last request ended with none in flight; None while serving.
         self.idle_since: float | None = None
         self._prewarmed = False  # one pre-warm per idle period
+        self._ahead = 0  # instances starting ahead of traffic, not yet claimed
         # Set by the scaler: instances kept up beyond min_instances, and why.
         self.provisioned = 0
         self.provisioned_reason = ""
@@ -156,8 +157,11 @@ class VersionPool:
             instance = self._pop_idle() or self._free_slot()
             if instance is not None:
                 return instance, False
-            if self.size < self.config.max_instances and self._manager.reserve():
+            waiting = len(self._waiters) + len(self._background)
+            if self._ahead <= waiting and self.size < self.config.max_instances \
+                    and self._manager.reserve():
                 return await self._start(request_id), True
+            # Full, or an instance started ahead of traffic is on its way: wait for it.
             instance = await self._wait(self._background if background else self._waiters)
             if instance is not None:
                 return instance, False
@@ -208,8 +212,12 @@ class VersionPool:
                 best = instance
         return self._take(best) if best is not None else None
 
-    async def _start(self, request_id: str | None = None) -> Instance:
+    async def _start(self, request_id: str | None = None, *, ahead: bool = False) -> Instance:
+        """Launch an instance and take its first slot. ``ahead``: started before any
+        request asked (floor, pre-warm, warm): requests wait for it rather than start
+        another."""
         self.starting += 1
+        self._ahead += ahead
         try:
             instance = await self._manager.launcher.launch(
                 self.spec, request_id=request_id, log_sink=self._manager.log_sink(self.key)
@@ -220,6 +228,7 @@ class VersionPool:
             raise
         finally:
             self.starting -= 1
+            self._ahead -= ahead
         self._take(instance)
         self._fill(instance)
         return instance
@@ -360,7 +369,7 @@ class VersionPool:
 
     async def _prewarm(self) -> None:
         try:
-            instance = await self._start()
+            instance = await self._start(ahead=True)
         except Exception as exc:
             log.warning("could not pre-warm an instance of %s: %s", self.key, exc)
             return
@@ -444,7 +453,7 @@ class VersionPool:
                             "in use): raise EMBER_MAX_INSTANCES or lower other floors")
                 return
             try:
-                instance = await self._start()
+                instance = await self._start(ahead=True)
             except Exception as exc:
                 self._short(f"an instance failed to start: {exc}")
                 return
@@ -465,7 +474,7 @@ class VersionPool:
                and self.size + reserved < self.config.max_instances
                and self._manager.capacity.try_take()):
             reserved += 1
-        outcomes = await asyncio.gather(*(self._start() for _ in range(reserved)),
+        outcomes = await asyncio.gather(*(self._start(ahead=True) for _ in range(reserved)),
                                         return_exceptions=True)
         started = [i for i in outcomes if isinstance(i, Instance)]
         for instance in started:
