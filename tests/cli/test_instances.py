@@ -23,8 +23,9 @@ def test_fn_instances_shows_pools_and_instances(cli: Cli, tmp_path: Path) -> Non
     table = cli.ok("fn", "instances", "inspected").stdout.splitlines()
     assert table[0].strip() == "pools"
     assert table[1].split() == ["VERSION", "QUALIFIERS", "CURRENT", "STARTING", "DESIRED",
-                                "REASON"]
-    assert table[2].split() == ["latest", "latest", "1", "0", "1", "on", "demand"]
+                                "REASON", "KEEP-ALIVE"]
+    assert table[2].split() == ["latest", "latest", "1", "0", "1", "on", "demand", "fixed",
+                                "120", "s"]
     at = [line.strip() for line in table].index("instances")
     assert table[at + 1].split() == ["INSTANCE", "VERSION", "STATE", "IN", "FLIGHT",
                                      "STARTED", "LAST", "USED", "MEMORY"]

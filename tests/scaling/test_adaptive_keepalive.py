@@ -40,5 +40,9 @@ def test_a_half_hourly_function_is_unloaded_then_prewarmed_before_its_next_call(
         assert colds[:6] == [True] * 6
         assert colds[6:] == [False, False]
         assert all(reclaimed)  # unloaded between calls all along
+        view = (await ember.http.get("/functions/timer/instances")).json()
+        # Gaps of 30.5 min: warm from 30 min, to 31 min + 10 %.
+        assert view["pools"][0]["keep_alive"] == (
+            "adaptive (7 idle times): pre-warm at 30.0 min, keep to 34.1 min")
 
     run(scenario, clock=clock)

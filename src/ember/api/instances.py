@@ -27,7 +27,8 @@ async def list_instances(name: str, request: Request) -> InstancesOut:
         function=now.function,
         pools=[PoolOut(version=p.version, qualifiers=list(p.qualifiers), current=p.current,
                        starting=p.starting, desired=p.desired, reason=p.reason,
-                       draining=p.draining, shortfall=p.shortfall) for p in now.pools],
+                       draining=p.draining, shortfall=p.shortfall, keep_alive=p.keep_alive)
+               for p in now.pools],
         instances=[InstanceOut(id=i.id, version=i.version, state=i.state,
                                in_flight=i.in_flight, started_at=_when(i.started_at),
                                last_used_at=_when(i.last_used_at), memory_mb=i.memory_mb)

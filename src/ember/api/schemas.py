@@ -538,6 +538,8 @@ class PoolOut(BaseModel):
     shortfall: str | None = Field(default=None, description="why desired is not met "
                                   "(max_instances, the server's limit, a failed start)")
     draining: bool = Field(description="no qualifier reaches it any more: it winds down")
+    keep_alive: str = Field(default="", description="how idle instances are kept: fixed N s, "
+                            "or the adaptive window learned and from how many idle times")
 
 
 class InstanceOut(BaseModel):

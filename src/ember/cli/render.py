@@ -429,11 +429,12 @@ def instances_view(now: InstancesOut) -> Group:
     """The function's pools (what each version has and wants, and why), then one row per
     instance: its state, requests in flight, start, last use and memory."""
     pools = _table("VERSION", "QUALIFIERS", "CURRENT", "STARTING", "DESIRED", "REASON",
-                   title="pools")
+                   "KEEP-ALIVE", title="pools")
     for p in now.pools:
+        reason = p.reason if p.shortfall is None else f"{p.reason} — short: {p.shortfall}"
         pools.add_row(*_cells(p.version + (" (draining)" if p.draining else ""),
                               ", ".join(p.qualifiers), p.current, p.starting, p.desired,
-                              p.reason))
+                              reason, p.keep_alive))
     instances = _table("INSTANCE", "VERSION", "STATE", "IN FLIGHT", "STARTED", "LAST USED",
                        "MEMORY", title="instances")
     for i in now.instances:

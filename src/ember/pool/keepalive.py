@@ -39,6 +39,9 @@ class FixedKeepAlive:
     def window(self) -> tuple[float, float]:
         return 0.0, self.keep_alive_s
 
+    def describe(self) -> str:
+        return f"fixed {self.keep_alive_s:g} s"
+
 
 class HybridHistogram:
     """The hybrid histogram policy of "Serverless in the Wild" (Shahrad et al., USENIX ATC
@@ -130,6 +133,18 @@ class HybridHistogram:
     @property
     def samples(self) -> int:
         return self._in_range + self._out_of_range
+
+    def describe(self) -> str:
+        """The window and where it comes from, for people."""
+        start, end = self.window()
+        gaps = f"{self.samples} idle time{'s' if self.samples != 1 else ''}"
+        if self._mode == "learning":
+            return f"adaptive, learning ({gaps}): keep {_span(end)}"
+        if end == 0:
+            return f"adaptive ({gaps}): none kept warm"
+        if start == 0:
+            return f"adaptive ({gaps}): keep {_span(end)}"
+        return f"adaptive ({gaps}): pre-warm at {_span(start)}, keep to {_span(end)}"
 
     def observe(self, idle_s: float) -> None:
         idle_s = max(0.0, idle_s)
@@ -231,6 +246,18 @@ class HybridHistogram:
             weights += weight
             weight *= self.oob_decay
         return total / weights
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def describe(policy: KeepAlive) -> str:
+    """What ``policy`` does now, for the instances view."""
+    text = getattr(policy, "describe", None)
+    return str(text()) if callable(text) else type(policy).__name__
 
 
 def policy_for(name: str, keep_alive_s: float) -> KeepAlive:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ember.clock import Clock
 from ember.pool.instance import Instance, InstanceState
+from ember.pool.keepalive import describe
 from ember.pool.pool import PoolKey, VersionPool
 
 _MIB = 1024 * 1024
@@ -27,6 +28,7 @@ class PoolView:
     reason: str
     draining: bool
     shortfall: str | None = None
+    keep_alive: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ def _pool(
     else:
         desired, reason = current, "on demand"
     return PoolView(pool.key.version, qualifiers, current, pool.starting, desired, reason,
-                    pool.draining, None if pool.draining else pool.shortfall)
+                    pool.draining, None if pool.draining else pool.shortfall,
+                    describe(pool.keep_alive))
 
 
 def _instance(instance: Instance, draining: bool, offset: float) -> InstanceView:
