@@ -41,8 +41,8 @@ CONFIG = SchemathesisConfig.from_dict({
 # versions and weight) and the trigger sources' own rules (paths, URLs, schedules), a
 # trigger's target against its function, qualifier and workflow (none with target events,
 # a workflow only with target workflow, a function without); a secret a config lists must
-# exist and not also be an environment key, and a secret's value is limited in UTF-8
-# bytes, not characters.
+# exist and not also be an environment key, a layer it lists must exist, and a secret's
+# value is limited in UTF-8 bytes, not characters.
 SEMANTIC = {
     ("InvalidCode", None), ("InvalidRequest", "cursor"),
     ("InvalidSpec", "config.kind"), ("InvalidSpec", "config.app"),
@@ -55,7 +55,7 @@ SEMANTIC = {
     # schedules be cron expressions in known zones, with end after start.
     ("InvalidPolicy", "qualifier"), ("InvalidPolicy", "target_tracking.max"),
 }
-SEMANTIC_FIELD_PREFIXES = ("source.", "config.secrets", "schedules[")
+SEMANTIC_FIELD_PREFIXES = ("source.", "config.secrets", "config.layers", "schedules[")
 
 
 @pytest.fixture
