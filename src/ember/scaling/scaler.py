@@ -70,17 +70,32 @@ def next_fire(action: ScheduledAction, after: float) -> float | None:
     return None
 
 
+def last_fire(action: ScheduledAction, until: float) -> float | None:
+    """The latest time at or before ``until`` when ``action`` fired (within its start and
+    end), or None."""
+    if action.end is not None:
+        until = min(until, action.end.timestamp() - 1e-3)
+    if action.start is not None and until < action.start.timestamp():
+        return None
+    zone = ZoneInfo(action.timezone)
+    it = croniter(action.cron, datetime.fromtimestamp(math.floor(until) + 1, zone))
+    for _ in range(3):
+        tick = float(it.get_prev(datetime).timestamp())
+        if tick <= until:
+            if action.start is not None and tick < action.start.timestamp():
+                return None
+            return tick
+    return None
+
+
 def due(actions: Iterable[ScheduledAction], since: float, until: float
         ) -> tuple[int, float, ScheduledAction] | None:
-    """The latest firing in ``(since, until]`` of any action: (index, time, action)."""
+    """The latest firing in ``(since, until]`` of any action: (index, time, action); of
+    two at the same time, the one listed last."""
     latest: tuple[int, float, ScheduledAction] | None = None
     for index, action in enumerate(actions):
-        tick = next_fire(action, since)
-        last = None
-        while tick is not None and tick <= until:
-            last = tick
-            tick = next_fire(action, tick)
-        if last is not None and (latest is None or last >= latest[1]):
+        last = last_fire(action, until)
+        if last is not None and last > since and (latest is None or last >= latest[1]):
             latest = (index, last, action)
     return latest
 
@@ -121,6 +136,7 @@ class _Policy:
     status: ProvisionedStatus = field(
         default_factory=lambda: ProvisionedStatus(0, "starting"))
     pools: list[VersionPool] = field(default_factory=list)  # those its floor is in
+    scanned_until: float = 0.0  # wall time through which schedules were looked at
 
 
 class Scaler:
@@ -298,8 +314,11 @@ class Scaler:
         entry = policy.entry
         if not entry.config.schedules:
             return
-        since = max(entry.applied_until, now - CATCH_UP_S)
+        # From the last look (in memory), else from the last action stored: a restart
+        # looks back to it, at most CATCH_UP_S.
+        since = max(entry.applied_until, policy.scanned_until, now - CATCH_UP_S)
         found = due(entry.config.schedules, since, now)
+        policy.scanned_until = now
         if found is None:
             return
         index, at, action = found
