@@ -111,6 +111,8 @@ class Tracker:
     def sample(self, now: float, usage: float, waiting: int, spec: TargetTracking,
                slots: int, provisioned: int) -> int:
         """Record usage now; the count target tracking keeps."""
+        if self.samples and usage < self.samples[-1][1]:
+            self.samples.clear()  # other pools now (an alias moved): start over
         self.samples.append((now, usage))
         while len(self.samples) > 2 and now - self.samples[1][0] >= spec.scale_out_window_s:
             self.samples.popleft()
