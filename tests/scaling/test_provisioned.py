@@ -308,3 +308,45 @@ def test_idle_provisioned_instances_freeze_after_pre_freeze_and_thaw_on_request(
 
     run(scenario, clock=clock)
 
+
+
+SPINNING = '''
+import threading
+
+def spin():
+    while True:
+        pass
+
+def init(context):
+    threading.Thread(target=spin, daemon=True).start()
+
+def handler(event, context):
+    return "busy"
+'''
+
+
+def test_target_tracking_on_cpu_grows_when_instances_burn_their_cores(run: Run) -> None:
+    clock = ManualClock()
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("hot", SPINNING, initializer="main.init", cpu=0.5)
+        answer = await put(ember, "hot", target_tracking={
+            "metric": "cpu_utilization", "target": 0.5, "min": 1, "max": 3})
+        assert answer.status_code == 200, answer.text
+        await until(lambda: up(ember, "hot") == 1, message="min 1 up")
+        [pool] = ember.pools("hot")
+        [instance] = pool.idle
+        await tick(clock, 1)  # the scaler sees the instance
+        used = instance.cpu_seconds()
+        assert used is not None
+        # Two CPU seconds more over the two seconds of the manual clock since the policy
+        # was set: 1 core used where an instance has 0.5 and the target is half of it.
+        await until(lambda: (instance.cpu_seconds() or 0) >= used + 2.0, timeout=60,
+                    message="two CPU seconds burnt")
+        await tick(clock, 1)
+        now = await state(ember, "hot")
+        assert now["state"]["desired"] == 3, now
+        assert now["state"]["reason"].startswith("target tracking: cpu_utilization")
+        assert now["state"]["utilization"] >= 2.0
+
+    run(scenario, clock=clock)

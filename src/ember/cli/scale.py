@@ -129,8 +129,8 @@ def add(
     track: Annotated[
         str | None,
         typer.Option(metavar="METRIC", show_default=False,
-                     help="Set target tracking on this metric (concurrency_utilization), "
-                     "replacing any."),
+                     help="Set target tracking on this metric (concurrency_utilization "
+                     "or cpu_utilization), replacing any."),
     ] = None,
     target_value: Annotated[
         float | None,

@@ -79,10 +79,12 @@ class ScheduledAction(_Strict):
 class TargetTracking(_Strict):
     """Keep ``metric`` near ``target`` by provisioning between ``min`` and ``max``
     instances. ``concurrency_utilization`` is the requests in flight (served and waiting)
-    over the slots of the provisioned instances. It scales out on the average of the last
-    ``scale_out_window_s`` and in only when the whole ``scale_in_window_s`` asked for less."""
+    over the slots of the provisioned instances; ``cpu_utilization`` the CPU time their
+    processes use over the cores each may use (``cpu``). It scales out on the average of
+    the last ``scale_out_window_s`` and in only when the whole ``scale_in_window_s`` asked
+    for less."""
 
-    metric: Literal["concurrency_utilization"] = "concurrency_utilization"
+    metric: Literal["concurrency_utilization", "cpu_utilization"] = "concurrency_utilization"
     target: Annotated[float, Field(gt=0, le=1)] = 0.7
     min: Annotated[int, Field(ge=0, le=MAX_PROVISIONED)] = 0
     max: Annotated[int, Field(ge=1, le=MAX_PROVISIONED)]

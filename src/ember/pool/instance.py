@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
     from ember.model.function import FunctionConfig
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -413,6 +414,19 @@ class Instance:
     def memory_used(self) -> int | None:
         """The bytes the instance uses now, as its sandbox counts them; ``None``: unknown."""
         return self._sandbox.memory_used()
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the instance process has used, all its threads and the children it
+        waited for (``/proc/<pid>/stat``); ``None`` when it is gone or unreadable."""
+        if self.state is InstanceState.GONE:
+            return None
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+            ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        except (OSError, IndexError, ValueError):
+            return None
+        return ticks / _CLOCK_TICKS
 
     # -- start ---------------------------------------------------------------------------
 

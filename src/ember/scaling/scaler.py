@@ -42,6 +42,7 @@ from ember.model.scaling import (
     ScheduledAction,
     TargetTracking,
 )
+from ember.pool.instance import Instance
 from ember.pool.pool import PoolManager, VersionPool
 from ember.router.router import Router
 from ember.router.traffic import Route, Target
@@ -101,15 +102,36 @@ def due(actions: Iterable[ScheduledAction], since: float, until: float
 
 
 class Tracker:
-    """Target tracking's memory for one policy: recent usage and recommendations."""
+    """Target tracking's memory for one policy: recent usage and recommendations.
+
+    ``usage`` is a running total of what the instances did — slot-seconds in use for
+    concurrency, CPU seconds for CPU — and ``unit`` what one instance can do per second
+    (its slots, its cores)."""
 
     def __init__(self) -> None:
-        self.samples: deque[tuple[float, float]] = deque()  # (monotonic, slot-seconds)
+        self.samples: deque[tuple[float, float]] = deque()  # (monotonic, usage)
         self.recommended: deque[tuple[float, int]] = deque()  # decreasing counts: a max-queue
         self.utilization: float | None = None
+        self.cpu_seen: dict[str, float] = {}  # CPU seconds of each instance at the last tick
+        self.cpu_total = 0.0
 
-    def sample(self, now: float, usage: float, waiting: int, spec: TargetTracking,
-               slots: int, provisioned: int) -> int:
+    def cpu_usage(self, instances: Iterable[Instance]) -> float:
+        """The running total of CPU seconds the instances used since they were first seen
+        (an instance's start is not counted; one gone takes nothing away)."""
+        seen: dict[str, float] = {}
+        for instance in instances:
+            used = instance.cpu_seconds()
+            if used is None:
+                continue
+            before = self.cpu_seen.get(instance.id)
+            if before is not None and used >= before:
+                self.cpu_total += used - before
+            seen[instance.id] = used
+        self.cpu_seen = seen
+        return self.cpu_total
+
+    def sample(self, now: float, usage: float, waiting: float, spec: TargetTracking,
+               unit: float, provisioned: int) -> int:
         """Record usage now; the count target tracking keeps."""
         if self.samples and usage < self.samples[-1][1]:
             self.samples.clear()  # other pools now (an alias moved): start over
@@ -120,8 +142,8 @@ class Tracker:
         span = now - first_at
         average = (usage - first) / span if span > 0 else 0.0
         average += waiting
-        want = math.ceil(average / (slots * spec.target) - 1e-9)
-        capacity = max(provisioned, 1) * slots
+        want = math.ceil(average / (unit * spec.target) - 1e-9)
+        capacity = max(provisioned, 1) * unit
         self.utilization = round(average / capacity, 3)
         while self.recommended and self.recommended[-1][1] <= want:
             self.recommended.pop()
@@ -342,10 +364,15 @@ class Scaler:
         metric = None
         if tracking is not None:
             pools = [self._pool(t) for t in route.targets()]
-            usage = sum(p.usage() for p in pools)
-            waiting = sum(max(0, p.in_flight - sum(p.load.values())) for p in pools)
-            slots = route.primary.config.concurrency
-            tracked = policy.tracker.sample(mono, usage, waiting, tracking, slots,
+            waiting: float = sum(max(0, p.in_flight - sum(p.load.values())) for p in pools)
+            if tracking.metric == "cpu_utilization":
+                usage = policy.tracker.cpu_usage(i for p in pools for i in p.instances())
+                unit = route.primary.spec.limits().cpu_share
+                waiting *= unit  # a request waiting wants a whole instance's cores
+            else:
+                usage = sum(p.usage() for p in pools)
+                unit = route.primary.config.concurrency
+            tracked = policy.tracker.sample(mono, usage, waiting, tracking, unit,
                                             policy.status.desired)
             metric = policy.tracker.utilization
             if tracked > desired:

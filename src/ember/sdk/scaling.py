@@ -78,10 +78,11 @@ def set_provisioned(
             DOW``) names in ``timezone`` (default UTC), the target becomes ``target``; only
             between ``start`` and ``end`` when given.
         target_tracking: keep ``metric`` (``concurrency_utilization``: requests in flight
-            over the provisioned slots) near ``target`` (0 < t <= 1, default 0.7) with
-            ``min`` to ``max`` instances; out on the average of ``scale_out_window_s``
-            (10 s), in only after ``scale_in_window_s`` (300 s) asked for less. With a
-            target too, the larger count is kept.
+            over the provisioned slots; ``cpu_utilization``: CPU used over their cores)
+            near ``target`` (0 < t <= 1, default 0.7) with ``min`` to ``max`` instances;
+            out on the average of ``scale_out_window_s`` (10 s), in only after
+            ``scale_in_window_s`` (300 s) asked for less. With a target too, the larger
+            count is kept.
 
     Returns:
         The policy as stored and where it stands.
