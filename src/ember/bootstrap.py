@@ -174,6 +174,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     router = Router(functions, pools, logs, stats, metrics, clock, layers=layers)
     metrics.watch_instances(pools.counts)
     scaler = Scaler(SqlProvisionedStore(engine), router, pools, clock)
+    metrics.watch_provisioned(scaler.counts)
     invoker = AsyncInvoker(
         _queue(settings), router, functions, clock,
         WorkerSettings(

@@ -17,6 +17,28 @@ _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 InstanceCounts = Callable[[], Iterable[tuple[str, str, str, int]]]
 
 
+# (function, qualifier, desired, current) per provisioned policy, read when scraped.
+ProvisionedCounts = Callable[[], Iterable[tuple[str, str, int, int]]]
+
+
+class _Provisioned(Collector):
+    def __init__(self, counts: ProvisionedCounts) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        desired = GaugeMetricFamily(
+            "ember_provisioned_desired", "Instances a provisioned policy keeps up now",
+            labels=["function", "qualifier"])
+        current = GaugeMetricFamily(
+            "ember_provisioned_current", "Instances up for a provisioned policy's versions",
+            labels=["function", "qualifier"])
+        for function, qualifier, wanted, up in self._counts():
+            desired.add_metric([function, qualifier], wanted)
+            current.add_metric([function, qualifier], up)
+        yield desired
+        yield current
+
+
 class _Instances(Collector):
     def __init__(self, counts: InstanceCounts) -> None:
         self._counts = counts
@@ -85,6 +107,9 @@ class Metrics:
 
     def watch_instances(self, counts: InstanceCounts) -> None:
         self.registry.register(_Instances(counts))
+
+    def watch_provisioned(self, counts: ProvisionedCounts) -> None:
+        self.registry.register(_Provisioned(counts))
 
     def observe(self, r: InvocationRecord) -> None:
         self._invocations.labels(r.function, r.version, r.outcome).inc()

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -262,6 +262,12 @@ class Scaler:
             if err.code == "FunctionNotFound":
                 raise
             raise _bad_qualifier(qualifier, err.message) from err
+
+    def counts(self) -> Iterator[tuple[str, str, int, int]]:
+        """(function, qualifier, desired, current) of every policy (Prometheus)."""
+        for (function, qualifier), policy in list(self._policies.items()):
+            yield (function, qualifier, policy.status.desired,
+                   sum(p.size for p in policy.pools))
 
     def provisioned(self, function: str, qualifier: str) -> bool:
         """Whether a policy keeps instances up at ``qualifier`` (its moves warm first)."""
