@@ -209,7 +209,7 @@ class Scaler:
     async def put(self, function: str, qualifier: str, config: ProvisionedConfig
                   ) -> tuple[Provisioned, ProvisionedStatus]:
         """Set the policy of ``function`` at ``qualifier`` (replacing one). Raises
-        FunctionNotFound, and InvalidSpec naming ``qualifier`` when it reaches nothing."""
+        FunctionNotFound, and InvalidPolicy naming ``qualifier`` when it reaches nothing."""
         await self._check_qualifier(function, qualifier)
         now = self._clock.time()
         entry = Provisioned(function, qualifier, config, config.target, now, now)
