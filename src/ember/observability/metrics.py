@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -73,6 +74,8 @@ class Metrics:
             ["function"], buckets=_BUCKETS, registry=self.registry,
         )
 
+        # (function, version, outcome) → its invocations, duration, cold and init series.
+        self._series: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
         self._async = Counter(
             "ember_async_events", "Async events by what became of an attempt",
             ["function", "outcome"], registry=self.registry,
@@ -112,13 +115,23 @@ class Metrics:
         self.registry.register(_Provisioned(counts))
 
     def observe(self, r: InvocationRecord) -> None:
-        self._invocations.labels(r.function, r.version, r.outcome).inc()
+        """Count one invocation. The labelled series of each (function, version, outcome)
+        are looked up once: ``labels()`` validates and joins its values on every call,
+        which was a few per cent of the server's CPU on the warm path."""
+        key = (r.function, r.version, r.outcome)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (
+                self._invocations.labels(*key), self._duration.labels(r.function),
+                self._cold.labels(r.function, r.version), self._init.labels(r.function))
+        invocations, duration, cold, init = series
+        invocations.inc()
         if r.outcome == "throttled":
             return
-        self._duration.labels(r.function).observe(r.total_ms / 1000)
+        duration.observe(r.total_ms / 1000)
         if r.cold:
-            self._cold.labels(r.function, r.version).inc()
-            self._init.labels(r.function).observe(r.init_ms / 1000)
+            cold.inc()
+            init.observe(r.init_ms / 1000)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
