@@ -19,8 +19,9 @@ ALL = ("*",)
 
 
 def matches(name: str, patterns: tuple[str, ...]) -> bool:
-    """Whether the function or workflow ``name`` matches one of the fnmatch ``patterns``."""
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    """Whether the function or workflow ``name`` matches one of the fnmatch ``patterns``
+    (``*``, every key without a limit, is answered without fnmatch: it is on every request)."""
+    return "*" in patterns or any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
 @dataclass(frozen=True)
