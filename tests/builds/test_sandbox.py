@@ -182,8 +182,8 @@ def _builders() -> dict[int, list[str]]:
         try:
             if entry.name.isdigit() and entry.stat().st_uid == BUILD_UID:
                 found[int(entry.name)] = (entry / "cmdline").read_text().split("\0")
-        except FileNotFoundError:
-            continue
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # it ended while being looked at
     return found
 
 
