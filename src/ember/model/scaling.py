@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from ember.model.trigger import check_time_zone, is_crontab
+
 MAX_PROVISIONED = 100
 MAX_SCHEDULES = 20
 
@@ -36,25 +38,15 @@ class ScheduledAction(_Strict):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from croniter import croniter
-
-        fields = value.split()
-        if len(fields) == 5 and "H" not in value and croniter.is_valid(value):
-            return " ".join(fields)
+        if is_crontab(value):
+            return " ".join(value.split())
         raise ValueError(f"{value!r} is not a cron expression: use five fields, "
                          "M H DOM MON DOW (e.g. '0 8 * * 1-5')")
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as "
-                             "'Europe/Paris'") from exc
-        return value
+        return check_time_zone(value)
 
     @field_validator("start", "end")
     @classmethod

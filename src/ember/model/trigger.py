@@ -22,6 +22,27 @@ _CRON = re.compile(r"^cron\((.+)\)$")
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+def is_crontab(expression: str) -> bool:
+    """Five fields, as in crontab (``M H DOM MON DOW``): no seconds, years, @nicknames or
+    H hashes."""
+    from croniter import croniter
+
+    return (len(expression.split()) == 5 and "H" not in expression
+            and bool(croniter.is_valid(expression)))
+
+
+def check_time_zone(value: str) -> str:
+    """``value`` if it names an IANA time zone, else ValueError saying so."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}: use an IANA name such as "
+                         "'Europe/Paris'") from exc
+    return value
+
+
 class _Source(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -89,12 +110,8 @@ class TimerSource(_Source):
         if _RATE.match(value):
             return value
         cron = _CRON.match(value)
-        # Five fields, as in crontab: no seconds, years, @nicknames or H hashes.
-        if cron and len(cron.group(1).split()) == 5 and "H" not in cron.group(1):
-            from croniter import croniter
-
-            if croniter.is_valid(cron.group(1)):
-                return value
+        if cron and is_crontab(cron.group(1)):
+            return value
         raise ValueError(
             f"{value!r} is not a schedule: use cron(M H DOM MON DOW) or rate(N minutes)"
         )
@@ -102,13 +119,7 @@ class TimerSource(_Source):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+        return check_time_zone(value)
 
     def rate_seconds(self) -> int | None:
         match = _RATE.match(self.schedule)
