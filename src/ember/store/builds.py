@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from ember.errors import BuildNotFound
 from ember.model.build import FAILED, RUNNING, Build
 from ember.store.schema import builds
-from ember.store.sql import _utc
+from ember.store.sql import _utc, write_transaction
 
 KEEP_PER_FUNCTION = 20
 """Finished builds kept per function (and for builds of no function): older ones go when a
@@ -29,7 +29,7 @@ class SqlBuildStore:
     def create(self, build: Build) -> Build:
         """Record ``build``, dropping the oldest finished builds of its function past the
         number kept."""
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             conn.execute(builds.insert().values(
                 id=build.id, function=build.function, key=build.key, status=build.status,
                 cached=build.cached, requirements_sha256=build.requirements_sha256,
@@ -50,7 +50,7 @@ class SqlBuildStore:
 
     def update_log(self, build_id: str, log: str, log_size: int) -> None:
         """Replace the kept log of a running build (a poller reads it as it grows)."""
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             conn.execute(
                 builds.update().where(builds.c.id == build_id, builds.c.status == RUNNING)
                 .values(log=log, log_size=log_size)
@@ -61,7 +61,7 @@ class SqlBuildStore:
         error: str | None, finished_at: datetime,
     ) -> Build:
         """Record how a build ended; returns it as stored."""
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             conn.execute(builds.update().where(builds.c.id == build_id).values(
                 status=status, cached=cached, log=log, log_size=log_size, error=error,
                 finished_at=finished_at,
@@ -88,13 +88,13 @@ class SqlBuildStore:
         return [_build(r, log="") for r in rows]
 
     def delete_function(self, function: str) -> None:
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             conn.execute(builds.delete().where(builds.c.function == function))
 
     def fail_running(self, before: datetime, error: str, now: datetime) -> int:
         """Mark builds still running since before ``before`` failed (their server stopped
         during them); returns how many."""
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             result = conn.execute(
                 builds.update()
                 .where(builds.c.status == RUNNING, builds.c.created_at < before)

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from ember.errors import Conflict, TriggerNotFound
 from ember.model.trigger import SourceSpec, Trigger
 from ember.store.schema import triggers
+from ember.store.sql import write_transaction
 
 _SOURCE: TypeAdapter[Any] = TypeAdapter(SourceSpec)
 
@@ -24,7 +25,7 @@ class SqlTriggerStore:
         self._engine = engine
 
     def create(self, trigger: Trigger) -> Trigger:
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             if conn.execute(sa.select(triggers.c.name).where(
                 triggers.c.name == trigger.name)).first():
                 raise Conflict(f"trigger {trigger.name!r} already exists",
@@ -53,7 +54,7 @@ class SqlTriggerStore:
             return [_trigger(r) for r in conn.execute(query).mappings()]
 
     def replace(self, trigger: Trigger) -> Trigger:
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             result = conn.execute(
                 triggers.update().where(triggers.c.name == trigger.name).values(**_row(trigger))
             )
@@ -64,12 +65,12 @@ class SqlTriggerStore:
 
     def delete(self, name: str) -> Trigger:
         found = self.get(name)
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             conn.execute(triggers.delete().where(triggers.c.name == name))
         return found
 
     def delete_function(self, function: str) -> None:
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             conn.execute(triggers.delete().where(triggers.c.function == function))
 
 
