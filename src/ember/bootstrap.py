@@ -13,6 +13,7 @@ from typing import IO
 from ember.artifacts import ArtifactLimits, FilesystemArtifactStore
 from ember.auth.audit import AuditTrail
 from ember.auth.keys import KeyService
+from ember.auth.sessions import ConsoleSessions
 from ember.auth.tokens import InstanceTokens
 from ember.clock import Clock, SystemClock
 from ember.control import FunctionService
@@ -41,6 +42,7 @@ from ember.store.keys import SqlKeyStore
 from ember.store.layers import SqlLayerStore
 from ember.store.migrate import upgrade
 from ember.store.scaling import SqlProvisionedStore
+from ember.store.sessions import SqlSessionStore
 from ember.store.sql import create_engine
 from ember.store.triggers import SqlTriggerStore
 from ember.store.workflows import SqlWorkflowStore
@@ -85,6 +87,7 @@ class Services:
     key_store: SqlKeyStore
     audit: AuditTrail
     scaler: Scaler
+    sessions: ConsoleSessions
     # The admin key this start made (no key existed): printed once by `ember server`.
     new_admin_key: str | None = None
 
@@ -210,13 +213,15 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     keys = KeyService(key_store, clock, admin_key=admin_key, tokens=tokens)
     new_admin_key = keys.bootstrap(settings.home)
     audit = AuditTrail(key_store, clock, retention_s=settings.audit_retention_s)
+    sessions = ConsoleSessions(SqlSessionStore(engine), keys, clock,
+                               ttl_s=settings.console_session_s)
     return Services(
         settings=settings, clock=clock, limits=limits, store=store, functions=functions,
         logs=logs, stats=stats, metrics=metrics, router=router, invoker=invoker,
         triggers=triggers, supervisor=supervisor, layers=layers, builds=builds,
         launcher=launcher, engine=workflow_engine, workflows=workflows, secrets=secrets,
         keys=keys, key_store=key_store, audit=audit, new_admin_key=new_admin_key,
-        scaler=scaler,
+        scaler=scaler, sessions=sessions,
     )
 
 

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
                                   "and writes it to <home>/admin.key")
     audit_retention_s: float = Field(
         default=90 * 24 * 3600, gt=0, description="how long the audit of changes is kept")
+    console_session_s: float = Field(
+        default=12 * 3600, gt=0, le=30 * 86400,
+        description="how long a web console login lasts (never beyond its key's expiry)")
     tls_cert: Path | None = Field(default=None, description="TLS certificate (PEM) to serve")
     tls_key: Path | None = Field(default=None, description="TLS private key (PEM)")
     database_url: str | None = Field(

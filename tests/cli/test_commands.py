@@ -8,7 +8,8 @@ import json
 import zipfile
 from pathlib import Path
 
-from tests.cli.conftest import Cli, free_port, project
+from tests.cli.conftest import Cli, project
+from tests.servers import free_port
 
 
 def test_deploy_again_changes_only_what_changed(cli: Cli, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from ember.api.auth import Authenticate
 from ember.api.guard import RequestGuard
 from ember.api.limits import BodyLimit
 from ember.api.schemas import ErrorBody, Health
+from ember.console import routes as console
 from ember.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(workflows.router)
     app.include_router(keys.router)
     app.include_router(secrets.router)
+    app.include_router(console.router)
+    app.mount("/console/assets", console.Assets(), name="console-assets")
 
     @app.get("/healthz", response_model=Health, tags=["system"],
              responses={503: {"model": ErrorBody}})
@@ -109,7 +112,8 @@ def create_app(services: Services) -> FastAPI:
     def front(stack: ASGIApp) -> ASGIApp:
         # The guard and the body limit apply to the fast path too.
         limited = BodyLimit(invoke.InvokeFastPath(stack, services), limit_for)
-        authenticated = Authenticate(limited, services.keys, services.audit.record)
+        authenticated = Authenticate(limited, services.keys, services.audit.record,
+                                     services.sessions)
         return RequestGuard(authenticated, [*allowed_hosts, *_origin_hosts(origins)])
 
     app.front = front

@@ -1,6 +1,10 @@
-"""Every API route needs a key (``Authorization: Bearer <key>``) but ``/healthz`` and the
-HTTP triggers' ``/http/...`` (which keep their own ``auth``); the key's role decides what it
-may do (``ember.auth.policy``), and every change it makes is audited."""
+"""Every API route needs a key (``Authorization: Bearer <key>``) but ``/healthz``, the
+HTTP triggers' ``/http/...`` (which keep their own ``auth``) and the web console's pages
+under ``/console`` (which log in with a key); the key's role decides what it may do
+(``ember.auth.policy``), and every change it makes is audited.
+
+A request without a bearer key may carry the console's session cookie instead
+(``ember.auth.sessions``); a change made with it needs the session's CSRF token."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ember.api.errors import error_response
 from ember.auth.keys import KeyService, Principal
 from ember.auth.policy import INVOKE, READ, check, check_named, need
+from ember.auth.sessions import COOKIE, CSRF_HEADER, ConsoleSessions
 from ember.errors import EmberError
 
 log = logging.getLogger(__name__)
@@ -22,17 +27,23 @@ Audit = Callable[[str, str, str, int], Awaitable[None]]
 _OPEN = ("/healthz",)
 
 
+_SAFE = frozenset({"GET", "HEAD"})
+
+
 def open_path(path: str) -> bool:
-    return path in _OPEN or path == "/http" or path.startswith("/http/")
+    return (path in _OPEN or path == "/http" or path.startswith("/http/")
+            or path == "/console" or path.startswith("/console/"))
 
 
 class Authenticate:
     """Pure ASGI middleware, in front of the invoke fast path."""
 
-    def __init__(self, app: ASGIApp, keys: KeyService, audit: Audit) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyService, audit: Audit,
+                 sessions: ConsoleSessions | None = None) -> None:
         self._app = app
         self._keys = keys
         self._audit = audit
+        self._sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or open_path(scope["path"]) or scope["method"] == "OPTIONS":
@@ -42,8 +53,13 @@ class Authenticate:
         audited = need(method, path).kind not in (READ, INVOKE)
         token = _bearer(scope)
         principal: Principal | None = None
+        session = None if token is not None else session_cookie(scope)
         try:
-            if self._keys.needs_lookup(token):
+            if session is not None and self._sessions is not None:
+                principal = await self._sessions.principal_async(session)
+                if method not in _SAFE:
+                    self._sessions.check_csrf(session, _header(scope, CSRF_HEADER))
+            elif self._keys.needs_lookup(token):
                 principal = await asyncio.to_thread(self._keys.authenticate, token)
             else:
                 principal = self._keys.authenticate(token)
@@ -87,6 +103,27 @@ def _bearer(scope: Scope) -> str | None:
             scheme, _, token = value.decode("latin-1").partition(" ")
             token = token.strip()
             return token if scheme.lower() == "bearer" and token else None
+    return None
+
+
+def _header(scope: Scope, name: str) -> str | None:
+    wanted = name.encode()
+    for key, value in scope.get("headers", ()):
+        if key == wanted:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def session_cookie(scope: Scope) -> str | None:
+    """The console's session id from the ``Cookie`` header, or None."""
+    for name, value in scope.get("headers", ()):
+        if name != b"cookie":
+            continue
+        text: str = value.decode("latin-1")
+        for part in text.split(";"):
+            key, sep, found = part.strip().partition("=")
+            if sep and key == COOKIE and found:
+                return found
     return None
 
 

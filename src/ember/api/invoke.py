@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ember.api.auth import principal_of
 from ember.api.errors import error_response, unexpected_response
 from ember.api.params import (
     FunctionName,
@@ -245,6 +246,23 @@ async def get_stats(
     figures = await services.invoker.queue.figures(name, now=now)
     stats["queue"] = dataclasses.asdict(figures)
     return stats
+
+
+@router.get("/stats", tags=["functions"])
+async def get_overview(
+    request: Request,
+    window_s: Annotated[float, Query(gt=0, le=7 * 86400)] = 3600,
+) -> dict[str, Any]:
+    """Every function's invocations together (those the caller's key reaches): totals and
+    one point per minute over the window, and each function's counts."""
+    services = request.app.state.services
+    principal = principal_of(request)
+    now = services.clock.time()
+    await asyncio.to_thread(services.stats.flush)
+    include = principal.covers if principal is not None else (lambda _: True)
+    overview: dict[str, Any] = await asyncio.to_thread(
+        services.stats.overview, now=now, window_s=window_s, include=include)
+    return overview
 
 
 @router.get("/metrics", response_class=Response, tags=["system"])

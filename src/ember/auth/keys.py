@@ -14,7 +14,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +38,11 @@ MAX_EXPIRY_S = 10 * 365 * 24 * 3600
 
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _env_reference(env_digest: str) -> str:
+    """Names the ``EMBER_ADMIN_KEY`` a session logged in with, without revealing it."""
+    return "env:" + digest("session:" + env_digest)[:32]
 
 
 def new_token() -> tuple[str, str, str]:
@@ -131,6 +136,47 @@ class KeyService:
         caller on an event loop runs it in a thread then."""
         match = _TOKEN.match(token or "")
         return match is not None and match.group(1) not in self._cache
+
+    def reference(self, token: str | None) -> tuple[Principal, str, datetime | None]:
+        """For a login (the web console): the key's principal, a reference that finds it
+        again without its secret (:meth:`by_reference`), and when it expires. Raises
+        Unauthorized as :meth:`authenticate` does; a function's token cannot log in."""
+        if token and token.startswith("et_"):
+            raise Unauthorized("a function's token cannot log in: use an API key",
+                               {"field": "key"})
+        principal = self.authenticate(token)
+        if self._env_admin is not None and hmac.compare_digest(digest(token or ""),
+                                                                self._env_admin):
+            return principal, _env_reference(self._env_admin), None
+        match = _TOKEN.match(token or "")
+        assert match is not None  # authenticate() accepted it
+        key = self._cache.get(match.group(1)) or self._store.by_id(match.group(1))
+        return principal, match.group(1), key.expires_at if key is not None else None
+
+    def by_reference(self, reference: str) -> Principal:
+        """The principal behind a :meth:`reference`, as the key is now: Unauthorized once
+        it is revoked or expired (or, for ``EMBER_ADMIN_KEY``, once the server runs
+        without that key)."""
+        if reference.startswith("env:"):
+            if self._env_admin is not None and hmac.compare_digest(
+                    reference, _env_reference(self._env_admin)):
+                return Principal("admin", ADMIN)
+            key = None
+        elif reference in self._cache:
+            key = self._cache[reference]
+        else:
+            seen = self._revocations
+            key = self._store.by_id(reference)
+            if seen == self._revocations:
+                self._cache[reference] = key
+        if key is None or key.expired(utcnow(self._clock)):
+            raise Unauthorized("the session's API key is no longer valid (revoked or "
+                               "expired): log in again", {"header": "Cookie"})
+        return Principal(key.name, key.role, key.functions)
+
+    def cached(self, reference: str) -> bool:
+        """Whether :meth:`by_reference` answers without reading the store."""
+        return reference.startswith("env:") or reference in self._cache
 
     def authenticate(self, token: str | None) -> Principal:
         """The caller of a request with this bearer token. Raises Unauthorized (missing,

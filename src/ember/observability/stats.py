@@ -7,6 +7,7 @@ import math
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,30 +149,30 @@ class StatsStore:
                 "WHERE function = ? AND ts >= ? ORDER BY ts",
                 (function, since),
             ).fetchall()
-        minutes: dict[int, list[tuple[Any, ...]]] = {}
+        return {"function": function, **_figures(rows, since, now, window_s)}
+
+    def overview(self, *, now: float, window_s: float = 3600,
+                 include: Callable[[str], bool] = lambda _: True) -> dict[str, Any]:
+        """The figures of :meth:`stats` over every function ``include`` takes, and each
+        function's own counts (``functions``: name → invocations, errors, cold starts)."""
+        since = now - window_s
+        with self._read_lock:
+            found = self._read.execute(
+                "SELECT ts, cold, total_ms, outcome, init_ms, attempt, function "
+                "FROM invocations WHERE ts >= ? ORDER BY ts", (since,),
+            ).fetchall()
+        rows = [row for row in found if include(row[6])]
+        per_function: dict[str, dict[str, int]] = {}
         for row in rows:
-            minutes.setdefault(int(row[0] // 60) * 60, []).append(row)
-        series = []
-        for minute in sorted(minutes):
-            point = summarize(minutes[minute])
-            series.append({
-                "minute": minute,
-                "invocations": point["invocations"],
-                "errors": point["errors"],
-                "throttles": point["throttles"],
-                "cold_starts": point["cold_starts"],
-                "retries": point["retries"],
-                "p50_ms": point["duration_ms"]["p50"],
-                "p99_ms": point["duration_ms"]["p99"],
-            })
-        return {
-            "function": function,
-            "window_s": window_s,
-            "since": since,
-            "until": now,
-            **summarize(rows),
-            "series": series,
-        }
+            counts = per_function.setdefault(
+                row[6], {"invocations": 0, "errors": 0, "throttles": 0, "cold_starts": 0})
+            if row[3] == THROTTLED:
+                counts["throttles"] += 1
+                continue
+            counts["invocations"] += 1
+            counts["errors"] += row[3] != SUCCESS
+            counts["cold_starts"] += bool(row[1])
+        return {**_figures(rows, since, now, window_s), "functions": per_function}
 
     def invocations(
         self, function: str, *, outcome: str | None = None, limit: int = 100,
@@ -223,3 +224,27 @@ class StatsStore:
     def close(self) -> None:
         self._writer.close()
         self._read.close()
+
+
+def _figures(rows: list[tuple[Any, ...]], since: float, now: float,
+             window_s: float) -> dict[str, Any]:
+    """Totals of rows of (ts, cold, total_ms, outcome, init_ms, attempt, …) and one point
+    per minute, oldest first."""
+    minutes: dict[int, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        minutes.setdefault(int(row[0] // 60) * 60, []).append(row)
+    series = []
+    for minute in sorted(minutes):
+        point = summarize(minutes[minute])
+        series.append({
+            "minute": minute,
+            "invocations": point["invocations"],
+            "errors": point["errors"],
+            "throttles": point["throttles"],
+            "cold_starts": point["cold_starts"],
+            "retries": point["retries"],
+            "p50_ms": point["duration_ms"]["p50"],
+            "p99_ms": point["duration_ms"]["p99"],
+        })
+    return {"window_s": window_s, "since": since, "until": now, **summarize(rows),
+            "series": series}

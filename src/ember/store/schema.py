@@ -304,3 +304,17 @@ provisioned = sa.Table(
     sa.Column("last_action", sa.String(256), nullable=True),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
+
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    # SHA-256 of the session cookie's value; the value itself is never stored.
+    sa.Column("id_sha256", sa.String(64), primary_key=True),
+    # The key it logged in with, found again by id (``KeyService.by_reference``): a revoked
+    # or expired key ends its sessions.
+    sa.Column("key_ref", sa.String(64), nullable=False),
+    sa.Column("key_name", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Index("ix_console_sessions_expires", "expires_at"),
+)
