@@ -116,7 +116,7 @@ def open_console(browser: Browser, url: str, viewport: dict[str, int] | None = N
 
 @pytest.fixture
 def console(browser: Browser, console_server: str) -> Iterator[Console]:
-    """A fresh tab (no session yet) at 1280×800; fails the test if the page logged a
+    """A fresh tab (no session yet) at 1280x800; fails the test if the page logged a
     JavaScript error."""
     context, tab = open_console(browser, console_server)
     try:
