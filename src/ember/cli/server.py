@@ -74,6 +74,12 @@ def server(
     else:
         err.print(sandbox, highlight=False)
     err.print(limits, highlight=False)
+    scheme = "https" if settings.tls_cert is not None else "http"
+    shown = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    if ":" in shown:
+        shown = f"[{shown}]"
+    err.print(f"web console: {scheme}://{shown}:{settings.port}/console (log in with an API "
+              "key)", highlight=False)
     for line in exposure_warnings(settings):
         Output(json_mode=False).err.print(f"[yellow]warning:[/yellow] {line}")
     tls: dict[str, Any] = {}
