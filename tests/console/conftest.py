@@ -18,13 +18,13 @@ from tests.conftest import ADMIN_KEY
 from tests.servers import ember_server
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Page, ViewportSize
 
 ROOT = Path(__file__).resolve().parents[2]
 # Screenshots of every page land here (CI keeps the folder as the tests' artifacts).
 ARTIFACTS = Path(os.environ.get("EMBER_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "console"
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 # Chromium as root in a closed network: no sandbox (root), nothing fetched in the background.
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -90,7 +90,8 @@ class Console:
         self.page.goto(f"{self.url}/console")
         self.page.get_by_label("API key").fill(key)
         self.page.get_by_role("button", name="Log in").click()
-        self.page.get_by_role("navigation", name="Sections").wait_for()
+        # Attached, not visible: at phone width the sections hide behind the menu button.
+        self.page.locator("nav.sidebar").wait_for(state="attached")
 
     def shot(self, name: str, *, full_page: bool = True) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -102,7 +103,7 @@ class Console:
         assert self.errors == [], "the page logged JavaScript errors:\n" + "\n".join(self.errors)
 
 
-def open_console(browser: Browser, url: str, viewport: dict[str, int] | None = None,
+def open_console(browser: Browser, url: str, viewport: ViewportSize | None = None,
                  ) -> tuple[Any, Console]:
     context = browser.new_context(viewport=viewport or DESKTOP, base_url=url)
     page = context.new_page()

@@ -12,7 +12,8 @@ def test_login_shows_the_overview_and_logout_ends_the_session(console: Console) 
     console.login()
     page = console.page
     assert "/console" in page.url and "ek_" not in page.url
-    page.get_by_role("link", name="Functions").click()
+    page.get_by_role("navigation", name="Sections").get_by_role(
+        "link", name="Functions", exact=True).click()
     page.get_by_role("heading", name="Functions").wait_for()
     console.shot("shell-functions")
     page.get_by_role("button", name="Log out").click()
@@ -49,6 +50,6 @@ def test_a_revoked_key_sends_the_page_back_to_the_login(console: Console) -> Non
     console.login(made.json()["key"])
     assert api.delete(f"{console.url}/keys/console-short").status_code == 204
     console.page.get_by_role("navigation", name="Sections").get_by_role(
-        "link", name="Functions").click()
+        "link", name="Functions", exact=True).click()
     console.page.get_by_text("Your session ended").wait_for()
     console.page.get_by_label("API key").wait_for()

@@ -211,7 +211,13 @@ export function Toasts() {
 
 const PALETTE = ['#e8590c', '#1971c2', '#2f9e44', '#c2255c', '#7048e8', '#868e96'];
 
-// A time-series chart. x: unix seconds; series: [{ label, values, color?, unit? }].
+function hasIsolated(values) {
+  const gap = (v) => v === null || v === undefined;
+  return values.some((v, i) => !gap(v) && gap(values[i - 1]) && gap(values[i + 1]));
+}
+
+// A time-series chart. x: unix seconds; series: [{ label, values, color?, unit?, points?,
+// spanGaps? }] (points: draw each value as a dot; spanGaps: join values across nulls).
 export function Chart({ x, series, height = 180, title }) {
   const box = useRef(null);
   const plot = useRef(null);
@@ -228,7 +234,9 @@ export function Chart({ x, series, height = 180, title }) {
         { stroke: '#868e96', grid: { stroke: '#e9ecef' }, size: 50 }],
       series: [{}, ...series.map((s, i) => ({
         label: s.label, stroke: s.color || PALETTE[i % PALETTE.length], width: 2,
-        points: { show: x.length < 3 },
+        // Points where a line cannot show a value: few of them, or one between two gaps.
+        points: { show: s.points ?? (x.length < 3 || hasIsolated(s.values)) },
+        spanGaps: s.spanGaps ?? false,
         value: (u, v) => (v === null || v === undefined ? '—' : `${+v.toFixed(2)}${s.unit ? ` ${s.unit}` : ''}`),
       }))],
     };
