@@ -5,6 +5,7 @@ executions, and an execution's task graph)."""
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from typing import Any
 
@@ -258,6 +259,9 @@ def test_a_running_execution_updates_and_is_cancelled(console: Console) -> None:
     graph = page.get_by_role("group", name=f"Tasks of execution {execution_id}")
     expect(graph.get_by_role("button", name="start: succeeded")).to_be_visible()
     expect(graph.get_by_role("button", name="never: not run")).to_be_visible()
+    expect(graph.locator('[data-path="/do/1/hold"]')).to_have_attribute(
+        "data-status", re.compile("running|waiting"))
+    console.shot("execution-running")
     page.get_by_role("button", name="Cancel execution").click()
     page.get_by_role("dialog").get_by_role("button", name="Cancel execution").click()
     expect(page.locator(".facts .badge").first).to_have_text("cancelled")

@@ -77,6 +77,11 @@ function yamlBlock(v, indent) {
 }
 export function toYaml(v) { return yamlBlock(v, '').replace(/^\n/, '').replace(/^ /, ''); }
 
+// An execution's or a step's status ("waiting" is on hold, not failing).
+function Status({ s }) {
+  return html`<${Badge} tone=${s === 'waiting' ? 'warn' : undefined}>${s}<//>`;
+}
+
 // ---- the graph -------------------------------------------------------------------------
 
 const NODE_W = 200;
@@ -248,7 +253,7 @@ function NodeDetail({ node }) {
 
 const STEP_COLUMNS = [
   { label: 'Key', render: (s) => html`<code>${s.key}</code>` },
-  { label: 'Status', render: (s) => html`<${Badge}>${s.status}<//>` },
+  { label: 'Status', render: (s) => html`<${Status} s=${s.status} />` },
   { key: 'attempts', label: 'Attempts', cls: 'num' },
   { label: 'Started', render: (s) => fmtTime(s.started_at) },
   { label: 'Duration', cls: 'num', render: (s) => (s.started_at ? fmtSpan(s.started_at, s.ended_at) : '—') },
@@ -271,7 +276,7 @@ function ExecutionsTable({ rows, showWorkflow }) {
   const columns = [
     { label: 'ID', render: (e) => html`<a class="mono" href=${href(`/executions/${e.id}`)}>${e.id}</a>` },
     ...(showWorkflow ? [{ label: 'Workflow', render: (e) => html`<a href=${href(`/workflows/${e.workflow}`)}>${e.workflow}</a>` }] : []),
-    { label: 'Status', render: (e) => html`<${Badge}>${e.status}<//>` },
+    { label: 'Status', render: (e) => html`<${Status} s=${e.status} />` },
     { key: 'revision', label: 'Revision', cls: 'num' },
     { label: 'Started', render: (e) => html`<span title=${fmtTime(e.created_at)}>${fmtAgo(e.created_at)}</span>` },
     { label: 'Duration', cls: 'num', render: (e) => fmtSpan(e.created_at, e.finished_at) },
@@ -425,7 +430,7 @@ export function ExecutionPage({ params }) {
     ${ex.loading && !e ? html`<${Loading} what="the execution" />` : null}
     ${e ? html`
       <dl class="facts card">
-        <dt>Status</dt><dd><${Badge}>${e.status}<//>${ACTIVE.has(e.status) ? html` <span class="muted small">updating every second</span>` : null}</dd>
+        <dt>Status</dt><dd><${Status} s=${e.status} />${ACTIVE.has(e.status) ? html` <span class="muted small">updating every second</span>` : null}</dd>
         <dt>Workflow</dt><dd><a href=${href(`/workflows/${e.workflow}`)}>${e.workflow}</a> revision ${e.revision}</dd>
         <dt>Started</dt><dd>${fmtTime(e.created_at)}</dd>
         <dt>Finished</dt><dd>${fmtTime(e.finished_at)}</dd>
