@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import pytest
 
 from tests import apicalls as api
-from tests.conftest import ADMIN_KEY, HELLO, make_zip
+from tests.conftest import HELLO, make_zip
 from tests.console.conftest import PHONE, Console, open_console
 
 pytest.importorskip("playwright")
@@ -185,11 +185,7 @@ def test_the_aliases_tab_at_phone_width(browser: Browser, console_server: str) -
     _deploy(console_server, name)
     context, tab = open_console(browser, console_server, PHONE)
     try:
-        # At phone width the sections hide behind the menu button (Console.login waits for them).
-        tab.page.goto(f"{console_server}/console")
-        tab.page.get_by_label("API key").fill(ADMIN_KEY)
-        tab.page.get_by_role("button", name="Log in").click()
-        tab.page.get_by_role("button", name="Menu").wait_for()
+        tab.login()
         tab.goto(f"/functions/{name}?tab=aliases")
         expect(tab.page.get_by_role("table", name="Aliases")).to_contain_text("v1 100 %")
         tab.shot("function-aliases-phone")
