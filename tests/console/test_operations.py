@@ -304,3 +304,24 @@ def test_the_operations_pages_fit_a_phone(browser: Browser, console_server: str)
         tab.no_errors()
     finally:
         context.close()
+
+
+def test_more_tasks_load_page_by_page(console: Console) -> None:
+    url, page = console.url, console.page
+    name = unique("many")
+    deploy(url, name, ECHO)
+    # Paused, the function's events stay queued: 55 tasks without running any.
+    assert api.post(f"{url}/functions/{name}/pause").status_code == 200
+    ids = [invoke_async(url, name, i) for i in range(55)]
+
+    console.goto("/")
+    console.login()
+    console.goto(f"/tasks?function={name}&status=queued")
+    rows = page.get_by_role("table", name="Tasks").locator("tbody tr")
+    expect(rows).to_have_count(50)
+    expect(rows.first).to_contain_text(ids[-1])  # newest first
+    page.get_by_role("button", name="Load more tasks").click()
+    expect(rows).to_have_count(55)
+    expect(rows.last).to_contain_text(ids[0])
+    expect(page.get_by_role("button", name="Load more tasks")).to_have_count(0)
+    assert api.post(f"{url}/functions/{name}/resume").status_code == 200
