@@ -325,3 +325,29 @@ def test_more_tasks_load_page_by_page(console: Console) -> None:
     expect(rows.last).to_contain_text(ids[0])
     expect(page.get_by_role("button", name="Load more tasks")).to_have_count(0)
     assert api.post(f"{url}/functions/{name}/resume").status_code == 200
+
+
+def test_a_trigger_shows_its_counters_and_last_error(console: Console) -> None:
+    url, page = console.url, console.page
+    name = unique("hfail")
+    deploy(url, name, FAIL)
+    trigger = unique("http")
+    made = api.post(f"{url}/triggers", json={
+        "name": trigger, "function": name, "source": {"kind": "http", "path": f"/{trigger}"},
+    }, timeout=30)
+    assert made.status_code == 201, made.text
+    answer = api.post(f"{url}/http/{trigger}", json={"n": 1}, timeout=30)
+    assert answer.status_code >= 400, answer.text
+    status = api.get(f"{url}/triggers/{trigger}").json()["status"]
+    assert status["failures"] == 1 and status["last_error"], status
+
+    console.goto("/")
+    console.login()
+    console.goto("/triggers")
+    page.get_by_label("Search triggers").fill(trigger)
+    row = page.get_by_role("table", name="Triggers").get_by_role("row").filter(has_text=trigger)
+    expect(row).to_contain_text(f"POST /http/{trigger}")
+    expect(row).to_contain_text("1 events")
+    expect(row).to_contain_text("1 failed")
+    expect(row).to_contain_text(status["last_error"][:40])
+    console.shot("triggers-error")

@@ -65,7 +65,8 @@ function State({ t }) {
 
 function LastError({ st }) {
   if (!st.last_error) return html`<span class="muted">none</span>`;
-  return html`<div class="last-error"><span class="error-text">${st.last_error}</span>
+  const text = st.last_error.length > 200 ? `${st.last_error.slice(0, 199)}…` : st.last_error;
+  return html`<div class="last-error"><span class="error-text" title=${st.last_error}>${text}</span>
     <div class="muted small" title=${fmtTime(st.last_error_at)}>${fmtAgo(st.last_error_at)}</div></div>`;
 }
 
