@@ -89,7 +89,7 @@ def test_functions_list_searches_filters_and_links(
     expect(rows).to_have_count(1)
     expect(table.get_by_role("link", name=alpha, exact=True)).to_be_visible()
     # The filters live in the address: a reload keeps them.
-    assert f"q={unique}-alpha" in page.url
+    expect(page).to_have_url(re.compile(re.escape(f"q={unique}-alpha")))
     page.reload()
     expect(page.get_by_label("Search functions")).to_have_value(f"{unique}-alpha")
     expect(rows).to_have_count(1)
@@ -98,7 +98,7 @@ def test_functions_list_searches_filters_and_links(
     page.get_by_label("Tag").select_option(f"team={tag}")
     expect(rows).to_have_count(1)
     expect(table.get_by_role("link", name=beta, exact=True)).to_be_visible()
-    assert "tag=team%3D" in page.url
+    expect(page).to_have_url(re.compile("tag=team%3D"))
     page.get_by_label("Search functions").fill(f"{unique}-alpha")
     expect(page.get_by_text("No function matches")).to_be_visible()
     page.get_by_role("button", name="Clear the filters").click()

@@ -217,8 +217,9 @@ function hasIsolated(values) {
 }
 
 // A time-series chart. x: unix seconds; series: [{ label, values, color?, unit?, points?,
-// spanGaps? }] (points: draw each value as a dot; spanGaps: join values across nulls).
-export function Chart({ x, series, height = 180, title }) {
+// spanGaps? }] (points: draw each value as a dot; spanGaps: join values across nulls);
+// title is drawn above the chart, label only names it for screen readers (and tests).
+export function Chart({ x, series, height = 180, title, label }) {
   const box = useRef(null);
   const plot = useRef(null);
   useEffect(() => {
@@ -248,7 +249,7 @@ export function Chart({ x, series, height = 180, title }) {
     return () => { window.removeEventListener('resize', resize); };
   }, [JSON.stringify(x), JSON.stringify(series.map((s) => [s.label, s.values])), height]);
   useEffect(() => () => { if (plot.current) plot.current.destroy(); plot.current = null; }, []);
-  return html`<div class="chart" ref=${box} role="img" aria-label=${title || series.map((s) => s.label).join(', ')}></div>`;
+  return html`<div class="chart" ref=${box} role="img" aria-label=${label || title || series.map((s) => s.label).join(', ')}></div>`;
 }
 
 // Per-minute points of a stats answer (`series`) filled to a window of minutes, so that

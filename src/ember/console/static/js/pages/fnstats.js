@@ -36,28 +36,26 @@ function Charts({ s, windowS }) {
   const minutes = Math.max(1, Math.round(windowS / 60));
   const { x, rows } = minuteSeries(s.series, s.until, minutes);
   const count = (k) => rows.map((r) => (r ? r[k] : 0));
-  // Durations exist only for minutes with calls: their points are joined across quiet
-  // minutes (a lone minute between gaps would otherwise draw nothing), and a single one
-  // gets an empty minute before it so that the axis spans minutes, not years.
-  const found = rows.filter((r) => r && r.p50_ms !== null);
-  const busy = found.length === 1 ? [{ minute: found[0].minute - 60, p50_ms: null, p99_ms: null }, ...found] : found;
-  const ms = (k) => busy.map((r) => r[k]);
+  // Durations exist only for minutes with calls: a quiet minute is a gap (not 0), and a
+  // minute alone between gaps shows as a point (ui.js Chart).
+  const ms = (k) => rows.map((r) => (r ? r[k] : null));
+  const timed = rows.some((r) => r && r.p50_ms !== null);
   return html`<div class="grid">
     <${Card} title="Invocations and errors per minute">
-      <${Chart} x=${x} title="Invocations and errors per minute" series=${[
+      <${Chart} x=${x} label="Invocations and errors per minute" series=${[
         { label: 'Invocations', values: count('invocations') },
         { label: 'Errors', values: count('errors'), color: '#c92a2a' },
         { label: 'Throttles', values: count('throttles'), color: '#a66b00' },
       ]} />
     <//>
     <${Card} title="Duration per minute">
-      ${busy.length ? html`<${Chart} x=${busy.map((r) => r.minute)} title="Duration p50 / p99 (ms)" series=${[
+      ${timed ? html`<${Chart} x=${x} label="Duration p50 / p99 (ms)" series=${[
         { label: 'p50', values: ms('p50_ms'), unit: 'ms', color: '#1971c2' },
         { label: 'p99', values: ms('p99_ms'), unit: 'ms', color: '#7048e8' },
       ]} />` : html`<p class="muted">No calls in this window.</p>`}
     <//>
     <${Card} title="Cold starts per minute">
-      <${Chart} x=${x} title="Cold starts per minute" series=${[
+      <${Chart} x=${x} label="Cold starts per minute" series=${[
         { label: 'Cold starts', values: count('cold_starts'), color: '#2f9e44' },
         { label: 'Retries', values: count('retries'), color: '#868e96' },
       ]} />

@@ -40,11 +40,10 @@ const COLUMNS = [
 function Charts({ stats }) {
   const { x, rows } = minuteSeries(stats.series, stats.until, Math.round(stats.window_s / 60));
   const pick = (key) => rows.map((r) => (r ? r[key] : 0));
-  // Durations over the minutes that had invocations only: a quiet minute has none (not 0),
-  // and the line goes from one busy minute to the next.
-  const timed = (stats.series || []).filter((p) => p.p50_ms !== null && p.p50_ms !== undefined);
-  // One busy minute alone would stretch the time axis over years: show it after an empty one.
-  if (timed.length === 1) timed.unshift({ minute: timed[0].minute - 60, p50_ms: null, p99_ms: null });
+  // Durations exist only for minutes that had invocations: a quiet minute is a gap (not 0),
+  // and a minute alone between gaps shows as a point (ui.js Chart).
+  const ms = (key) => rows.map((r) => (r && r[key] !== undefined ? r[key] : null));
+  const timed = rows.some((r) => r && r.p50_ms !== null && r.p50_ms !== undefined);
   return html`<div class="grid">
     <${Card} title="Invocations per minute">
       <${Chart} x=${x} series=${[
@@ -54,9 +53,9 @@ function Charts({ stats }) {
       ]} />
     <//>
     <${Card} title="Duration per minute">
-      ${timed.length ? html`<${Chart} x=${timed.map((p) => p.minute)} series=${[
-        { label: 'p50', values: timed.map((p) => p.p50_ms), unit: 'ms', color: '#1971c2' },
-        { label: 'p99', values: timed.map((p) => p.p99_ms), unit: 'ms', color: '#7048e8' },
+      ${timed ? html`<${Chart} x=${x} series=${[
+        { label: 'p50', values: ms('p50_ms'), unit: 'ms', color: '#1971c2' },
+        { label: 'p99', values: ms('p99_ms'), unit: 'ms', color: '#7048e8' },
       ]} />` : html`<${Empty}>Nothing ran to completion: only throttled requests.<//>`}
     <//>
     <${Card} title="Cold starts and retries per minute">
