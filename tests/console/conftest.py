@@ -33,6 +33,14 @@ CHROMIUM_ARGS = [
 ]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that open the browser are marked ``browser`` (the PostgreSQL pass of
+    scripts/test.sh leaves them out: they drive the same API the other tests check there)."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
+
 def chromium_path() -> str | None:
     for candidate in (os.environ.get("EMBER_CHROMIUM"), "/usr/bin/chromium",
                       shutil.which("chromium"), shutil.which("chromium-browser")):
@@ -41,7 +49,9 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running on this
+# thread while it is open, and the other tests' asyncio.run() refuses to start inside one.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     executable = chromium_path()
     try:

@@ -411,7 +411,7 @@ function TriggersTab({ name }) {
   return html`<${Card} title="Triggers" actions=${html`<a href=${href('/triggers')}>All triggers</a>`}>
     <${ErrorBox} error=${st.error} retry=${st.reload} />
     ${st.data ? html`<${Table} label="Triggers" rows=${rows} rowKey=${(t) => t.name}
-      empty=${html`No trigger invokes ${name}. <a href=${href('/triggers')}>Create one on the Triggers page</a>.`}
+      empty=${html`No trigger invokes ${name}. Bind one with <code>ember trigger create NAME -f ${name} --http /path</code> (or a timer, a broker, storage).`}
       columns=${[
         { label: 'Trigger', render: (t) => html`<a href=${href('/triggers', { name: t.name })}>${t.name}</a>` },
         { label: 'Kind', render: (t) => t.source.kind },

@@ -85,9 +85,10 @@ function matches(t, needle) {
   return needle.toLowerCase().split(/\s+/).every((w) => hay.includes(w));
 }
 
-export default function Triggers() {
+export default function Triggers({ query = {} }) {
   const list = usePoll(() => api.get('/triggers'), 5000, []);
-  const [search, setSearch] = useState('');
+  // A link from a function's Triggers tab names the trigger: #/triggers?name=web
+  const [search, setSearch] = useState(query.name || '');
   const all = list.data?.triggers || [];
   const rows = all.filter((t) => matches(t, search.trim()));
   const columns = [
