@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
+from ember.auth.keys import KeyService
+from ember.auth.sessions import RECHECK_S, ConsoleSessions
 from ember.clock import ManualClock
+from ember.errors import Unauthorized
 from ember.settings import Settings
+from ember.store.keys import SqlKeyStore
+from ember.store.migrate import upgrade
 from ember.store.schema import console_sessions
+from ember.store.sessions import SqlSessionStore
+from ember.store.sql import create_engine
 from tests.conftest import ADMIN_KEY, HELLO
 from tests.inprocess import Ember, running
 
@@ -208,3 +217,24 @@ def test_stats_covers_every_function_the_key_reaches(settings: Settings) -> None
         assert mine["invocations"] == 3 and list(mine["functions"]) == ["orders"]
 
     run(settings, scenario)
+
+
+def test_a_logout_on_one_node_ends_the_session_on_another(tmp_path: Path) -> None:
+    """Two servers on one store: each trusts what it read of a session for RECHECK_S."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'meta.db'}")
+    upgrade(engine)
+    clock = ManualClock()
+    keys = KeyService(SqlKeyStore(engine), clock)
+    token, _ = keys.create("ops", "developer")
+    first = ConsoleSessions(SqlSessionStore(engine), keys, clock)
+    second = ConsoleSessions(SqlSessionStore(engine), keys, clock)
+    made = first.login(token)
+    assert second.principal(made.session_id).name == "ops"
+    first.logout(made.session_id)
+    with pytest.raises(Unauthorized):
+        first.principal(made.session_id)
+    clock.advance(RECHECK_S)
+    assert second.needs_lookup(made.session_id)
+    with pytest.raises(Unauthorized):
+        second.principal(made.session_id)
+    engine.dispose()

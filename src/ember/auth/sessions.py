@@ -26,6 +26,9 @@ from ember.store.sessions import SessionRow, SqlSessionStore
 COOKIE = "ember_session"
 CSRF_HEADER = "x-ember-csrf"
 DEFAULT_TTL_S = 12 * 3600.0
+# How long a node trusts what it read of a session: a logout on another node (several
+# nodes share the store) takes effect here within this time.
+RECHECK_S = 5.0
 _ID_LENGTH = 43  # token_urlsafe(32)
 
 
@@ -48,8 +51,8 @@ class ConsoleSessions:
         self._keys = keys
         self._clock = clock
         self._ttl_s = ttl_s
-        # digest → (key reference, expiry): a session is read from the store once per node.
-        self._cache: dict[str, tuple[str, float]] = {}
+        # digest → (key reference, expiry, when read): read again after RECHECK_S.
+        self._cache: dict[str, tuple[str, float, float]] = {}
 
     def login(self, key: str) -> Login:
         """A new session for the API key ``key``; raises Unauthorized."""
@@ -60,6 +63,7 @@ class ConsoleSessions:
             expires = min(expires, key_expiry.timestamp())
         session_id = secrets.token_urlsafe(32)
         self._store.purge(now)
+        self._cache = {d: c for d, c in self._cache.items() if c[1] > now}
         self._store.create(SessionRow(_digest(session_id), reference, principal.name, now,
                                       expires))
         return Login(session_id, principal, expires, self.csrf(session_id))
@@ -72,7 +76,8 @@ class ConsoleSessions:
     def needs_lookup(self, session_id: str) -> bool:
         """Whether :meth:`principal` would read the store (run it in a thread then)."""
         cached = self._cache.get(_digest(session_id))
-        return cached is None or not self._keys.cached(cached[0])
+        return (cached is None or self._clock.time() - cached[2] >= RECHECK_S
+                or not self._keys.cached(cached[0]))
 
     def principal(self, session_id: str) -> Principal:
         """Who the session is; Unauthorized when it is unknown, expired or logged out, or
@@ -80,14 +85,16 @@ class ConsoleSessions:
         if len(session_id) != _ID_LENGTH:
             raise _expired()
         digest = _digest(session_id)
+        now = self._clock.time()
         cached = self._cache.get(digest)
-        if cached is None:
+        if cached is None or now - cached[2] >= RECHECK_S:
             row = self._store.get(digest)
             if row is None:
+                self._cache.pop(digest, None)
                 raise _expired()
-            cached = (row.key_ref, row.expires_at)
+            cached = (row.key_ref, row.expires_at, now)
             self._cache[digest] = cached
-        if self._clock.time() >= cached[1]:
+        if now >= cached[1]:
             self._cache.pop(digest, None)
             raise _expired()
         return self._keys.by_reference(cached[0])
