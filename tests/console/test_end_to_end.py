@@ -104,3 +104,10 @@ def test_deploy_find_invoke_split_and_watch_stats(console: Console) -> None:
     page.get_by_role("tab", name="Stats").click()
     expect(invocations).to_have_text("21", timeout=30_000)
     console.shot("e2e-stats")
+
+    # The aliases tab shows which versions served those calls: the split at work.
+    page.get_by_role("tab", name="Aliases").click()
+    observed = page.get_by_role("table", name="Observed traffic")
+    served = sum(1 for a in answers if a.headers["x-ember-version"] == "2")
+    expect(observed.get_by_role("row").filter(has_text="v2")).to_contain_text(str(served))
+    console.shot("e2e-observed")

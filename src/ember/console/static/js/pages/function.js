@@ -305,6 +305,7 @@ function AliasesTab({ name, versions, aliases, reload }) {
     ${current && known.length ? html`<${SplitForm} key=${`${current.name}-${current.updated_at}`} name=${name}
       alias=${current} versions=${known} onCancel=${() => setEditing(null)}
       onDone=${() => { setEditing(null); reload(); }} />` : null}
+    <${ObservedTraffic} name=${name} />
     ${writable && aliases.data && versions.data ? html`<h3>New alias</h3>
       <${CreateAlias} name=${name} versions=${known} aliases=${list} onDone=${reload} />` : null}
     <${Confirm} open=${!!deleting} danger title=${`Delete alias ${deleting || ''}?`} confirmLabel="Delete"
@@ -312,6 +313,29 @@ function AliasesTab({ name, versions, aliases, reload }) {
       <p>Callers of ${name}:${deleting} get AliasNotFound afterwards. A trigger that targets it keeps it from being deleted.</p>
     <//>
   <//>`;
+}
+
+// What the split does: the versions that served the function's latest invocations (every
+// qualifier's), refreshed while the tab shows, so a moved weight is seen taking effect.
+function ObservedTraffic({ name }) {
+  const recent = usePoll(() => api.get(`${fn(name)}/invocations`, { limit: 200 }), 3000, [name]);
+  const items = recent.data?.invocations || [];
+  const counts = new Map();
+  items.forEach((r) => counts.set(r.version, (counts.get(r.version) || 0) + 1));
+  const rows = [...counts.entries()].sort((a, b) => b[1] - a[1])
+    .map(([version, n]) => ({ version, n, share: pct((100 * n) / items.length) }));
+  return html`<section class="observed" aria-label="Observed traffic">
+    <h3>Observed traffic</h3>
+    <p class="muted small">${`Which version served the last ${items.length || ''} invocations of ${name} (every qualifier), refreshed every 3 s.`}</p>
+    <${ErrorBox} error=${recent.error} retry=${recent.reload} />
+    ${recent.data ? html`<${Table} label="Observed traffic" rows=${rows} rowKey=${(r) => r.version}
+      empty="No invocation yet."
+      columns=${[
+        { label: 'Version', render: (r) => (r.version === 'latest' ? 'latest' : `v${r.version}`) },
+        { label: 'Invocations', cls: 'num', render: (r) => r.n },
+        { label: 'Share', cls: 'num', render: (r) => `${r.share} %` },
+      ]} />` : recent.error ? null : html`<${Loading} what="recent invocations" />`}
+  </section>`;
 }
 
 // ---- Instances ------------------------------------------------------------------------
