@@ -135,3 +135,8 @@ $ember event send --type com.shop.shipped \
     --data '{"orderId": "A-1001", "carrier": "DHL", "tracking": "JD014600"}'
 $ember execution watch "$order"   # the task tree until it ends; fails unless it succeeded
 $ember execution get "$order"
+# The web console, served by the same server: log in with the admin key the server wrote.
+fetch "$EMBER_URL/console" >/dev/null
+{ set +x; } 2>/dev/null
+echo "demo: done. The web console was at $EMBER_URL/console (admin key in $EMBER_HOME/admin.key);" \
+     "this server stops now — run 'ember server' and open http://127.0.0.1:8080/console to keep one."
