@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from ember.artifacts import ArtifactLimits, FilesystemArtifactStore
+import sqlalchemy as sa
+
+from ember.artifacts import ArtifactLimits, ArtifactStore, FilesystemArtifactStore
+from ember.artifacts.database import SqlArtifactStore
 from ember.auth.audit import AuditTrail
 from ember.auth.keys import KeyService
 from ember.auth.sessions import ConsoleSessions
@@ -140,18 +143,16 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         max_sync_payload_bytes=int(settings.max_sync_payload_mb * MIB),
         max_async_payload_bytes=int(settings.max_async_payload_kb * 1024),
     )
-    artifacts = FilesystemArtifactStore(
-        settings.home / "artifacts",
-        ArtifactLimits(
-            max_zip_bytes=limits.max_code_bytes,
-            max_entries=settings.max_code_entries,
-            max_unpacked_bytes=int(settings.max_unpacked_mb * MIB),
-        ),
+    artifact_limits = ArtifactLimits(
+        max_zip_bytes=limits.max_code_bytes,
+        max_entries=settings.max_code_entries,
+        max_unpacked_bytes=int(settings.max_unpacked_mb * MIB),
     )
+    artifacts = _artifacts(settings, engine, artifact_limits, clock)
     layers = LayerService(SqlLayerStore(engine, clock), artifacts, store.code_in_use)
     builds = BuildService(
         SqlBuildStore(engine), settings.home / "deps", clock,
-        timeout_s=settings.build_timeout_s, limits=artifacts.limits,
+        timeout_s=settings.build_timeout_s, limits=artifact_limits,
         isolation=settings.sandbox, private=[settings.home],
     )
     builds.recover()
@@ -223,6 +224,22 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         keys=keys, key_store=key_store, audit=audit, new_admin_key=new_admin_key,
         scaler=scaler, sessions=sessions,
     )
+
+
+def _artifacts(
+    settings: Settings, engine: sa.Engine, limits: ArtifactLimits, clock: Clock
+) -> ArtifactStore:
+    """Code and layer zips in the metadata database when nodes may share it (PostgreSQL, or
+    ``database`` asked for), each node unpacking them into its home; else in the home only
+    (one machine on SQLite needs no second copy of every zip in its database)."""
+    local = FilesystemArtifactStore(settings.home / "artifacts", limits)
+    kind = settings.artifact_store
+    if kind == "auto":
+        postgresql = settings.resolved_database_url().startswith("postgresql")
+        kind = "database" if postgresql else "filesystem"
+    if kind == "filesystem":
+        return local
+    return SqlArtifactStore(engine, local, clock)
 
 
 def _cipher(settings: Settings) -> SecretCipher:

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; SQLite in $EMBER_HOME when unset"
     )
+    artifact_store: Literal["auto", "filesystem", "database"] = Field(
+        default="auto",
+        description="where code and layer zips are kept: database (in the metadata "
+                    "database, for every node sharing it; each node caches them in its "
+                    "home), filesystem (in $EMBER_HOME only), or auto (database on "
+                    "PostgreSQL, filesystem on SQLite)",
+    )
     max_code_mb: float = Field(default=50, gt=0, le=1024, description="largest zipped upload")
     max_unpacked_mb: float = Field(default=500, gt=0, le=8192)
     max_code_entries: int = Field(default=10_000, ge=1)

@@ -318,3 +318,14 @@ console_sessions = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.Index("ix_console_sessions_expires", "expires_at"),
 )
+
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    # Code and layer zips by the SHA-256 of their bytes, where every node sharing this
+    # database fetches them (the database artifact store); each node unpacks its own copy.
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
