@@ -154,6 +154,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         SqlBuildStore(engine), settings.home / "deps", clock,
         timeout_s=settings.build_timeout_s, limits=artifact_limits,
         isolation=settings.sandbox, private=[settings.home],
+        shared=artifacts if isinstance(artifacts, SqlArtifactStore) else None,
     )
     builds.recover()
     secrets = SecretService(SqlSecretStore(engine), cipher, clock)

@@ -19,9 +19,12 @@ import sqlalchemy as sa
 
 from ember.artifacts import ArtifactLimits, ArtifactStore, FilesystemArtifactStore
 from ember.artifacts.database import SqlArtifactStore
+from ember.clock import ManualClock
+from ember.control.builds import BuildService
 from ember.errors import EmberError, InvalidCode, NotFound, PayloadTooLarge
 from ember.model.function import CodeRef
 from ember.settings import Settings
+from ember.store.builds import SqlBuildStore
 from ember.store.migrate import upgrade
 from ember.store.schema import artifacts
 from ember.store.sql import create_engine
@@ -259,6 +262,84 @@ def test_a_fetched_zip_is_held_to_this_nodes_limits(engine: sa.Engine, tmp_path:
     assert not small.cache.exists(SHA)
 
 
+# dependency builds shared between nodes (pip replaced by a fake that writes a package) --
+
+class FakePip:
+    def __init__(self, files: int = 1) -> None:
+        self.runs = 0
+        self.files = files
+
+    def __call__(self, target: Path, _code: Path, _out: Any) -> None:
+        self.runs += 1
+        (target / "dep").mkdir()
+        for n in range(self.files):
+            (target / "dep" / f"m{n}.py").write_text(f"N = {n}\n")
+
+
+@pytest.fixture
+def pip(monkeypatch: pytest.MonkeyPatch) -> FakePip:
+    fake = FakePip()
+    monkeypatch.setattr(BuildService, "_pip", fake)
+    return fake
+
+
+def builder(engine: sa.Engine, home: Path, limits: ArtifactLimits = ArtifactLimits()) -> (
+    BuildService
+):
+    return BuildService(SqlBuildStore(engine), home / "deps", ManualClock(), limits=limits,
+                        shared=node(engine, home, limits))
+
+
+@pytest.fixture
+def code_dir(tmp_path: Path) -> Path:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "requirements.txt").write_text("dep==1\n")
+    return code
+
+
+def test_a_build_is_fetched_by_another_node(
+    engine: sa.Engine, pip: FakePip, tmp_path: Path, code_dir: Path
+) -> None:
+    built = builder(engine, tmp_path / "a").ensure(code_dir, "fn")
+    assert built is not None and built == tmp_path / "a" / "deps" / built.name
+    fetched = builder(engine, tmp_path / "b").ensure(code_dir, "fn")
+    assert fetched is not None and fetched.parent == tmp_path / "b" / "artifacts" / "code"
+    assert _tree(fetched) == _tree(built)
+    assert pip.runs == 1
+    assert len(SqlBuildStore(engine).list_for("fn")) == 1
+
+
+def test_a_lost_shared_build_is_built_again(
+    engine: sa.Engine, pip: FakePip, tmp_path: Path, code_dir: Path
+) -> None:
+    first = builder(engine, tmp_path / "a")
+    built = first.ensure(code_dir, "fn")
+    assert built is not None
+    store = SqlBuildStore(engine)
+    [lost] = store.list_for("fn")
+    sha = store.shared(lost.key)
+    assert sha is not None
+    node(engine, tmp_path / "a").delete(sha)
+    again = builder(engine, tmp_path / "b").ensure(code_dir, "fn")
+    assert again == tmp_path / "b" / "deps" / lost.key
+    assert pip.runs == 2
+    assert store.shared(lost.key) is not None  # the second node's build, shared in turn
+
+
+def test_a_build_over_the_limits_stays_on_its_node(
+    engine: sa.Engine, pip: FakePip, tmp_path: Path, code_dir: Path
+) -> None:
+    pip.files = 3
+    service = builder(engine, tmp_path / "a", ArtifactLimits(max_entries=2))
+    assert service.ensure(code_dir, "fn") is not None
+    store = SqlBuildStore(engine)
+    [build] = store.list_for("fn")
+    assert store.shared(build.key) is None
+    assert "kept on this node only" in store.get(build.id).log
+    assert node(engine, tmp_path / "a").list() == []
+
+
 def _tree(root: Path) -> dict[str, bytes | None]:
     return {
         str(p.relative_to(root)): p.read_bytes() if p.is_file() else None
@@ -269,14 +350,7 @@ def _tree(root: Path) -> dict[str, bytes | None]:
 # two servers on one database --------------------------------------------------------------
 
 def test_a_function_deployed_on_one_node_runs_on_another(tmp_path: Path) -> None:
-    first_home, second_home = tmp_path / "first", tmp_path / "second"
-    # On SQLite both nodes share the first's database file, with the database store asked
-    # for; on PostgreSQL (EMBER_DATABASE_URL) "auto" picks it.
-    shared = {} if Settings().database_url else {
-        "database_url": f"sqlite:///{first_home / 'ember.db'}", "artifact_store": "database",
-    }
-    first = Settings(home=first_home, **shared)
-    second = Settings(home=second_home, **shared)
+    first, second = _two_nodes(tmp_path)
 
     async def main() -> None:
         async with running(first) as a:
@@ -285,6 +359,49 @@ def test_a_function_deployed_on_one_node_runs_on_another(tmp_path: Path) -> None
                 answer = await b.invoke("hello", {"n": 1})
                 assert answer.status_code == 200, answer.text
                 assert answer.json() == {"hi": {"n": 1}}
-                assert (second_home / "artifacts" / "code").is_dir()
+                assert (tmp_path / "second" / "artifacts" / "code").is_dir()
 
     asyncio.run(main())
+
+
+CAMEL = """
+import inflection
+
+def handler(event, context):
+    return {"camel": inflection.camelize(event), "from": inflection.__file__}
+"""
+
+
+def test_dependencies_built_on_one_node_are_fetched_by_another(tmp_path: Path) -> None:
+    first, second = _two_nodes(tmp_path)
+
+    async def main() -> None:
+        async with running(first) as a:
+            await a.deploy_files("camel", {"main.py": CAMEL,
+                                           "requirements.txt": "inflection==0.5.1\n"})
+            [build] = (await a.http.get("/functions/camel/builds")).json()["builds"]
+            log = (await a.http.get(f"/builds/{build['id']}")).json()["log"]
+            assert "stored for the other nodes as artifact" in log
+            async with running(second) as b:
+                answer = await b.invoke("camel", "two_nodes")
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["camel"] == "TwoNodes"
+                # From the artifact fetched (its host path, or where the sandbox shows it):
+                # the second node ran no build of its own.
+                where = answer.json()["from"]
+                assert "/artifacts/code/" in where or "/var/layers/" in where, where
+                builds = (await b.http.get("/functions/camel/builds")).json()["builds"]
+                assert [b["id"] for b in builds] == [build["id"]]
+                assert not (tmp_path / "second" / "deps").exists()
+
+    asyncio.run(main())
+
+
+def _two_nodes(tmp_path: Path) -> tuple[Settings, Settings]:
+    """Two servers' settings on one database: on SQLite the first's file, with the database
+    store asked for; on PostgreSQL (EMBER_DATABASE_URL) "auto" picks it."""
+    first_home, second_home = tmp_path / "first", tmp_path / "second"
+    shared = {} if Settings().database_url else {
+        "database_url": f"sqlite:///{first_home / 'ember.db'}", "artifact_store": "database",
+    }
+    return Settings(home=first_home, **shared), Settings(home=second_home, **shared)

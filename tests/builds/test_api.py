@@ -143,8 +143,10 @@ def test_missing_dependencies_are_built_again_when_the_function_is_resolved(run:
     async def scenario(ember: Ember) -> None:
         await create(ember, "fn", CAMEL)
         [first] = await builds_of(ember, "fn")
-        # As if the server's Python had changed: the artifact for this key is not there.
+        # As if the server's Python had changed: the artifact for this key is not there,
+        # on this node nor shared through the database (the artifact store on PostgreSQL).
         remove_tree(ember.services.builds.path(first["key"]))
+        ember.services.builds._store.unshare(first["key"])
         patched = await ember.http.patch("/functions/fn", json={"config": {"memory_mb": 300}})
         assert patched.status_code == 200
         await ember.settle()

@@ -8,6 +8,12 @@ them). Its output is recorded as it comes. Only a finished install is renamed to
 so a directory at a key is always complete; builds of one key run one at a time, and the
 second finds the first's directory: a cache hit.
 
+Nodes sharing a metadata database share their builds (``shared``, the database artifact
+store): a finished install is zipped and stored as an artifact, recorded against its key, and
+another node missing the key's directory fetches that artifact (once, checked) instead of
+running pip. An install over the limits of code archives stays on its node: the others
+build it themselves.
+
 With isolation (the ``sandbox`` setting: bubblewrap), pip runs in a bubblewrap sandbox
 (``Bubblewrap.build_command``), since building a source distribution runs its author's code:
 it sees the system and runtime, the code and its own staging directory, pip's configuration
@@ -41,11 +47,11 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ember.artifacts import ArtifactLimits, open_archive
+from ember.artifacts import ArtifactLimits, ArtifactStore, open_archive, zip_directory
 from ember.artifacts.filesystem import place_tree, remove_tree
 from ember.clock import Clock, utcnow
 from ember.control.functions import checked_name
-from ember.errors import InvalidCode, ServiceUnavailable
+from ember.errors import EmberError, InvalidCode, NotFound, ServiceUnavailable
 from ember.model.build import (
     FAILED,
     REQUIREMENTS,
@@ -96,12 +102,15 @@ class BuildService:
             ``auto`` (bubblewrap where it works), as for instances; probed at the first
             build.
         private: directories pip must never see (the server's home).
+        shared: where finished installs are stored for the other nodes, and fetched from
+            when this node lacks them (the database artifact store); None on one node.
     """
 
     def __init__(
         self, store: SqlBuildStore, root: Path, clock: Clock, *, timeout_s: float = 600.0,
         limits: ArtifactLimits | None = None, python: str | None = None,
         isolation: str = "process", private: Sequence[Path] = (),
+        shared: ArtifactStore | None = None,
     ) -> None:
         self._store = store
         self._root = Path(root)
@@ -119,6 +128,7 @@ class BuildService:
         self._sandbox: Bubblewrap | None = None
         self._probed = False
         self._probing = threading.Lock()
+        self._shared = shared
 
     def recover(self) -> None:
         """Mark builds a stopped server left running as failed, and remove the staging
@@ -152,16 +162,17 @@ class BuildService:
         if requirements is None:
             return None
         key = dependency_key(requirements, self._python)
-        final = self.path(key)
-        if final.is_dir():
-            return final
+        found = self._built(key)
+        if found is not None:
+            return found
         with self._lock(key):
-            if final.is_dir():  # built by whoever held the lock: nothing to record
-                return final
+            found = self._built(key)
+            if found is not None:  # built by whoever held the lock: nothing to record
+                return found
             build = self._install(self._record(function, key, requirements), code_dir)
         if build.status != SUCCEEDED:
             raise build_failed(build.id, build.error, build.log)
-        return final
+        return self.path(key)
 
     # builds on their own -----------------------------------------------------------------
 
@@ -194,7 +205,7 @@ class BuildService:
                 remove_tree(code_dir)
                 raise
         key = dependency_key(requirements, self._python)
-        if self.path(key).is_dir():
+        if self._built(key) is not None:
             remove_tree(code_dir)
             return self._cache_hit(self._record(function, key, requirements))
         build = self._record(function, key, requirements)
@@ -274,7 +285,7 @@ class BuildService:
 
     def _run(self, build: Build, code_dir: Path) -> Build:
         with self._lock(build.key):
-            if self.path(build.key).is_dir():
+            if self._built(build.key) is not None:
                 return self._cache_hit(build)
             return self._install(build, code_dir)
 
@@ -293,6 +304,7 @@ class BuildService:
                 error = f"the server could not install the dependencies: {exc}"
             if error is None:
                 output.write(f"installed in {time.monotonic() - started:.2f} s\n")
+                self._share(build.key, output)
             else:
                 output.write(f"build failed: {error}\n")
         finally:
@@ -303,6 +315,41 @@ class BuildService:
             log=output.text, log_size=output.size, error=error,
             finished_at=utcnow(self._clock),
         )
+
+    def _built(self, key: str) -> Path | None:
+        """The dependency directory of ``key``: this node's, else the one another node
+        stored (fetched now, once); None when it must be built here."""
+        final = self.path(key)
+        if final.is_dir() or self._shared is None:
+            return final if final.is_dir() else None
+        sha256 = self._store.shared(key)
+        if sha256 is None:
+            return None
+        try:
+            return self._shared.path(sha256)
+        except NotFound:
+            self._store.unshare(key)  # gone: the build here records its own
+        except EmberError as exc:  # corrupt, or over this node's limits
+            log.warning("the dependencies shared for key %s cannot be used here (%s): "
+                        "building them on this node", key, exc)
+        return None
+
+    def _share(self, key: str, output: _Log) -> None:
+        """Store the install of ``key`` for the other nodes; one that cannot be stored (too
+        big for an artifact) stays here, and the others build it themselves."""
+        if self._shared is None:
+            return
+        try:
+            too_big = _over_limits(self.path(key), self._limits)
+            if too_big is not None:
+                output.write(f"kept on this node only (other nodes build it again): {too_big}\n")
+                return
+            ref = self._shared.put(zip_directory(self.path(key)))
+        except (EmberError, ValueError, OSError) as exc:
+            output.write(f"kept on this node only (other nodes build it again): {exc}\n")
+            return
+        self._store.share(key, ref.sha256, utcnow(self._clock))
+        output.write(f"stored for the other nodes as artifact {ref.sha256}\n")
 
     def _pip(self, target: Path, code_dir: Path, output: _Log) -> str | None:
         """Run pip into ``target``, its output into ``output``; the error, or None."""
@@ -424,6 +471,20 @@ class _Log:
             self._save(self.text, self.size)
             self._dirty = False
             self._saved_at = time.monotonic()
+
+
+def _over_limits(root: Path, limits: ArtifactLimits) -> str | None:
+    """Why the install in ``root`` cannot be an artifact (checked before it is zipped in
+    memory), or None; an empty install is not worth sharing either."""
+    entries = size = 0
+    for directory, dirs, files in os.walk(root):
+        entries += len(dirs) + len(files)
+        size += sum(os.lstat(os.path.join(directory, name)).st_size for name in files)
+        if entries > limits.max_entries:
+            return f"more than {limits.max_entries} files"
+        if size > limits.max_unpacked_bytes:
+            return f"more than {limits.max_unpacked_bytes} bytes"
+    return "nothing was installed" if entries == 0 else None
 
 
 def _requirements(code_dir: Path) -> bytes | None:

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from ember.errors import BuildNotFound
 from ember.model.build import FAILED, RUNNING, Build
-from ember.store.schema import builds
+from ember.store.schema import builds, dependencies
 from ember.store.sql import _utc, write_transaction
 
 KEEP_PER_FUNCTION = 20
@@ -101,6 +101,36 @@ class SqlBuildStore:
                 .values(status=FAILED, error=error, finished_at=now)
             )
         return int(result.rowcount or 0)
+
+
+    # dependencies shared between nodes ----------------------------------------------------
+
+    def shared(self, key: str) -> str | None:
+        """The sha256 of the artifact holding the dependencies built for ``key``, when a
+        node stored them for the others."""
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                sa.select(dependencies.c.sha256).where(dependencies.c.key == key)
+            ).scalar()
+        return None if found is None else str(found)
+
+    def share(self, key: str, sha256: str, at: datetime) -> None:
+        """Record that the artifact ``sha256`` holds the dependencies built for ``key``; the
+        first node to record a key keeps it (its build is as good as any other's)."""
+        try:
+            with write_transaction(self._engine) as conn:
+                if conn.execute(
+                    sa.select(dependencies.c.key).where(dependencies.c.key == key)
+                ).first() is None:
+                    conn.execute(dependencies.insert().values(
+                        key=key, sha256=sha256, created_at=at))
+        except sa.exc.IntegrityError:
+            pass  # another node recorded the key between the check and the insert
+
+    def unshare(self, key: str) -> None:
+        """Forget the shared artifact of ``key`` (it could not be fetched)."""
+        with write_transaction(self._engine) as conn:
+            conn.execute(dependencies.delete().where(dependencies.c.key == key))
 
 
 def _build(row: Any, log: str | None = None) -> Build:

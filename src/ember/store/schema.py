@@ -329,3 +329,13 @@ artifacts = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+dependencies = sa.Table(
+    "dependencies",
+    metadata,
+    # A finished dependency build (its key names the requirements and the Python) stored as
+    # an artifact, for the other nodes to fetch instead of running pip again.
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -1,4 +1,4 @@
-"""artifacts: code and layer zips by sha256, for every node sharing the database
+"""artifacts: code, layer and dependency zips by sha256, for every node sharing the database
 
 Revision ID: 0014
 Revises: 0013
@@ -21,7 +21,14 @@ def upgrade() -> None:
         sa.Column("data", sa.LargeBinary, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
+    op.create_table(
+        "dependencies",
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("dependencies")
     op.drop_table("artifacts")
