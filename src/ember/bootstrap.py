@@ -19,6 +19,7 @@ from ember.auth.keys import KeyService
 from ember.auth.sessions import ConsoleSessions
 from ember.auth.tokens import InstanceTokens
 from ember.clock import Clock, SystemClock
+from ember.cluster.nodes import NodeRegistry, capacity, node_id
 from ember.control import FunctionService
 from ember.control.builds import BuildService
 from ember.control.layers import LayerService
@@ -44,6 +45,7 @@ from ember.store.builds import SqlBuildStore
 from ember.store.keys import SqlKeyStore
 from ember.store.layers import SqlLayerStore
 from ember.store.migrate import upgrade
+from ember.store.nodes import SqlNodeStore
 from ember.store.scaling import SqlProvisionedStore
 from ember.store.sessions import SqlSessionStore
 from ember.store.sql import create_engine
@@ -91,6 +93,7 @@ class Services:
     audit: AuditTrail
     scaler: Scaler
     sessions: ConsoleSessions
+    nodes: NodeRegistry
     # The admin key this start made (no key existed): printed once by `ember server`.
     new_admin_key: str | None = None
 
@@ -100,6 +103,7 @@ class Services:
 
     async def start(self) -> None:
         log.info("ember data in %s, metadata at %s", self.settings.home, _safe_url(self.settings))
+        await self.nodes.start()
         await self.router.start()
         await self.scaler.start()
         await self.audit.start()
@@ -115,6 +119,7 @@ class Services:
             await self.audit.close()
             await self.scaler.close()
             await self.router.close()
+            await self.nodes.close()
         finally:
             self.builds.close()
             self.logs.close()
@@ -217,13 +222,26 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     audit = AuditTrail(key_store, clock, retention_s=settings.audit_retention_s)
     sessions = ConsoleSessions(SqlSessionStore(engine), keys, clock,
                                ttl_s=settings.console_session_s)
+
+    def load() -> dict[str, int]:
+        states: dict[str, int] = {}
+        for _, _, state, count in pools.counts():
+            states[state] = states.get(state, 0) + count
+        return states
+
+    nodes = NodeRegistry(
+        SqlNodeStore(engine), clock, node=node_id(settings.home, settings.node_id),
+        address=settings.node_address or server_url(settings),
+        capacity=capacity(settings.max_instances), load=load,
+        heartbeat_s=settings.node_heartbeat_s,
+        dead_s=max(settings.node_dead_s, 2 * settings.node_heartbeat_s))
     return Services(
         settings=settings, clock=clock, limits=limits, store=store, functions=functions,
         logs=logs, stats=stats, metrics=metrics, router=router, invoker=invoker,
         triggers=triggers, supervisor=supervisor, layers=layers, builds=builds,
         launcher=launcher, engine=workflow_engine, workflows=workflows, secrets=secrets,
         keys=keys, key_store=key_store, audit=audit, new_admin_key=new_admin_key,
-        scaler=scaler, sessions=sessions,
+        scaler=scaler, sessions=sessions, nodes=nodes,
     )
 
 

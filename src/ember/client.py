@@ -110,7 +110,18 @@ from ember.api.schemas import (
 )
 from ember.errors import EmberError, ServiceUnavailable
 from ember.model.invocation import FINAL_STATUSES
-from ember.sdk import builds, calls, keys, layers, scaling, secrets, tasks, triggers, workflows
+from ember.sdk import (
+    builds,
+    calls,
+    keys,
+    layers,
+    nodes,
+    scaling,
+    secrets,
+    tasks,
+    triggers,
+    workflows,
+)
 from ember.sdk.calls import Call, Code
 from ember.sdk.results import (
     InvocationResult,
@@ -403,6 +414,7 @@ class _Routes:
     list_keys = _Route(keys.list_keys)
     revoke_key = _Route(keys.revoke_key)
     get_audit = _Route(keys.get_audit)
+    list_nodes = _Route(nodes.list_nodes)
 
 
 class Client(_Routes):

@@ -36,6 +36,17 @@ class Settings(BaseSettings):
                                   "and writes it to <home>/admin.key")
     audit_retention_s: float = Field(
         default=90 * 24 * 3600, gt=0, description="how long the audit of changes is kept")
+    node_id: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
+        description="this server's node id; kept in <home>/node.id when unset")
+    node_address: str | None = Field(
+        default=None, max_length=256,
+        description="the URL other nodes reach this one at; this server's own URL when unset")
+    node_heartbeat_s: float = Field(
+        default=2.0, gt=0, le=60, description="how often this node says it is alive")
+    node_dead_s: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="a node silent this long is dead (at least twice the heartbeat)")
     console_session_s: float = Field(
         default=12 * 3600, gt=0, le=30 * 86400,
         description="how long a web console login lasts (never beyond its key's expiry)")

@@ -73,7 +73,7 @@ def test_upgrade_from_the_first_revision_keeps_functions(empty_url: str) -> None
         assert function.config.memory_mb == 256
         with engine.connect() as conn:
             head = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-        assert head == "0014"
+        assert head == "0015"
         assert SqlBuildStore(engine).list_for("old") == []
 
 

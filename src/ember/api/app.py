@@ -21,6 +21,7 @@ from ember.api import (
     invoke,
     keys,
     layers,
+    nodes,
     scaling,
     secrets,
     tasks,
@@ -77,6 +78,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(workflows.router)
     app.include_router(keys.router)
     app.include_router(secrets.router)
+    app.include_router(nodes.router)
     app.include_router(console.router)
     app.mount("/console/assets", console.Assets(), name="console-assets")
 

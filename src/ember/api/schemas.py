@@ -782,3 +782,23 @@ class ProvisionedOut(BaseModel):
     qualifier: str
     config: ProvisionedConfig
     state: ProvisionedStateOut
+
+
+class NodeOut(BaseModel):
+    """A server of the cluster, as its heartbeats describe it."""
+
+    id: str
+    address: str
+    version: str
+    state: Literal["alive", "dead", "stopped"]
+    started_at: datetime
+    heartbeat_at: datetime
+    capacity: dict[str, Any] = Field(description="max_instances, cpus")
+    load: dict[str, Any] = Field(description="instances by state at the last heartbeat")
+    this: bool = Field(description="the node that answered")
+
+
+class NodeList(BaseModel):
+    nodes: list[NodeOut]
+    heartbeat_s: float
+    dead_after_s: float

@@ -14,6 +14,7 @@ from ember.cli import (
     keys,
     layers,
     logs,
+    nodes,
     scale,
     secrets,
     server,
@@ -52,6 +53,7 @@ app.add_typer(workflows.event_app, name="event")
 app.add_typer(secrets.app, name="secret")
 app.add_typer(keys.app, name="key")
 app.add_typer(scale.app, name="scale")
+app.add_typer(nodes.app, name="node")
 command(app, "audit")(keys.audit)
 command(app, "deploy")(deploy.deploy)
 command(functions.app, "deploy")(deploy.deploy)

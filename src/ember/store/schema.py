@@ -339,3 +339,16 @@ dependencies = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("address", sa.String(256), nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+    sa.Column("capacity", sa.JSON, nullable=False),
+    sa.Column("load", sa.JSON, nullable=False),
+)

@@ -1,0 +1,140 @@
+"""Membership: every server registers as a node in the metadata store and heartbeats.
+
+A node's id is kept in ``<home>/node.id`` (or set with ``EMBER_NODE_ID``), so a restarted
+server is the same node. It heartbeats every ``node_heartbeat_s`` with its load; a node
+whose last heartbeat is older than ``node_dead_s`` is **dead** (it crashed, or cannot reach
+the store); one that stopped cleanly is **stopped**. Rows of nodes gone for a day are
+removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ember
+from ember.clock import Clock
+from ember.store.nodes import NodeRow, SqlNodeStore
+
+log = logging.getLogger(__name__)
+
+NODE_ID_FILE = "node.id"
+NODE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+FORGET_AFTER_S = 24 * 3600.0
+ALIVE, DEAD, STOPPED = "alive", "dead", "stopped"
+
+
+def node_id(home: Path, configured: str | None) -> str:
+    """The configured id, else the one kept in the home, else a new one (then kept)."""
+    if configured:
+        return configured
+    path = home / NODE_ID_FILE
+    with contextlib.suppress(FileNotFoundError):
+        kept = path.read_text().strip()
+        if NODE_ID.match(kept):
+            return kept
+    made = f"node-{secrets.token_hex(4)}"
+    path.write_text(made + "\n")
+    return made
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    address: str
+    version: str
+    state: str  # alive | dead | stopped
+    started_at: float
+    heartbeat_at: float
+    capacity: dict[str, Any]
+    load: dict[str, Any]
+    this: bool  # the node that answered
+
+
+class NodeRegistry:
+    def __init__(self, store: SqlNodeStore, clock: Clock, *, node: str, address: str,
+                 capacity: dict[str, Any], load: Callable[[], dict[str, Any]],
+                 heartbeat_s: float, dead_s: float) -> None:
+        self.id = node
+        self._store = store
+        self._clock = clock
+        self._address = address
+        self._capacity = capacity
+        self._load = load
+        self.heartbeat_s = heartbeat_s
+        self.dead_s = dead_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        now = self._clock.time()
+        row = NodeRow(self.id, self._address, ember.__version__, "running", now, now,
+                      self._capacity, self._load())
+        await asyncio.to_thread(self._store.register, row)
+        log.info("node %s registered (%s)", self.id, self._address)
+        self._task = asyncio.get_running_loop().create_task(self._beat())
+
+    async def suspend(self) -> None:
+        """Stop heartbeating without leaving: the other nodes see this one dead after
+        ``dead_s``, as they would a crashed server or one cut off from the store."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+            try:
+                await asyncio.to_thread(self._store.stop, self.id, self._clock.time())
+            except Exception:
+                log.exception("could not mark node %s stopped", self.id)
+
+    async def _beat(self) -> None:
+        failing = False
+        while True:
+            await self._clock.sleep(self.heartbeat_s)
+            now = self._clock.time()
+            try:
+                present = await asyncio.to_thread(self._store.heartbeat, self.id, now,
+                                                  self._load())
+                if not present:
+                    await asyncio.to_thread(self._store.register, NodeRow(
+                        self.id, self._address, ember.__version__, "running", now, now,
+                        self._capacity, self._load()))
+                await asyncio.to_thread(self._store.forget, now - FORGET_AFTER_S)
+                if failing:
+                    log.info("node %s heartbeats again", self.id)
+                failing = False
+            except Exception:
+                if not failing:
+                    log.exception("node %s could not heartbeat: other nodes will see it dead "
+                                  "after %.0f s", self.id, self.dead_s)
+                failing = True
+
+    def nodes(self) -> list[Node]:
+        """Every known node, with its state as of now."""
+        now = self._clock.time()
+        return [Node(r.id, r.address, r.version, self._state(r, now), r.started_at,
+                     r.heartbeat_at, r.capacity, r.load, r.id == self.id)
+                for r in self._store.all()]
+
+    def _state(self, row: NodeRow, now: float) -> str:
+        if row.state == "stopped":
+            return STOPPED
+        return ALIVE if now - row.heartbeat_at <= self.dead_s else DEAD
+
+
+def capacity(max_instances: int) -> dict[str, Any]:
+    return {"max_instances": max_instances, "cpus": os.cpu_count() or 1}
