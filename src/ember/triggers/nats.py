@@ -241,6 +241,9 @@ class NatsTriggerSource(BackgroundSource):
         import nats.errors
 
         subscription = await client.subscribe(self.source.subject)
+        # The SUB waits in the client's buffer until flushed: until the server has it, what is
+        # published is not this subscription's (and core NATS keeps nothing).
+        await client.flush(timeout=self.connect_timeout_s)
         self.context.status.connected = True
         while True:
             try:

@@ -62,6 +62,8 @@ function useHash() {
   useEffect(() => {
     const on = () => setHash(window.location.hash);
     window.addEventListener('hashchange', on);
+    // Effects run after the first paint: catch a change made before the listener was on.
+    on();
     return () => window.removeEventListener('hashchange', on);
   }, []);
   return hash;
