@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 NODE_ID_FILE = "node.id"
 NODE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 FORGET_AFTER_S = 24 * 3600.0
+FORGET_EVERY_S = 600.0
 ALIVE, DEAD, STOPPED = "alive", "dead", "stopped"
 
 
@@ -72,6 +73,7 @@ class NodeRegistry:
         self.heartbeat_s = heartbeat_s
         self.dead_s = dead_s
         self._task: asyncio.Task[None] | None = None
+        self._forgot = float("-inf")
 
     async def start(self) -> None:
         now = self._clock.time()
@@ -107,13 +109,10 @@ class NodeRegistry:
             await self._clock.sleep(self.heartbeat_s)
             now = self._clock.time()
             try:
-                present = await asyncio.to_thread(self._store.heartbeat, self.id, now,
-                                                  self._load())
-                if not present:
-                    await asyncio.to_thread(self._store.register, NodeRow(
-                        self.id, self._address, ember.__version__, "running", now, now,
-                        self._capacity, self._load()))
-                await asyncio.to_thread(self._store.forget, now - FORGET_AFTER_S)
+                forget = now - self._forgot >= FORGET_EVERY_S
+                await asyncio.to_thread(self._write, now, self._load(), forget)
+                if forget:
+                    self._forgot = now
                 if failing:
                     log.info("node %s heartbeats again", self.id)
                 failing = False
@@ -122,6 +121,15 @@ class NodeRegistry:
                     log.exception("node %s could not heartbeat: other nodes will see it dead "
                                   "after %.0f s", self.id, self.dead_s)
                 failing = True
+
+    def _write(self, now: float, load: dict[str, Any], forget: bool) -> None:
+        """One heartbeat, in a thread: refresh the row (made again if an operator removed
+        it), and now and then remove the nodes gone for a day."""
+        if not self._store.heartbeat(self.id, now, load):
+            self._store.register(NodeRow(self.id, self._address, ember.__version__, "running",
+                                         now, now, self._capacity, load))
+        if forget:
+            self._store.forget(now - FORGET_AFTER_S)
 
     def nodes(self) -> list[Node]:
         """Every known node, with its state as of now."""
