@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from ember.store.schema import artifacts
 from ember.store.sql import create_engine
 from tests.artifacts.test_filesystem import CODE, SHA, make_zip
 from tests.inprocess import running
+from tests.threads import at_once
 
 OTHER = make_zip({"other.py": b"x = 1\n"})
 OTHER_SHA = hashlib.sha256(OTHER).hexdigest()
@@ -129,23 +129,7 @@ def test_limits_are_enforced_and_nothing_is_stored(make: Make) -> None:
 
 def test_concurrent_puts_of_the_same_bytes_leave_one_copy(make: Make) -> None:
     stores = [make(), make()]  # two nodes, for the database store
-    barrier = threading.Barrier(8)
-    refs: list[CodeRef] = []
-    errors: list[BaseException] = []
-
-    def put(store: ArtifactStore) -> None:
-        barrier.wait()
-        try:
-            refs.append(store.put(CODE))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=put, args=(stores[i % 2],)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    refs = at_once([lambda store=stores[i % 2]: store.put(CODE) for i in range(8)])
     assert refs == [CodeRef(SHA, len(CODE))] * 8
     assert stores[0].list() == [SHA]
 
@@ -204,23 +188,7 @@ def test_concurrent_fetches_on_one_node_read_the_database_once(
 ) -> None:
     node(engine, tmp_path / "a").put(CODE)
     second = node(engine, tmp_path / "b")
-    barrier = threading.Barrier(8)
-    paths: list[Path] = []
-    errors: list[BaseException] = []
-
-    def fetch() -> None:
-        barrier.wait()
-        try:
-            paths.append(second.path(SHA))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=fetch) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    paths = at_once([lambda: second.path(SHA)] * 8)
     assert paths == [tmp_path / "b" / "artifacts" / "code" / SHA] * 8
     assert counting.fetches == 1
     root = tmp_path / "b" / "artifacts"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import stat
-import threading
 import zipfile
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ember.artifacts import (
 )
 from ember.errors import NotFound
 from ember.model.function import CodeRef
+from tests.threads import at_once
 
 
 def make_zip(files: dict[str, bytes], executable: tuple[str, ...] = ()) -> bytes:
@@ -125,23 +125,7 @@ def test_malformed_sha256s_name_nothing(store: FilesystemArtifactStore, bad: str
 
 
 def test_concurrent_puts_of_the_same_bytes_leave_one_copy(store: FilesystemArtifactStore) -> None:
-    barrier = threading.Barrier(8)
-    refs: list[CodeRef] = []
-    errors: list[BaseException] = []
-
-    def put() -> None:
-        barrier.wait()
-        try:
-            refs.append(store.put(CODE))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=put) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    refs = at_once([lambda: store.put(CODE)] * 8)
     assert refs == [CodeRef(SHA, len(CODE))] * 8
     # No staging directory or temp blob is left behind by the losers of the race.
     assert sorted(p.name for p in store.root.iterdir()) == ["blobs", "code"]
