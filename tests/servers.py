@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -31,12 +32,56 @@ def ember_executable() -> str:
     return str(found)
 
 
-@contextmanager
-def ember_server(home: Path, **settings: str) -> Iterator[str]:
-    """An ``ember server`` on a free port with data in ``home``, the test admin key and
-    ``settings`` (``EMBER_<NAME>`` variables); yields its URL, stops it after."""
-    port = free_port()
-    log = (home / "server.log").open("wb")
+class Server:
+    """One ``ember server`` process started by ``spawn``."""
+
+    def __init__(self, home: Path, url: str, process: subprocess.Popen[bytes], log: IO[bytes]):
+        self.home = home
+        self.url = url
+        self.process = process
+        self._log = log
+
+    def log(self) -> str:
+        return (self.home / "server.log").read_text(errors="replace")
+
+    def answering(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"ember server exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            return api.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def wait_ready(self) -> None:
+        wait_until(self.answering, timeout=60, interval=0.1, message="ember server /healthz")
+
+    def stop(self) -> None:
+        """SIGTERM, a clean stop (SIGKILL after 15 s)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+    def kill(self) -> None:
+        """``kill -9``: the server gets no chance to clean up."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+def spawn(home: Path, port: int | None = None, **settings: str) -> Server:
+    """Start an ``ember server`` with data in ``home``, the test admin key and ``settings``
+    (``EMBER_<NAME>`` variables, which override the test run's ``EMBER_DATABASE_URL``);
+    returns at once (``Server.wait_ready`` waits for it)."""
+    port = port or free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    log = (home / "server.log").open("ab")
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_")}
     if os.environ.get("EMBER_DATABASE_URL"):
         env["EMBER_DATABASE_URL"] = os.environ["EMBER_DATABASE_URL"]
@@ -46,27 +91,16 @@ def ember_server(home: Path, **settings: str) -> Iterator[str]:
         [ember_executable(), "server", "--port", str(port), "--home", str(home)],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
-    url = f"http://127.0.0.1:{port}"
+    return Server(home, f"http://127.0.0.1:{port}", process, log)
 
-    def answering() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"ember server exited with {process.returncode}:\n"
-                + (home / "server.log").read_text()
-            )
-        try:
-            return api.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
 
+@contextmanager
+def ember_server(home: Path, **settings: str) -> Iterator[str]:
+    """An ``ember server`` on a free port with data in ``home``, the test admin key and
+    ``settings`` (``EMBER_<NAME>`` variables); yields its URL, stops it after."""
+    server = spawn(home, **settings)
     try:
-        wait_until(answering, timeout=60, interval=0.1, message="ember server /healthz")
-        yield url
+        server.wait_ready()
+        yield server.url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        server.stop()
