@@ -8,7 +8,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import sqlalchemy as sa
 
@@ -20,6 +20,7 @@ from ember.auth.sessions import ConsoleSessions
 from ember.auth.tokens import InstanceTokens
 from ember.clock import Clock, SystemClock
 from ember.cluster.nodes import NodeRegistry, capacity, node_id
+from ember.cluster.peers import NodeCredential, PeerClient
 from ember.control import FunctionService
 from ember.control.builds import BuildService
 from ember.control.layers import LayerService
@@ -36,7 +37,7 @@ from ember.queue.policy import RetryPolicy
 from ember.queue.worker import AsyncInvoker, WorkerSettings
 from ember.router import Router
 from ember.scaling.scaler import Scaler
-from ember.secrets.crypto import MasterKeyError, SecretCipher, load_master_key
+from ember.secrets.crypto import MasterKey, MasterKeyError, SecretCipher, load_master_key
 from ember.secrets.service import SecretService
 from ember.secrets.store import SqlSecretStore
 from ember.settings import MIB, Settings
@@ -96,6 +97,8 @@ class Services:
     nodes: NodeRegistry
     # The admin key this start made (no key existed): printed once by `ember server`.
     new_admin_key: str | None = None
+    # Calls to the other nodes (logs and stats of the whole cluster, forwarding).
+    peers: PeerClient | None = None
 
     def problem(self) -> str | None:
         """Why this server cannot serve invocations now (``/healthz`` fails), or None."""
@@ -120,6 +123,8 @@ class Services:
             await self.scaler.close()
             await self.router.close()
             await self.nodes.close()
+            if self.peers is not None:
+                await self.peers.close()
         finally:
             self.builds.close()
             self.logs.close()
@@ -139,7 +144,10 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     """Make every service from ``settings``; migrates the metadata store."""
     clock = clock or SystemClock()
     settings.home.mkdir(parents=True, exist_ok=True)
-    cipher = _cipher(settings)  # before anything is opened: a bad key leaves nothing behind
+    # Before anything is opened: a bad key leaves nothing behind.
+    master = _master_key(settings)
+    cipher = SecretCipher(master)
+    this_node = node_id(settings.home, settings.node_id)
     engine = create_engine(settings.resolved_database_url())
     upgrade(engine)
     store = SqlMetadataStore(engine, clock)
@@ -170,7 +178,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     functions.on_delete(logs.delete_function)
     functions.on_delete(stats.delete_function)
     functions.on_delete(builds.delete_function)
-    metrics = Metrics()
+    metrics = Metrics(node=this_node)
     tokens = InstanceTokens(server_url(settings))
     launcher = Launcher(
         settings.home / "run", use_zygote=settings.zygote, log_sink=_unrouted,
@@ -223,18 +231,22 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     sessions = ConsoleSessions(SqlSessionStore(engine), keys, clock,
                                ttl_s=settings.console_session_s)
 
-    def load() -> dict[str, int]:
+    def load() -> dict[str, Any]:
+        """What a heartbeat reports: instances by state, and the work still on the node."""
         states: dict[str, int] = {}
         for _, _, state, count in pools.counts():
             states[state] = states.get(state, 0) + count
-        return states
+        in_flight = sum(pool.in_flight for pool in pools.pools())
+        return {"instances": states, "in_flight": in_flight,
+                "async": invoker.running_count, "leases": 0}
 
     nodes = NodeRegistry(
-        SqlNodeStore(engine), clock, node=node_id(settings.home, settings.node_id),
+        SqlNodeStore(engine), clock, node=this_node,
         address=settings.node_address or server_url(settings),
         capacity=capacity(settings.max_instances), load=load,
         heartbeat_s=settings.node_heartbeat_s,
         dead_s=max(settings.node_dead_s, 2 * settings.node_heartbeat_s))
+    nodes.on_drain(invoker.set_draining)
     return Services(
         settings=settings, clock=clock, limits=limits, store=store, functions=functions,
         logs=logs, stats=stats, metrics=metrics, router=router, invoker=invoker,
@@ -242,6 +254,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         launcher=launcher, engine=workflow_engine, workflows=workflows, secrets=secrets,
         keys=keys, key_store=key_store, audit=audit, new_admin_key=new_admin_key,
         scaler=scaler, sessions=sessions, nodes=nodes,
+        peers=PeerClient(NodeCredential(this_node, master.key), nodes.nodes),
     )
 
 
@@ -261,10 +274,10 @@ def _artifacts(
     return SqlArtifactStore(engine, local, clock)
 
 
-def _cipher(settings: Settings) -> SecretCipher:
+def _master_key(settings: Settings) -> MasterKey:
     configured = settings.master_key.get_secret_value() if settings.master_key else None
     try:
-        return SecretCipher(load_master_key(configured, settings.home))
+        return load_master_key(configured, settings.home)
     except MasterKeyError as exc:
         raise InvalidSpec(str(exc), {"field": "master_key"}) from exc
 

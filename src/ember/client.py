@@ -415,6 +415,8 @@ class _Routes:
     revoke_key = _Route(keys.revoke_key)
     get_audit = _Route(keys.get_audit)
     list_nodes = _Route(nodes.list_nodes)
+    drain_node = _Route(nodes.drain_node)
+    undrain_node = _Route(nodes.undrain_node)
 
 
 class Client(_Routes):

@@ -26,7 +26,8 @@ code, the CLI prints code and message.
     │   ├── KeyNotFound             an API key
     │   ├── ExecutionNotFound       a workflow execution
     │   ├── SecretNotFound          a secret of functions
-    │   └── ProvisionedNotFound     no provisioned capacity at a qualifier
+    │   ├── ProvisionedNotFound     no provisioned capacity at a qualifier
+    │   └── NodeNotFound            a node of the cluster
     ├── Conflict                    409  the resource exists or is held by another
     │   └── FunctionDisabled        409  invocations are refused while disabled
     ├── PayloadTooLarge             413
@@ -160,6 +161,10 @@ class SecretNotFound(NotFound):
 
 class ProvisionedNotFound(NotFound):
     code = "ProvisionedNotFound"
+
+
+class NodeNotFound(NotFound):
+    code = "NodeNotFound"
 
 
 class Conflict(EmberError):

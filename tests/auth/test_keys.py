@@ -236,7 +236,7 @@ def test_no_route_of_the_api_answers_without_a_valid_key(settings: Settings) -> 
                 continue  # HTTP triggers keep their own auth
             path = template
             for name in ("name", "alias", "number", "task_id", "execution_id", "build_id",
-                         "version", "function", "trigger", "layer", "request_id", "id"):
+                         "version", "function", "trigger", "layer", "request_id", "id", "node"):
                 path = path.replace("{" + name + "}", "x1")
             path = path.replace("{path}", "a/b")
             assert "{" not in path, template

@@ -19,3 +19,20 @@ def test_node_list_shows_this_server_alive(cli: Cli) -> None:
     mine = [n for n in answer["nodes"] if n["this"]]
     assert len(mine) == 1 and mine[0]["state"] == "alive"
     assert answer["dead_after_s"] >= 2 * answer["heartbeat_s"]
+
+
+def test_node_drain_waits_until_drained_and_undrain_puts_it_back(cli: Cli) -> None:
+    wait_until(lambda: "(this)" in cli.ok("node", "list").stdout, timeout=30,
+               message="this server in ember node list")
+    mine = next(n for n in json.loads(cli.ok("--json", "node", "list").stdout)["nodes"]
+                if n["this"])
+    try:
+        drained = cli.ok("node", "drain", mine["id"], "--wait").stdout
+        assert f"node {mine['id']}: drained" in drained
+        listed = json.loads(cli.ok("--json", "node", "list").stdout)["nodes"]
+        assert next(n for n in listed if n["id"] == mine["id"])["state"] == "drained"
+    finally:
+        back = json.loads(cli.ok("--json", "node", "undrain", mine["id"]).stdout)
+    assert back["state"] == "alive"
+    missing = cli.fails("node", "drain", "nowhere-1")
+    assert "NodeNotFound" in missing.stderr and "ember node list" in missing.stderr

@@ -790,11 +790,16 @@ class NodeOut(BaseModel):
     id: str
     address: str
     version: str
-    state: Literal["alive", "dead", "stopped"]
+    state: Literal["alive", "draining", "drained", "dead", "stopped"] = Field(
+        description="alive; draining (no new work, some still on it) then drained (none "
+        "left: safe to stop); dead (silent longer than dead_after_s); stopped (cleanly)")
     started_at: datetime
     heartbeat_at: datetime
     capacity: dict[str, Any] = Field(description="max_instances, cpus")
-    load: dict[str, Any] = Field(description="instances by state at the last heartbeat")
+    load: dict[str, Any] = Field(
+        description="at the last heartbeat: instances (by state), in_flight (sync "
+        "invocations running or waiting), async (attempts running), leases (trigger "
+        "sources owned)")
     this: bool = Field(description="the node that answered")
 
 

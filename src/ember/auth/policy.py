@@ -1,6 +1,6 @@
 """What each role may do, decided from the request's method and path.
 
-- ``admin``: everything, keys and the audit included.
+- ``admin``: everything, keys, the audit and draining nodes included.
 - ``developer``: every route but keys and the audit: functions, versions, aliases,
   triggers, layers, builds, workflows, and what invokers and viewers do.
 - ``invoker``: invoke functions (and their direct HTTP), run and cancel workflow
@@ -24,6 +24,7 @@ from ember.model.key import ADMIN, DEVELOPER, FUNCTION, INVOKER, VIEWER, matches
 READ, WRITE, INVOKE, MANAGE = "read", "write", "invoke", "manage"
 
 _ADMIN_PATHS = re.compile(r"^/(keys|audit)(/|$)")
+_ADMIN_WRITES = re.compile(r"^/nodes(/|$)")  # reading the nodes is a viewer's
 _NAMED = re.compile(r"^/(functions|workflows)/([^/]+)")
 _INVOKE = [
     ("POST", re.compile(r"^/functions/[^/]+/invoke$")),
@@ -53,7 +54,8 @@ def need(method: str, path: str) -> Need:
     """What a request needs."""
     found = _NAMED.match(path)
     named = found.group(2) if found else None
-    if _ADMIN_PATHS.match(path):
+    if _ADMIN_PATHS.match(path) or (
+            method not in ("GET", "HEAD", "OPTIONS") and _ADMIN_WRITES.match(path)):
         return Need(MANAGE, None)
     for verb, pattern in _INVOKE:
         if verb in (method, "*") and pattern.match(path):

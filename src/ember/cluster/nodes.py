@@ -5,6 +5,15 @@ server is the same node. It heartbeats every ``node_heartbeat_s`` with its load;
 whose last heartbeat is older than ``node_dead_s`` is **dead** (it crashed, or cannot reach
 the store); one that stopped cleanly is **stopped**. Rows of nodes gone for a day are
 removed.
+
+**Draining** (``POST /nodes/{id}/drain``, ``ember node drain ID``) takes a node out of
+service without stopping it: the drain is recorded in its row, so any node can ask for it
+and the drained node learns of it at its next heartbeat (at once when asked of itself). A
+draining node claims no more async events, hands its trigger leases over and serves new
+invocations elsewhere (its listeners, ``on_drain``, do each); what it runs goes on to the
+end. It is listed **draining** while its heartbeat still reports work (invocations in
+flight, async attempts, trigger leases) and **drained** once there is none: it can then be
+stopped with nothing lost. ``undrain`` puts it back; so does a restart.
 """
 
 from __future__ import annotations
@@ -15,13 +24,14 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ember
 from ember.clock import Clock
+from ember.errors import NodeNotFound
 from ember.store.nodes import NodeRow, SqlNodeStore
 
 log = logging.getLogger(__name__)
@@ -31,6 +41,9 @@ NODE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 FORGET_AFTER_S = 24 * 3600.0
 FORGET_EVERY_S = 600.0
 ALIVE, DEAD, STOPPED = "alive", "dead", "stopped"
+DRAINING, DRAINED = "draining", "drained"
+# What a node's load reports as work still on it (each a count).
+WORK = ("in_flight", "async", "leases")
 
 
 def node_id(home: Path, configured: str | None) -> str:
@@ -52,7 +65,7 @@ class Node:
     id: str
     address: str
     version: str
-    state: str  # alive | dead | stopped
+    state: str  # alive | draining | drained | dead | stopped
     started_at: float
     heartbeat_at: float
     capacity: dict[str, Any]
@@ -74,6 +87,37 @@ class NodeRegistry:
         self.dead_s = dead_s
         self._task: asyncio.Task[None] | None = None
         self._forgot = float("-inf")
+        self.draining = False
+        self._drain_listeners: list[Callable[[bool], Awaitable[None]]] = []
+        self._drain_lock = asyncio.Lock()
+
+    def on_drain(self, listener: Callable[[bool], Awaitable[None]]) -> None:
+        """Call ``listener(draining)`` in the event loop when this node starts draining
+        (True) or is put back in service (False)."""
+        self._drain_listeners.append(listener)
+
+    async def drain(self, node: str, draining: bool = True) -> None:
+        """Drain node ``node`` (or put it back in service): recorded at once; this node
+        follows at once, another at its next heartbeat. Raises NodeNotFound."""
+        if not await asyncio.to_thread(self._store.set_draining, node, draining):
+            raise NodeNotFound(f"no node {node!r}: `ember node list` shows the nodes",
+                               {"node": node})
+        if node == self.id:
+            await self._follow(draining)
+
+    async def _follow(self, draining: bool) -> None:
+        async with self._drain_lock:
+            if draining == self.draining:
+                return
+            self.draining = draining
+            log.info("node %s %s", self.id,
+                     "drains: no new work, leases handed over" if draining else
+                     "is back in service")
+            for listener in self._drain_listeners:
+                try:
+                    await listener(draining)
+                except Exception:
+                    log.exception("a drain listener of node %s failed", self.id)
 
     async def start(self) -> None:
         now = self._clock.time()
@@ -110,7 +154,7 @@ class NodeRegistry:
             now = self._clock.time()
             try:
                 forget = now - self._forgot >= FORGET_EVERY_S
-                await asyncio.to_thread(self._write, now, self._load(), forget)
+                state = await asyncio.to_thread(self._write, now, self._load(), forget)
                 if forget:
                     self._forgot = now
                 if failing:
@@ -121,15 +165,20 @@ class NodeRegistry:
                     log.exception("node %s could not heartbeat: other nodes will see it dead "
                                   "after %.0f s", self.id, self.dead_s)
                 failing = True
+            else:
+                await self._follow(state == "draining")
 
-    def _write(self, now: float, load: dict[str, Any], forget: bool) -> None:
+    def _write(self, now: float, load: dict[str, Any], forget: bool) -> str:
         """One heartbeat, in a thread: refresh the row (made again if an operator removed
-        it), and now and then remove the nodes gone for a day."""
-        if not self._store.heartbeat(self.id, now, load):
-            self._store.register(NodeRow(self.id, self._address, ember.__version__, "running",
+        it), and now and then remove the nodes gone for a day. Returns the state on record."""
+        state = self._store.heartbeat(self.id, now, load)
+        if state is None:
+            state = "draining" if self.draining else "running"
+            self._store.register(NodeRow(self.id, self._address, ember.__version__, state,
                                          now, now, self._capacity, load))
         if forget:
             self._store.forget(now - FORGET_AFTER_S)
+        return state
 
     def nodes(self) -> list[Node]:
         """Every known node, with its state as of now."""
@@ -141,7 +190,12 @@ class NodeRegistry:
     def _state(self, row: NodeRow, now: float) -> str:
         if row.state == "stopped":
             return STOPPED
-        return ALIVE if now - row.heartbeat_at <= self.dead_s else DEAD
+        if now - row.heartbeat_at > self.dead_s:
+            return DEAD
+        if row.state == "draining":
+            busy = any(int(row.load.get(name) or 0) for name in WORK)
+            return DRAINING if busy else DRAINED
+        return ALIVE
 
 
 def capacity(max_instances: int) -> dict[str, Any]:

@@ -71,6 +71,7 @@ class AsyncInvoker:
         self._refreshing: set[asyncio.Task[None]] = set()
         self._quiet_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._closing = False
+        self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_outcome: Callable[[str, str], None] = lambda function, outcome: None
         # Owners of tasks by idempotency key prefix (the workflow engine's steps): their
@@ -182,6 +183,17 @@ class AsyncInvoker:
             self._wake.set()
         return function
 
+    async def set_draining(self, draining: bool) -> None:
+        """Claim nothing more while the node drains (``NodeRegistry.on_drain``): its running
+        attempts go on to the end, and other nodes' workers take the queued events."""
+        self._draining = draining
+        self._wake.set()
+
+    @property
+    def running_count(self) -> int:
+        """Attempts running now on this node."""
+        return len(self._running)
+
     def wake(self) -> None:
         """Look for claimable events now (something was queued or redriven)."""
         self._wake.set()
@@ -226,7 +238,9 @@ class AsyncInvoker:
             number = self._claims
             free = self._settings.concurrency - len(self._running)
             deliveries: list[Delivery] = []
-            if free > 0:
+            if self._draining:
+                self._found_nothing(number)  # it starts nothing while the node drains
+            elif free > 0:
                 try:
                     deliveries = await self.queue.claim(
                         free, self._settings.lease_s, now=self._clock.time(),

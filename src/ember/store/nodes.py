@@ -18,7 +18,8 @@ class NodeRow:
     id: str
     address: str
     version: str
-    state: str  # "running" while it heartbeats, "stopped" once it stopped cleanly
+    state: str  # "running" while it heartbeats, "draining" once drained, "stopped" once it
+    # stopped cleanly
     started_at: float
     heartbeat_at: float
     capacity: dict[str, Any]
@@ -35,12 +36,30 @@ class SqlNodeStore:
             conn.execute(nodes.delete().where(nodes.c.id == row.id))
             conn.execute(nodes.insert().values(**_values(row)))
 
-    def heartbeat(self, node_id: str, at: float, load: dict[str, Any]) -> bool:
-        """Refresh the node's heartbeat; False when its row is gone (removed by an operator)."""
+    def heartbeat(self, node_id: str, at: float, load: dict[str, Any]) -> str | None:
+        """Refresh the node's heartbeat; returns its state on record ("running" or
+        "draining": a drain asked through another node reaches this one so), or None when
+        its row is gone (removed by an operator)."""
         with write_transaction(self._engine) as conn:
-            done = conn.execute(nodes.update().where(nodes.c.id == node_id).values(
-                heartbeat_at=at, load=load, state="running"))
-        return bool(done.rowcount)
+            conn.execute(nodes.update().where(nodes.c.id == node_id).values(
+                heartbeat_at=at, load=load,
+                state=sa.case((nodes.c.state == "draining", "draining"), else_="running")))
+            state = conn.execute(
+                sa.select(nodes.c.state).where(nodes.c.id == node_id)).scalar_one_or_none()
+        return None if state is None else str(state)
+
+    def set_draining(self, node_id: str, draining: bool) -> bool:
+        """Mark a running node draining, or running again; False when there is no such
+        node. A stopped node stays stopped (it starts again running)."""
+        with write_transaction(self._engine) as conn:
+            found = conn.execute(
+                sa.select(nodes.c.state).where(nodes.c.id == node_id)).scalar_one_or_none()
+            if found is None:
+                return False
+            if found != "stopped":
+                conn.execute(nodes.update().where(nodes.c.id == node_id).values(
+                    state="draining" if draining else "running"))
+        return True
 
     def stop(self, node_id: str, at: float) -> None:
         with write_transaction(self._engine) as conn:
