@@ -127,8 +127,16 @@ class Settings(BaseSettings):
         return self
 
     def host_list(self) -> list[str]:
-        """``allowed_hosts`` as a list."""
-        return [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+        """``allowed_hosts`` as a list, and the host name of ``node_address``: the other
+        nodes call this one there."""
+        hosts = [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+        if self.node_address:
+            from urllib.parse import urlsplit
+
+            node_host = urlsplit(self.node_address).hostname
+            if node_host and node_host not in hosts:
+                hosts.append(node_host)
+        return hosts
 
     def origin_list(self) -> list[str]:
         """``cors_origins`` as a list."""

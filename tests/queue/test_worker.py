@@ -408,8 +408,9 @@ def test_pause_keeps_events_queued_until_resume(run_async: Run) -> None:
         assert stats["queue"]["depth"] == 3
         assert stats["queue"]["oldest_age_s"] == pytest.approx(0.5)
         metrics = (await ember.http.get("/metrics")).text
-        assert 'ember_queue_depth{function="echo"} 3.0' in metrics
-        assert 'ember_queue_oldest_age_seconds{function="echo"}' in metrics
+        node = ember.services.nodes.id
+        assert f'ember_queue_depth{{function="echo",node="{node}"}} 3.0' in metrics
+        assert f'ember_queue_oldest_age_seconds{{function="echo",node="{node}"}}' in metrics
         resumed = await ember.http.post("/functions/echo/resume")
         assert resumed.json()["async_state"] == "running"
         for task_id in ids:

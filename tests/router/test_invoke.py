@@ -425,11 +425,15 @@ def handler(event, context):
         assert stats["duration_ms"]["p99"] >= stats["duration_ms"]["p50"]
         assert sum(p["invocations"] for p in stats["series"]) == 5
         metrics = (await ember.http.get("/metrics")).text
-        counted = 'ember_invocations_total{function="counted",outcome="%s",version="latest"} %s'
-        assert counted % ("success", "4.0") in metrics
-        assert counted % ("error", "1.0") in metrics
-        assert 'ember_cold_starts_total{function="counted",version="latest"} 1.0' in metrics
-        assert 'ember_instances{function="counted",state="idle",version="latest"} 1.0' in metrics
+        node = ember.services.nodes.id  # every series names the node
+        counted = ('ember_invocations_total{function="counted",node="%s",outcome="%s",'
+                   'version="latest"} %s')
+        assert counted % (node, "success", "4.0") in metrics
+        assert counted % (node, "error", "1.0") in metrics
+        assert (f'ember_cold_starts_total{{function="counted",node="{node}",version="latest"}}'
+                ' 1.0') in metrics
+        assert (f'ember_instances{{function="counted",node="{node}",state="idle",'
+                'version="latest"} 1.0') in metrics
         assert "ember_invocation_duration_seconds_bucket" in metrics
 
         # A function deleted and made again starts with no history.

@@ -113,8 +113,11 @@ def test_target_keeps_instances_up_and_says_why_when_it_cannot(run: Run) -> None
         first = await ember.invoke("f", 1)
         assert first.headers["x-ember-cold-start"] == "false"
         metrics = (await ember.http.get("/metrics")).text
-        assert 'ember_provisioned_desired{function="f",qualifier="latest"} 3.0' in metrics
-        assert 'ember_provisioned_current{function="f",qualifier="latest"} 2.0' in metrics
+        node = ember.services.nodes.id
+        assert (f'ember_provisioned_desired{{function="f",node="{node}",qualifier="latest"}}'
+                ' 3.0') in metrics
+        assert (f'ember_provisioned_current{{function="f",node="{node}",qualifier="latest"}}'
+                ' 2.0') in metrics
         listed = (await ember.http.get("/functions/f/provisioned/all")).json()
         assert [p["qualifier"] for p in listed] == ["latest"]
         removed = await ember.http.delete("/functions/f/provisioned")

@@ -114,8 +114,10 @@ def create_app(services: Services) -> FastAPI:
     def front(stack: ASGIApp) -> ASGIApp:
         # The guard and the body limit apply to the fast path too.
         limited = BodyLimit(invoke.InvokeFastPath(stack, services), limit_for)
+        peers = services.peers
         authenticated = Authenticate(limited, services.keys, services.audit.record,
-                                     services.sessions)
+                                     services.sessions,
+                                     peers.credential if peers is not None else None)
         return RequestGuard(authenticated, [*allowed_hosts, *_origin_hosts(origins)])
 
     app.front = front

@@ -4,12 +4,16 @@ under ``/console`` (which log in with a key); the key's role decides what it may
 (``ember.auth.policy``), and every change it makes is audited.
 
 A request without a bearer key may carry the console's session cookie instead
-(``ember.auth.sessions``); a change made with it needs the session's CSRF token."""
+(``ember.auth.sessions``); a change made with it needs the session's CSRF token.
+
+Another node of the cluster calls with the node credential and names itself in
+``X-Ember-Node`` (``ember.cluster.peers``): it acts as an admin, keys and the audit aside."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request
@@ -19,7 +23,8 @@ from ember.api.errors import error_response
 from ember.auth.keys import KeyService, Principal
 from ember.auth.policy import INVOKE, READ, check, check_named, need
 from ember.auth.sessions import COOKIE, CSRF_HEADER, ConsoleSessions
-from ember.errors import EmberError
+from ember.cluster.peers import NODE_HEADER, NodeCredential
+from ember.errors import EmberError, Forbidden
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,8 @@ _OPEN = ("/healthz",)
 
 
 _SAFE = frozenset({"GET", "HEAD"})
+# What a node credential is not for: nodes never manage keys nor read the audit.
+_NOT_FOR_NODES = re.compile(r"^/(keys|audit)(/|$)")
 
 
 def open_path(path: str) -> bool:
@@ -39,11 +46,13 @@ class Authenticate:
     """Pure ASGI middleware, in front of the invoke fast path."""
 
     def __init__(self, app: ASGIApp, keys: KeyService, audit: Audit,
-                 sessions: ConsoleSessions | None = None) -> None:
+                 sessions: ConsoleSessions | None = None,
+                 nodes: NodeCredential | None = None) -> None:
         self._app = app
         self._keys = keys
         self._audit = audit
         self._sessions = sessions
+        self._nodes = nodes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or open_path(scope["path"]) or scope["method"] == "OPTIONS":
@@ -55,7 +64,10 @@ class Authenticate:
         principal: Principal | None = None
         session = None if token is not None else session_cookie(scope)
         try:
-            if session is not None and self._sessions is not None:
+            if token is not None and self._nodes is not None and self._nodes.claims(token):
+                principal = self._nodes.principal(token, _header(scope, NODE_HEADER.lower()))
+                _node_may(principal, method, path)
+            elif session is not None and self._sessions is not None:
                 principal = await self._sessions.principal_async(session)
                 if method not in _SAFE:
                     self._sessions.check_csrf(session, _header(scope, CSRF_HEADER))
@@ -95,6 +107,12 @@ class Authenticate:
             await self._audit(key, method, path, status)
         except Exception:
             log.exception("could not audit %s %s by %s", method, path, key)
+
+
+def _node_may(principal: Principal, method: str, path: str) -> None:
+    if _NOT_FOR_NODES.match(path):
+        raise Forbidden(f"a node may not {method} {path}: keys and the audit are for API "
+                        "keys", {"key": principal.name})
 
 
 def _bearer(scope: Scope) -> str | None:

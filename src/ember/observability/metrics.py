@@ -1,12 +1,16 @@
-"""Prometheus metrics of one server, in a registry of its own (no global state)."""
+"""Prometheus metrics of one server, in a registry of its own (no global state).
+
+Every series carries the label ``node`` (this server's node id): each node of a cluster is
+scraped on its own, and the label keeps their series apart once Prometheus holds them all."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from ember.observability.stats import InvocationRecord
@@ -54,9 +58,26 @@ class _Instances(Collector):
         yield family
 
 
+class _NodeLabelled:
+    """The registry's metrics with ``node="<id>"`` added to every sample, as rendered."""
+
+    def __init__(self, registry: CollectorRegistry, node: str) -> None:
+        self._registry = registry
+        self._node = node
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            labelled = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            labelled.samples = [s._replace(labels={**s.labels, "node": self._node})
+                                for s in metric.samples]
+            yield labelled
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, node: str) -> None:
+        self.node = node
         self.registry = CollectorRegistry()
+        self._exposed = _NodeLabelled(self.registry, node)
         self._invocations = Counter(
             "ember_invocations", "Invocations by outcome",
             ["function", "version", "outcome"], registry=self.registry,
@@ -134,4 +155,4 @@ class Metrics:
             init.observe(r.init_ms / 1000)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed)
