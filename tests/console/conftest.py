@@ -118,6 +118,10 @@ def open_console(browser: Browser, url: str, viewport: ViewportSize | None = Non
     context = browser.new_context(viewport=viewport or DESKTOP, base_url=url)
     page = context.new_page()
     page.set_default_timeout(15_000)
+    # Assertions wait as long as actions: the suite shares the machine with other jobs.
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
     tab = Console(page, url)
     page.on("pageerror", lambda exc: tab.errors.append(f"uncaught: {exc}"))
     page.on("console", lambda msg: tab.errors.append(f"console.error: {msg.text}")
