@@ -88,6 +88,7 @@ class NodeRegistry:
         self._task: asyncio.Task[None] | None = None
         self._forgot = float("-inf")
         self.draining = False
+        self._rows: list[NodeRow] = []  # as of the last heartbeat: snapshot() reads them
         self._drain_listeners: list[Callable[[bool], Awaitable[None]]] = []
         self._drain_lock = asyncio.Lock()
 
@@ -124,6 +125,7 @@ class NodeRegistry:
         row = NodeRow(self.id, self._address, ember.__version__, "running", now, now,
                       self._capacity, self._load())
         await asyncio.to_thread(self._store.register, row)
+        self._rows = await asyncio.to_thread(self._store.all)
         log.info("node %s registered (%s)", self.id, self._address)
         self._task = asyncio.get_running_loop().create_task(self._beat())
 
@@ -178,14 +180,22 @@ class NodeRegistry:
                                          now, now, self._capacity, load))
         if forget:
             self._store.forget(now - FORGET_AFTER_S)
+        self._rows = self._store.all()
         return state
 
     def nodes(self) -> list[Node]:
-        """Every known node, with its state as of now."""
+        """Every known node, with its state as of now (reads the store)."""
+        return self._of(self._store.all())
+
+    def snapshot(self) -> list[Node]:
+        """Every node as this node's last heartbeat read them, states as of now: no I/O,
+        for the invocation path (at most one heartbeat old)."""
+        return self._of(self._rows)
+
+    def _of(self, rows: list[NodeRow]) -> list[Node]:
         now = self._clock.time()
         return [Node(r.id, r.address, r.version, self._state(r, now), r.started_at,
-                     r.heartbeat_at, r.capacity, r.load, r.id == self.id)
-                for r in self._store.all()]
+                     r.heartbeat_at, r.capacity, r.load, r.id == self.id) for r in rows]
 
     def _state(self, row: NodeRow, now: float) -> str:
         if row.state == "stopped":

@@ -55,6 +55,11 @@ class PoolKey:
     digest: str
 
 
+def pool_key_text(key: PoolKey) -> str:
+    """``function/version/digest``: a pool's key as heartbeats and placement spell it."""
+    return f"{key.function}/{key.version}/{key.digest}"
+
+
 @dataclass(frozen=True)
 class PoolConfig:
     max_instances: int
@@ -199,6 +204,17 @@ class VersionPool:
                 self._manager.stop_later(instance)
             self._manager.capacity.give()
         return None
+
+    def has_room(self) -> bool:
+        """Whether a request would find a warm instance now, without a cold start or a
+        wait (idle, frozen or with a free slot): cluster placement keeps it here then."""
+        if self.draining:
+            return False
+        if any(instance.alive for instance in self.idle):
+            return True
+        return self.concurrency > 1 and any(
+            instance.alive and self.load.get(instance, 0) < self.concurrency
+            for instance in self.busy)
 
     def _free_slot(self) -> Instance | None:
         if self.concurrency == 1 or self.draining:
@@ -544,6 +560,20 @@ class PoolManager:
 
     def pools(self) -> list[VersionPool]:
         return list(self._pools.values())
+
+    def has_room(self, key: PoolKey) -> bool:
+        """Whether the pool of ``key`` has a warm instance free now (see
+        ``VersionPool.has_room``)."""
+        pool = self._pools.get(key)
+        return pool is not None and pool.has_room()
+
+    def warm_keys(self, limit: int = 256) -> list[str]:
+        """The pools with instances up, as ``function/version/digest`` (at most ``limit``,
+        busiest first): what a heartbeat tells the other nodes runs warm here."""
+        up = [(len(p.busy) + len(p.idle), p.key) for p in self._pools.values()
+              if not p.draining and (p.busy or p.idle)]
+        up.sort(key=lambda item: -item[0])
+        return [pool_key_text(key) for _, key in up[:limit]]
 
     def reserve(self) -> bool:
         """Take one unit of server capacity, reclaiming an idle instance elsewhere if full."""
