@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 
+import httpx
+
 from tests import apicalls as api
 from tests.cluster.harness import Cluster, wait_alive
 from tests.conftest import make_zip
@@ -43,3 +45,50 @@ def test_deployed_on_one_node_invoked_sync_and_async_on_the_others(cluster: Clus
         return bool(status == "succeeded")
 
     wait_until(done, timeout=60, interval=0.1, message="the async task succeeded")
+
+
+def ran_on(answer: httpx.Response) -> str:
+    assert answer.status_code == 200, answer.text
+    return answer.headers["X-Ember-Node"]
+
+
+def test_a_version_runs_on_one_node_whichever_receives_it_and_moves_when_it_dies(
+    cluster: Cluster,
+) -> None:
+    for name in ("a", "b", "c"):
+        cluster.start(name)
+    wait_alive(cluster, ["a", "b", "c"], on="a")
+    for name in ("a", "b", "c"):  # each node's snapshot of the others, refreshed by beats
+        wait_alive(cluster, ["a", "b", "c"], on=name)
+    deploy(cluster["a"].url, "echo", ECHO)
+
+    def invoke(via: str) -> str:
+        return ran_on(api.post(f"{cluster[via].url}/functions/echo/invoke", json=via,
+                               timeout=30))
+
+    where = {invoke(via) for via in ("a", "b", "c") for _ in range(3)}
+    assert len(where) == 1, where  # affinity: one node serves the version
+    (home,) = where
+
+    # A forwarded request from a plain API key is not trusted as a node's.
+    spoofed = api.post(f"{cluster['a'].url}/functions/echo/invoke", json="x",
+                       headers={"X-Ember-Forwarded-By": "b"}, timeout=30)
+    assert ran_on(spoofed) == home
+
+    cluster.kill(home)
+    rest = [n for n in ("a", "b", "c") if n != home]
+    # Before the others see it dead, a call to it fails to connect and runs where it came
+    # in; after, the version has a new home. Either way every invocation answers.
+    for via in rest * 3:
+        assert invoke(via) in rest
+    for name in rest:
+        wait_until(lambda name=name: any(  # type: ignore[misc]
+            n["id"] == home and n["state"] == "dead"
+            for n in api.get(f"{cluster[name].url}/nodes").json()["nodes"]),
+            timeout=30, interval=0.1, message=f"{home} dead on {name}")
+    # The nodes that ran it while the home was unreachable keep their warm instances (warm
+    # here comes first); a version new to all of them gets one home among the living.
+    deploy(cluster[rest[0]].url, "echo2", ECHO)
+    where = {ran_on(api.post(f"{cluster[via].url}/functions/echo2/invoke", json=via,
+                             timeout=30)) for via in rest * 3}
+    assert len(where) == 1 and where <= set(rest), where
