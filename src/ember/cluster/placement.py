@@ -10,6 +10,9 @@ draws the version (an alias's split is drawn once, there), then:
    the nodes in service prefers, so that one version's cold starts and warm instances
    gather on one node instead of each node keeping its own.
 
+When every one of a version's ``max_instances`` is up on other nodes (``cluster/slots.py``)
+and none here, the invocation goes to one of those nodes, to queue for its instances.
+
 It runs here, not there, when the chosen node is saturated (its heartbeat reports as many
 invocations in flight as its ``max_instances``) or cannot take it: it could not be reached,
 or it answered 429 ``TooManyRequests`` / 503 ``ServiceUnavailable`` before running it.
@@ -112,6 +115,14 @@ class Placement:
         if best.this or saturated(best):
             return None
         return best
+
+    def holder(self, key: PoolKey, holders: list[str]) -> Node | None:
+        """The node, among ``holders`` (those holding every slot of the pool ``key``:
+        ``SlotsTaken``), to send the invocation to; None when none serves."""
+        serving = [n for n in self._registry.snapshot()
+                   if n.id in holders and not n.this and n.state == ALIVE
+                   and not self._skipped(n)]
+        return rendezvous(serving, pool_key_text(key)) if serving else None
 
     def _skipped(self, node: Node) -> bool:
         seen = self._unreachable.get(node.id)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ember.clock import Clock, wait_for
+from ember.cluster.slots import LocalSlots, Slots, SlotsTaken
 from ember.errors import TooManyRequests
 from ember.pool.instance import Instance, InstanceSpec, LogSink
 from ember.pool.keepalive import KeepAlive, policy_for
@@ -165,7 +166,13 @@ class VersionPool:
             waiting = len(self._waiters) + len(self._background)
             if self._ahead <= waiting and self.size < self.config.max_instances \
                     and self._manager.reserve():
-                return await self._start(request_id), True
+                try:
+                    return await self._start(request_id), True
+                except SlotsTaken:
+                    # Other nodes hold the rest of max_instances: wait for one of this
+                    # node's instances, or (none here) let the caller go to theirs.
+                    if self.size == 0:
+                        raise
             # Full, or an instance started ahead of traffic is on its way: wait for it.
             instance = await self._wait(self._background if background else self._waiters)
             if instance is not None:
@@ -234,17 +241,26 @@ class VersionPool:
         another."""
         self.starting += 1
         self._ahead += ahead
+        slots, pool = self._manager.slots, pool_key_text(self.key)
+        token = None
         try:
+            # One of max_instances across the cluster (always granted on one node).
+            token = await slots.take(pool, self.config.max_instances)
             instance = await self._manager.launcher.launch(
                 self.spec, request_id=request_id, log_sink=self._manager.log_sink(self.key)
             )
         except BaseException:
             self._manager.capacity.give()
             self._wake()
+            if token is not None:
+                await slots.give(pool, token)
             raise
         finally:
             self.starting -= 1
             self._ahead -= ahead
+        if token:
+            self._manager.track(asyncio.get_running_loop().create_task(
+                self._manager.give_slot_when_gone(instance, pool, token)))
         self._take(instance)
         self._fill(instance)
         return instance
@@ -526,6 +542,8 @@ class PoolManager:
         self._log_sink: Callable[[PoolKey], LogSink | None] = lambda _key: None
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
+        # Where instances take one of max_instances across a cluster (cluster/slots.py).
+        self.slots: Slots = LocalSlots()
 
     def route_logs(self, sink_for: Callable[[PoolKey], LogSink | None]) -> None:
         """Send the log lines of each pool's instances to ``sink_for(key)``."""
@@ -599,6 +617,13 @@ class PoolManager:
             if pool.has_waiters() and pool.size < pool.config.max_instances:
                 pool.wake_one()
                 return
+
+    async def give_slot_when_gone(self, instance: Instance, pool: str, token: str) -> None:
+        """Give the instance's cluster slot back once its process is gone."""
+        try:
+            await instance.wait_gone()
+        finally:
+            await self.slots.give(pool, token)
 
     def stop_later(self, instance: Instance) -> None:
         self.track(asyncio.get_running_loop().create_task(self._stop(instance)))
