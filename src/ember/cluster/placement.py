@@ -101,7 +101,8 @@ class Placement:
 
     def choose(self, key: PoolKey) -> Node | None:
         """The node an invocation of the pool ``key`` should run on; None for this one."""
-        if self._has_room(key):
+        draining = self._registry.draining
+        if self._has_room(key) and not draining:
             return None
         nodes = self._registry.snapshot()
         if len(nodes) <= 1:
@@ -112,7 +113,7 @@ class Placement:
         text = pool_key_text(key)
         warm = [n for n in serving if not n.this and text in (n.load.get("warm") or ())]
         best = rendezvous(warm or serving, text)
-        if best.this or saturated(best):
+        if best.this or (saturated(best) and not draining):
             return None
         return best
 
