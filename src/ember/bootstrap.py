@@ -19,6 +19,7 @@ from ember.auth.keys import KeyService
 from ember.auth.sessions import ConsoleSessions
 from ember.auth.tokens import InstanceTokens
 from ember.clock import Clock, SystemClock
+from ember.cluster.changes import ChangeBus, change_bus
 from ember.cluster.nodes import NodeRegistry, capacity, node_id
 from ember.cluster.peers import NodeCredential, PeerClient
 from ember.control import FunctionService
@@ -95,6 +96,7 @@ class Services:
     scaler: Scaler
     sessions: ConsoleSessions
     nodes: NodeRegistry
+    changes: ChangeBus
     # The admin key this start made (no key existed): printed once by `ember server`.
     new_admin_key: str | None = None
     # Calls to the other nodes (logs and stats of the whole cluster, forwarding).
@@ -106,6 +108,7 @@ class Services:
 
     async def start(self) -> None:
         log.info("ember data in %s, metadata at %s", self.settings.home, _safe_url(self.settings))
+        await self.changes.start()  # listening before the others load their state
         await self.nodes.start()
         await self.router.start()
         await self.scaler.start()
@@ -116,6 +119,7 @@ class Services:
 
     async def close(self) -> None:
         try:
+            await self.changes.close()
             await self.supervisor.close()
             await self.engine.close()
             await self.invoker.close()
@@ -151,6 +155,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     engine = create_engine(settings.resolved_database_url())
     upgrade(engine)
     store = SqlMetadataStore(engine, clock)
+    changes = change_bus(engine, this_node, clock)
     limits = Limits(
         max_code_bytes=int(settings.max_code_mb * MIB),
         max_sync_payload_bytes=int(settings.max_sync_payload_mb * MIB),
@@ -172,11 +177,12 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     builds.recover()
     secrets = SecretService(SqlSecretStore(engine), cipher, clock)
     secrets.check_master_key()
-    functions = FunctionService(store, artifacts, clock, layers, builds, secrets)
+    functions = FunctionService(store, artifacts, clock, layers, builds, secrets,
+                                changes=changes)
     logs = LogStore(settings.home / "logs.db", retention=settings.log_retention)
     stats = StatsStore(settings.home / "stats.db")
-    functions.on_delete(logs.delete_function)
-    functions.on_delete(stats.delete_function)
+    functions.on_delete(logs.delete_function, each_node=True)
+    functions.on_delete(stats.delete_function, each_node=True)
     functions.on_delete(builds.delete_function)
     metrics = Metrics(node=this_node)
     tokens = InstanceTokens(server_url(settings))
@@ -191,7 +197,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     )
     router = Router(functions, pools, logs, stats, metrics, clock, layers=layers)
     metrics.watch_instances(pools.counts)
-    scaler = Scaler(SqlProvisionedStore(engine), router, pools, clock)
+    scaler = Scaler(SqlProvisionedStore(engine), router, pools, clock, changes=changes)
     metrics.watch_provisioned(scaler.counts)
     invoker = AsyncInvoker(
         _queue(settings), router, functions, clock,
@@ -216,16 +222,17 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
             retention_s=settings.execution_retention_s,
         ),
     )
-    functions.on_delete(workflow_engine.function_deleted)
-    workflows = WorkflowService(workflow_store, workflow_engine, clock)
-    triggers = TriggerService(SqlTriggerStore(engine), functions, clock, workflows)
+    functions.on_delete(workflow_engine.function_deleted, each_node=True)
+    workflows = WorkflowService(workflow_store, workflow_engine, clock, changes=changes)
+    triggers = TriggerService(SqlTriggerStore(engine), functions, clock, workflows,
+                              changes=changes)
     # Triggers with target "events" publish on the workflow event bus; with target
     # "workflow", each event starts an execution.
     supervisor = Supervisor(triggers, invoker, router, clock, publish=workflows.publish,
                             run_workflow=workflows.run)
     key_store = SqlKeyStore(engine)
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
-    keys = KeyService(key_store, clock, admin_key=admin_key, tokens=tokens)
+    keys = KeyService(key_store, clock, admin_key=admin_key, tokens=tokens, changes=changes)
     new_admin_key = keys.bootstrap(settings.home)
     audit = AuditTrail(key_store, clock, retention_s=settings.audit_retention_s)
     sessions = ConsoleSessions(SqlSessionStore(engine), keys, clock,
@@ -253,7 +260,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         triggers=triggers, supervisor=supervisor, layers=layers, builds=builds,
         launcher=launcher, engine=workflow_engine, workflows=workflows, secrets=secrets,
         keys=keys, key_store=key_store, audit=audit, new_admin_key=new_admin_key,
-        scaler=scaler, sessions=sessions, nodes=nodes,
+        scaler=scaler, sessions=sessions, nodes=nodes, changes=changes,
         peers=PeerClient(NodeCredential(this_node, master.key), nodes.nodes),
     )
 

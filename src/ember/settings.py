@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     node_dead_s: float = Field(
         default=10.0, gt=0, le=3600,
         description="a node silent this long is dead (at least twice the heartbeat)")
+    lease_beat_s: float = Field(
+        default=1.0, gt=0, le=10,
+        description="how often a node checks its trigger leases and takes free ones "
+                    "(PostgreSQL): a dead node's triggers run elsewhere within a few beats")
     console_session_s: float = Field(
         default=12 * 3600, gt=0, le=30 * 86400,
         description="how long a web console login lasts (never beyond its key's expiry)")

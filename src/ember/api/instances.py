@@ -1,6 +1,7 @@
 """What runs for a function now: its pools, the instances each wants and why, and each
-instance with its state, requests in flight, times and memory; and instances started on
-request, ahead of the traffic."""
+instance with its state, requests in flight, times and memory — on every node of the
+cluster, each naming its node; and instances started on request, ahead of the traffic (on
+the node asked)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from ember.api.schemas import InstanceOut, InstancesOut, PoolOut, WarmIn, WarmOut
+from ember.cluster.peers import node_scope
 
 router = APIRouter(tags=["functions"])
 
@@ -20,19 +22,40 @@ def _when(ts: float) -> datetime:
 
 @router.get("/functions/{name}/instances", response_model=InstancesOut)
 async def list_instances(name: str, request: Request) -> InstancesOut:
-    """The function's pools and instances on this server now."""
+    """The function's pools and instances now, on every node (``nodes``; ``unreachable``:
+    the nodes that could not say)."""
     services: Any = request.app.state.services
+    local = await _local(services, name)
+    if services.peers is None or node_scope(request.headers):
+        return local
+    out = await services.peers.fan_out(f"/functions/{name}/instances")
+    for answer in out.answers:
+        theirs = InstancesOut.model_validate(answer.body)
+        local.pools += [p.model_copy(update={"node": answer.node}) for p in theirs.pools]
+        local.instances += [i.model_copy(update={"node": answer.node})
+                            for i in theirs.instances]
+    local.nodes += out.nodes
+    local.unreachable = out.unreachable
+    return local
+
+
+async def _local(services: Any, name: str) -> InstancesOut:
+    """This node's pools and instances."""
     now = await services.router.instances(name)
+    node = services.nodes.id
     return InstancesOut(
         function=now.function,
         pools=[PoolOut(version=p.version, qualifiers=list(p.qualifiers), current=p.current,
                        starting=p.starting, desired=p.desired, reason=p.reason,
-                       draining=p.draining, shortfall=p.shortfall, keep_alive=p.keep_alive)
+                       draining=p.draining, shortfall=p.shortfall, keep_alive=p.keep_alive,
+                       node=node)
                for p in now.pools],
         instances=[InstanceOut(id=i.id, version=i.version, state=i.state,
                                in_flight=i.in_flight, started_at=_when(i.started_at),
-                               last_used_at=_when(i.last_used_at), memory_mb=i.memory_mb)
+                               last_used_at=_when(i.last_used_at), memory_mb=i.memory_mb,
+                               node=node)
                    for i in now.instances],
+        nodes=[node],
     )
 
 

@@ -24,8 +24,10 @@ from ember.api.params import (
 from ember.api.payloads import check_json_depth
 from ember.api.schemas import AcceptedOut, TaskOut
 from ember.api.triggers import direct_http_target, serve_direct_http, serve_http_trigger
+from ember.cluster.peers import node_scope
 from ember.errors import EmberError, InvalidRequest, InvalidSpec
-from ember.observability.logs import LogRecord
+from ember.observability.cluster import ClusterView, LogFilters
+from ember.observability.logs import level_number
 
 if TYPE_CHECKING:
     from ember.bootstrap import Services
@@ -189,15 +191,12 @@ def _nul_in(path: str, query: bytes, direct: tuple[str, str] | None) -> str | No
     return None
 
 
-def _record(r: LogRecord) -> dict[str, Any]:
-    return {
-        "id": r.id, "ts": r.ts, "request_id": r.request_id, "level": r.level, "line": r.line,
-        "version": r.version, "instance": r.instance,
-    }
+def _view(services: Services) -> ClusterView:
+    return ClusterView(services.nodes.id, services.logs, services.stats, services.peers)
 
 
 @router.get("/functions/{name}/logs")
-def get_logs(
+async def get_logs(
     name: FunctionName,
     request: Request,
     request_id: str | None = None,
@@ -208,24 +207,20 @@ def get_logs(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     cursor: LogCursor = None,
 ) -> dict[str, Any]:
-    """Log lines of the function, oldest first; ``next_cursor`` polls for newer ones."""
+    """Log lines of the function, oldest first, from every node of the cluster (each line
+    names its ``node``; ``nodes`` lists those covered, ``unreachable`` those whose lines
+    are missing); ``next_cursor`` polls for newer ones."""
     services = request.app.state.services
-    services.functions.get(name)
-    after = None
+    await asyncio.to_thread(services.functions.get, name)
+    if level:
+        level_number(level)  # refused here, before any node is asked
     cursor = cursor or None  # an empty cursor is no cursor, as in every list
-    if cursor is not None:
-        # Log ids are SQLite integers: a cursor beyond their range is no cursor of ours.
-        if not (cursor.isascii() and cursor.isdigit()) or int(cursor) >= 2**63:
-            raise InvalidSpec("cursor is not valid: pass the next_cursor of a previous page",
-                              {"field": "cursor"})
-        after = int(cursor)
-    services.logs.flush()
-    records = services.logs.query(
-        name, request_id=request_id, level=level, since=since, until=until, grep=grep,
-        limit=limit, cursor=after,
-    )
-    next_cursor = str(records[-1].id) if records else cursor
-    return {"logs": [_record(r) for r in records], "next_cursor": next_cursor}
+    filters = LogFilters(request_id, level, since, until, grep)
+    view = _view(services)
+    if node_scope(request.headers):
+        local = await asyncio.to_thread(view.local_logs, name, filters, limit, cursor)
+        return {**local, "nodes": [view.node], "unreachable": []}
+    return await view.logs(name, filters, limit, cursor)
 
 
 @router.get("/functions/{name}/stats")
@@ -235,14 +230,14 @@ async def get_stats(
     window_s: Annotated[float, Query(gt=0, le=7 * 86400)] = 900,
 ) -> dict[str, Any]:
     """Invocations, errors, timeouts, throttles, cold starts and duration percentiles over
-    the window, with one point per minute."""
+    the window, with one point per minute, on every node of the cluster (``nodes``,
+    ``unreachable`` as for logs)."""
     services = request.app.state.services
     await asyncio.to_thread(services.functions.get, name)
     now = services.clock.time()
-    await asyncio.to_thread(services.stats.flush)
-    stats: dict[str, Any] = await asyncio.to_thread(
-        services.stats.stats, name, now=now, window_s=window_s
-    )
+    if node_scope(request.headers):
+        return await _view(services).stats(name, now=now, window_s=window_s, local_only=True)
+    stats = await _view(services).stats(name, now=now, window_s=window_s)
     figures = await services.invoker.queue.figures(name, now=now)
     stats["queue"] = dataclasses.asdict(figures)
     return stats
@@ -253,16 +248,14 @@ async def get_overview(
     request: Request,
     window_s: Annotated[float, Query(gt=0, le=7 * 86400)] = 3600,
 ) -> dict[str, Any]:
-    """Every function's invocations together (those the caller's key reaches): totals and
-    one point per minute over the window, and each function's counts."""
+    """Every function's invocations together (those the caller's key reaches), on every
+    node: totals and one point per minute over the window, and each function's counts."""
     services = request.app.state.services
     principal = principal_of(request)
     now = services.clock.time()
-    await asyncio.to_thread(services.stats.flush)
     include = principal.covers if principal is not None else (lambda _: True)
-    overview: dict[str, Any] = await asyncio.to_thread(
-        services.stats.overview, now=now, window_s=window_s, include=include)
-    return overview
+    return await _view(services).overview(now=now, window_s=window_s, include=include,
+                                          local_only=node_scope(request.headers))
 
 
 @router.get("/metrics", response_class=Response, tags=["system"])

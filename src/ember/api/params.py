@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Header, Path, Query
 
 from ember.api.schemas import NAME_PATTERN, QUALIFIER_PATTERN
+from ember.observability.cluster import NODE_CURSOR_PATTERN
 
 # next_cursor of the function, task and dead-letter lists: unpadded URL-safe base64.
 # Empty is the same as none: the first page.
@@ -31,9 +32,11 @@ LayerName = Annotated[str, _name("layer")]
 Cursor = Annotated[str | None, Query(
     description="next_cursor of an earlier answer", json_schema_extra={"pattern": CURSOR_PATTERN},
 )]
+# next_cursor of logs and invocation records: a position in one node's list, or in a
+# cluster's (ember.observability.cluster).
 LogCursor = Annotated[str | None, Query(
     description="next_cursor of an earlier answer",
-    json_schema_extra={"pattern": r"^[0-9]{0,18}$"},
+    json_schema_extra={"pattern": NODE_CURSOR_PATTERN},
 )]
 Qualifier = Annotated[str | None, Query(
     description="latest, a version or an alias", json_schema_extra={"pattern": QUALIFIER_PATTERN},

@@ -518,11 +518,16 @@ class InvocationOut(BaseModel):
     total_ms: float = Field(description="from arrival to answer, waits included")
     error_code: str | None
     error_message: str | None
+    node: str | None = Field(default=None, description="the node it ran on")
 
 
 class InvocationList(BaseModel):
     invocations: list[InvocationOut]
     next_cursor: str | None
+    nodes: list[str] = Field(default_factory=list, description="the nodes whose records "
+                             "are listed")
+    unreachable: list[str] = Field(default_factory=list, description="the nodes whose "
+                                   "records are missing: down, or too slow to answer")
 
 
 class PoolOut(BaseModel):
@@ -540,6 +545,7 @@ class PoolOut(BaseModel):
     draining: bool = Field(description="no qualifier reaches it any more: it winds down")
     keep_alive: str = Field(default="", description="how idle instances are kept: fixed N s, "
                             "or the adaptive window learned and from how many idle times")
+    node: str | None = Field(default=None, description="the node the pool is on")
 
 
 class InstanceOut(BaseModel):
@@ -550,12 +556,16 @@ class InstanceOut(BaseModel):
     started_at: datetime
     last_used_at: datetime
     memory_mb: float | None = Field(description="memory in use, as its sandbox counts it")
+    node: str | None = Field(default=None, description="the node it runs on")
 
 
 class InstancesOut(BaseModel):
     function: str
     pools: list[PoolOut]
     instances: list[InstanceOut]
+    nodes: list[str] = Field(default_factory=list, description="the nodes listed")
+    unreachable: list[str] = Field(default_factory=list, description="the nodes whose "
+                                   "pools are missing: down, or too slow to answer")
 
 
 class WarmIn(BaseModel):

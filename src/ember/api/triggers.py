@@ -27,6 +27,7 @@ def _out(request: Request, t: Trigger) -> TriggerOut:
         source=source, description=t.description, created_at=t.created_at,
         updated_at=t.updated_at,
         status=request.app.state.services.supervisor.status(t.name).to_json(),
+        node=request.app.state.services.supervisor.node(t),
     )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ember.clock import Clock, utcnow
+from ember.cluster.changes import KEY, ChangeBus
 from ember.control.validation import invalid_spec
 from ember.errors import Unauthorized
 from ember.model.key import ADMIN, ALL, ROLES, ApiKey, matches
@@ -73,14 +74,36 @@ class Principal:
 
 
 class KeyService:
+    """Keys, with what was read of each kept in memory. With ``changes``, a key made or
+    revoked here leaves every other node's memory of it, and theirs leave this one's."""
+
     def __init__(self, store: SqlKeyStore, clock: Clock, *, admin_key: str | None = None,
-                 tokens: InstanceTokens | None = None) -> None:
+                 tokens: InstanceTokens | None = None, changes: ChangeBus | None = None
+                 ) -> None:
         self._store = store
         self._tokens = tokens
         self._clock = clock
+        self._changes = changes
         self._env_admin = digest(admin_key) if admin_key else None
         self._cache: dict[str, ApiKey | None] = {}
         self._revocations = 0  # a lookup that raced a revocation is not cached
+        if changes is not None:
+            changes.follow(KEY, self.changed_elsewhere)
+            changes.on_resync(self.resync)
+
+    def changed_elsewhere(self, key_id: str) -> None:
+        """Another node made or revoked the key: forget what was read of it."""
+        self._revocations += 1
+        self._cache.pop(key_id, None)
+
+    def resync(self) -> None:
+        """Changes may have been missed: forget every key read."""
+        self._revocations += 1
+        self._cache.clear()
+
+    def _announce(self, key_id: str) -> None:
+        if self._changes is not None:
+            self._changes.publish(KEY, key_id)
 
     def bootstrap(self, home: Path) -> str | None:
         """Make the first admin key when there is none (and no ``EMBER_ADMIN_KEY``):
@@ -120,6 +143,7 @@ class KeyService:
                      now + timedelta(seconds=expires_in_s) if expires_in_s else None)
         self._store.create(key)
         self._cache.pop(key_id, None)
+        self._announce(key_id)
         return token, key
 
     def list(self) -> list[ApiKey]:
@@ -129,6 +153,7 @@ class KeyService:
         key = self._store.delete(name)
         self._revocations += 1
         self._cache.pop(key.key_id, None)
+        self._announce(key.key_id)
         return key
 
     def needs_lookup(self, token: str | None) -> bool:

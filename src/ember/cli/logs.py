@@ -1,5 +1,6 @@
 """``ember logs``, ``ember stats`` and ``ember fn invocations``: what a function's instances
-wrote, how its invocations went, and each of them."""
+wrote, how its invocations went, and each of them — on every node of the cluster (lines
+name their node when there are several; nodes that could not answer are named)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def logs(
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
     ] = False,
 ) -> None:
-    """Print a function's log lines, oldest first."""
+    """Print a function's log lines, oldest first, from every node of the cluster."""
     since_at = parse_time(since, "--since") if since else None
     until_at = parse_time(until, "--until") if until else None
 
@@ -85,26 +86,42 @@ def _print_page(
     since: datetime | float | None,
     limit: int,
 ) -> None:
-    """One page of lines, then how to see more only when there are more: one line past
-    ``limit`` is asked for to know it."""
-    probe = limit < MAX_LIMIT
-    page = fetch(cursor, since, limit + 1 if probe else limit)
-    lines = page.logs
-    more = len(lines) > limit if probe else len(lines) == limit
-    if more and probe:
-        # Without a cursor the page is the newest lines: the extra one is the oldest.
-        lines = lines[:limit] if cursor else lines[1:]
-    for line in lines:
-        session.output.out.print(render.log_line(line), soft_wrap=True)
-    if not more:
-        return
+    """One page of lines, then how to see more only when there are more. Without a cursor
+    the page is the newest lines: one more is asked for (the oldest) to know it; after a
+    cursor, a full page is followed by a look for one line after it."""
     if cursor is None:
+        probe = limit < MAX_LIMIT
+        page = fetch(None, since, limit + 1 if probe else limit)
+        lines = page.logs
+        more = len(lines) > limit if probe else len(lines) == limit
+        if more and probe:
+            lines = lines[1:]
+    else:
+        page = fetch(cursor, since, limit)
+        lines = page.logs
+        more = (len(lines) == limit and page.next_cursor is not None
+                and bool(fetch(page.next_cursor, since, 1).logs))
+    _print_lines(session, page, lines)
+    if more and cursor is None:
         session.output.note(f"older lines not shown: raise --limit (now {limit}) or narrow "
                             "with --since, --level, --grep")
-        return
-    raw = page.raw.get("logs") or []
-    last = raw[limit - 1].get("id") if len(raw) >= limit else page.next_cursor
-    session.output.note(f"more lines: add --cursor {last}")
+    elif more:
+        session.output.note(f"more lines: add --cursor {page.next_cursor}")
+
+
+def _print_lines(session: Session, page: LogPage, lines: list[LogLine]) -> None:
+    """The lines, with their node when they come from several; the nodes whose lines are
+    missing, on stderr."""
+    several = len(page.nodes) + len(page.unreachable) > 1
+    for line in lines:
+        session.output.out.print(render.log_line(line, node=several), soft_wrap=True)
+    _missing(session, page.unreachable, "lines")
+
+
+def _missing(session: Session, unreachable: list[str], what: str) -> None:
+    if unreachable:
+        session.output.note(f"nodes not reached, their {what} are missing: "
+                            f"{', '.join(unreachable)}")
 
 
 def _follow(
@@ -117,11 +134,16 @@ def _follow(
     ask again from the newest time seen, and drop the lines already printed."""
     seen: deque[tuple[object, ...]] = deque(maxlen=_SEEN)
     seen_set: set[tuple[object, ...]] = set()
+    missing: list[str] = []
     while True:
         page = fetch(cursor, None if cursor else since)
+        if page.unreachable != missing:  # said once, and again when it changes
+            missing = page.unreachable
+            _missing(session, missing, "lines")
+        several = len(page.nodes) + len(page.unreachable) > 1
         fresh = 0
         for line in page.logs:
-            key = (line.ts, line.instance, line.request_id, line.level, line.line)
+            key = (line.node, line.ts, line.instance, line.request_id, line.level, line.line)
             if key in seen_set:
                 continue
             if len(seen) == seen.maxlen:
@@ -129,7 +151,7 @@ def _follow(
             seen.append(key)
             seen_set.add(key)
             fresh += 1
-            _print_line(session, line)
+            _print_line(session, line, several)
         if page.next_cursor:
             cursor = page.next_cursor
         elif page.logs:
@@ -138,11 +160,11 @@ def _follow(
             time.sleep(POLL_INTERVAL_S)
 
 
-def _print_line(session: Session, line: LogLine) -> None:
+def _print_line(session: Session, line: LogLine, several: bool) -> None:
     if session.json:
         typer.echo(json.dumps(render.jsonable(line), ensure_ascii=False))
     else:
-        session.output.out.print(render.log_line(line), soft_wrap=True)
+        session.output.out.print(render.log_line(line, node=several), soft_wrap=True)
 
 
 def invocations(
@@ -162,7 +184,10 @@ def invocations(
     """List a function's recent invocations, newest first: sync calls, async attempts and
     trigger events, each with its outcome, timings and error."""
     page = session.client.list_invocations(name, status=status, limit=limit, cursor=cursor)
-    session.output.show(page, render.invocations_table(page.invocations))
+    several = len(page.nodes) + len(page.unreachable) > 1
+    session.output.show(page, render.invocations_table(page.invocations, node=several))
+    if not session.json:
+        _missing(session, page.unreachable, "invocations")
     if page.next_cursor and not session.json:
         session.output.note(f"older invocations: add --cursor {page.next_cursor}")
 
@@ -179,3 +204,5 @@ def stats(
     window_s = parse_duration(window, "--window") if window else None
     found = session.client.get_stats(name, window_s=window_s)
     session.output.show(found, render.stats_table(found))
+    if not session.json:
+        _missing(session, [str(n) for n in found.get("unreachable") or []], "invocations")

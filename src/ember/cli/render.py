@@ -371,6 +371,11 @@ def stats_table(stats: Mapping[str, Any]) -> Group:
         ("duration max", _ms(duration.get("max"))),
         ("cold start init p50 / p99", " / ".join(_ms(init.get(k)) for k in ("p50", "p99"))),
     ]
+    nodes, unreachable = stats.get("nodes") or [], stats.get("unreachable") or []
+    if len(nodes) + len(unreachable) > 1:  # a cluster: whose invocations these are
+        rows.append(("nodes", ", ".join(nodes)))
+        if unreachable:
+            rows.append(("nodes not reached", ", ".join(unreachable)))
     queue = stats.get("queue")
     if queue:
         age = queue.get("oldest_age_s")
@@ -395,9 +400,13 @@ def stats_table(stats: Mapping[str, Any]) -> Group:
 _LEVEL_STYLES = {"error": "red", "warning": "yellow", "warn": "yellow", "debug": "dim"}
 
 
-def log_line(line: LogLine) -> Text:
+def log_line(line: LogLine, *, node: bool = False) -> Text:
+    """A log line: time, level, request id, and with ``node`` the node it ran on (when the
+    lines come from several nodes)."""
     text = Text(when(line.ts), style="dim")
     text.append(f" {line.level.upper():<7}", style=_LEVEL_STYLES.get(line.level.lower(), ""))
+    if node and line.node:
+        text.append(f" {line.node}", style="magenta")
     if line.request_id:
         text.append(f" {line.request_id[:8]}", style="cyan")
     text.append(f" {line.line}")
@@ -407,11 +416,12 @@ def log_line(line: LogLine) -> Text:
 _OUTCOME_STYLES = {"success": "green", "error": "red", "timeout": "red", "throttled": "yellow"}
 
 
-def invocations_table(invocations: Iterable[InvocationOut]) -> Table:
+def invocations_table(invocations: Iterable[InvocationOut], *, node: bool = False) -> Table:
     """One row per invocation, newest first: when, its request id (for ``ember logs
-    --request-id``), version, mode, status, cold start, timings and error."""
+    --request-id``), version, mode, status, cold start, timings and error; with ``node``,
+    the node it ran on."""
     table = _table("STARTED", "REQUEST ID", "VERSION", "MODE", "STATUS", "COLD", "INIT",
-                   "DURATION", "ERROR")
+                   "DURATION", "ERROR", *(["NODE"] if node else []))
     for i in invocations:
         error = None
         if i.error_code:
@@ -421,6 +431,8 @@ def invocations_table(invocations: Iterable[InvocationOut]) -> Table:
                        "yes" if i.cold else "no", _ms(i.init_ms) if i.cold else None,
                        _ms(i.duration_ms), error)
         cells[4] = Text(i.status, style=_OUTCOME_STYLES.get(i.status, ""))
+        if node:
+            cells += _cells(i.node)
         table.add_row(*cells)
     return table
 
@@ -428,20 +440,27 @@ def invocations_table(invocations: Iterable[InvocationOut]) -> Table:
 def instances_view(now: InstancesOut) -> Group:
     """The function's pools (what each version has and wants, and why), then one row per
     instance: its state, requests in flight, start, last use and memory."""
-    pools = _table("VERSION", "QUALIFIERS", "CURRENT", "STARTING", "DESIRED", "REASON",
-                   "KEEP-ALIVE", title="pools")
+    several = len(now.nodes) + len(now.unreachable) > 1  # a cluster: a NODE column
+    node = ["NODE"] if several else []
+    pools = _table(*node, "VERSION", "QUALIFIERS", "CURRENT", "STARTING", "DESIRED",
+                   "REASON", "KEEP-ALIVE", title="pools")
     for p in now.pools:
         reason = p.reason if p.shortfall is None else f"{p.reason} — short: {p.shortfall}"
-        pools.add_row(*_cells(p.version + (" (draining)" if p.draining else ""),
+        pools.add_row(*_cells(*([p.node] if several else []),
+                              p.version + (" (draining)" if p.draining else ""),
                               ", ".join(p.qualifiers), p.current, p.starting, p.desired,
                               reason, p.keep_alive))
-    instances = _table("INSTANCE", "VERSION", "STATE", "IN FLIGHT", "STARTED", "LAST USED",
-                       "MEMORY", title="instances")
+    instances = _table(*node, "INSTANCE", "VERSION", "STATE", "IN FLIGHT", "STARTED",
+                       "LAST USED", "MEMORY", title="instances")
     for i in now.instances:
         memory = None if i.memory_mb is None else f"{i.memory_mb:.1f} MB"
-        instances.add_row(*_cells(i.id, i.version, i.state, i.in_flight, when(i.started_at),
-                                  when(i.last_used_at), memory))
-    return Group(pools, Text(), instances)
+        instances.add_row(*_cells(*([i.node] if several else []), i.id, i.version, i.state,
+                                  i.in_flight, when(i.started_at), when(i.last_used_at),
+                                  memory))
+    parts: list[Any] = [pools, Text(), instances]
+    if now.unreachable:
+        parts.append(Text(f"nodes not reached: {', '.join(now.unreachable)}", style="yellow"))
+    return Group(*parts)
 
 
 # tasks and dead letters ------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from ember.artifacts import ArtifactStore
 from ember.clock import Clock, utcnow
+from ember.cluster.changes import FUNCTION, FUNCTION_DELETED, ChangeBus
 from ember.control.validation import from_validation_error, invalid_spec
 from ember.errors import Conflict, FunctionNotFound, InvalidSpec
 from ember.model.function import (
@@ -78,12 +80,15 @@ class FunctionService:
     ``latest`` is saved or published (a bare name: the newest version at that time). With
     ``builds``, code holding a requirements.txt gets its dependencies built before it is
     saved as ``latest``; a failed build saves nothing. With ``secrets``, every secret a
-    config lists must exist when it is saved."""
+    config lists must exist when it is saved.
+
+    With ``changes``, every change is announced to the other nodes, and theirs reach this
+    node's listeners as if made here (``changed_elsewhere``, ``deleted_elsewhere``)."""
 
     def __init__(
         self, store: MetadataStore, artifacts: ArtifactStore, clock: Clock,
         layers: LayerPinner | None = None, builds: DependencyBuilder | None = None,
-        secrets: SecretChecker | None = None,
+        secrets: SecretChecker | None = None, changes: ChangeBus | None = None,
     ) -> None:
         self._store = store
         self._artifacts = artifacts
@@ -91,19 +96,29 @@ class FunctionService:
         self._layers = layers
         self._builds = builds
         self._secrets = secrets
+        self._changes = changes
         self._listeners: list[Callable[[str], None]] = []
-        self._delete_listeners: list[Callable[[str], None]] = []
+        self._delete_listeners: list[tuple[Callable[[str], None], bool]] = []
         self._target_guards: list[Callable[[str, Qualifier], None]] = []
+        # The functions this node may hold something of (what it read or was told of):
+        # after missed changes, those no longer stored are taken as deleted.
+        self._known: set[str] = set()
+        self._known_lock = threading.Lock()
+        if changes is not None:
+            changes.follow(FUNCTION, self.changed_elsewhere)
+            changes.follow(FUNCTION_DELETED, self.deleted_elsewhere)
+            changes.on_resync(self.resync)
 
     def on_change(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(function_name)`` after every change to a function, its versions
-        or aliases (from whichever thread made the change)."""
+        or aliases (from whichever thread made the change), made here or on another node."""
         self._listeners.append(listener)
 
-    def on_delete(self, listener: Callable[[str], None]) -> None:
+    def on_delete(self, listener: Callable[[str], None], *, each_node: bool = False) -> None:
         """Call ``listener(function_name)`` after a function is deleted, so that what is
-        kept about it elsewhere (logs, statistics) goes with it."""
-        self._delete_listeners.append(listener)
+        kept about it elsewhere (logs, statistics) goes with it. Called on the node that
+        deleted it; with ``each_node``, on every node (what it removes is the node's own)."""
+        self._delete_listeners.append((listener, each_node))
 
     def guard_targets(self, guard: Callable[[str, Qualifier], None]) -> None:
         """Call ``guard(function_name, qualifier)`` before a version or an alias is
@@ -115,8 +130,46 @@ class FunctionService:
             guard(name, qualifier)
 
     def _changed(self, name: str) -> None:
+        self._notify(name)
+        if self._changes is not None:
+            self._changes.publish(FUNCTION, name)
+
+    def _notify(self, name: str) -> None:
+        self._remember(name)
         for listener in self._listeners:
             listener(name)
+
+    def _remember(self, name: str) -> None:
+        with self._known_lock:
+            self._known.add(name)
+
+    # changes made on other nodes ---------------------------------------------------------
+
+    def changed_elsewhere(self, name: str) -> None:
+        """Another node changed the function: tell this node's listeners."""
+        self._notify(name)
+
+    def deleted_elsewhere(self, name: str) -> None:
+        """Another node deleted the function: what a deletion here does to this node (its
+        ``each_node`` delete listeners, then its change listeners)."""
+        with self._known_lock:
+            self._known.discard(name)
+        for listener, each_node in self._delete_listeners:
+            if each_node:
+                listener(name)
+        for listener in self._listeners:
+            listener(name)
+
+    def resync(self) -> None:
+        """Changes may have been missed: every stored function is taken as changed, and
+        every one this node knew of that is no longer stored as deleted."""
+        stored = {f.name for f in self._all()}
+        with self._known_lock:
+            gone = self._known - stored
+        for name in sorted(gone):
+            self.deleted_elsewhere(name)
+        for name in sorted(stored):
+            self._notify(name)
 
     # functions ---------------------------------------------------------------------------
 
@@ -171,7 +224,9 @@ class FunctionService:
         )
 
     def get(self, name: str) -> Function:
-        return self._store.get_function(name)
+        found = self._store.get_function(name)
+        self._remember(name)
+        return found
 
     def list_functions(
         self, *, prefix: str = "", tag: str | None = None, limit: int = 100,
@@ -190,6 +245,12 @@ class FunctionService:
 
     def all_functions(self) -> list[Function]:
         """Every function, page after page."""
+        found = self._all()
+        with self._known_lock:
+            self._known.update(f.name for f in found)
+        return found
+
+    def _all(self) -> list[Function]:
         found: list[Function] = []
         cursor = None
         while True:
@@ -245,9 +306,14 @@ class FunctionService:
         deleted = self._store.delete_function(name)
         for sha256 in codes | {deleted.code.sha256}:
             self._collect(sha256)
-        for listener in self._delete_listeners:
+        with self._known_lock:
+            self._known.discard(name)
+        for listener, _ in self._delete_listeners:
             listener(name)
-        self._changed(name)
+        for listener in self._listeners:
+            listener(name)
+        if self._changes is not None:
+            self._changes.publish(FUNCTION_DELETED, name)
         return deleted
 
     def _collect(self, sha256: str) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from ember.clock import Clock
+from ember.cluster.changes import TRIGGER, ChangeBus
 from ember.control.functions import FunctionService, checked_name
 from ember.control.validation import field_errors, invalid_spec
 from ember.errors import Conflict, InvalidSpec
@@ -38,39 +40,78 @@ class TriggerService:
     or its workflow (target ``workflow``), and a targeted workflow is not deleted unless
     forced; its target never changes, an HTTP path belongs to one trigger, and every change
     reaches the listeners (the supervisor). Without ``workflows``, target ``workflow`` is
-    refused."""
+    refused.
+
+    With ``changes``, every change is announced to the other nodes, and theirs reach this
+    node's listeners as if made here (``changed_elsewhere``; a function deleted on another
+    node reaches ``on_function_deleted``'s listeners through ``functions``)."""
 
     def __init__(self, store: SqlTriggerStore, functions: FunctionService, clock: Clock,
-                 workflows: Workflows | None = None) -> None:
+                 workflows: Workflows | None = None, changes: ChangeBus | None = None) -> None:
         self._store = store
         self._functions = functions
         self._clock = clock
         self._workflows = workflows
+        self._changes = changes
         if workflows is not None:
             workflows.guard_delete(self._refuse_workflow_targeted)
         self._listeners: list[Callable[[str], None]] = []
         self._deleted_listeners: list[Callable[[str], None]] = []
-        functions.on_delete(self._function_deleted)
+        # The triggers this node may run (what it read or was told of): after missed
+        # changes, those no longer stored are taken as deleted.
+        self._known: set[str] = set()
+        self._known_lock = threading.Lock()
+        # The node that deletes a function removes its triggers; every node stops them.
+        functions.on_delete(self._store.delete_function)
+        functions.on_delete(self._function_deleted, each_node=True)
         functions.guard_targets(self._refuse_targeted)
+        if changes is not None:
+            changes.follow(TRIGGER, self.changed_elsewhere)
+            changes.on_resync(self.resync)
 
     def on_change(self, listener: Callable[[str], None]) -> None:
-        """Call ``listener(trigger_name)`` after every change (from any thread)."""
+        """Call ``listener(trigger_name)`` after every change (from any thread), made here
+        or on another node."""
         self._listeners.append(listener)
 
     def on_function_deleted(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(function_name)`` once a deleted function's triggers are gone
-        (from the deleting thread, before the deletion returns). The store removes them
-        with the function's row, so no change of each trigger is announced."""
+        (from the deleting thread, before the deletion returns; on the other nodes, once
+        they hear of it). The store removes them with the function's row, so no change of
+        each trigger is announced."""
         self._deleted_listeners.append(listener)
 
     def _changed(self, name: str) -> None:
+        self._notify(name)
+        if self._changes is not None:
+            self._changes.publish(TRIGGER, name)
+
+    def _notify(self, name: str) -> None:
+        self._remember([name])
         for listener in self._listeners:
             listener(name)
 
+    def _remember(self, names: list[str]) -> None:
+        with self._known_lock:
+            self._known.update(names)
+
     def _function_deleted(self, function: str) -> None:
-        self._store.delete_function(function)
         for listener in self._deleted_listeners:
             listener(function)
+
+    def changed_elsewhere(self, name: str) -> None:
+        """Another node changed (or created, or deleted) the trigger: tell the listeners."""
+        self._notify(name)
+
+    def resync(self) -> None:
+        """Changes may have been missed: every trigger stored, and every one this node knew
+        of, is taken as changed (the listeners find the deleted ones gone)."""
+        stored = {t.name for t in self._store.list()}
+        with self._known_lock:
+            names, self._known = self._known | stored, stored
+        for name in sorted(names):
+            for listener in self._listeners:
+                listener(name)
 
     def _refuse_targeted(self, function: str, qualifier: Qualifier) -> None:
         """Raise Conflict when triggers target ``qualifier`` (a version or an alias) of
@@ -152,12 +193,16 @@ class TriggerService:
                 )
 
     def get(self, name: str) -> Trigger:
-        return self._store.get(name)
+        found = self._store.get(name)
+        self._remember([name])
+        return found
 
     def list(self, *, function: str | None = None) -> list[Trigger]:
         if function is not None:
             self._functions.get(function)
-        return self._store.list(function=function)
+        found = self._store.list(function=function)
+        self._remember([t.name for t in found])
+        return found
 
     def update(self, name: str, patch: dict[str, Any]) -> Trigger:
         """Change ``qualifier``, ``source`` (replaced whole), ``description``, ``function``

@@ -11,9 +11,10 @@ from typing import Any
 import orjson
 
 from ember.clock import Clock, utcnow
+from ember.cluster.changes import WORKFLOW, ChangeBus
 from ember.control.functions import checked_name
 from ember.control.validation import invalid_spec
-from ember.errors import Conflict, InvalidRequest, InvalidSpec
+from ember.errors import Conflict, InvalidRequest, InvalidSpec, WorkflowNotFound
 from ember.model.workflow import EXECUTION_STATUSES, Execution, StepRecord, WorkflowInfo
 from ember.store.base import Page
 from ember.store.workflows import SqlWorkflowStore
@@ -28,13 +29,39 @@ MAX_DOCUMENT_BYTES = 1024 * 1024
 
 class WorkflowService:
     """Workflow rules: a document is valid before it is saved, names the workflow it is
-    deployed as, and a workflow with running executions is deleted only when forced."""
+    deployed as, and a workflow with running executions is deleted only when forced.
 
-    def __init__(self, store: SqlWorkflowStore, engine: Engine, clock: Clock) -> None:
+    With ``changes``, a deployment or deletion is announced to the other nodes, whose
+    engines then follow the new schedule (or none), and theirs reach this node's engine."""
+
+    def __init__(self, store: SqlWorkflowStore, engine: Engine, clock: Clock,
+                 changes: ChangeBus | None = None) -> None:
         self._store = store
         self._engine = engine
         self._clock = clock
+        self._changes = changes
         self._delete_guards: list[Callable[[str], None]] = []
+        if changes is not None:
+            changes.follow(WORKFLOW, self.changed_elsewhere)
+            changes.on_resync(self.resync)
+
+    async def changed_elsewhere(self, name: str) -> None:
+        """Another node deployed or deleted the workflow: follow its schedule now."""
+        try:
+            info = await self._engine.db(self._store.get_workflow, name)
+        except WorkflowNotFound:
+            self._engine.deleted(name)
+            return
+        self._engine.deployed(info)
+
+    async def resync(self) -> None:
+        """Changes may have been missed: follow the schedule of every stored workflow, and
+        of no other."""
+        infos = await self._engine.db(self._store.all_workflows)
+        for name in self._engine.scheduled() - {i.name for i in infos}:
+            self._engine.deleted(name)
+        for info in infos:
+            self._engine.deployed(info)
 
     def guard_delete(self, guard: Callable[[str], None]) -> None:
         """Call ``guard(workflow_name)`` before a workflow is deleted without ``force``; the
@@ -78,6 +105,8 @@ class WorkflowService:
         )
         info = self._store.get_workflow(name)
         self._engine.deployed(info)
+        if created and self._changes is not None:
+            self._changes.publish(WORKFLOW, name)
         return info, created
 
     def get(self, name: str) -> WorkflowInfo:
@@ -106,6 +135,8 @@ class WorkflowService:
             await self._engine.cancel_workflow(name)
         await self._engine.db(self._store.delete_workflow, name)
         self._engine.deleted(name)
+        if self._changes is not None:
+            await self._engine.db(self._changes.publish, WORKFLOW, name)
 
     # -- executions --------------------------------------------------------------------------
 

@@ -1,5 +1,10 @@
 """Invocation records and the statistics computed from them: counts, errors, cold starts,
-duration percentiles, and per-minute time series."""
+duration percentiles, and per-minute time series.
+
+The figures are computed from the records themselves (a *sample*: ts, cold, total_ms,
+outcome, init_ms, attempt, and for the overview the function), never from other figures:
+the statistics of a cluster are those of every node's samples together
+(``ember.observability.cluster``)."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,8 @@ _COLUMNS = (
 _INSERT = (
     f"INSERT INTO invocations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# A sample of one invocation: what its statistics are computed from.
+_SAMPLE = "ts, cold, total_ms, outcome, init_ms, attempt"
 # Error messages are kept for people reading a list, not as a log: the start of each.
 MAX_ERROR_MESSAGE = 1000
 
@@ -77,6 +84,8 @@ class InvocationPage:
 
     items: list[InvocationRecord]
     next_cursor: str | None
+    # The cursor after each item: where the list goes on when the page is cut after it.
+    cursors: list[str] = field(default_factory=list)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -140,39 +149,32 @@ class StatsStore:
     def flush(self) -> None:
         self._writer.flush()
 
+    def samples(self, function: str | None, *, since: float) -> list[tuple[Any, ...]]:
+        """The samples since ``since``, oldest first: of ``function``, or of every function
+        (then each ends with its function's name)."""
+        with self._read_lock:
+            if function is None:
+                return self._read.execute(
+                    f"SELECT {_SAMPLE}, function FROM invocations WHERE ts >= ? ORDER BY ts",
+                    (since,),
+                ).fetchall()
+            return self._read.execute(
+                f"SELECT {_SAMPLE} FROM invocations WHERE function = ? AND ts >= ? "
+                "ORDER BY ts", (function, since),
+            ).fetchall()
+
     def stats(self, function: str, *, now: float, window_s: float = 900) -> dict[str, Any]:
         """Totals over the window and one point per minute, oldest first."""
         since = now - window_s
-        with self._read_lock:
-            rows = self._read.execute(
-                "SELECT ts, cold, total_ms, outcome, init_ms, attempt FROM invocations "
-                "WHERE function = ? AND ts >= ? ORDER BY ts",
-                (function, since),
-            ).fetchall()
-        return {"function": function, **_figures(rows, since, now, window_s)}
+        return function_stats(function, self.samples(function, since=since), since, now,
+                              window_s)
 
     def overview(self, *, now: float, window_s: float = 3600,
                  include: Callable[[str], bool] = lambda _: True) -> dict[str, Any]:
         """The figures of :meth:`stats` over every function ``include`` takes, and each
         function's own counts (``functions``: name → invocations, errors, cold starts)."""
         since = now - window_s
-        with self._read_lock:
-            found = self._read.execute(
-                "SELECT ts, cold, total_ms, outcome, init_ms, attempt, function "
-                "FROM invocations WHERE ts >= ? ORDER BY ts", (since,),
-            ).fetchall()
-        rows = [row for row in found if include(row[6])]
-        per_function: dict[str, dict[str, int]] = {}
-        for row in rows:
-            counts = per_function.setdefault(
-                row[6], {"invocations": 0, "errors": 0, "throttles": 0, "cold_starts": 0})
-            if row[3] == THROTTLED:
-                counts["throttles"] += 1
-                continue
-            counts["invocations"] += 1
-            counts["errors"] += row[3] != SUCCESS
-            counts["cold_starts"] += bool(row[1])
-        return {**_figures(rows, since, now, window_s), "functions": per_function}
+        return overview(self.samples(None, since=since), since, now, window_s, include)
 
     def invocations(
         self, function: str, *, outcome: str | None = None, limit: int = 100,
@@ -199,6 +201,7 @@ class StatsStore:
             rows = self._read.execute(sql, [*args, limit + 1]).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
+        cursors = [str(row[0]) for row in rows]
         items = [
             InvocationRecord(
                 ts=row[1], function=row[2], version=row[3], request_id=row[4], mode=row[5],
@@ -207,7 +210,7 @@ class StatsStore:
             )
             for row in rows
         ]
-        return InvocationPage(items, str(rows[-1][0]) if more else None)
+        return InvocationPage(items, cursors[-1] if more else None, cursors)
 
     def delete_function(self, function: str) -> None:
         self._writer.put("DELETE FROM invocations WHERE function = ?", (function,))
@@ -224,6 +227,30 @@ class StatsStore:
     def close(self) -> None:
         self._writer.close()
         self._read.close()
+
+
+def function_stats(function: str, samples: list[tuple[Any, ...]], since: float, now: float,
+                   window_s: float) -> dict[str, Any]:
+    """What ``GET /functions/{name}/stats`` shows, from the function's samples."""
+    return {"function": function, **_figures(samples, since, now, window_s)}
+
+
+def overview(samples: list[tuple[Any, ...]], since: float, now: float, window_s: float,
+             include: Callable[[str], bool] = lambda _: True) -> dict[str, Any]:
+    """What ``GET /stats`` shows, from samples of every function (each ending with its
+    function's name) — those ``include`` takes."""
+    rows = [row for row in samples if include(row[6])]
+    per_function: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts = per_function.setdefault(
+            row[6], {"invocations": 0, "errors": 0, "throttles": 0, "cold_starts": 0})
+        if row[3] == THROTTLED:
+            counts["throttles"] += 1
+            continue
+        counts["invocations"] += 1
+        counts["errors"] += row[3] != SUCCESS
+        counts["cold_starts"] += bool(row[1])
+    return {**_figures(rows, since, now, window_s), "functions": per_function}
 
 
 def _figures(rows: list[tuple[Any, ...]], since: float, now: float,

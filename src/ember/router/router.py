@@ -346,8 +346,12 @@ class Router:
         key = (name, qualifier or "latest")
         route = self._routes.get(key)
         if route is None:
+            generation = self._generation.get(name, 0)
             route = await asyncio.to_thread(self._resolve, name, qualifier)
-            self._routes[key] = route
+            # A change heard while resolving (here or from another node) may have been
+            # read before its commit: answer this once, but do not keep it.
+            if self._generation.get(name, 0) == generation:
+                self._routes[key] = route
         return route
 
     def _resolve(self, name: str, qualifier: str | None) -> Route:

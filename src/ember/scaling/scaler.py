@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from ember.clock import Clock
+from ember.cluster.changes import PROVISIONED, ChangeBus
 from ember.errors import EmberError, InvalidPolicy, InvalidSpec, NotFound
 from ember.model.scaling import (
     Provisioned,
@@ -165,11 +166,14 @@ class _Policy:
 
 class Scaler:
     """Keeps each stored policy's instances up. Methods run on the event loop; the store
-    is called in worker threads."""
+    is called in worker threads. With ``changes``, a policy set or deleted here is
+    announced to the other nodes, and theirs are followed here."""
 
     def __init__(self, store: SqlProvisionedStore, router: Router, pools: PoolManager,
-                 clock: Clock, *, tick_s: float = 1.0) -> None:
+                 clock: Clock, *, tick_s: float = 1.0, changes: ChangeBus | None = None
+                 ) -> None:
         self._store = store
+        self._changes = changes
         self._router = router
         self._pools = pools
         self._clock = clock
@@ -180,6 +184,9 @@ class Scaler:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         router.hold_moves(self.provisioned, self.before_move)
+        if changes is not None:
+            changes.follow(PROVISIONED, self.changed_elsewhere)
+            changes.on_resync(self.resync)
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -218,6 +225,7 @@ class Scaler:
             old = self._policies.get((function, qualifier))
             policy = _Policy(entry, tracker=old.tracker if old else Tracker())
             self._policies[(function, qualifier)] = policy
+        await self._announce(function, qualifier)
         await self.tick()
         return entry, policy.status
 
@@ -250,8 +258,41 @@ class Scaler:
         async with self._lock:
             entry = await asyncio.to_thread(self._store.delete, function, qualifier)
             self._policies.pop((function, qualifier), None)
+        await self._announce(function, qualifier)
         await self.tick()
         return entry
+
+    # changes made on other nodes -----------------------------------------------------------
+
+    async def _announce(self, function: str, qualifier: str) -> None:
+        if self._changes is not None:
+            await asyncio.to_thread(self._changes.publish, PROVISIONED,
+                                    f"{function}/{qualifier}")
+
+    async def changed_elsewhere(self, name: str) -> None:
+        """Another node set or deleted the policy ``function/qualifier``: follow it."""
+        function, _, qualifier = name.partition("/")
+        try:
+            entries = [await asyncio.to_thread(self._store.get, function, qualifier)]
+        except NotFound:
+            entries = []
+        await self._adopt(entries, {(function, qualifier)})
+
+    async def resync(self) -> None:
+        """Changes may have been missed: follow the stored policies, and no other."""
+        await self._adopt(await asyncio.to_thread(self._store.all), None)
+
+    async def _adopt(self, entries: Iterable[Provisioned],
+                     keys: set[tuple[str, str]] | None) -> None:
+        """Take ``entries`` as the policies of ``keys`` (None: of every qualifier)."""
+        async with self._lock:
+            stored = {(e.function, e.qualifier): e for e in entries}
+            for key in (set(self._policies) if keys is None else keys) - set(stored):
+                self._policies.pop(key, None)
+            for key, entry in stored.items():
+                old = self._policies.get(key)
+                self._policies[key] = _Policy(entry, tracker=old.tracker if old else Tracker())
+        await self.tick()
 
     async def _check_qualifier(self, function: str, qualifier: str) -> None:
         try:

@@ -130,6 +130,7 @@ class LogLine:
     request_id: str | None = None
     version: str | None = None
     instance: str | None = None
+    node: str | None = None  # the node of the cluster it ran on
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> LogLine:
@@ -144,16 +145,21 @@ class LogLine:
             request_id=text("request_id"),
             version=text("version"),
             instance=text("instance"),
+            node=text("node"),
         )
 
 
 @dataclass(frozen=True)
 class LogPage:
-    """One page of log lines, oldest first; ``next_cursor`` fetches the lines after them."""
+    """One page of log lines, oldest first; ``next_cursor`` fetches the lines after them.
+    ``nodes``: the nodes of the cluster whose lines it holds; ``unreachable``: those whose
+    lines are missing (down, or too slow to answer)."""
 
     logs: list[LogLine]
     next_cursor: str | None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    nodes: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, response: httpx.Response) -> LogPage:
@@ -164,6 +170,8 @@ class LogPage:
             logs=[LogLine.of(item) for item in body.get("logs") or []],
             next_cursor=body.get("next_cursor"),
             raw=body,
+            nodes=[str(n) for n in body.get("nodes") or []],
+            unreachable=[str(n) for n in body.get("unreachable") or []],
         )
 
 

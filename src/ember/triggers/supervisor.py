@@ -2,7 +2,14 @@
 
 A trigger delivers to its function (queued or invoked), with target ``events`` to the
 workflow event bus (published), or with target ``workflow`` to its workflow (an execution
-started per event)."""
+started per event).
+
+Ownership: the source of an HTTP trigger runs on every node (its requests arrive wherever
+a client calls). Any other source runs only while this node holds the trigger's lease
+(``ember.cluster.leases``): it is started when the lease is taken (at once when free, or
+later at a beat of the lease manager), stopped when the lease is lost or handed over, and
+the lease is released when the trigger is disabled or deleted. On a server alone on its
+store every lease is granted at once, so every source runs here."""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from ember.clock import Clock
+from ember.cluster.leases import Leases, LocalLeases
 from ember.control.triggers import TriggerService
 from ember.errors import TriggerNotFound
 from ember.model.trigger import CLOUDEVENTS_JSON, HttpSource, Trigger
@@ -42,11 +50,13 @@ class Supervisor:
     the workflow event bus (``WorkflowService.publish``), for triggers with target
     ``events``; ``run_workflow`` starts an execution (``WorkflowService.run``), for triggers
     with target ``workflow``. Without them, such triggers fail each delivery with
-    ServiceUnavailable."""
+    ServiceUnavailable. ``leases`` decide which non-HTTP sources run on this node (all of
+    them without it)."""
 
     def __init__(self, triggers: TriggerService, invoker: AsyncInvoker, router: Router,
                  clock: Clock, publish: Publish | None = None,
-                 run_workflow: RunWorkflow | None = None) -> None:
+                 run_workflow: RunWorkflow | None = None, leases: Leases | None = None) -> None:
+        self.leases: Leases = leases if leases is not None else LocalLeases("local")
         self._triggers = triggers
         self._invoker = invoker
         self._router = router
@@ -54,6 +64,10 @@ class Supervisor:
         self._publish = publish
         self._run_workflow = run_workflow
         self._running: dict[str, _Running] = {}
+        # Every trigger that is enabled or paused, as last read: its source runs here when
+        # this node holds its lease (always, for HTTP).
+        self._wanted: dict[str, Trigger] = {}
+        self._closing = False
         # Counters outlive a source that is restarted or disabled, until the trigger goes.
         self._statuses: dict[str, TriggerStatus] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -64,16 +78,44 @@ class Supervisor:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        await self.leases.start(self)
         for trigger in await asyncio.to_thread(self._triggers.list):
             await self._apply(trigger.name, trigger)
 
     async def close(self) -> None:
+        """Stop every source, then free the leases (so that no other node starts a source
+        while this one still runs it)."""
+        self._closing = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         async with self._lock:
             running, self._running = list(self._running.values()), {}
         await asyncio.gather(*(self._stop(r) for r in running), return_exceptions=True)
+        await self.leases.close()
+
+    # leases ------------------------------------------------------------------------------
+
+    async def lease_gained(self, name: str) -> None:
+        """The lease manager took ``name``'s lease: run its source (``leases.Owner``)."""
+        async with self._lock:
+            trigger = self._wanted.get(name)
+            if trigger is None or self._closing:
+                await self.leases.release(name)
+            elif name not in self._running:
+                await self._start(name, trigger)
+
+    async def lease_lost(self, name: str) -> None:
+        """``name``'s lease is lost or handed over: stop its source (``leases.Owner``)."""
+        async with self._lock:
+            running = self._running.pop(name, None)
+            if running is not None:
+                await self._stop(running)
+
+    async def drain(self, draining: bool) -> None:
+        """Hand every lease over to the other nodes (True: this node is draining), or
+        compete for them again (False). HTTP triggers go on being served."""
+        await self.leases.drain(draining)
 
     # delivery ----------------------------------------------------------------------------
 
@@ -123,7 +165,7 @@ class Supervisor:
     async def _forget_missing(self) -> None:
         """Stop the sources, and drop the statuses, of triggers no longer in the store."""
         present = {t.name for t in await asyncio.to_thread(self._triggers.list)}
-        for name in (set(self._running) | set(self._statuses)) - present:
+        for name in (set(self._running) | set(self._statuses) | set(self._wanted)) - present:
             await self._apply(name, None)
 
     async def _reload(self, name: str) -> None:
@@ -134,7 +176,8 @@ class Supervisor:
         await self._apply(name, trigger)
 
     async def _apply(self, name: str, trigger: Trigger | None) -> None:
-        """Bring the running source of ``name`` in line with ``trigger`` (None: deleted)."""
+        """Bring the running source of ``name`` in line with ``trigger`` (None: deleted),
+        and this node's lease of it."""
         async with self._lock:
             running = self._running.get(name)
             if running is not None and (
@@ -146,25 +189,17 @@ class Supervisor:
                 if running.context.retired:
                     self._statuses.pop(name, None)  # a new trigger of the same name
                 running = None
-            if trigger is None:
-                self._statuses.pop(name, None)
+            if trigger is None or trigger.state == "disabled":
+                self._wanted.pop(name, None)
+                await self.leases.release(name)
+                if trigger is None:
+                    self._statuses.pop(name, None)
                 return
-            if trigger.state == "disabled":
-                return
+            self._wanted[name] = trigger
             if running is None:
-                status = self._statuses.setdefault(name, TriggerStatus())
-                context = SourceContext(trigger, self._clock, self._submit, self._invoke, status,
-                                        self._publish, self._run_workflow)
-                try:
-                    source = make_source(trigger, context)
-                    await source.start()
-                except Exception as exc:
-                    log.exception("trigger %s could not start", name)
-                    context.failed(exc)
-                    return
-                running = self._running[name] = _Running(trigger, source, context)
-                if trigger.state == "paused":
-                    await source.pause()
+                # Not leased here: the lease manager starts it once it takes the lease.
+                if not _leased(trigger) or await self.leases.acquire(name):
+                    await self._start(name, trigger)
                 return
             was_paused = running.trigger.state == "paused"
             running.trigger = trigger
@@ -175,6 +210,26 @@ class Supervisor:
                 # Also restarts what a source stopped on its own (an ordered shard that
                 # gave up on a poison batch).
                 await running.source.resume()
+
+    async def _start(self, name: str, trigger: Trigger) -> None:
+        """Under the lock: make and start ``trigger``'s source. One that cannot start
+        (logged, and its error in the status) gives its lease up until the trigger
+        changes."""
+        status = self._statuses.setdefault(name, TriggerStatus())
+        context = SourceContext(trigger, self._clock, self._submit, self._invoke, status,
+                                self._publish, self._run_workflow)
+        try:
+            source = make_source(trigger, context)
+            await source.start()
+        except Exception as exc:
+            log.exception("trigger %s could not start", name)
+            context.failed(exc)
+            if _leased(trigger):
+                await self.leases.release(name)
+            return
+        self._running[name] = _Running(trigger, source, context)
+        if trigger.state == "paused":
+            await source.pause()
 
     async def _stop(self, running: _Running) -> None:
         try:
@@ -189,7 +244,16 @@ class Supervisor:
         return sorted(self._running)
 
     def status(self, name: str) -> TriggerStatus:
+        """What the trigger's source did on this node since the server started."""
         return self._statuses.get(name) or TriggerStatus()
+
+    def node(self, trigger: Trigger) -> str | None:
+        """The node whose source of ``trigger`` runs (holds its lease): None when no node
+        holds it, and for an HTTP trigger, which every node serves. Another node's lease
+        is seen as of this node's last lease beat."""
+        if not _leased(trigger):
+            return None
+        return self.leases.holder(trigger.name)
 
     def http_route(self, path: str) -> tuple[Source, str] | None:
         """The source of the HTTP trigger whose path is the longest prefix of ``path`` (on a
@@ -214,6 +278,12 @@ class Supervisor:
         while self._tasks:
             with contextlib.suppress(Exception):
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _leased(trigger: Trigger) -> bool:
+    """Whether the trigger's source runs on one node at a time, under a lease: any that
+    pulls its events; an HTTP trigger's requests arrive at every node."""
+    return not isinstance(trigger.source, HttpSource)
 
 
 def _binding(trigger: Trigger | None) -> tuple[Any, ...] | None:

@@ -216,6 +216,10 @@ class Engine:
     def deleted(self, name: str) -> None:
         self._call_soon(self._schedules.remove, name)
 
+    def scheduled(self) -> set[str]:
+        """The workflows whose schedules this server follows (on the event loop)."""
+        return self._schedules.names()
+
     def function_deleted(self, function: str) -> None:
         """Steps of a deleted function fail with FunctionNotFound (from any thread)."""
         self._call_soon(self._effects.function_deleted, function)

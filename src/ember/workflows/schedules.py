@@ -74,6 +74,10 @@ class Schedules:
             task = asyncio.get_running_loop().create_task(self._tick(revision, schedule))
             self._ticking[name] = task
 
+    def names(self) -> set[str]:
+        """The workflows whose schedule is followed."""
+        return {*self._ticking, *self._on, *self._after}
+
     def remove(self, name: str) -> None:
         ticking = self._ticking.pop(name, None)
         if ticking is not None:
