@@ -37,19 +37,36 @@ def invoke(url: str, function: str = "f", qualifier: str | None = None) -> httpx
                     timeout=30)
 
 
-def answers(url: str, expected: dict[str, object], qualifier: str | None = None
-            ) -> Callable[[], bool]:
+def answers(url: str, expected: dict[str, object], path: str = "/f",
+            qualifier: str | None = None) -> Callable[[], bool]:
+    """Whether the node at ``url`` runs what is ``expected``, through the API and through
+    the HTTP trigger at ``path``. A trigger runs its function on the node it is served by
+    (the API may send an invocation to another node): that node's own cache answers."""
     def check() -> bool:
         answer = invoke(url, qualifier=qualifier)
-        return answer.status_code == 200 and answer.json() == expected
+        served = httpx.post(f"{url}/http{path}", json={}, timeout=30)
+        return (answer.status_code == 200 and answer.json() == expected
+                and served.status_code == 200 and served.json() == expected)
     return check
 
 
-def refuses(url: str, status: int, code: str, function: str = "f") -> Callable[[], bool]:
+def refuses(url: str, status: int, code: str, function: str = "f",
+            path: str | None = "/f") -> Callable[[], bool]:
+    """Whether the node at ``url`` refuses ``function`` with ``status`` and ``code``,
+    through the API and through the HTTP trigger at ``path`` (404 once it is gone)."""
     def check() -> bool:
         answer = invoke(url, function)
-        return answer.status_code == status and answer.json()["error"]["code"] == code
+        if answer.status_code != status or answer.json()["error"]["code"] != code:
+            return False
+        return path is None or httpx.post(f"{url}/http{path}", json={},
+                                          timeout=30).status_code == status
     return check
+
+
+def http_trigger(url: str, name: str, function: str, qualifier: str = "latest") -> None:
+    ok(api.post(f"{url}/triggers", json={
+        "name": name, "function": function, "qualifier": qualifier,
+        "source": {"kind": "http", "path": f"/{name}"}}), 201)
 
 
 def propagated(cluster: Cluster, what: str, *checks: Callable[[], bool]) -> float:
@@ -74,8 +91,9 @@ def test_function_changes_made_on_one_node_reach_the_others(cluster: Cluster) ->
     wait_alive(cluster, ["a", "b", "c"], on="a")
     a, b, c = (cluster[n].url for n in ("a", "b", "c"))
     deploy(a, "f", SOURCE % "one", environment={"COLOR": "red"})
-    for url in (b, c):  # both cache the route, and keep a warm instance
-        assert ok(invoke(url)).json() == {"code": "one", "color": "red"}
+    http_trigger(a, "f", "f")
+    for url in (b, c):  # both cache the route
+        propagated(cluster, "the trigger served", answers(url, {"code": "one", "color": "red"}))
 
     ok(api.put(f"{a}/functions/f/code", json=code("two"), timeout=30))
     propagated(cluster, "new code on b and c",
@@ -89,14 +107,16 @@ def test_function_changes_made_on_one_node_reach_the_others(cluster: Cluster) ->
 
     ok(api.post(f"{a}/functions/f/versions", json={}), 201)
     ok(api.put(f"{a}/functions/f/aliases/live", json={"version": 1}), 201)
-    propagated(cluster, "a new alias on b", answers(b, {"code": "two", "color": "blue"},
-                                                    "live"))
+    http_trigger(a, "live", "f", "live")
+    propagated(cluster, "a new alias on b",
+               answers(b, {"code": "two", "color": "blue"}, "/live", "live"))
     ok(api.put(f"{a}/functions/f/code", json=code("three"), timeout=30))
     assert ok(api.post(f"{a}/functions/f/versions", json={}), 201).json()["version"] == 2
     ok(api.put(f"{a}/functions/f/aliases/live", json={"version": 2}))
     propagated(cluster, "the alias moved to version 2 on b",
-               answers(b, {"code": "three", "color": "blue"}, "live"))
+               answers(b, {"code": "three", "color": "blue"}, "/live", "live"))
     assert invoke(b, qualifier="live").headers["X-Ember-Version"] == "2"
+    assert httpx.post(f"{b}/http/live", json={}).headers["X-Ember-Version"] == "2"
 
     ok(api.post(f"{a}/functions/f/disable"))
     propagated(cluster, "disabled on b and c", refuses(b, 409, "FunctionDisabled"),
@@ -191,7 +211,8 @@ def test_a_node_whose_listening_connection_dropped_drops_what_it_cached(
 
     propagated(
         cluster, "b's caches dropped after it listens again",
-        refuses(b, 409, "FunctionDisabled", "f"), refuses(b, 404, "FunctionNotFound", "g"),
+        refuses(b, 409, "FunctionDisabled", "f", None),
+        refuses(b, 404, "FunctionNotFound", "g", None),
         lambda: httpx.post(f"{b}/http/hello", json={}).status_code == 404,
         lambda: httpx.get(f"{b}/functions/f", headers=with_key).status_code == 401)
     assert "lost the connection that hears other nodes' changes" in cluster["b"].log()
