@@ -9,8 +9,15 @@ from typing import Any
 
 import pytest
 
+from ember.cluster.peers import Answer, FanOut
 from ember.errors import InvalidSpec
-from ember.observability.cluster import NodeCursor, _next_log_cursor, merge_logs
+from ember.observability.cluster import (
+    ClusterView,
+    NodeCursor,
+    _log_lines,
+    _next_log_cursor,
+    merge_logs,
+)
 from ember.observability.stats import function_stats, overview
 
 
@@ -85,3 +92,13 @@ def test_statistics_of_several_nodes_are_those_of_all_their_samples() -> None:
     both = overview(sorted(a + b), 5900, 6200, 300)
     assert both["functions"]["f"] == {"invocations": 100, "errors": 0, "throttles": 1,
                                       "cold_starts": 10}
+
+
+def test_an_answer_that_cannot_be_read_leaves_its_node_out_as_unreachable() -> None:
+    view = ClusterView("a", None, None, None)  # type: ignore[arg-type]
+    out = FanOut([Answer("b", {"logs": [{"id": 1, "ts": 2.0, "line": "x"}]}),
+                  Answer("c", {"lines": []}), Answer("e", {"logs": [{"ts": "soon"}]})],
+                 ["d"])
+    read = view._read(out, _log_lines)
+    assert read == [("b", [{"id": 1, "ts": 2.0, "line": "x", "node": "b"}])]
+    assert out.nodes == ["b"] and out.unreachable == ["c", "d", "e"]

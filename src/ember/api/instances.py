@@ -5,15 +5,18 @@ the node asked)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic import ValidationError
 
 from ember.api.schemas import InstanceOut, InstancesOut, PoolOut, WarmIn, WarmOut
 from ember.cluster.peers import node_scope
 
 router = APIRouter(tags=["functions"])
+log = logging.getLogger(__name__)
 
 
 def _when(ts: float) -> datetime:
@@ -29,8 +32,14 @@ async def list_instances(name: str, request: Request) -> InstancesOut:
     if services.peers is None or node_scope(request.headers):
         return local
     out = await services.peers.fan_out(f"/functions/{name}/instances")
-    for answer in out.answers:
-        theirs = InstancesOut.model_validate(answer.body)
+    for answer in list(out.answers):
+        try:
+            theirs = InstancesOut.model_validate(answer.body)
+        except ValidationError:  # a node of another Ember version, say: left out
+            log.warning("node %s answered instances this node cannot read", answer.node)
+            out.answers.remove(answer)
+            out.unreachable = sorted([*out.unreachable, answer.node])
+            continue
         local.pools += [p.model_copy(update={"node": answer.node}) for p in theirs.pools]
         local.instances += [i.model_copy(update={"node": answer.node})
                             for i in theirs.instances]

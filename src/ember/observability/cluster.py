@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from ember.cluster.peers import FanOut, PeerClient
+from ember.cluster.peers import Answer, FanOut, PeerClient
 from ember.errors import InvalidSpec
 from ember.observability.logs import LogRecord, LogStore
 from ember.observability.stats import (
@@ -40,6 +41,9 @@ from ember.observability.stats import (
     function_stats,
     overview,
 )
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _MAX_POSITION = 2**63
 _NODE = r"[a-z0-9][a-z0-9._-]{0,63}"
@@ -142,6 +146,20 @@ class ClusterView:
     def _covered(self, out: FanOut) -> dict[str, Any]:
         return {"nodes": [self.node, *out.nodes], "unreachable": out.unreachable}
 
+    def _read(self, out: FanOut, parse: Callable[[Answer], T]) -> list[tuple[str, T]]:
+        """Each answer as ``parse`` reads it. An answer it cannot read (a node of another
+        Ember version, say) is left out, and its node listed unreachable."""
+        read: list[tuple[str, T]] = []
+        for answer in list(out.answers):
+            try:
+                read.append((answer.node, parse(answer)))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                log.warning("node %s answered what node %s cannot read (%s: %s): its part "
+                            "is left out", answer.node, self.node, type(exc).__name__, exc)
+                out.answers.remove(answer)
+                out.unreachable = sorted([*out.unreachable, answer.node])
+        return read
+
     # logs ------------------------------------------------------------------------------------
 
     def local_logs(self, function: str, filters: LogFilters, limit: int,
@@ -180,8 +198,7 @@ class ClusterView:
         if not out.answers and not out.unreachable:  # one node: its answer as ever
             return {**local, **self._covered(out)}
         pages = {self.node: local["logs"]}
-        pages.update({a.node: [{**line, "node": a.node} for line in a.body.get("logs") or []]
-                      for a in out.answers})
+        pages.update(self._read(out, _log_lines))
         lines = merge_logs(pages, limit, newest=at is None)
         return {"logs": lines, "next_cursor": _next_log_cursor(at, pages, lines),
                 **self._covered(out)}
@@ -217,11 +234,10 @@ class ClusterView:
         pages: dict[str, list[tuple[InvocationRecord, str]]] = {
             self.node: list(zip(local.items, local.cursors, strict=True))}
         more = {self.node} if local.next_cursor else set()
-        for answer in out.answers:
-            pages[answer.node] = [(_record(item), str(item["cursor"]))
-                                  for item in answer.body.get("invocations") or []]
-            if answer.body.get("next_cursor"):
-                more.add(answer.node)
+        for node, (page, goes_on) in self._read(out, _invocation_page):
+            pages[node] = page
+            if goes_on:
+                more.add(node)
         merged = heapq.merge(*([(node, r, c) for r, c in page] for node, page in pages.items()),
                              key=lambda entry: entry[1].ts, reverse=True)
         kept = list(_take(merged, limit))
@@ -250,8 +266,7 @@ class ClusterView:
                     "samples": samples, "nodes": [self.node], "unreachable": []}
         samples, out = await self._both(lambda: self.local_samples(function, since),
                                         f"/functions/{function}/stats", {"window_s": window_s})
-        merged = _merge_samples(samples, (a.body.get("samples") or [] for a in out.answers),
-                                since)
+        merged = _merge_samples(samples, self._read(out, _samples), since)
         return {**function_stats(function, merged, since, now, window_s), **self._covered(out)}
 
     async def overview(self, *, now: float, window_s: float, include: Callable[[str], bool],
@@ -265,8 +280,7 @@ class ClusterView:
                     "nodes": [self.node], "unreachable": []}
         samples, out = await self._both(lambda: self.local_samples(None, since), "/stats",
                                         {"window_s": window_s})
-        merged = _merge_samples(samples, (a.body.get("samples") or [] for a in out.answers),
-                                since)
+        merged = _merge_samples(samples, self._read(out, _samples), since)
         return {**overview(merged, since, now, window_s, include), **self._covered(out)}
 
 
@@ -314,13 +328,34 @@ def _next_log_cursor(at: NodeCursor | None, pages: Mapping[str, list[dict[str, A
     return NodeCursor(positions, floor).encode()
 
 
-def _merge_samples(local: list[tuple[Any, ...]], others: Iterable[list[Any]],
+def _merge_samples(local: list[tuple[Any, ...]],
+                   others: Iterable[tuple[str, list[tuple[Any, ...]]]],
                    since: float) -> list[tuple[Any, ...]]:
     merged = list(local)
-    for samples in others:
-        merged.extend(tuple(row) for row in samples if float(row[0]) >= since)
+    for _, samples in others:
+        merged.extend(row for row in samples if row[0] >= since)
     merged.sort(key=lambda row: row[0])
     return merged
+
+
+# How the answer of another node is read (ClusterView._read): what the merges use, checked.
+
+def _log_lines(answer: Answer) -> list[dict[str, Any]]:
+    return [{**line, "id": int(line["id"]), "ts": float(line["ts"]), "node": answer.node}
+            for line in answer.body["logs"]]
+
+
+def _invocation_page(answer: Answer) -> tuple[list[tuple[InvocationRecord, str]], bool]:
+    page = [(_record(item), str(int(item["cursor"]))) for item in answer.body["invocations"]]
+    return page, bool(answer.body.get("next_cursor"))
+
+
+def _samples(answer: Answer) -> list[tuple[Any, ...]]:
+    width = 7 if answer.body.get("functions") is not None else 6  # the overview's name
+    samples = [(float(row[0]), *row[1:width]) for row in answer.body["samples"]]
+    if any(len(row) != width for row in samples):
+        raise ValueError(f"samples of {width} values expected")
+    return samples
 
 
 def _take(items: Iterable[Any], limit: int) -> Iterable[Any]:
