@@ -20,6 +20,7 @@ from ember.auth.sessions import ConsoleSessions
 from ember.auth.tokens import InstanceTokens
 from ember.clock import Clock, SystemClock
 from ember.cluster.changes import ChangeBus, change_bus
+from ember.cluster.leases import leases_for
 from ember.cluster.nodes import NodeRegistry, capacity, node_id
 from ember.cluster.peers import NodeCredential, PeerClient
 from ember.control import FunctionService
@@ -226,10 +227,6 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     workflows = WorkflowService(workflow_store, workflow_engine, clock, changes=changes)
     triggers = TriggerService(SqlTriggerStore(engine), functions, clock, workflows,
                               changes=changes)
-    # Triggers with target "events" publish on the workflow event bus; with target
-    # "workflow", each event starts an execution.
-    supervisor = Supervisor(triggers, invoker, router, clock, publish=workflows.publish,
-                            run_workflow=workflows.run)
     key_store = SqlKeyStore(engine)
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
     keys = KeyService(key_store, clock, admin_key=admin_key, tokens=tokens, changes=changes)
@@ -245,7 +242,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
             states[state] = states.get(state, 0) + count
         in_flight = sum(pool.in_flight for pool in pools.pools())
         return {"instances": states, "in_flight": in_flight,
-                "async": invoker.running_count, "leases": 0}
+                "async": invoker.running_count, "leases": leases.count()}
 
     nodes = NodeRegistry(
         SqlNodeStore(engine), clock, node=this_node,
@@ -254,6 +251,13 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         heartbeat_s=settings.node_heartbeat_s,
         dead_s=max(settings.node_dead_s, 2 * settings.node_heartbeat_s))
     nodes.on_drain(invoker.set_draining)
+    # Triggers with target "events" publish on the workflow event bus; with target
+    # "workflow", each event starts an execution. Non-HTTP sources run where their lease is.
+    leases = leases_for(settings.resolved_database_url(), nodes, clock,
+                        beat_s=settings.lease_beat_s)
+    supervisor = Supervisor(triggers, invoker, router, clock, publish=workflows.publish,
+                            run_workflow=workflows.run, leases=leases)
+    nodes.on_drain(supervisor.drain)
     return Services(
         settings=settings, clock=clock, limits=limits, store=store, functions=functions,
         logs=logs, stats=stats, metrics=metrics, router=router, invoker=invoker,

@@ -283,6 +283,9 @@ class TriggerOut(BaseModel):
     created_at: float
     updated_at: float
     status: dict[str, Any]
+    node: str | None = Field(
+        default=None, description="the node its source runs on (the holder of its lease); "
+        "null when no node runs it, and for an HTTP trigger, which every node serves")
 
 
 class TriggerList(BaseModel):
