@@ -23,6 +23,8 @@ from ember.cluster.changes import ChangeBus, change_bus
 from ember.cluster.leases import leases_for
 from ember.cluster.nodes import NodeRegistry, capacity, node_id
 from ember.cluster.peers import NodeCredential, PeerClient
+from ember.cluster.placement import Placement
+from ember.cluster.slots import RedisSlots, Slots
 from ember.control import FunctionService
 from ember.control.builds import BuildService
 from ember.control.layers import LayerService
@@ -102,6 +104,10 @@ class Services:
     new_admin_key: str | None = None
     # Calls to the other nodes (logs and stats of the whole cluster, forwarding).
     peers: PeerClient | None = None
+    # Where sync invocations run when several nodes serve (cluster/placement.py).
+    placement: Placement | None = None
+    # One of max_instances across the nodes per instance (cluster/slots.py; Redis).
+    slots: Slots | None = None
 
     def problem(self) -> str | None:
         """Why this server cannot serve invocations now (``/healthz`` fails), or None."""
@@ -111,6 +117,8 @@ class Services:
         log.info("ember data in %s, metadata at %s", self.settings.home, _safe_url(self.settings))
         await self.changes.start()  # listening before the others load their state
         await self.nodes.start()
+        if self.slots is not None:
+            await self.slots.start()
         await self.router.start()
         await self.scaler.start()
         await self.audit.start()
@@ -127,6 +135,8 @@ class Services:
             await self.audit.close()
             await self.scaler.close()
             await self.router.close()
+            if self.slots is not None:
+                await self.slots.close()
             await self.nodes.close()
             if self.peers is not None:
                 await self.peers.close()
@@ -196,6 +206,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         launcher, clock, max_instances=settings.max_instances,
         queue_depth=settings.queue_depth, queue_wait_s=settings.queue_wait_s,
     )
+    if settings.queue_url:  # the nodes of a cluster share it: max_instances holds across them
+        pools.slots = RedisSlots(settings.queue_url, settings.queue_prefix, this_node,
+                                 ttl_s=max(settings.node_dead_s, 3 * settings.node_heartbeat_s))
     router = Router(functions, pools, logs, stats, metrics, clock, layers=layers)
     metrics.watch_instances(pools.counts)
     scaler = Scaler(SqlProvisionedStore(engine), router, pools, clock, changes=changes)
@@ -242,7 +255,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
             states[state] = states.get(state, 0) + count
         in_flight = sum(pool.in_flight for pool in pools.pools())
         return {"instances": states, "in_flight": in_flight,
-                "async": invoker.running_count, "leases": leases.count()}
+                "async": invoker.running_count, "leases": leases.count(), "warm": pools.warm_keys()}
 
     nodes = NodeRegistry(
         SqlNodeStore(engine), clock, node=this_node,
@@ -258,6 +271,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     supervisor = Supervisor(triggers, invoker, router, clock, publish=workflows.publish,
                             run_workflow=workflows.run, leases=leases)
     nodes.on_drain(supervisor.drain)
+    peers = PeerClient(NodeCredential(this_node, master.key), nodes.nodes)
     return Services(
         settings=settings, clock=clock, limits=limits, store=store, functions=functions,
         logs=logs, stats=stats, metrics=metrics, router=router, invoker=invoker,
@@ -265,7 +279,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         launcher=launcher, engine=workflow_engine, workflows=workflows, secrets=secrets,
         keys=keys, key_store=key_store, audit=audit, new_admin_key=new_admin_key,
         scaler=scaler, sessions=sessions, nodes=nodes, changes=changes,
-        peers=PeerClient(NodeCredential(this_node, master.key), nodes.nodes),
+        peers=peers, placement=Placement(nodes, peers, router.has_room), slots=pools.slots,
     )
 
 

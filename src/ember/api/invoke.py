@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qs
 
@@ -24,7 +24,9 @@ from ember.api.params import (
 from ember.api.payloads import check_json_depth
 from ember.api.schemas import AcceptedOut, TaskOut
 from ember.api.triggers import direct_http_target, serve_direct_http, serve_http_trigger
-from ember.cluster.peers import node_scope
+from ember.cluster.peers import is_node_principal, node_scope
+from ember.cluster.placement import FORWARDED_HEADER, RAN_ON_HEADER
+from ember.cluster.slots import SlotsTaken
 from ember.errors import EmberError, InvalidRequest, InvalidSpec
 from ember.observability.cluster import ClusterView, LogFilters
 from ember.observability.logs import level_number
@@ -59,15 +61,17 @@ async def invoke(
     return await run_invoke(
         request.app.state.services, name, qualifier, await request.body(),
         request.headers.get("content-type"), x_ember_invocation_type, x_ember_log_type,
-        x_ember_idempotency_key,
+        x_ember_idempotency_key, request.headers,
     )
 
 
 async def run_invoke(
     services: Services, name: str, qualifier: str | None, body: bytes,
     content_type: str | None, invocation_type: str | None, log_type: str | None,
-    idempotency_key: str | None,
+    idempotency_key: str | None, headers: Mapping[str, str] | None = None,
+    forwarded: bool = False,
 ) -> Response:
+    """``forwarded``: another node placed this sync invocation here (it runs here)."""
     mode = (invocation_type or "sync").lower()
     if mode not in ("sync", "async"):
         raise InvalidSpec(
@@ -78,13 +82,36 @@ async def run_invoke(
     if mode == "async":
         return await _accept(services, name, qualifier, body, content_type, idempotency_key)
     tail = (log_type or "").lower() == "tail"
-    result = await services.router.invoke(
-        name, qualifier, body, content_type or "application/json", log_tail=tail
-    )
-    headers = result.headers()
+    target = None
+    placement = services.placement
+    if placement is not None and not forwarded:
+        target = await services.router.pick(name, qualifier)
+        node = placement.choose(target.key)
+        if node is not None:
+            ran = await placement.forward(node, name, target.version, body, headers or {},
+                                          target.config.timeout_s)
+            if ran is not None:
+                return Response(ran.body, status_code=ran.status, headers=ran.headers)
+    try:
+        result = await services.router.invoke(
+            name, qualifier, body, content_type or "application/json", log_tail=tail,
+            target=target,
+        )
+    except SlotsTaken as err:
+        # max_instances are all up on other nodes: queue there, for theirs.
+        if placement is None or target is None:
+            raise
+        node = placement.holder(target.key, err.holders)
+        ran = None if node is None else await placement.forward(
+            node, name, target.version, body, headers or {}, target.config.timeout_s)
+        if ran is None:
+            raise
+        return Response(ran.body, status_code=ran.status, headers=ran.headers)
+    answer = result.headers()
+    answer[RAN_ON_HEADER] = services.nodes.id
     if tail and result.log_tail is not None:
-        headers["X-Ember-Log-Tail"] = base64.b64encode(result.log_tail.encode()).decode()
-    return Response(result.body, media_type=result.content_type, headers=headers)
+        answer["X-Ember-Log-Tail"] = base64.b64encode(result.log_tail.encode()).decode()
+    return Response(result.body, media_type=result.content_type, headers=answer)
 
 
 async def _accept(
@@ -173,12 +200,21 @@ class InvokeFastPath:
                 self._services, name, query.get("qualifier", [None])[-1], b"".join(chunks),
                 headers.get("content-type"), headers.get("x-ember-invocation-type"),
                 headers.get("x-ember-log-type"), headers.get("x-ember-idempotency-key"),
+                headers, _forwarded(scope, headers),
             )
         except EmberError as err:
             response = error_response(err)
         except Exception as exc:
             response = unexpected_response(exc, scope["method"], scope["path"], scope["headers"])
         await response(scope, receive, send)
+
+
+def _forwarded(scope: Scope, headers: Mapping[str, str]) -> bool:
+    """Whether another node placed this invocation here: its forwarding header, sent
+    with a node's credential (an API key cannot make a node run what it would place)."""
+    if FORWARDED_HEADER.lower() not in headers:
+        return False
+    return is_node_principal(scope.get("state", {}).get("principal"))
 
 
 def _nul_in(path: str, query: bytes, direct: tuple[str, str] | None) -> str | None:

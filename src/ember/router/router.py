@@ -192,13 +192,15 @@ class Router:
         self, name: str, qualifier: str | None, payload: bytes, content_type: str, *,
         request_id: str | None = None, mode: str = "sync", log_tail: bool = False,
         attempt: int = 1, background: bool = False, trigger: str | None = None,
+        target: Target | None = None,
     ) -> InvocationResult:
         """Run ``name`` at ``qualifier`` with ``payload``; ``background`` (async) work
         waits for an instance behind synchronous callers.
 
         Raises FunctionNotFound / VersionNotFound / AliasNotFound, FunctionDisabled,
         TooManyRequests, InitError, FunctionError, FunctionTimeout, FunctionOutOfMemory,
-        InstanceCrashed — each with the request id in its headers."""
+        InstanceCrashed — each with the request id in its headers. ``target``: the version
+        already drawn by ``pick`` (cluster placement draws it before choosing a node)."""
         request_id = request_id or new_id()
         started = self._clock.monotonic()
         wall = self._clock.time()
@@ -206,7 +208,7 @@ class Router:
         cold = False
         init_ms = 0.0
         try:
-            target = await self._pick(name, qualifier)
+            target = target or await self._pick(name, qualifier)
             version = target.version
             pool = self._pools.pool(target.key, target.spec, target.pool_config)
             flight = _InFlight(name, version, tail=deque() if log_tail else None)
@@ -336,6 +338,16 @@ class Router:
                 f"function {name!r} is disabled: enable it to invoke it", {"function": name}
             )
         return route.pick(self._rng)
+
+    async def pick(self, name: str, qualifier: str | None) -> Target:
+        """The version one invocation of ``name`` at ``qualifier`` runs (an alias's split
+        drawn now); pass it to ``invoke`` as ``target``. Raises what ``invoke`` raises
+        before running anything."""
+        return await self._pick(name, qualifier)
+
+    def has_room(self, key: PoolKey) -> bool:
+        """Whether this node has a warm instance of the pool ``key`` free now."""
+        return self._pools.has_room(key)
 
     async def resolve(self, name: str, qualifier: str | None) -> Route:
         """Where an invocation of ``name`` at ``qualifier`` would go (cached). Raises
