@@ -38,6 +38,7 @@ def raising(services: Services) -> Iterator[TestClient]:
         raise RuntimeError(SECRET)
 
     services.router.invoke = fail  # type: ignore[method-assign]
+    services.router.pick = fail  # type: ignore[method-assign]
     services.router.invoke_http = fail  # type: ignore[method-assign]
     with TestClient(app, raise_server_exceptions=False, headers=AUTH) as client:
         yield client

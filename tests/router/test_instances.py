@@ -44,7 +44,7 @@ def test_an_instance_is_busy_while_it_runs_then_idle(run: Run, tmp_path: Path) -
         assert now["pools"] == [{
             "version": "latest", "qualifiers": ["latest"], "current": 1, "starting": 0,
             "desired": 1, "reason": "on demand", "draining": False, "shortfall": None,
-            "keep_alive": "fixed 120 s",
+            "keep_alive": "fixed 120 s", "node": ember.services.nodes.id,
         }]
         [busy] = now["instances"]
         assert (busy["version"], busy["state"], busy["in_flight"]) == ("latest", "busy", 1)
