@@ -373,13 +373,15 @@ const versionLabel = (v) => (v === 'latest' ? 'latest' : `v${v}`);
 function InstancesTab({ name, qualifiers }) {
   const st = usePoll(() => api.get(`${fn(name)}/instances`), 2000, [name]);
   const data = st.data;
+  const several = (data?.nodes?.length || 0) > 1;  // a cluster: say which node
   return html`<div>
     <${ErrorBox} error=${st.error} retry=${st.reload} />
     ${!data ? (st.error ? null : html`<${Loading} what="instances" />`) : html`
     <${Card} title="Pools" actions=${html`<span class="muted small">refreshed every 2 s</span>`}>
-      <${Table} label="Pools" rows=${data.pools} rowKey=${(p) => p.version}
+      <${Table} label="Pools" rows=${data.pools} rowKey=${(p) => `${p.node || ''}/${p.version}`}
         empty="No pool: nothing has run since the server started (or everything was unloaded)."
         columns=${[
+          ...(several ? [{ label: 'Node', render: (p) => html`<code>${p.node}</code>` }] : []),
           { label: 'Version', render: (p) => html`<strong>${versionLabel(p.version)}</strong>
             ${p.draining ? html` <${Badge} tone="muted">draining<//>` : null}` },
           { label: 'Reached by', render: (p) => html`<${Names} names=${p.qualifiers} />` },
@@ -395,6 +397,7 @@ function InstancesTab({ name, qualifiers }) {
       <${Table} label="Instances" rows=${data.instances} rowKey=${(i) => i.id}
         empty="No instance is up: the next invocation starts one (a cold start)."
         columns=${[
+          ...(several ? [{ label: 'Node', render: (i) => html`<code>${i.node}</code>` }] : []),
           { label: 'Instance', render: (i) => html`<code>${i.id}</code>` },
           { label: 'State', render: (i) => html`<${Badge}>${i.state}<//>` },
           { label: 'Version', render: (i) => versionLabel(i.version) },

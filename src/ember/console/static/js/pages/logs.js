@@ -10,6 +10,8 @@ const SINCE = [['300', 'Last 5 min'], ['900', 'Last 15 min'], ['3600', 'Last 1 h
 const PAGE = 500;        // lines a filtered load shows (the newest ones)
 const KEEP = 2000;       // lines the live tail keeps before it drops the oldest
 const TAIL_MS = 1000;
+// A line of the cluster: ids are numbered per node.
+const lineKey = (l) => `${l.node || ''}/${l.id}`;
 
 // A log time in UTC with milliseconds (lines of one request land within a few ms).
 export function fmtLogTime(ts) {
@@ -22,7 +24,7 @@ export function fmtLogTime(ts) {
 export function LogLines({ lines, label, onRequest, boxRef, onScroll }) {
   return html`<div class="logs" role="log" aria-label=${label} tabindex="0" ref=${boxRef}
       onScroll=${onScroll}>
-    ${lines.map((l) => html`<div key=${l.id} class=${`line lvl-${l.level}`}>
+    ${lines.map((l) => html`<div key=${lineKey(l)} class=${`line lvl-${l.level}`}>
       <span class="ts">${fmtLogTime(l.ts)}</span>
       <span class="lvl">${l.level}</span>
       ${l.request_id ? (onRequest
@@ -122,8 +124,9 @@ export function LogsPanel({ name, requestId }) {
         setError(null);
         if (out.logs.length) {
           setLines((xs) => {
-            const last = xs.length ? xs[xs.length - 1].id : -1;
-            const fresh = out.logs.filter((l) => l.id > last);
+            // Ids are numbered per node: a line is known by its node and id together.
+            const seen = new Set(xs.map(lineKey));
+            const fresh = out.logs.filter((l) => !seen.has(lineKey(l)));
             const all = xs.concat(fresh);
             if (all.length <= KEEP) return all;
             setDropped((d) => d + all.length - KEEP);
