@@ -311,9 +311,6 @@ class PostgresLeases:
     def count(self) -> int:
         return len(self._held)
 
-    def holds(self, name: str) -> bool:
-        return name in self._held
-
     async def drain(self, draining: bool) -> None:
         self._draining = draining
         if draining:
@@ -449,7 +446,8 @@ class PostgresLeases:
         return gained
 
     async def _read_members(self) -> None:
-        """The alive nodes, for preference; this one always counts (unless draining)."""
+        """The alive nodes, for preference (this one always counts), and the names of
+        every known node's lease connection."""
         try:
             nodes = await asyncio.to_thread(self._members.nodes)
         except Exception as exc:

@@ -16,6 +16,14 @@ Guarantees:
   never acknowledged (the group's pending entries for that consumer), then new ones. The
   group is created at id ``0`` (with MKSTREAM), so records already in a stream are
   processed too.
+- **One node at a time.** With several nodes, the whole trigger — every stream of it, each
+  a shard — runs on the node holding the trigger's lease (``ember.cluster.leases``): one
+  lease per trigger rather than per stream, which keeps each stream on one consumer and is
+  enough to spread triggers across nodes. When that node dies (even with ``kill -9``,
+  mid-batch) the node taking the lease over starts under the same consumer name, so it
+  first re-reads, in order, the batch the dead node was running and never acknowledged,
+  then goes on: per-stream order holds across a takeover, and that batch may run twice
+  (at least once, as above).
 
 Batches: up to ``batch_size`` records; the first record is waited for, then more are
 collected for up to ``batch_window_ms`` or until the batch is full. Re-read pending records
