@@ -5,6 +5,7 @@ and it is listed ``draining`` and then ``drained`` once no work is left on it.""
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +13,14 @@ from pathlib import Path
 import pytest
 
 from ember.clock import ManualClock
+from tests import apicalls as api
+from tests.cluster.harness import Cluster, wait_alive
 from tests.cluster.test_nodes import shared
+from tests.conftest import make_zip
 from tests.inprocess import Ember, running
 from tests.queue.conftest import REDIS_URL, _drop_redis_keys
 from tests.router.test_invoke import tick
-from tests.waiting import until
+from tests.waiting import until, wait_until
 
 ECHO = "def handler(event, context):\n    return event\n"
 
@@ -115,3 +119,42 @@ def test_drain_of_an_unknown_node_says_so_and_needs_an_admin(tmp_path: Path) -> 
             assert listed.status_code == 200
 
     asyncio.run(main())
+
+
+def test_a_drained_node_hands_its_triggers_over_and_sends_its_invocations_away(
+    cluster: Cluster,
+) -> None:
+    """Real nodes: node B, asked through A, gives its trigger leases to A and forwards even
+    the invocations it has a warm instance for; once nothing is left it is drained."""
+    for name in ("a", "b"):
+        cluster.start(name)
+    for name in ("a", "b"):
+        wait_alive(cluster, ["a", "b"], on=name)
+    a, b = cluster["a"].url, cluster["b"].url
+    code = {"zip": base64.b64encode(make_zip({"main.py": ECHO})).decode()}
+    made = api.post(f"{a}/functions", json={"name": "echo", "code": code}, timeout=30)
+    assert made.status_code == 201, made.text
+    for n in range(6):  # timers spread over both nodes
+        created = api.post(f"{a}/triggers", json={
+            "name": f"tick-{n}", "function": "echo",
+            "source": {"kind": "timer", "schedule": "rate(1 hour)"}}, timeout=30)
+        assert created.status_code == 201, created.text
+    warmed = api.post(f"{b}/functions/echo/warm", json={"instances": 1}, timeout=60)
+    assert warmed.status_code == 200, warmed.text
+
+    def owners() -> dict[str, str | None]:
+        return {t["name"]: t["node"] for t in api.get(f"{a}/triggers").json()["triggers"]}
+
+    wait_until(lambda: None not in owners().values(), timeout=30, interval=0.1,
+               message="every timer owned")
+    drained = api.post(f"{a}/nodes/b/drain")
+    assert drained.status_code == 200 and drained.json()["state"] in ("draining", "drained")
+    wait_until(lambda: set(owners().values()) == {"a"}, timeout=30, interval=0.1,
+               message="node a owns every timer")
+    for _ in range(3):
+        answer = api.post(f"{b}/functions/echo/invoke", json="via b", timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["X-Ember-Node"] == "a"
+    wait_until(lambda: any(n["id"] == "b" and n["state"] == "drained"
+                           for n in api.get(f"{a}/nodes").json()["nodes"]),
+               timeout=30, interval=0.1, message="node b drained")
