@@ -1,7 +1,9 @@
 """``schedule``: what starts executions of a workflow by itself.
 
 - ``every`` / ``cron``: one execution per tick (the tick is its idempotency key, so a tick
-  is started once even if the server restarts in the middle of it); cron in UTC.
+  is started once even if the server restarts in the middle of it, and once across the
+  nodes of a cluster, which all run the schedule); cron in UTC, ``every`` on multiples of
+  its period since the epoch.
 - ``after``: once an execution ends, the next one starts after the delay.
 - ``on``: events, with ``one``, ``any`` or ``all`` as in ``listen``; an execution starts
   when the consumption is complete, its input the list of events consumed. The events an
@@ -91,7 +93,10 @@ class Schedules:
         while True:
             now = self._clock.time()
             if schedule.every is not None:
-                fire = now + schedule.every.milliseconds / 1000
+                # Ticks on multiples of the period since the epoch: every node of a cluster
+                # runs this loop, and aligned ticks share their idempotency key.
+                period_ms = max(1, int(schedule.every.milliseconds))
+                fire = (int(now * 1000) // period_ms + 1) * period_ms / 1000
             else:
                 base = datetime.fromtimestamp(now, UTC)
                 fire = float(croniter(schedule.cron or "", base).get_next(float))
