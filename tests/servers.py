@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,10 +98,40 @@ def spawn(home: Path, port: int | None = None, **settings: str) -> Server:
 @contextmanager
 def ember_server(home: Path, **settings: str) -> Iterator[str]:
     """An ``ember server`` on a free port with data in ``home``, the test admin key and
-    ``settings`` (``EMBER_<NAME>`` variables); yields its URL, stops it after."""
-    server = spawn(home, **settings)
+    ``settings`` (``EMBER_<NAME>`` variables); yields its URL, stops it after.
+
+    On a PostgreSQL run it gets a database of its own (dropped after), as it gets its own
+    SQLite file otherwise: a server sharing the run's database would be a node of one
+    cluster with every in-process server of the tests, taking their triggers' leases."""
+    with _own_database(settings):
+        server = spawn(home, **settings)
+        try:
+            server.wait_ready()
+            yield server.url
+        finally:
+            server.stop()
+
+
+@contextmanager
+def _own_database(settings: dict[str, str]) -> Iterator[None]:
+    url = os.environ.get("EMBER_DATABASE_URL", "")
+    if "database_url" in settings or not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy as sa
+
+    from ember.settings import Settings
+
+    admin_url = Settings(database_url=url).resolved_database_url()
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"ember_server_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    settings["database_url"] = sa.make_url(admin_url).set(database=name).render_as_string(
+        hide_password=False)
     try:
-        server.wait_ready()
-        yield server.url
+        yield
     finally:
-        server.stop()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
