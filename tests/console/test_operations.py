@@ -95,6 +95,8 @@ def test_a_failed_task_shows_its_attempts_and_is_redriven_from_the_dead_letters(
 
     # The dead letter: listed with its reason, then redriven.
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Dead letters").click()
+    # The tasks page has a Function filter too: choose only once the new page is there.
+    expect(page.get_by_role("heading", name="Dead letters", level=1)).to_be_visible()
     page.get_by_label("Function").select_option(name)
     letters = page.get_by_role("table", name="Dead letters")
     letter = letters.get_by_role("row").filter(has_text=task_id)
