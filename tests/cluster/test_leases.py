@@ -23,9 +23,8 @@ from ember.cluster.leases import (
     PostgresLeases,
     application_name,
     lease_key,
-    preferred,
 )
-from ember.cluster.nodes import NodeRegistry
+from ember.cluster.nodes import NodeRegistry, preferred
 from ember.store.migrate import upgrade
 from ember.store.nodes import SqlNodeStore
 from tests.cluster.harness import Cluster

@@ -24,7 +24,7 @@ import aiomqtt
 import pytest
 import redis
 
-from ember.cluster.leases import preferred
+from ember.cluster.nodes import preferred
 from tests import apicalls as api
 from tests.cluster.harness import REDIS_URL, Cluster, wait_alive
 from tests.conftest import make_zip

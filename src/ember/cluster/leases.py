@@ -62,13 +62,14 @@ import contextlib
 import hashlib
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
 from ember.clock import Clock
+from ember.cluster.nodes import preferred
 
 log = logging.getLogger(__name__)
 
@@ -105,18 +106,6 @@ def _key_of(classid: int, objid: int) -> int:
     halves as ``classid`` and ``objid``."""
     unsigned = (classid << 32) | objid
     return unsigned - (1 << 64) if unsigned >= 1 << 63 else unsigned
-
-
-def preferred(name: str, nodes: Iterable[str]) -> str | None:
-    """The node preferred for trigger ``name`` among ``nodes`` (rendezvous hashing: the
-    highest hash of node and name), None when there is none. Adding or removing a node moves
-    only the triggers it wins or won."""
-    best: tuple[bytes, str] | None = None
-    for node in nodes:
-        score = hashlib.sha256(f"{node}\0{name}".encode()).digest()
-        if best is None or score > best[0]:
-            best = (score, node)
-    return None if best is None else best[1]
 
 
 def application_name(node: str) -> str:

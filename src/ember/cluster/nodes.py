@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,19 @@ ALIVE, DEAD, STOPPED = "alive", "dead", "stopped"
 DRAINING, DRAINED = "draining", "drained"
 # What a node's load reports as work still on it (each a count).
 WORK = ("in_flight", "async", "leases")
+
+
+def preferred(key: str, nodes: Iterable[str]) -> str | None:
+    """The node preferred for ``key`` (a trigger, a version) among ``nodes``, None when
+    there is none: rendezvous hashing, the highest hash of node and key. Every node computes
+    the same from the same list, and a node joining or leaving moves only the keys it wins
+    or won."""
+    best: tuple[bytes, str] | None = None
+    for node in nodes:
+        score = hashlib.sha256(f"{node}\0{key}".encode()).digest()
+        if best is None or score > best[0]:
+            best = (score, node)
+    return None if best is None else best[1]
 
 
 def node_id(home: Path, configured: str | None) -> str:

@@ -35,13 +35,12 @@ run on the node that receives them.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Mapping
 
 import httpx
 
-from ember.cluster.nodes import ALIVE, Node, NodeRegistry
+from ember.cluster.nodes import ALIVE, Node, NodeRegistry, preferred
 from ember.cluster.peers import PeerClient
 from ember.errors import ServiceUnavailable
 from ember.pool.pool import PoolKey, pool_key_text
@@ -60,14 +59,10 @@ _PASSED_BACK = ("content-type", "retry-after")
 _SLACK_S = 30.0
 
 
-def _score(node: str, key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{node}\0{key}".encode(), digest_size=8).digest())
-
-
 def rendezvous(nodes: list[Node], key: str) -> Node:
-    """The node that highest-random-weight hashing prefers for ``key``: each key has one,
-    and when a node leaves only its keys move."""
-    return max(nodes, key=lambda n: _score(n.id, key))
+    """The node of ``nodes`` (not empty) that rendezvous hashing prefers for ``key``."""
+    chosen = preferred(key, [n.id for n in nodes])
+    return next(n for n in nodes if n.id == chosen)
 
 
 def saturated(node: Node) -> bool:
