@@ -36,3 +36,28 @@ def test_node_drain_waits_until_drained_and_undrain_puts_it_back(cli: Cli) -> No
     assert back["state"] == "alive"
     missing = cli.fails("node", "drain", "nowhere-1")
     assert "NodeNotFound" in missing.stderr and "ember node list" in missing.stderr
+
+
+def test_trigger_list_names_each_trigger_s_node_when_they_run_on_several() -> None:
+    from rich.console import Console
+
+    from ember.api.schemas import TriggerOut
+    from ember.cli.render import triggers_table
+
+    def made(name: str, node: str | None) -> TriggerOut:
+        return TriggerOut(name=name, function="f", qualifier="latest", state="enabled",
+                          source={"kind": "timer"}, description="", created_at=0.0,
+                          updated_at=0.0, status={"events": 1}, node=node)
+
+    def shown(*triggers: TriggerOut) -> str:
+        console = Console(width=200, record=True)
+        console.print(triggers_table(triggers))
+        return console.export_text()
+
+    one_node = shown(made("t1", "a"), made("t2", "a"))
+    assert "NODE" not in one_node
+    cluster = shown(made("t1", "a"), made("t2", "b"), made("t3", None))
+    assert "NODE" in cluster
+    rows = {line.split()[0]: line.split() for line in cluster.splitlines()
+            if line.split() and line.split()[0] in ("t1", "t2", "t3")}
+    assert rows["t1"][4] == "a" and rows["t2"][4] == "b" and rows["t3"][4] == "—"

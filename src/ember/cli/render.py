@@ -626,12 +626,17 @@ def trigger_target(t: TriggerOut) -> str:
 def triggers_table(triggers: Iterable[TriggerOut]) -> Table:
     """One row per trigger: its target (``function:qualifier``, ``events`` or
     ``workflow:NAME``), kind, state and counters (for an events trigger, INVOKED counts the
-    events published; for a workflow trigger, the executions started)."""
-    table = _table("NAME", "TARGET", "KIND", "STATE", "EVENTS", "INVOKED", "FAILED",
-                   "UP", "LAST ERROR")
+    events published; for a workflow trigger, the executions started). In a cluster whose
+    triggers run on several nodes, NODE names the one running each (its counters are that
+    node's)."""
+    triggers = list(triggers)
+    several = len({t.node for t in triggers if t.node}) > 1
+    table = _table("NAME", "TARGET", "KIND", "STATE", *(["NODE"] if several else []),
+                   "EVENTS", "INVOKED", "FAILED", "UP", "LAST ERROR")
     for t in triggers:
         status = t.status
         cells = _cells(t.name, trigger_target(t), t.source.get("kind"), None,
+                       *([t.node or "—"] if several else []),
                        status.get("events"), status.get("invocations"), status.get("failures"),
                        _connected(status), _shorten(status.get("last_error"), 60))
         cells[3] = _state(t.state)
