@@ -124,3 +124,23 @@ def wait_alive(cluster: Cluster, names: list[str], on: str) -> None:
         return set(names) <= alive
 
     wait_until(all_alive, timeout=30, interval=0.1, message=f"nodes {names} alive on {on}")
+
+
+def wait_known(cluster: Cluster, names: list[str]) -> None:
+    """Until every node of ``names`` is alive and has heartbeaten since the last of them
+    started: each node's snapshot of the others (read right after its own heartbeat, and
+    what placement decides on) then holds them all."""
+    from datetime import datetime
+
+    from tests import apicalls as api
+
+    def known() -> bool:
+        listed = api.get(f"{cluster[names[0]].url}/nodes").json()["nodes"]
+        nodes = {n["id"]: n for n in listed if n["id"] in names and n["state"] == "alive"}
+        if set(nodes) != set(names):
+            return False
+        last_start = max(datetime.fromisoformat(n["started_at"]) for n in nodes.values())
+        return all(datetime.fromisoformat(n["heartbeat_at"]) > last_start
+                   for n in nodes.values())
+
+    wait_until(known, timeout=30, interval=0.1, message=f"nodes {names} know each other")

@@ -14,7 +14,7 @@ import pytest
 
 from ember.clock import ManualClock
 from tests import apicalls as api
-from tests.cluster.harness import Cluster, wait_alive
+from tests.cluster.harness import Cluster, wait_known
 from tests.cluster.test_nodes import shared
 from tests.conftest import make_zip
 from tests.inprocess import Ember, running
@@ -128,8 +128,7 @@ def test_a_drained_node_hands_its_triggers_over_and_sends_its_invocations_away(
     invocations it has a warm instance for; once nothing is left it is drained."""
     for name in ("a", "b"):
         cluster.start(name)
-    for name in ("a", "b"):
-        wait_alive(cluster, ["a", "b"], on=name)
+    wait_known(cluster, ["a", "b"])
     a, b = cluster["a"].url, cluster["b"].url
     code = {"zip": base64.b64encode(make_zip({"main.py": ECHO})).decode()}
     made = api.post(f"{a}/functions", json={"name": "echo", "code": code}, timeout=30)

@@ -8,7 +8,7 @@ import base64
 from collections import Counter
 
 from tests import apicalls as api
-from tests.cluster.harness import Cluster, wait_alive
+from tests.cluster.harness import Cluster, wait_known
 from tests.conftest import make_zip
 from tests.threads import at_once
 
@@ -38,8 +38,7 @@ def test_max_instances_holds_across_three_nodes_under_load(cluster: Cluster) -> 
     folder.mkdir()
     for name in ("a", "b", "c"):
         cluster.start(name, **NODE)
-    for name in ("a", "b", "c"):
-        wait_alive(cluster, ["a", "b", "c"], on=name)
+    wait_known(cluster, ["a", "b", "c"])
     code = {"zip": base64.b64encode(make_zip({"main.py": WATCHED})).decode()}
     created = api.post(f"{cluster['a'].url}/functions", json={
         "name": "watched", "code": code,
