@@ -37,11 +37,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ember.clock import Clock, wait_for
+from ember.clock import Clock
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "ember_changes"
+CLOSE_TIMEOUT_S = 5.0  # a listening connection that will not close is left to the server
 # Kinds, each announced by one service.
 FUNCTION = "function"  # a function, its versions or aliases changed (or it was created)
 FUNCTION_DELETED = "function.deleted"
@@ -116,7 +117,7 @@ class PostgresChangeBus(ChangeBus):
             listening connection is made to its database.
         node: this node's id (``NodeRegistry.id``), sent with each change and used to
             ignore this node's own ones.
-        clock: for the reconnection backoff and the ping's deadline.
+        clock: for the reconnection backoff (the ping's deadline is real time).
         ping_s: how long the listening connection may stay silent before it is checked.
     """
 
@@ -185,7 +186,7 @@ class PostgresChangeBus(ChangeBus):
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(Exception):
-                await connection.close()
+                await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT_S)
 
     async def _listen(self, connection: Any) -> None:
         """Receive until the connection fails, then connect again (with backoff) and
@@ -216,7 +217,9 @@ class PostgresChangeBus(ChangeBus):
         while True:
             async for notify in connection.notifies(timeout=self._ping_s):
                 self._take(notify.payload)
-            await wait_for(self._clock, connection.execute("SELECT 1"), self._ping_s)
+            # The network keeps real time, whatever clock the server runs on: a ping that
+            # does not come back fails the connection even when that clock stands still.
+            await asyncio.wait_for(connection.execute("SELECT 1"), self._ping_s)
 
     def _take(self, payload: str) -> None:
         try:
