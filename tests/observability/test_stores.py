@@ -142,3 +142,29 @@ def test_stats_files_of_an_older_ember_gain_the_error_message(tmp_path: Path) ->
     finally:
         store.close()
     StatsStore(path).close()  # a second start finds the column there
+
+
+def test_invocation_records_past_the_retention_are_deleted(tmp_path: Path) -> None:
+    now = [1000.0]
+    store = StatsStore(tmp_path / "stats.db", retention_s=100, now=lambda: now[0])
+
+    def record(ts: float, count: int = 50) -> None:
+        # One flush per row: the store trims once every 50 writes.
+        for i in range(count):
+            store.record(InvocationRecord(ts, "f", "1", f"r{ts}-{i}", "sync", False, 0.0,
+                                          1.0, 1.0, "success"))
+            store.flush()
+
+    try:
+        record(500.0, 1)  # left by an earlier run, past the retention already
+        record(1000.0, 49)  # the first trim: the old row goes by its time
+        assert {row[0] for row in store.samples(None, since=0)} == {1000.0}
+        now[0] = 1050.0
+        record(1050.0)  # nothing is due yet
+        assert {row[0] for row in store.samples(None, since=0)} == {1000.0, 1050.0}
+        now[0] = 1120.0
+        record(1120.0)  # what was written by 1000 is due: it goes
+        assert {row[0] for row in store.samples(None, since=0)} == {1050.0, 1120.0}
+        assert len(store.samples("f", since=0)) == 100
+    finally:
+        store.close()

@@ -1,24 +1,27 @@
 """A local SQLite file for high-volume observability rows, written in batches by one thread.
 
 Logs and invocation records are node-local and far more frequent than metadata changes, so
-they stay out of the metadata store and never block the event loop: producers enqueue rows,
-a writer thread flushes them with ``executemany`` every few milliseconds.
+they stay out of the metadata store and never block the event loop: producers append rows
+to a deque, a writer thread flushes them with ``executemany`` every few milliseconds.
+
+Adding a row must cost the producer (the event loop, once per invocation) next to nothing:
+it appends and, only when the writer sleeps, wakes it once. The writer then waits out the
+flush interval before it takes the rows, so one wake and one transaction serve every row of
+that interval, never a thread switch per row.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
 _MAX_BATCH = 5000
 
 
@@ -30,7 +33,13 @@ class BatchWriter:
         migrate: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self._path = path
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # (sql, row) pairs, or an Event that a flush() waits on: set once what is ahead of
+        # it is written. deque.append and popleft are atomic: no lock on the producer side.
+        self._items: collections.deque[tuple[str, Sequence[Any]] | threading.Event] = (
+            collections.deque())
+        self._wake = threading.Event()  # set: rows wait; the writer sleeps until then
+        self._hurry = threading.Event()  # set: a flush() or close() waits; skip the interval
+        self._stopping = False
         self._interval = flush_interval_s
         self._maintenance: list[Callable[[sqlite3.Connection], None]] = []
         conn = self.connect()
@@ -38,8 +47,6 @@ class BatchWriter:
         if migrate is not None:  # files made by an older Ember: bring them up to ``schema``
             migrate(conn)
         conn.close()
-        self._flushed = threading.Condition()
-        self._pending = 0
         self._thread = threading.Thread(target=self._run, name=f"ember-writer-{path.stem}",
                                         daemon=True)
         self._thread.start()
@@ -55,44 +62,56 @@ class BatchWriter:
         self._maintenance.append(task)
 
     def put(self, sql: str, row: Sequence[Any]) -> None:
-        with self._flushed:
-            self._pending += 1
-        self._queue.put((sql, row))
+        self._items.append((sql, row))
+        if not self._wake.is_set():
+            self._wake.set()
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Wait until every row queued so far is written (tests and shutdown)."""
-        with self._flushed:
-            self._flushed.wait_for(lambda: self._pending == 0, timeout)
+        """Wait until every row queued so far is written (reads, tests and shutdown)."""
+        done = threading.Event()
+        self._items.append(done)
+        self._hurry.set()
+        self._wake.set()
+        done.wait(timeout)
 
     def close(self) -> None:
-        self._queue.put(_STOP)
+        self._stopping = True
+        self._hurry.set()
+        self._wake.set()
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
         conn = self.connect()
-        stopping = False
-        while not stopping:
+        while True:
+            self._wake.wait()
+            if not self._stopping:
+                # Let the interval's rows gather: one transaction for all of them.
+                self._hurry.wait(self._interval)
+            # Cleared before taking: a row added after this finds the writer to wake.
+            self._wake.clear()
+            self._hurry.clear()
+            self._drain(conn)
+            if self._stopping and not self._items:
+                break
+        conn.close()
+
+    def _drain(self, conn: sqlite3.Connection) -> None:
+        while self._items:
             batch: dict[str, list[Sequence[Any]]] = {}
+            waiting: list[threading.Event] = []
             count = 0
-            item = self._queue.get()
-            deadline = time.monotonic() + self._interval
-            while True:
-                if item is _STOP:
-                    stopping = True
-                    break
+            while self._items and count < _MAX_BATCH:
+                item = self._items.popleft()
+                if isinstance(item, threading.Event):
+                    waiting.append(item)
+                    continue
                 sql, row = item
                 batch.setdefault(sql, []).append(row)
                 count += 1
-                remaining = deadline - time.monotonic()
-                if count >= _MAX_BATCH or remaining <= 0:
-                    break
-                try:
-                    item = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
             if count:
                 self._write(conn, batch, count)
-        conn.close()
+            for done in waiting:
+                done.set()
 
     def _write(
         self, conn: sqlite3.Connection, batch: dict[str, list[Sequence[Any]]], count: int
@@ -105,6 +124,3 @@ class BatchWriter:
                 task(conn)
         except sqlite3.Error:
             log.exception("could not write %d observability rows to %s", count, self._path)
-        with self._flushed:
-            self._pending -= count
-            self._flushed.notify_all()

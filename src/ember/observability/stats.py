@@ -8,6 +8,7 @@ the statistics of a cluster are those of every node's samples together
 
 from __future__ import annotations
 
+import collections
 import math
 import sqlite3
 import threading
@@ -50,6 +51,10 @@ _INSERT = (
 )
 # A sample of one invocation: what its statistics are computed from.
 _SAMPLE = "ts, cold, total_ms, outcome, init_ms, attempt"
+# Old rows are deleted every _TRIM_EVERY flushes that wrote rows, at most a 1/_MARKS of the
+# retention after they are due (see StatsStore._marks).
+_TRIM_EVERY = 50
+_MARKS = 1000
 # Error messages are kept for people reading a list, not as a log: the start of each.
 MAX_ERROR_MESSAGE = 1000
 
@@ -130,12 +135,21 @@ def summarize(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
 class StatsStore:
     """Invocation records in ``stats.db``, kept for ``retention_s``."""
 
-    def __init__(self, path: Path, retention_s: float = 7 * 86400) -> None:
+    def __init__(self, path: Path, retention_s: float = 7 * 86400,
+                 now: Callable[[], float] = time.time) -> None:
         self._writer = BatchWriter(path, _SCHEMA, migrate=_migrate)
         self._read = self._writer.connect()
         self._read_lock = threading.Lock()
         self._retention_s = retention_s
+        self._now = now
         self._flushes = 0
+        # (when, the highest id then), oldest first, at most _MARKS of them over the
+        # retention: every row up to that id was written by then, so once ``when`` is out
+        # of the retention those rows are too, and go by their primary key. (A delete by
+        # ``ts`` scans the whole table, which at thousands of invocations a second grows
+        # by millions of rows an hour: the writer would slow down as the file grows.)
+        self._marks: collections.deque[tuple[float, int]] = collections.deque()
+        self._swept = False
         self._writer.add_maintenance(self._trim)
 
     def record(self, r: InvocationRecord) -> None:
@@ -217,12 +231,24 @@ class StatsStore:
 
     def _trim(self, conn: sqlite3.Connection) -> None:
         self._flushes += 1
-        if self._flushes % 50:
+        if self._flushes % _TRIM_EVERY:
             return
+        now = self._now()
+        cutoff = now - self._retention_s
         with conn:
-            conn.execute(
-                "DELETE FROM invocations WHERE ts < ?", (time.time() - self._retention_s,)
-            )
+            if not self._swept:
+                # Rows of earlier runs of the server: by time, once per start.
+                conn.execute("DELETE FROM invocations WHERE ts < ?", (cutoff,))
+                self._swept = True
+            upto = None
+            while self._marks and self._marks[0][0] <= cutoff:
+                upto = self._marks.popleft()[1]
+            if upto is not None:
+                conn.execute("DELETE FROM invocations WHERE id <= ?", (upto,))
+        top = conn.execute("SELECT max(id) FROM invocations").fetchone()[0]
+        if top is not None and (not self._marks
+                                or now - self._marks[-1][0] >= self._retention_s / _MARKS):
+            self._marks.append((now, int(top)))
 
     def close(self) -> None:
         self._writer.close()
