@@ -1,8 +1,16 @@
 """Async invocation throughput: events/s accepted (202 after a durable write) and events/s
-run end to end for a no-op function, on the embedded queue and on Redis, beside the raw
-uvicorn baseline (the same client posting to a bare app) measured in the same run.
+run end to end for a no-op function, on the embedded queue and on Redis, beside two
+baselines measured in the same run: the raw uvicorn one (the same client posting to a bare
+app) for accepting, and Dramatiq on the same Redis for running (``dramatiq_baseline.py``:
+N messages enqueued by 32 producers, then drained by one worker process of 8 threads;
+Ember's worker runs in its one server process too).
 
     .venv/bin/python bench/async_bench.py [--events 4000] [--redis redis://127.0.0.1:6379/0]
+
+"Run end to end" is measured as Dramatiq's drain is: the events are queued while the
+function is paused, then the time from resuming it until the queue is empty. Dramatiq is
+installed on first use into bench/.venv-dramatiq (its own environment: Ember never imports
+it); ``--no-dramatiq`` skips it.
 """
 
 from __future__ import annotations
@@ -11,7 +19,9 @@ import argparse
 import asyncio
 import base64
 import io
+import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +38,8 @@ from invoke import start_baseline, start_ember
 
 NOOP = "def handler(event, context):\n    return None\n"
 CLIENTS = 32
+DRAMATIQ = "dramatiq[redis]==2.2.1"
+DRAMATIQ_VENV = Path(__file__).resolve().parent / ".venv-dramatiq"
 
 
 def code_zip() -> str:
@@ -43,7 +55,8 @@ async def post_many(url: str, n: int, headers: dict[str, str]) -> tuple[float, l
     return rate, ids
 
 
-def run_backend(label: str, home: Path, events: int, env: dict[str, str], raw: float) -> None:
+def run_backend(home: Path, events: int, env: dict[str, str]) -> tuple[float, float]:
+    """(accepted events/s, run end to end events/s) of one Ember server."""
     import os
 
     saved = dict(os.environ)
@@ -64,19 +77,44 @@ def run_backend(label: str, home: Path, events: int, env: dict[str, str], raw: f
         started = time.perf_counter()
         apikey.post(f"{url}/functions/noop/resume").raise_for_status()
         while True:
-            stats = apikey.get(f"{url}/functions/noop/stats").json()
+            # A tiny statistics window: the poll asks for the queue's depth, and should
+            # cost the server little while it drains.
+            stats = apikey.get(f"{url}/functions/noop/stats",
+                               params={"window_s": 0.001}).json()
             if stats["queue"]["depth"] == 0:
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
         elapsed = time.perf_counter() - started
         stats = apikey.get(f"{url}/functions/noop/stats", params={"window_s": 3600}).json()
-        print(f"  {label:<9} accepted {accepted:8.0f} events/s ({accepted / raw:4.2f} of raw)   "
-              f"run end to end "
-              f"{events / elapsed:8.0f} events/s   ({stats['invocations']} invocations, "
-              f"{stats['errors']} errors)")
+        if stats["invocations"] != events or stats["errors"]:
+            raise SystemExit(f"{stats['invocations']} invocations, {stats['errors']} errors "
+                             f"(expected {events}, 0)")
+        return accepted, events / elapsed
     finally:
         proc.terminate()
         proc.wait()
+
+
+def dramatiq_python() -> Path:
+    """The interpreter of the Dramatiq baseline's own environment, made on first use."""
+    python = DRAMATIQ_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"  (installing {DRAMATIQ} into {DRAMATIQ_VENV})", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(DRAMATIQ_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", DRAMATIQ], check=True)
+    return python
+
+
+def run_dramatiq(events: int, url: str) -> dict[str, float]:
+    namespace = f"ember-bench-dramatiq-{uuid.uuid4().hex[:8]}"
+    script = Path(__file__).resolve().parent / "dramatiq_baseline.py"
+    answer = subprocess.run(
+        [str(dramatiq_python()), str(script), "--events", str(events), "--redis", url,
+         "--namespace", namespace, "--producers", str(CLIENTS), "--threads", "8"],
+        check=True, capture_output=True, text=True,
+    )
+    figures: dict[str, float] = json.loads(answer.stdout.strip().splitlines()[-1])
+    return figures
 
 
 async def drop_keys(url: str, prefix: str) -> None:
@@ -93,6 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=4000)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--no-dramatiq", action="store_true")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ember-async-bench-"))
     try:
@@ -102,17 +141,31 @@ def main() -> None:
         finally:
             base_proc.terminate()
             base_proc.wait()
-        print(f"async invocation, {args.events} events from {CLIENTS} concurrent clients")
-        print(f"  raw uvicorn POST (same client)        {raw:8.0f} requests/s")
-        run_backend("embedded", tmp / "embedded", args.events, {}, raw)
+        dramatiq = None if args.no_dramatiq else run_dramatiq(args.events, args.redis)
+        embedded = run_backend(tmp / "embedded", args.events, {})
         prefix = f"ember-bench-{uuid.uuid4().hex[:8]}"
         try:
-            run_backend("redis", tmp / "redis", args.events,
-                        {"EMBER_QUEUE_URL": args.redis, "EMBER_QUEUE_PREFIX": prefix}, raw)
+            redis = run_backend(tmp / "redis", args.events,
+                                {"EMBER_QUEUE_URL": args.redis, "EMBER_QUEUE_PREFIX": prefix})
         finally:
             asyncio.run(drop_keys(args.redis, prefix))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"async invocation of a no-op function, {args.events} events from {CLIENTS} "
+          "concurrent clients (events/s)")
+    print(f"  {'':<30} {'accepted':>9} {'run end to end':>15}")
+    print(f"  {'raw uvicorn POST':<30} {raw:9.0f} {'':>15}")
+    if dramatiq is not None:
+        print(f"  {'Dramatiq 2.2.1, Redis (8 thr)':<30} {dramatiq['enqueued_per_s']:9.0f} "
+              f"{dramatiq['drained_per_s']:15.0f}")
+    for label, (accepted, ran) in (("Ember, embedded queue", embedded),
+                                   ("Ember, Redis queue", redis)):
+        ratios = f"accepted {accepted / raw:4.2f} of raw"
+        if dramatiq is not None:
+            ratios += (f", {accepted / dramatiq['enqueued_per_s']:4.2f} of Dramatiq's enqueue"
+                       f"; run {ran / dramatiq['drained_per_s']:4.2f} of Dramatiq's")
+        print(f"  {label:<30} {accepted:9.0f} {ran:15.0f}   ({ratios})")
 
 
 if __name__ == "__main__":

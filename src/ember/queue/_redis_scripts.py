@@ -128,9 +128,11 @@ return {0}
 
 # ARGV: prefix, now, lease_until, limit, consumer, n skipped, skipped functions…, n capped,
 # then function, cap for each capped function (at most cap events of it leased at once).
-# Returns a flat list: function, token, event body, redeliveries, function, token, … where
-# redeliveries counts the claims of this entry whose lease ran out (Redis's delivery count
-# less one): attempts cut short, which the caller adds to the body's attempt.
+# Returns a flat list: function, token, event body, redeliveries, task blob, function, …
+# where redeliveries counts the claims of this entry whose lease ran out (Redis's delivery
+# count less one): attempts cut short, which the caller adds to the body's attempt; the
+# task blob is the event's task as stored ("" when there is none), read in the same step so
+# that the caller needs no second round trip to start the attempt.
 _CLAIM = """
 -- Times stay the strings Python sent: Lua would print numbers with 14 digits only.
 local now, lease_until, limit, consumer = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
@@ -227,6 +229,7 @@ local function take(q)
   table.insert(out, token)
   table.insert(out, field(got[1][2], 'event'))
   table.insert(out, redeliveries)
+  table.insert(out, redis.call('HGET', k('task', field(got[1][2], 'id')), 'data') or '')
   taken = taken + 1
   q.room = q.room - 1
 end

@@ -31,11 +31,14 @@ from ember.store.base import Page
 class Delivery:
     """A claimed event and the backend's token for its lease. ``redelivered``: the event
     was leased before and its lease ran out (that attempt never ended), so this claim counted
-    it (``event.attempt`` is one higher than before that claim)."""
+    it (``event.attempt`` is one higher than before that claim). ``task``: the event's task
+    as the claim read it, in the same atomic step (None when it was not read, or is gone), so
+    that starting the attempt needs no further read."""
 
     event: Event
     token: str
     redelivered: bool = False
+    task: Task | None = None
 
 
 @dataclass(frozen=True)

@@ -317,15 +317,29 @@ class EmbeddedQueue:
                 ranked.extend((rank, due_at, seq, bool(was_leased))
                               for rank, (seq, due_at, was_leased) in enumerate(ready))
             ranked.sort()
+            chosen = ranked[:limit]
+            if not chosen:
+                return []
+            # One statement leases them all. Each token is the claim's random part and the
+            # row's seq, so tokens are unique per claim and per event. SET sees the row as
+            # it was: a row that still had a token was leased before, and counts that attempt.
+            base = secrets.token_hex(12)
+            marks = ", ".join("?" * len(chosen))
+            rows = conn.execute(
+                "UPDATE events SET lease_token = ? || seq, lease_until = ?, "
+                "attempt = attempt + (lease_token IS NOT NULL) "
+                f"WHERE seq IN ({marks}) RETURNING seq, lease_token, {_EVENT_COLUMNS}",
+                (f"{base}-", now + lease_s, *(seq for _, _, seq, _ in chosen)),
+            ).fetchall()
+            leased = {row[0]: row for row in rows}
+            ids = [row[2] for row in rows]
+            tasks = {row[0]: _task_from(row) for row in conn.execute(
+                f"{_TASK_SELECT} WHERE id IN ({', '.join('?' * len(ids))})", ids).fetchall()}
             deliveries = []
-            for _, _, seq, redelivered in ranked[:limit]:
-                token = secrets.token_hex(16)
-                row = conn.execute(
-                    "UPDATE events SET lease_token = ?, lease_until = ?, attempt = attempt + ? "
-                    f"WHERE seq = ? RETURNING {_EVENT_COLUMNS}",
-                    (token, now + lease_s, int(redelivered), seq),
-                ).fetchone()
-                deliveries.append(Delivery(_event_from(row), token, redelivered))
+            for _, _, seq, redelivered in chosen:
+                row = leased[seq]
+                event = _event_from(row[2:])
+                deliveries.append(Delivery(event, row[1], redelivered, tasks.get(event.id)))
             return deliveries
 
         return await self._db.write(work)

@@ -88,8 +88,22 @@ def _bytes(value: bytes | str | None) -> bytes:
     return value
 
 
+# Field names, so that packing a record builds its dict directly: dataclasses.asdict
+# deep-copies every value, which cost more than the rest of a queue call.
+_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))
+_ATTEMPT_FIELDS = tuple(f.name for f in dataclasses.fields(Attempt))
+_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(Event))
+
+
 def _pack_task(task: Task) -> bytes:
-    return _pack(dataclasses.asdict(task))
+    fields = {name: getattr(task, name) for name in _TASK_FIELDS}
+    fields["history"] = [{name: getattr(a, name) for name in _ATTEMPT_FIELDS}
+                         for a in task.history]
+    return _pack(fields)
+
+
+def _pack_event(event: Event) -> bytes:
+    return _pack({name: getattr(event, name) for name in _EVENT_FIELDS})
 
 
 def _unpack_task(blob: bytes) -> Task:
@@ -185,7 +199,7 @@ class RedisQueue:
                     status="queued", created_at=now, updated_at=now,
                     idempotency_key=idempotency_key)
         found = await self._run(
-            "submit", event.function, event.id, _pack(dataclasses.asdict(event)),
+            "submit", event.function, event.id, _pack_event(event),
             event.enqueued_at, idempotency_key or "", now, now + dedup_window_s,
             task.status, task.created_at, _pack_task(task), task.updated_at,
         )
@@ -206,11 +220,12 @@ class RedisQueue:
         flat = await self._run("claim", now, now + lease_s, limit, self._consumer,
                                len(skipped), *skipped, len(caps) // 2, *caps)
         deliveries = []
-        for i in range(0, len(flat), 4):
+        for i in range(0, len(flat), 5):
             event, redeliveries = _unpack_event(flat[i + 2]), int(flat[i + 3])
             if redeliveries:  # leases that ran out: attempts that were cut short
                 event = dataclasses.replace(event, attempt=event.attempt + redeliveries)
-            deliveries.append(Delivery(event, flat[i + 1].decode(), redeliveries > 0))
+            task = _unpack_task(flat[i + 4]) if flat[i + 4] else None
+            deliveries.append(Delivery(event, flat[i + 1].decode(), redeliveries > 0, task))
         return deliveries
 
     async def extend(self, delivery: Delivery, lease_s: float, *, now: float) -> None:
@@ -233,13 +248,13 @@ class RedisQueue:
         """Store ``task`` and put the event back with ``attempt`` + 1, due at
         ``now + delay_s``."""
         event = dataclasses.replace(delivery.event, attempt=delivery.event.attempt + 1)
-        await self._settle(delivery, task, "requeue", _pack(dataclasses.asdict(event)),
+        await self._settle(delivery, task, "requeue", _pack_event(event),
                            event.enqueued_at, now + delay_s, now)
 
     async def postpone(self, delivery: Delivery, *, delay_s: float, now: float) -> None:
         """Put the event back as it was, due at ``now + delay_s``; the task is untouched."""
         event = delivery.event
-        await self._settle(delivery, None, "requeue", _pack(dataclasses.asdict(event)),
+        await self._settle(delivery, None, "requeue", _pack_event(event),
                            event.enqueued_at, now + delay_s, now)
 
     async def dead_letter(self, delivery: Delivery, task: Task, reason: dict[str, object],
@@ -351,7 +366,7 @@ class RedisQueue:
                           payload=dead.payload, content_type=dead.content_type,
                           enqueued_at=now, attempt=0)
             outcome = await self._run("redrive", dead.function, task_id, rev, now,
-                                      _pack(dataclasses.asdict(event)), task.status,
+                                      _pack_event(event), task.status,
                                       task.created_at, _pack_task(task), task.updated_at)
             if outcome == b"queued":
                 return task

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 DEDUP_WINDOW_S = 24 * 3600
 # How long a function's deletion waits for its queue state to be dropped.
 _DELETE_WAIT_S = 30.0
+# An attempt's running state is written once it has run this long (real time: it is what
+# those who look at the task see, not part of any rule); a shorter attempt goes straight to
+# its outcome, one write instead of two.
+RUNNING_AFTER_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,24 @@ class AsyncInvoker:
         self._policy = policy
         self._rng = rng or random.Random()
         self._running: dict[str, asyncio.Task[None]] = {}
+        # The deliveries of the attempts above, whose leases one heartbeat keeps (one timer
+        # for all of them instead of a task per attempt), and each attempt's write of its
+        # ``running`` state: a timer until RUNNING_AFTER_S, then the write itself.
+        self._leases: dict[str, Delivery] = {}
+        self._saves: dict[str, asyncio.TimerHandle | asyncio.Task[None]] = {}
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self._stopping: set[str] = set()
         self._paused: set[str] = set()
         # async.max_concurrency of each function that sets one: the queue leases no more
         # of its events at once. From the latest config at start and on every change, then
         # from the config of what each attempt targets (an alias may set its own).
         self._limits: dict[str, int] = {}
+        # The async settings each (function, qualifier) runs with, read once and dropped on
+        # every change of the function (here or on another node), like the router's routes:
+        # the warm path reads no database. A change heard while a read is in flight bumps
+        # the generation, and that read is then answered but not kept.
+        self._configs: dict[tuple[str, str], AsyncConfig] = {}
+        self._generation: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._purge_task: asyncio.Task[None] | None = None
@@ -116,6 +132,7 @@ class AsyncInvoker:
             self._set_limit(function.name, function.config.async_.max_concurrency)
         self._loop_task = self._loop.create_task(self._consume())
         self._purge_task = self._loop.create_task(self._purge())
+        self._heartbeat_task = self._loop.create_task(self._heartbeat())
 
     def _set_limit(self, name: str, max_concurrency: int | None) -> None:
         if max_concurrency is None:
@@ -139,6 +156,10 @@ class AsyncInvoker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
         await self.queue.close()
 
     # accepting ---------------------------------------------------------------------------
@@ -285,9 +306,12 @@ class AsyncInvoker:
     def _begin(self, delivery: Delivery) -> None:
         task = asyncio.get_running_loop().create_task(self._process(delivery))
         self._running[delivery.event.id] = task
+        self._leases[delivery.event.id] = delivery
 
         def done(_: asyncio.Task[None]) -> None:
             self._running.pop(delivery.event.id, None)
+            self._leases.pop(delivery.event.id, None)
+            self._saves.pop(delivery.event.id, None)
             self._stopping.discard(delivery.event.id)
             self._wake.set()
 
@@ -307,7 +331,8 @@ class AsyncInvoker:
     async def _attempt(self, delivery: Delivery) -> None:
         event = delivery.event
         now = self._clock.time()
-        task = await self.queue.get_task(event.id)
+        # The claim read the task in the same step, when the backend could.
+        task = delivery.task or await self.queue.get_task(event.id)
         if task.final:
             await self.queue.ack(delivery, task)
             return
@@ -320,7 +345,7 @@ class AsyncInvoker:
             await self.queue.postpone(delivery, delay_s=1.0, now=now)
             return
         try:
-            config = await asyncio.to_thread(self._async_config, event.function, event.qualifier)
+            config = await self._config(event.function, event.qualifier)
         except FunctionNotFound as err:
             await self._fail(delivery, task, err, "Failure", AsyncConfig(), now)
             return
@@ -333,8 +358,13 @@ class AsyncInvoker:
         task.attempts = event.attempt + 1
         task.started_at = task.started_at or now
         task.updated_at = now
-        await self.queue.save_task(task)
-        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(delivery))
+        # The running state is written while the function runs, once it has run for
+        # RUNNING_AFTER_S, rather than before: it is for those who look, and nothing
+        # depends on it being durable (a server that dies leaves the lease to run out, and
+        # the next claim records the attempt). The outcome cancels it or waits for it
+        # (``_saved``), so the final state is always written last.
+        self._saves[event.id] = asyncio.get_running_loop().call_later(
+            RUNNING_AFTER_S, self._save_running, replace(task, history=list(task.history)))
         started = now
         try:
             result = await self._router.invoke(
@@ -343,11 +373,45 @@ class AsyncInvoker:
                 trigger=_trigger_of(event),
             )
         except EmberError as err:
+            await self._saved(event.id)
             await self._failed_attempt(delivery, task, err, config, started)
             return
-        finally:
-            heartbeat.cancel()
+        await self._saved(event.id)
         await self._succeeded(delivery, task, result, config, started)
+
+    def _save_running(self, task: Task) -> None:
+        if task.id in self._saves:
+            self._saves[task.id] = asyncio.get_running_loop().create_task(
+                self.queue.save_task(task))
+
+    async def _saved(self, event_id: str) -> None:
+        """The attempt's running state is not written if it has not begun to be; else
+        wait for that write to end."""
+        saving = self._saves.pop(event_id, None)
+        if saving is None:
+            return
+        if not isinstance(saving, asyncio.Future):  # the timer (uvloop has its own class)
+            saving.cancel()
+            return
+        try:
+            await saving
+        except EmberError as exc:
+            log.warning("cannot store the running state of task %s: %s", event_id, exc)
+
+    async def _config(self, function: str, qualifier: str) -> AsyncConfig:
+        key = (function, qualifier)
+        config = self._configs.get(key)
+        if config is None:
+            generation = self._generation.get(function, 0)
+            config = await asyncio.to_thread(self._async_config, function, qualifier)
+            if self._generation.get(function, 0) == generation:
+                self._configs[key] = config
+        return config
+
+    def _forget_configs(self, name: str) -> None:
+        self._generation[name] = self._generation.get(name, 0) + 1
+        for key in [k for k in self._configs if k[0] == name]:
+            del self._configs[key]
 
     def _async_config(self, function: str, qualifier: str) -> AsyncConfig:
         """The async settings of what the qualifier names: an alias's own, else those of
@@ -377,10 +441,20 @@ class AsyncInvoker:
         task.updated_at = now
         await self.queue.save_task(task)
 
-    async def _heartbeat(self, delivery: Delivery) -> None:
+    async def _heartbeat(self) -> None:
+        """Every third of a lease (on the injected clock), extend the lease of every event
+        this worker holds, so that a long attempt keeps its event."""
         while True:
             await self._clock.sleep(self._settings.lease_s / 3)
-            await self.queue.extend(delivery, self._settings.lease_s, now=self._clock.time())
+            now = self._clock.time()
+            held = list(self._leases.values())
+            outcomes = await asyncio.gather(
+                *(self.queue.extend(d, self._settings.lease_s, now=now) for d in held),
+                return_exceptions=True)
+            for delivery, outcome in zip(held, outcomes, strict=True):
+                if isinstance(outcome, Exception):
+                    log.warning("cannot extend the lease of async event %s: %s",
+                                delivery.event.id, outcome)
 
     # outcomes ----------------------------------------------------------------------------
 
@@ -461,6 +535,7 @@ class AsyncInvoker:
         self._ended(task)
 
     async def _stopped(self, delivery: Delivery) -> None:
+        await self._saved(delivery.event.id)
         task = await self.queue.get_task(delivery.event.id)
         now = self._clock.time()
         if task.status == "running":
@@ -493,6 +568,7 @@ class AsyncInvoker:
             self._loop.call_soon_threadsafe(self._refresh, name)
 
     def _refresh(self, name: str) -> None:
+        self._forget_configs(name)
         task = asyncio.get_running_loop().create_task(self._refresh_paused(name))
         self._refreshing.add(task)
         task.add_done_callback(self._refreshed)
@@ -545,6 +621,7 @@ class AsyncInvoker:
                           "could not all be dropped", name)
 
     async def _forget(self, name: str) -> None:
+        self._forget_configs(name)
         self._paused.discard(name)
         self._limits.pop(name, None)
         await self.queue.delete_function(name)
