@@ -111,7 +111,25 @@ async def run_invoke(
     answer[RAN_ON_HEADER] = services.nodes.id
     if tail and result.log_tail is not None:
         answer["X-Ember-Log-Tail"] = base64.b64encode(result.log_tail.encode()).decode()
-    return Response(result.body, media_type=result.content_type, headers=answer)
+    return _Answer(result.body, result.content_type, answer)
+
+
+class _Answer(Response):
+    """A function's answer: the Response Starlette would make of ``body``, ``media_type``
+    and ``headers`` (``X-Ember-*``, plain ASCII names and values), its raw headers made in
+    one pass — this runs on every warm invocation."""
+
+    def __init__(self, body: bytes, media_type: str, headers: dict[str, str]) -> None:
+        self.status_code = 200
+        self.media_type = media_type
+        self.background = None
+        self.body = body
+        if media_type.startswith("text/") and "charset=" not in media_type.lower():
+            media_type += "; charset=" + self.charset
+        self.raw_headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                            for name, value in headers.items()]
+        self.raw_headers += [(b"content-length", str(len(body)).encode("latin-1")),
+                             (b"content-type", media_type.encode("latin-1"))]
 
 
 async def _accept(
@@ -188,7 +206,8 @@ class InvokeFastPath:
 
     async def _invoke(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        raw_query = scope.get("query_string", b"")
+        query = parse_qs(raw_query.decode("latin-1")) if raw_query else {}
         chunks = []
         while True:
             message = await receive()

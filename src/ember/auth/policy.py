@@ -14,6 +14,7 @@ names match them, for routes whose path names one; routes whose request body nam
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -50,8 +51,10 @@ class Need:
     named: str | None  # the function or workflow the path names
 
 
+@functools.lru_cache(maxsize=1024)
 def need(method: str, path: str) -> Need:
-    """What a request needs."""
+    """What a request needs (asked twice per request, by authentication and the check;
+    the same paths come again and again, so the answers are kept)."""
     found = _NAMED.match(path)
     named = found.group(2) if found else None
     if _ADMIN_PATHS.match(path) or (

@@ -201,6 +201,10 @@ class NodeRegistry:
         """Every known node, with its state as of now (reads the store)."""
         return self._of(self._store.all())
 
+    def known(self) -> int:
+        """How many nodes the last heartbeat read (alive or not): no I/O."""
+        return len(self._rows)
+
     def snapshot(self) -> list[Node]:
         """Every node as this node's last heartbeat read them, states as of now: no I/O,
         for the invocation path (at most one heartbeat old)."""

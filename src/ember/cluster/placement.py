@@ -96,12 +96,12 @@ class Placement:
 
     def choose(self, key: PoolKey) -> Node | None:
         """The node an invocation of the pool ``key`` should run on; None for this one."""
+        if self._registry.known() <= 1:  # first: the common case, and the cheapest answer
+            return None
         draining = self._registry.draining
         if self._has_room(key) and not draining:
             return None
         nodes = self._registry.snapshot()
-        if len(nodes) <= 1:
-            return None
         serving = [n for n in nodes if n.state == ALIVE and not self._skipped(n)]
         if not serving:
             return None  # this node drains, and no other serves: better here than nowhere

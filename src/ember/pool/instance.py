@@ -257,6 +257,11 @@ class _Pending:
             self.future.set_result(message)
 
 
+def _time_out(future: asyncio.Future[Message | None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 @dataclass(frozen=True)
 class HttpRequest:
     """One HTTP request for a web or custom function. ``path`` is below ``root_path`` (the
@@ -673,8 +678,19 @@ class Instance:
             await self._writer.drain()
         if pending.frames is not None:
             return await asyncio.wait_for(pending.frames.get(), max(timeout_s, 0.0))
-        assert pending.future is not None
-        return await asyncio.wait_for(pending.future, max(timeout_s, 0.0))
+        future = pending.future
+        assert future is not None
+        if future.done():
+            return future.result()
+        if timeout_s <= 0:
+            raise TimeoutError
+        # What wait_for does, without its second future and callback on every invocation:
+        # the reply resolves the future, or the timer fails it first.
+        timer = asyncio.get_running_loop().call_later(timeout_s, _time_out, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
 
     # -- idle mode -----------------------------------------------------------------------
 
