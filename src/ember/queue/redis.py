@@ -39,6 +39,7 @@ operator's choice. Connection failures raise ``ServiceUnavailable`` naming the s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
@@ -51,7 +52,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgpack  # type: ignore[import-untyped, unused-ignore]
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ember.errors import (
@@ -159,25 +160,92 @@ class RedisQueue:
             url, max_connections=max_connections, timeout=20, socket_connect_timeout=5)
         self._client: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._scripts = {name: self._client.register_script(src) for name, src in SCRIPTS.items()}
+        # Script calls made in one turn of the event loop (the acks of attempts that ended
+        # together, the submits of concurrent requests) go to Redis as one pipeline: one
+        # connection, one write and one read for all of them instead of one each. Each
+        # script is still applied atomically, in the order the calls were made.
+        self._pending: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        """Convert Redis failures once, here, into Ember's errors."""
-        try:
-            yield
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise ServiceUnavailable(
+    def _error(self, exc: RedisError) -> EmberError:
+        """Redis failures converted once, here, into Ember's errors."""
+        if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+            error: EmberError = ServiceUnavailable(
                 f"the queue's Redis server at {self._url} cannot be reached ({exc}): start it, "
                 "or point the queue at a running server",
                 {"url": self._url},
-            ) from exc
+            )
+        else:
+            error = EmberError(f"the queue's Redis server at {self._url} failed: {exc}",
+                               {"url": self._url})
+        error.__cause__ = exc
+        return error
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
         except RedisError as exc:
-            raise EmberError(f"the queue's Redis server at {self._url} failed: {exc}",
-                             {"url": self._url}) from exc
+            raise self._error(exc) from exc
 
     async def _run(self, script: str, *args: Any) -> Any:
-        with self._guard():
-            return await self._scripts[script](args=[self._prefix, *args])
+        """Run ``script`` with ``args``, in the pipeline of this turn of the event loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._send)
+        self._pending.append((script, args, future))
+        return await future
+
+    def _send(self) -> None:
+        calls, self._pending = self._pending, []
+        if not calls:
+            return  # close sent them
+        task = asyncio.get_running_loop().create_task(self._pipeline(calls))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _pipeline(self, calls: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]]
+                        ) -> None:
+        outcomes: list[Any]
+        try:
+            if len(calls) == 1:
+                script, args, _ = calls[0]
+                try:
+                    outcomes = [await self._scripts[script](args=[self._prefix, *args])]
+                except RedisError as exc:
+                    outcomes = [exc]
+            else:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for script, args, _ in calls:
+                        pipe.execute_command("EVALSHA", self._scripts[script].sha, 0,
+                                             self._prefix, *args)
+                    outcomes = await pipe.execute(raise_on_error=False)
+                for i, (script, args, _) in enumerate(calls):
+                    if isinstance(outcomes[i], NoScriptError):
+                        # The server lost its scripts (a restart, SCRIPT FLUSH): this call
+                        # ran nothing; the script's own call loads it and runs it.
+                        try:
+                            outcomes[i] = await self._scripts[script](
+                                args=[self._prefix, *args])
+                        except RedisError as exc:
+                            outcomes[i] = exc
+        except RedisError as exc:  # the connection failed: no call is known to have run
+            outcomes = [exc] * len(calls)
+        except BaseException:  # cancelled: tell the callers
+            for _, _, future in calls:
+                if not future.done():
+                    future.set_exception(ServiceUnavailable("the queue is closing"))
+            raise
+        for (_, _, future), outcome in zip(calls, outcomes, strict=True):
+            if future.done():
+                continue  # the caller was cancelled
+            if isinstance(outcome, RedisError):
+                future.set_exception(self._error(outcome))
+            elif isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, *parts))
@@ -188,7 +256,12 @@ class RedisQueue:
             await self._client.ping()
 
     async def close(self) -> None:
-        """Close every connection of the pool."""
+        """Let the script calls already sent end, then close every connection of the
+        pool."""
+        if self._pending:
+            self._send()
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
         await self._client.aclose()
 
     async def submit(

@@ -443,9 +443,15 @@ class AsyncInvoker:
 
     async def _heartbeat(self) -> None:
         """Every third of a lease (on the injected clock), extend the lease of every event
-        this worker holds, so that a long attempt keeps its event."""
+        this worker holds, so that a long attempt keeps its event. The beats keep to their
+        schedule: time that passed while extending does not push the next one later."""
+        period = self._settings.lease_s / 3
+        beat_at = self._clock.monotonic() + period
         while True:
-            await self._clock.sleep(self._settings.lease_s / 3)
+            await self._clock.sleep(beat_at - self._clock.monotonic())
+            beat_at += period
+            if beat_at <= self._clock.monotonic():  # fell behind (a stall): start again
+                beat_at = self._clock.monotonic() + period
             now = self._clock.time()
             held = list(self._leases.values())
             outcomes = await asyncio.gather(
