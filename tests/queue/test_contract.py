@@ -176,6 +176,29 @@ def test_leased_event_is_claimed_again_only_after_its_lease(with_queue: WithQueu
     with_queue(scenario)
 
 
+def test_a_claim_carries_each_event_s_task_as_stored(with_queue: WithQueue) -> None:
+    async def scenario(queue: Queue) -> None:
+        events = [event(at=T0 + i) for i in range(5)]
+        for ev in events:
+            await submit(queue, ev)
+        stored = await queue.get_task(events[0].id)
+        stored.history.append(Attempt(1, T0, T0 + 1, "error", "1", "FunctionError", "no"))
+        stored.attempts = 1
+        await queue.save_task(stored)
+        deliveries = await queue.claim(10, 30, now=T0 + 10)
+        assert ids(deliveries) == [ev.id for ev in events]
+        for delivery in deliveries:
+            assert delivery.task == await queue.get_task(delivery.event.id)
+        # A redelivery reads the task again, with what the first holder stored.
+        running = replace(deliveries[1].task, status="running", updated_at=T0 + 11)
+        await queue.save_task(running)
+        again = await queue.claim(10, 30, now=T0 + 41)
+        assert [d.task for d in again if d.event.id == running.id] == [running]
+        assert all(d.redelivered and d.task is not None for d in again)
+
+    with_queue(scenario)
+
+
 def test_every_redelivery_is_a_new_attempt(with_queue: WithQueue) -> None:
     async def scenario(queue: Queue) -> None:
         task = await submit(queue, event())

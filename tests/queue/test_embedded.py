@@ -168,3 +168,46 @@ def test_a_storage_error_is_reported_and_the_writer_goes_on(tmp_path: Path) -> N
             await db.close()
 
     asyncio.run(main())
+
+
+def test_a_failing_write_in_a_batch_is_undone_alone(tmp_path: Path) -> None:
+    def setup(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE t (x INTEGER UNIQUE)")
+
+    async def main() -> None:
+        db = SqliteThreads(tmp_path / "t.db", name="test")
+        await db.start(setup)
+
+        def insert(x: int) -> Callable[[sqlite3.Connection], None]:
+            def fn(conn: sqlite3.Connection) -> None:
+                conn.execute("INSERT INTO t VALUES (?)", (x,))
+                if x == 3:  # its own insert went in first: it must be undone with it
+                    conn.execute("INSERT INTO t VALUES (1)")
+            return fn
+
+        taken, gate = threading.Event(), threading.Event()
+
+        def hold(conn: sqlite3.Connection) -> None:
+            taken.set()
+            gate.wait(30)
+
+        try:
+            # Queued while the writer is busy, so that they form one batch: one fails, the
+            # rest commit, and only the failing one's caller hears of it.
+            held = asyncio.ensure_future(db.write(hold))
+            await asyncio.to_thread(taken.wait, 30)
+            writes = [asyncio.ensure_future(db.write(insert(x))) for x in range(1, 7)]
+            await asyncio.sleep(0)
+            gate.set()
+            await held
+            outcomes = await asyncio.gather(*writes, return_exceptions=True)
+            assert db.commits == 3  # the tables, the held write, the batch
+            assert [isinstance(o, EmberError) for o in outcomes] == [
+                False, False, True, False, False, False]
+            rows = await db.read(lambda conn: conn.execute("SELECT x FROM t ORDER BY x")
+                                 .fetchall())
+            assert rows == [(1,), (2,), (4,), (5,), (6,)]
+        finally:
+            await db.close()
+
+    asyncio.run(main())

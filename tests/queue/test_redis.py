@@ -314,3 +314,29 @@ def test_an_ended_window_is_ended_before_its_key_is_pruned(
             assert not await submit(queue, event(at=T0 + 2), key="k100", window=1)
 
     run(scenario)
+
+
+def test_calls_made_together_share_a_pipeline_and_survive_lost_scripts(
+        run: Callable[[Scenario], None]) -> None:
+    async def scenario(prefix: str) -> None:
+        async with opened(prefix) as queue:
+            events = [event(at=T0 + i) for i in range(40)]
+            # One turn of the event loop: every submit goes out in one pipeline, each
+            # applied on its own (one of them a duplicate key, answered with the first).
+            created = await asyncio.gather(*(submit(queue, ev) for ev in events),
+                                           submit(queue, event(), key="k"),
+                                           submit(queue, event(), key="k"))
+            assert sorted(created) == [False] + [True] * 41
+            async with raw() as client:
+                await client.script_flush()  # as after a restart of Redis
+            deliveries = await queue.claim(100, 30, now=T0 + 50)
+            assert len(deliveries) == 41
+            tasks = [replace(d.task, status="succeeded") for d in deliveries if d.task]
+            await asyncio.gather(*(queue.ack(d, t) for d, t in zip(deliveries, tasks,
+                                                                   strict=True)))
+            figures = await queue.figures(now=T0 + 51)
+            assert (figures.depth, figures.leased) == (0, 0)
+            with pytest.raises(TaskNotFound):
+                await asyncio.gather(queue.get_task(events[0].id), queue.get_task("none"))
+
+    run(scenario)
