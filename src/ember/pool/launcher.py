@@ -20,6 +20,16 @@ forked from it; each child takes its own mounts (``/tmp``) when forked and its o
 (``prewarm``), so its first cold start does not wait for it; the spare is one prepared for
 the version deployed or launched last.
 
+Dependencies (``ember.pool.preload``): a version whose dependency directories hold
+installed distributions gets, as root with bubblewrap, a preloader — a child of its zygote
+that takes a ``/tmp`` and a user id of the version's, enters a cgroup with the version's
+memory limit, drops every capability, and only then imports the distributions' top-level
+modules. Its instances are forked from it, imports done, and share its user id and
+``/tmp``; it is started with the zygote (``prewarm``) or at the first cold start, and
+closed once no instance forked from it has lived for ``preload_idle_s``. Where it cannot
+be (no bubblewrap as root, no installed distribution, an import that hangs or kills it),
+instances are forked from the zygote as before, and the server log says why.
+
 Instances inherit only a small part of the server's environment (``INHERITED_ENVIRONMENT``)
 plus the function's own variables: the server's secrets (database URL and such) never
 reach user code. The secrets a function lists are decrypted at each launch, sent in
@@ -48,6 +58,16 @@ from typing import Any, Protocol
 from ember.errors import EmberError, InitError, InstanceCrashed, ServiceUnavailable
 from ember.model.key import RoleGrant
 from ember.pool.instance import Instance, InstanceSpec, LogSink
+from ember.pool.preload import (
+    PRELOAD_IDLE_S,
+    PRELOAD_TIMEOUT_S,
+    PRELOADED,
+    PRELOADING,
+    PreloadInfo,
+    PreloadPlan,
+    memory_of,
+    preload_modules,
+)
 from ember.pool.zygote import (
     ProcessHandle,
     SubprocessHandle,
@@ -57,10 +77,11 @@ from ember.pool.zygote import (
     start_runtime_process,
 )
 from ember.runtime import protocol
-from ember.runtime.protocol import read_frame_async
+from ember.runtime.protocol import read_frame_async, write_frame_async
 from ember.runtime.spec import Confinement
 from ember.sandbox import Limits, Sandbox, SandboxFactory, choose_sandbox_factory
 from ember.sandbox.bubblewrap import (
+    CODE_MOUNT,
     FIRST_INSTANCE_UID,
     INSTANCE_UIDS,
     SECRETS_DIR,
@@ -90,6 +111,9 @@ Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 _SPARE_MEMORY_MB = 16384
 # Sandboxed zygotes kept (one per function version); past this, idle ones are closed.
 MAX_VERSION_ZYGOTES = 8
+# Where a version's sandbox sees its own directory of sockets: the preloader's instances,
+# which hold its user id from birth, connect to a socket of that user's there.
+VERSION_SOCKETS = SOCKETS_DIR / "version"
 
 
 class Identities(Protocol):
@@ -113,6 +137,29 @@ class SecretValues(Protocol):
         ...
 
 
+class PreloadFailed(Exception):
+    """A version's preloader could not start or import (the message says why)."""
+
+
+@dataclass
+class _Preloader:
+    """A version's preloader: its process, the zygote conversation held with it, its
+    sandbox, and the socket its instances connect to."""
+
+    id: str
+    view: View
+    plan: PreloadPlan
+    zygote: Zygote
+    process: ZygoteChild
+    sandbox: Sandbox
+    server: asyncio.Server
+    socket_path: Path
+    info: PreloadInfo
+    last_used: float = 0.0
+    spawning: int = 0  # forks asked of it and not answered yet
+    idle: asyncio.TimerHandle | None = None
+
+
 @dataclass
 class _Prepared:
     """A runtime process connected and sandboxed, not yet told which function it serves."""
@@ -124,6 +171,7 @@ class _Prepared:
     writer: asyncio.StreamWriter
     view: View | None = None
     confinement: Confinement | None = None
+    plan: PreloadPlan | None = None  # the preloader it was asked of (see ``_preloader``)
 
 
 class Launcher:
@@ -148,6 +196,9 @@ class Launcher:
             (bubblewrap where it works; see ``choose_isolation``).
         private: directories instances must never see (the server's home); only used
             with isolation.
+        preload: fork the instances of a version with built dependencies from a preloader
+            that has imported them (bubblewrap as root only; see ``ember.pool.preload``).
+        preload_idle_s: how long a preloader with no instance alive is kept.
     """
 
     def __init__(
@@ -165,6 +216,8 @@ class Launcher:
         identities: Identities | None = None,
         isolation: str = "process",
         private: Sequence[Path] = (),
+        preload: bool = True,
+        preload_idle_s: float = PRELOAD_IDLE_S,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.isolation_mode = isolation
@@ -172,6 +225,17 @@ class Launcher:
         self.isolation: Bubblewrap | None = None
         self._view_zygotes: dict[View, Zygote] = {}
         self._view_locks: dict[View, asyncio.Lock] = {}
+        self._view_dirs: dict[View, Path] = {}
+        self.preload = preload
+        self.preload_idle_s = preload_idle_s
+        self._modules: dict[View, tuple[str, ...]] = {}
+        self._plans: dict[View, PreloadPlan | None] = {}
+        self._preloaders: dict[View, _Preloader] = {}
+        self._retired: list[_Preloader] = []
+        self._watchers: set[asyncio.Task[Any]] = set()  # exits of preloaded instances
+        self._preload_locks: dict[View, asyncio.Lock] = {}
+        self._preload_off: dict[View, str] = {}
+        self._preload_unsupported_said = False
         self._zygote_serial = 0
         self._uids_in_use: dict[str, int] = {}
         # Where this server starts in the range: two servers on one host rarely share one.
@@ -205,7 +269,7 @@ class Launcher:
         self._closed = False
         self.spares = spares
         self._spare: _Prepared | None = None
-        self._spare_for: tuple[View | None, int] = (None, 512)
+        self._spare_for: tuple[View | None, int, PreloadPlan | None] = (None, 512, None)
         self._refilling: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._unclaimed: set[asyncio.StreamWriter] = set()
@@ -331,7 +395,8 @@ class Launcher:
         # Read now, not when the spec was made: a secret set again reaches the next instance.
         secret_env = await self._reveal(spec)
         view = self._view(spec)
-        prepared = self._take_spare(_init_limits(spec), view, spec.tmp_mb)
+        plan = self._plan(spec, view) if view is not None else None
+        prepared = self._take_spare(_init_limits(spec), view, spec.tmp_mb, plan)
         if prepared is not None:
             try:
                 instance = await self._initialize(prepared, spec, request_id, log_sink,
@@ -344,7 +409,7 @@ class Launcher:
                 logger.info("a spare instance was gone before its init: %s", err.message)
                 prepared = None
         if prepared is None:
-            prepared = await self._prepare(_init_limits(spec), view, spec.tmp_mb)
+            prepared = await self._prepare(_init_limits(spec), view, spec.tmp_mb, plan)
             instance = await self._initialize(prepared, spec, request_id, log_sink,
                                               secret_env)
         instance.start_ms = (time.perf_counter() - started) * 1000
@@ -359,21 +424,24 @@ class Launcher:
         view = self._view(spec)
         if view is None or view in self._view_zygotes:
             return
-        task = asyncio.get_running_loop().create_task(self._prewarm(view, spec.tmp_mb))
+        plan = self._plan(spec, view)
+        task = asyncio.get_running_loop().create_task(self._prewarm(view, spec.tmp_mb, plan))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _prewarm(self, view: View, tmp_mb: int) -> None:
+    async def _prewarm(self, view: View, tmp_mb: int, plan: PreloadPlan | None) -> None:
         try:
             await self._view_zygote(view)
         except Exception as exc:  # the first cold start will try again, and say why
             logger.info("could not prepare the sandbox of %s:%s: %s", view.function,
                         view.version, exc)
             return
+        await self._preloader(view, plan)  # never raises: without one, instances import
         # The version just deployed is the likeliest next cold start: the spare is its.
-        self._spare_for = (view, tmp_mb)
+        self._spare_for = (view, tmp_mb, plan)
         spare = self._spare
-        if spare is not None and (spare.view, _tmp_of(spare, tmp_mb)) != (view, tmp_mb):
+        if spare is not None and (spare.view, _tmp_of(spare, tmp_mb), spare.plan) != (
+                view, tmp_mb, plan):
             self._spare = None
             self._discard(spare)
         self._refill_spares()
@@ -471,10 +539,11 @@ class Launcher:
         if self._identities is not None:
             self._identities.revoke(instance_id)
 
-    async def _prepare(self, limits: Limits, view: View | None = None, tmp_mb: int = 512
-                       ) -> _Prepared:
+    async def _prepare(self, limits: Limits, view: View | None = None, tmp_mb: int = 512,
+                       plan: PreloadPlan | None = None) -> _Prepared:
         """Steps 1-4: a process of the runtime, connected and inside its sandbox, waiting
-        for ``init``; ``view``: what it may see (with isolation)."""
+        for ``init``; ``view``: what it may see (with isolation); ``plan``: the preloader
+        to fork it from, where there is one."""
         assert self.sandboxes is not None
         instance_id = secrets.token_hex(8)
         try:
@@ -493,7 +562,7 @@ class Launcher:
             hello: asyncio.Future[tuple[int, Stream]] = asyncio.get_running_loop().create_future()
             self._hellos[instance_id] = hello
             try:
-                process = await self._spawn(instance_id, view, confinement)
+                process = await self._spawn(instance_id, view, confinement, plan)
                 pid, (reader, writer) = await self._await_hello(instance_id, hello, process,
                                                                 sandboxed=view is not None)
             finally:
@@ -525,21 +594,22 @@ class Launcher:
                 self._last_start_error = str(exc)
             raise
         self._failed_starts = 0
-        return _Prepared(instance_id, process, sandbox, reader, writer, view, confinement)
+        return _Prepared(instance_id, process, sandbox, reader, writer, view, confinement,
+                         plan)
 
     # -- spares --------------------------------------------------------------------------
     # Moving a process into a cgroup waits for the kernel's RCU grace period (about 15 ms
     # here), three times the rest of a cold start. A spare is a process prepared ahead,
     # off the request path: a cold start takes it, sets its limits and sends ``init``.
 
-    def _take_spare(self, limits: Limits, view: View | None = None, tmp_mb: int = 512
-                    ) -> _Prepared | None:
+    def _take_spare(self, limits: Limits, view: View | None = None, tmp_mb: int = 512,
+                    plan: PreloadPlan | None = None) -> _Prepared | None:
         spare, self._spare = self._spare, None
-        self._spare_for = (view, tmp_mb)
+        self._spare_for = (view, tmp_mb, plan)
         self._refill_spares()
         if spare is None:
             return None
-        if spare.view != view or _tmp_of(spare, tmp_mb) != tmp_mb:
+        if spare.view != view or _tmp_of(spare, tmp_mb) != tmp_mb or spare.plan != plan:
             self._discard(spare)  # prepared for another version
             return None
         if spare.reader.at_eof() or spare.writer.is_closing():
@@ -561,11 +631,12 @@ class Launcher:
         self._refilling = asyncio.get_running_loop().create_task(self._refill())
 
     async def _refill(self) -> None:
-        view, tmp_mb = self._spare_for
+        view, tmp_mb, plan = self._spare_for
         if self.isolation is not None and view is None:
             return  # with isolation a spare is of one version: none launched yet
         try:
-            spare = await self._prepare(Limits(memory_mb=_SPARE_MEMORY_MB), view, tmp_mb)
+            spare = await self._prepare(Limits(memory_mb=_SPARE_MEMORY_MB), view, tmp_mb,
+                                        plan)
         except Exception as exc:
             logger.warning("could not prepare a spare instance: %s", exc)
             return
@@ -610,6 +681,11 @@ class Launcher:
         await asyncio.gather(*(i.wait_gone() for i in instances), return_exceptions=True)
         if self.zygote is not None:
             await self.zygote.close()
+        await asyncio.gather(*(self._close(p) for p in [*self._preloaders.values(),
+                                                         *self._retired]),
+                             return_exceptions=True)
+        for watcher in list(self._watchers):
+            watcher.cancel()
         zygotes, self._view_zygotes = list(self._view_zygotes.values()), {}
         await asyncio.gather(*(z.close() for z in zygotes), return_exceptions=True)
         if self._server is not None:
@@ -664,6 +740,14 @@ class Launcher:
             isolation = self.isolation
             binds = [(self.socket_path, SOCKETS_DIR / "instances.sock"),
                      (socket_path, SOCKETS_DIR / "zygote.sock")]
+            # The version's own sockets (its preloader's instances connect there).
+            directory = self._view_dirs.get(view)
+            if directory is None:
+                directory = self.socket_path.with_name(f"v{self._zygote_serial}")
+                directory.mkdir(mode=0o755, exist_ok=True)
+                os.chmod(directory, 0o755)
+                self._view_dirs[view] = directory
+            binds.append((directory, VERSION_SOCKETS))
             zygote = await Zygote.start(
                 socket_path, python=self.python, env=self.process_environment,
                 cwd=self.work_dir, timeout_s=self.spawn_timeout_s,
@@ -680,15 +764,18 @@ class Launcher:
                          if z.children == 0 or not z.alive), None)
             if idle is None:
                 return  # every one serves instances: keep them
+            await self._close_preloader(idle)
             await self._view_zygotes.pop(idle).close()
             self._view_locks.pop(idle, None)
+            self._forget_view(idle)
 
     async def _spawn(self, instance_id: str, view: View | None = None,
-                     confinement: Confinement | None = None) -> ProcessHandle:
+                     confinement: Confinement | None = None,
+                     plan: PreloadPlan | None = None) -> ProcessHandle:
         if self._closed:  # never restart a zygote for a launch that raced close()
             raise ServiceUnavailable("the launcher is closed")
         if view is not None:
-            return await self._spawn_isolated(instance_id, view, confinement)
+            return await self._spawn_isolated(instance_id, view, confinement, plan)
         if self.use_zygote:
             reason: Exception | None = None
             for _ in range(2):  # a zygote that died is replaced once per spawn
@@ -707,8 +794,34 @@ class Launcher:
         return SubprocessHandle(process)
 
     async def _spawn_isolated(self, instance_id: str, view: View,
-                              confinement: Confinement | None) -> ProcessHandle:
+                              confinement: Confinement | None,
+                              plan: PreloadPlan | None = None) -> ProcessHandle:
         confine = confinement.to_message() if confinement is not None else None
+        preloader = await self._preloader(view, plan) if self.use_zygote else None
+        if preloader is not None:
+            preloader.spawning += 1
+            try:
+                child = await preloader.zygote.spawn(
+                    instance_id, str(VERSION_SOCKETS / "instances.sock"), self.spawn_timeout_s
+                )
+            except (ZygoteDied, OSError) as exc:
+                preloader.spawning -= 1
+                logger.warning("the preloader of %s:%s cannot fork (%s): forking from the "
+                               "zygote, whose instances import the dependencies themselves",
+                               view.function, view.version, exc)
+                await self._close(preloader)
+            else:
+                # The instance holds the preloader's user id, not one of its own.
+                self._uids_in_use.pop(instance_id, None)
+                preloader.spawning -= 1
+                self._used(preloader)
+                # Its exit (reported by the preloader) may leave the preloader idle.
+                # (Not a background task: close() waits for those, and instances live on.)
+                exited = asyncio.get_running_loop().create_task(child.wait())
+                self._watchers.add(exited)
+                exited.add_done_callback(self._watchers.discard)
+                exited.add_done_callback(lambda _: self._arm_idle(preloader))
+                return child
         if self.use_zygote:
             reason: Exception | None = None
             for _ in range(2):  # a zygote that died is replaced once per spawn
@@ -789,6 +902,290 @@ class Launcher:
         shutil.rmtree(self.work_dir / "secrets" / instance.id, ignore_errors=True)
         self._uids_in_use.pop(instance.id, None)
         self._revoke(instance.id)
+
+    # -- preloaders ----------------------------------------------------------------------
+
+    def _plan(self, spec: InstanceSpec, view: View) -> PreloadPlan | None:
+        """What ``view``'s preloader imports, and under which environment and limits
+        (``spec``'s), or None: nothing to preload, or preloading is impossible here (said
+        once in the log). The latest plan of each view is kept for its spares."""
+        modules = self._modules.get(view)
+        if modules is None:
+            modules = preload_modules(spec.layer_dirs) if self.preload and self.use_zygote \
+                else ()
+            self._modules[view] = modules
+        plan = None
+        if modules and (self.isolation is None or not self.isolation.privileged):
+            if not self._preload_unsupported_said:
+                self._preload_unsupported_said = True
+                logger.info(
+                    "dependency preloading is off: it needs the bubblewrap sandbox and a "
+                    "server running as root (its imports run as a user id of the version's, "
+                    "never with the zygote's capabilities); instances import their "
+                    "dependencies themselves")
+        elif modules:
+            plan = PreloadPlan(
+                modules=modules,
+                path=tuple(str(inside) for _, inside in view.mounts()),
+                env=spec.to_runtime(self.instance_environment).env,
+                cwd=str(CODE_MOUNT),
+                memory_mb=spec.memory_mb,
+                tmp_mb=spec.tmp_mb,
+                timeout_s=min(PRELOAD_TIMEOUT_S, spec.initializer_timeout_s),
+            )
+        self._plans[view] = plan
+        return plan
+
+    async def _preloader(self, view: View, plan: PreloadPlan | None) -> _Preloader | None:
+        """``view``'s preloader of ``plan``, started if needed; None where there is none
+        (nothing to preload, preloading failed for this version — said in the log, once —
+        or ``plan`` is no longer the view's latest: its launch forks from the zygote).
+
+        The environment is part of the plan, as modules read it when imported: a view's
+        ``latest`` whose environment changed gets a new preloader; the old one is retired,
+        closed once its instances are gone."""
+        if plan is None or view in self._preload_off or self._closed:
+            return None
+        lock = self._preload_locks.setdefault(view, asyncio.Lock())
+        async with lock:
+            found = self._preloaders.get(view)
+            if found is not None and found.zygote.alive and found.plan == plan:
+                return found
+            if plan != self._plans.get(view):
+                return None  # an older plan: not worth a preloader of its own
+            if found is not None:
+                self._preloaders.pop(view)
+                if found.zygote.alive:
+                    self._retired.append(found)
+                    found.last_used = 0.0  # closed as soon as nothing forked from it lives
+                    self._arm_idle(found)
+                else:
+                    logger.warning("the preloader of %s:%s (pid %s) exited; starting a new "
+                                   "one", view.function, view.version, found.info.pid)
+                    await self._close(found)
+            if view in self._preload_off or self._closed:
+                return None
+            try:
+                preloader = await self._start_preloader(view, plan)
+            except PreloadFailed as exc:
+                self._preload_off[view] = str(exc)
+                logger.warning("dependency preloading is off for %s:%s: %s; its instances "
+                               "import their dependencies themselves", view.function,
+                               view.version, exc)
+                return None
+            self._preloaders[view] = preloader
+            info = preloader.info
+            logger.info("preloaded %s of %s:%s in %.0f ms (pid %s, user %s, %d threads; "
+                        "RSS %s, PSS %s)", ", ".join(info.modules), view.function,
+                        view.version, info.import_ms, info.pid, info.uid, info.threads,
+                        _mib(info.rss_bytes), _mib(info.pss_bytes))
+            for name, error in info.failed.items():
+                logger.warning("could not preload %s for %s:%s (%s): its instances import "
+                               "it themselves", name, view.function, view.version, error)
+            # A spare of this version forked before the preloader lacks its imports.
+            spare = self._spare
+            if spare is not None and spare.view == view:
+                self._spare = None
+                self._discard(spare)
+                self._refill_spares()
+            self._arm_idle(preloader)
+            return preloader
+
+    async def _start_preloader(self, view: View, plan: PreloadPlan) -> _Preloader:
+        """Fork ``view``'s preloader from its zygote, sandbox it, have it import ``plan``'s
+        modules. Raises PreloadFailed."""
+        assert self.sandboxes is not None
+        try:
+            zygote = await self._view_zygote(view)
+        except (ZygoteDied, OSError) as exc:
+            raise PreloadFailed(f"the zygote did not start: {exc}") from exc
+        directory = self._view_dirs[view]
+        socket_path = directory / "instances.sock"
+        if len(str(socket_path)) > _MAX_SOCKET_PATH + 7:
+            raise PreloadFailed(f"the socket path {socket_path} is too long")
+        preloader_id = "preload-" + secrets.token_hex(8)
+        try:
+            confinement = self._confinement(preloader_id, plan.tmp_mb)
+        except ServiceUnavailable as exc:
+            raise PreloadFailed(exc.message) from exc
+        if confinement is None:
+            raise PreloadFailed("no user id of its own can be given")
+        loop = asyncio.get_running_loop()
+        hello: asyncio.Future[tuple[int, Stream]] = loop.create_future()
+        self._hellos[preloader_id] = hello
+        server: asyncio.Server | None = None
+        sandbox: Sandbox | None = None
+        child: ZygoteChild | None = None
+        writer: asyncio.StreamWriter | None = None
+        importing: list[str] = []
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                socket_path.unlink()
+            server = await asyncio.start_unix_server(self._on_connect, path=str(socket_path))
+            # Only the version's user (its preloader's instances) may connect.
+            os.chown(socket_path, confinement.uid, confinement.uid)
+            os.chmod(socket_path, 0o600)
+            sandbox = self.sandboxes.create(
+                preloader_id, Limits(memory_mb=plan.memory_mb, cpu=float(os.cpu_count() or 1))
+            )
+            child = await zygote.spawn(preloader_id, str(SOCKETS_DIR / "instances.sock"),
+                                       self.spawn_timeout_s, confinement.to_message(),
+                                       preload=True)
+            pid, (reader, writer) = await self._await_hello(preloader_id, hello, child,
+                                                            sandboxed=True)
+            self._unclaimed.discard(writer)
+            # Its limits hold before any dependency code runs (the imports wait for this).
+            await asyncio.to_thread(sandbox.attach, pid)
+            write_frame_async(writer, plan.message())
+            await writer.drain()
+            done = await asyncio.wait_for(_preloaded(reader, importing), plan.timeout_s)
+        except BaseException as exc:
+            if writer is not None:
+                writer.close()
+            if child is not None:
+                child.kill()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(child.wait(), self.spawn_timeout_s)
+            if sandbox is not None:
+                _close_sandbox(sandbox)
+            if server is not None:
+                server.close()
+            with contextlib.suppress(FileNotFoundError):
+                socket_path.unlink()
+            self._uids_in_use.pop(preloader_id, None)
+            if not isinstance(exc, Exception):
+                raise
+            if isinstance(exc, TimeoutError):
+                where = f" (importing {importing[-1]})" if importing else ""
+                raise PreloadFailed(f"its imports took longer than {plan.timeout_s:g} s"
+                                    f"{where}") from exc
+            if isinstance(exc, PreloadFailed):
+                raise
+            where = f" while importing {importing[-1]}" if importing else ""
+            raise PreloadFailed(f"the preloader failed{where}: {exc}") from exc
+        finally:
+            self._hellos.pop(preloader_id, None)
+            if hello.done() and not hello.cancelled():
+                self._unclaimed.discard(hello.result()[1][1])
+        info = PreloadInfo(view.function, view.version, pid, confinement.uid,
+                           tuple(done.get("modules") or ()), dict(done.get("failed") or {}),
+                           float(done.get("import_ms") or 0.0), int(done.get("threads") or 1))
+        if not info.modules:
+            writer.close()
+            child.kill()
+            _close_sandbox(sandbox)
+            server.close()
+            self._uids_in_use.pop(preloader_id, None)
+            raise PreloadFailed("no module could be imported: " + "; ".join(
+                f"{name}: {error}" for name, error in info.failed.items()))
+        info.rss_bytes, info.pss_bytes = memory_of(pid)
+        return _Preloader(preloader_id, view, plan,
+                          Zygote(child, reader, writer, namespaced=True), child, sandbox,
+                          server, socket_path, info, last_used=loop.time())
+
+    def _used(self, preloader: _Preloader) -> None:
+        preloader.last_used = asyncio.get_running_loop().time()
+
+    def _arm_idle(self, preloader: _Preloader) -> None:
+        """Close ``preloader`` once no instance forked from it has lived for
+        ``preload_idle_s`` (checked when it starts and when each of its instances
+        exits)."""
+        if self._closed:
+            return
+        if preloader.idle is not None:
+            preloader.idle.cancel()  # armed again: its due time may have moved
+        loop = asyncio.get_running_loop()
+        due = max(0.0, preloader.last_used + self.preload_idle_s - loop.time())
+        preloader.idle = loop.call_later(due, self._idle_check, preloader)
+
+    def _idle(self, preloader: _Preloader) -> bool:
+        kept = (self._preloaders.get(preloader.view) is preloader
+                or preloader in self._retired)
+        return kept and not preloader.zygote.children and not preloader.spawning
+
+    def _idle_check(self, preloader: _Preloader) -> None:
+        preloader.idle = None
+        if not self._idle(preloader):
+            return  # gone already, or serving: armed again when its instances go
+        loop = asyncio.get_running_loop()
+        if loop.time() < preloader.last_used + self.preload_idle_s:
+            self._arm_idle(preloader)
+            return
+        task = loop.create_task(self._close_idle(preloader))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _close_idle(self, preloader: _Preloader) -> None:
+        if self._idle(preloader):  # still: a fork may have been asked since the check
+            logger.info("closing the idle preloader of %s:%s", preloader.view.function,
+                        preloader.view.version)
+            await self._close(preloader)
+
+    async def _close_preloader(self, view: View) -> None:
+        """Close ``view``'s preloaders, retired ones included (their instances die with
+        them)."""
+        found = [p for p in self._retired if p.view == view]
+        if view in self._preloaders:
+            found.append(self._preloaders[view])
+        await asyncio.gather(*(self._close(p) for p in found))
+
+    async def _close(self, preloader: _Preloader) -> None:
+        """Close ``preloader`` (its instances die with it) and release what it holds."""
+        if self._preloaders.get(preloader.view) is preloader:
+            del self._preloaders[preloader.view]
+        elif preloader in self._retired:
+            self._retired.remove(preloader)
+        else:
+            return  # closed already
+        if preloader.idle is not None:
+            preloader.idle.cancel()
+        # Before any wait: a new preloader of the view may take the path meanwhile.
+        preloader.server.close()
+        with contextlib.suppress(FileNotFoundError):
+            preloader.socket_path.unlink()
+        await preloader.zygote.close()
+        _close_sandbox(preloader.sandbox)
+        self._uids_in_use.pop(preloader.id, None)
+
+    def _forget_view(self, view: View) -> None:
+        """``view``'s zygote is gone for good: what was kept for it goes too."""
+        self._plans.pop(view, None)
+        self._modules.pop(view, None)
+        self._preload_off.pop(view, None)
+        self._preload_locks.pop(view, None)
+        directory = self._view_dirs.pop(view, None)
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def zygotes(self) -> list[PreloadInfo]:
+        """The preloaders running now, with their memory read now: RSS, PSS (what each
+        costs, its pages shared with its instances divided among them) and what its cgroup
+        counts."""
+        found = []
+        for preloader in [*self._preloaders.values(), *self._retired]:
+            info = preloader.info
+            info.rss_bytes, info.pss_bytes = memory_of(info.pid)
+            info.cgroup_bytes = preloader.sandbox.memory_used()
+            info.children = preloader.zygote.children
+            found.append(info)
+        return found
+
+
+async def _preloaded(reader: asyncio.StreamReader, importing: list[str]) -> dict[str, Any]:
+    """Read a preloader's frames up to ``preloaded``; ``importing`` gets each module
+    it says it imports. Raises ConnectionError when it ends first."""
+    while True:
+        message = await read_frame_async(reader)
+        if message is None:
+            raise ConnectionError("it exited")
+        if message["t"] == PRELOADING:
+            importing.append(str(message.get("module")))
+        elif message["t"] == PRELOADED:
+            return message
+
+
+def _mib(value: int | None) -> str:
+    return "?" if value is None else f"{value / 1048576:.1f} MiB"
 
 
 def _close_sandbox(sandbox: Sandbox) -> None:

@@ -181,12 +181,29 @@ class SubprocessHandle:
         return ExitStatus.from_returncode(await self.process.wait())
 
 
+class ZygoteProcess(Protocol):
+    """The process of a zygote: an ``asyncio`` subprocess, or (a version's preloader) a
+    ``ZygoteChild`` of another zygote."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def kill(self) -> None: ...
+
+    async def wait(self) -> object: ...
+
+
 class Zygote:
-    """A running zygote and its control connection."""
+    """A running zygote and its control connection.
+
+    ``process`` is the zygote's own process: a subprocess of the server, or for a
+    preloader (``ember.runtime.preload``) a child of the version's zygote, which speaks
+    the same conversation once it has imported the dependencies.
+    """
 
     def __init__(
         self,
-        process: asyncio.subprocess.Process,
+        process: ZygoteProcess,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         namespaced: bool = False,
@@ -293,9 +310,11 @@ class Zygote:
             write_frame_async(self._writer, {"t": protocol.KILL, "pid": pid})
 
     async def spawn(self, instance_id: str, connect_path: str, timeout_s: float = 10.0,
-                    confine: dict[str, int] | None = None) -> ZygoteChild:
+                    confine: dict[str, int] | None = None, *,
+                    preload: bool = False) -> ZygoteChild:
         """Fork an instance that will connect to ``connect_path`` and say hello as
-        ``instance_id``; ``confine``: the child's ``Confinement`` (as a message).
+        ``instance_id``; ``confine``: the child's ``Confinement`` (as a message);
+        ``preload``: the child becomes the version's preloader instead of an instance.
 
         Raises:
             ZygoteDied: the zygote is gone (start a new one and retry).
@@ -311,6 +330,8 @@ class Zygote:
                                 "connect": connect_path}
             if confine is not None:
                 message["confine"] = confine
+            if preload:
+                message["preload"] = True
             write_frame_async(self._writer, message)
             await self._writer.drain()
         except (ConnectionError, OSError) as exc:

@@ -52,6 +52,7 @@ from ember.runtime import (
     context,
     custom,
     main,
+    preload,
     process,
     protocol,
     responders,
@@ -135,7 +136,9 @@ class Zygote:
         self.conn.send({"t": protocol.SPAWNED, "req": message["req"], "pid": pid})
 
     def _become_instance(self, message: Message, zygote_pid: int) -> None:
-        """In the child: drop the zygote's plumbing and run the instance; never returns."""
+        """In the child: drop the zygote's plumbing and run the instance — or, for a
+        ``spawn`` with ``preload``, the version's preloader (``ember.runtime.preload``);
+        never returns."""
         status = 1
         try:
             signal.set_wakeup_fd(-1)
@@ -146,8 +149,13 @@ class Zygote:
             self.conn.close()
             # No gc.unfreeze(): the frozen objects are the zygote's, shared copy-on-write;
             # collecting them in every child would copy their pages for nothing.
-            status = main.run(str(message["connect"]), str(message["id"]), zygote_pid,
-                              confine.Confinement.from_message(message.get("confine")))
+            confinement = confine.Confinement.from_message(message.get("confine"))
+            if message.get("preload"):
+                status = preload.run(str(message["connect"]), str(message["id"]), zygote_pid,
+                                     confinement, lambda conn: Zygote(conn).serve())
+            else:
+                status = main.run(str(message["connect"]), str(message["id"]), zygote_pid,
+                                  confinement)
         except BaseException:
             traceback.print_exc()
         finally:

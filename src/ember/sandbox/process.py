@@ -7,6 +7,12 @@ fails and the handler sees a ``MemoryError``, which the launcher reports as
 ``FunctionOutOfMemory``. That is a weaker guarantee than a cgroup — memory that is mapped
 but never touched counts, and C code may crash instead of raising — and is the fallback
 when cgroups cannot be used.
+
+A process of another user — an instance forked from its version's preloader, which holds
+the version's user id from birth (``ember.pool.preload``) — cannot be given rlimits
+without CAP_SYS_RESOURCE, which a root server may lack: it keeps the ones it inherited
+from its preloader, which was given the same ones while it was still root. Those are
+left as they are (``inherited``) rather than failing the start.
 """
 
 from __future__ import annotations
@@ -45,11 +51,30 @@ def _status_bytes(pid: int, field: str) -> int | None:
     return None
 
 
+def inherited(pid: int) -> bool:
+    """Whether ``pid`` runs as another user than this process, so keeps the rlimits it
+    inherited (see the module's docstring)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1]) != os.geteuid()
+    return False
+
+
 def limit_open_files(pid: int, open_files: int) -> None:
-    """Set RLIMIT_NOFILE of ``pid``; never above the hard limit it already has."""
+    """Set RLIMIT_NOFILE of ``pid``; never above the hard limit it already has; nothing
+    for a process that keeps its ``inherited`` limits."""
     if not hasattr(resource, "prlimit"):
         return
-    _, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    try:
+        _, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    except PermissionError:
+        if inherited(pid):
+            return
+        raise
     value = open_files if hard == resource.RLIM_INFINITY else min(open_files, hard)
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (value, value))
 
@@ -62,7 +87,12 @@ def limit_address_space(pid: int, memory_mb: int) -> int | None:
     if baseline is None:
         return None
     limit = baseline + memory_mb * _MIB
-    resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
+    try:
+        resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
+    except PermissionError:
+        if inherited(pid):
+            return None
+        raise
     return limit
 
 
