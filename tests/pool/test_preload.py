@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ember.pool.preload import preload_modules
+from ember.pool.preload import ZygoteInfo, preload_modules
 from ember.runtime.preload import import_modules
 from tests.pool.conftest import Harness, running_harness
 from tests.waiting import until
@@ -68,6 +68,10 @@ def dependencies(base: Path, **modules: str) -> Path:
         (info / "top_level.txt").write_text(f"{name}\n")
         (info / "RECORD").write_text(f"{name}/__init__.py,,\n")
     return directory
+
+
+def preloaders(harness: Harness) -> list[ZygoteInfo]:
+    return [z for z in harness.launcher.zygotes() if z.kind == "preloader"]
 
 
 @pytest.fixture
@@ -131,7 +135,10 @@ def test_instances_fork_from_a_confined_preloader(isolated: Harness) -> None:
         assert one["import_uid"] == one["uid"] == two["uid"] != 0
         assert one["caps"] == ["0000000000000000", "0000000000000000"]
         assert one["env"] == "hi"
-        [info] = launcher.zygotes()
+        zygote, info = launcher.zygotes()
+        assert zygote.kind == "zygote" and zygote.children == 1  # the preloader
+        assert zygote.rss_bytes and zygote.pss_bytes
+        assert info.kind == "preloader"
         assert info.modules == ("probe",) and info.failed == {}
         assert info.uid == one["uid"] and info.children >= 2
         assert info.rss_bytes and info.pss_bytes and info.pss_bytes <= info.rss_bytes
@@ -151,7 +158,7 @@ def test_a_failing_import_leaves_the_version_working(isolated: Harness) -> None:
         answer = json.loads((await isolated.invoke(instance, {"import": "broken"})).body)
         assert answer["loaded_by"] != answer["pid"]  # the rest was preloaded
         assert answer["imported"] == "RuntimeError: boom"  # and it fails as it would
-        [info] = isolated.launcher.zygotes()
+        [info] = preloaders(isolated)
         assert info.modules == ("probe",)
         assert info.failed == {"broken": "RuntimeError: boom"}
         await instance.stop()
@@ -172,7 +179,7 @@ def test_an_import_that_hangs_turns_preloading_off_for_the_version(
             instance = await isolated.launcher.launch(spec)
         answer = json.loads((await isolated.invoke(instance, {})).body)
         assert answer["loaded_by"] == answer["pid"]  # imported by the instance itself
-        assert isolated.launcher.zygotes() == []
+        assert preloaders(isolated) == []
         assert "importing stuck" in caplog.text and "preloading is off" in caplog.text
         await instance.stop()
 
@@ -188,10 +195,10 @@ def test_an_idle_preloader_is_closed(isolated: Harness) -> None:
 
     async def scenario() -> None:
         instance = await isolated.launcher.launch(spec)
-        assert len(isolated.launcher.zygotes()) == 1
+        assert len(preloaders(isolated)) == 1
         await instance.stop()
         await instance.wait_gone()
-        await until(lambda: not isolated.launcher.zygotes(), message="the preloader closed")
+        await until(lambda: not preloaders(isolated), message="the preloader closed")
         # The next cold start starts it again.
         again = await isolated.launcher.launch(spec)
         answer = json.loads((await isolated.invoke(again, {})).body)
@@ -209,7 +216,7 @@ def test_without_isolation_instances_import_themselves(zygote: Harness) -> None:
         instance = await zygote.launcher.launch(spec)
         answer = json.loads((await zygote.invoke(instance, {})).body)
         assert answer["loaded_by"] == answer["pid"]
-        assert zygote.launcher.zygotes() == []
+        assert preloaders(zygote) == []
         await instance.stop()
 
     zygote.run(scenario())
@@ -229,11 +236,11 @@ def test_a_changed_environment_gets_a_preloader_of_its_own(isolated: Harness) ->
         # Modules read the environment when imported: the new one was imported under it.
         assert json.loads((await isolated.invoke(new, {})).body)["env"] == "hello"
         assert json.loads((await isolated.invoke(old, {}, request_id="r2")).body)["env"] == "hi"
-        assert len(launcher.zygotes()) == 2  # the old one serves its instance still
+        assert len(preloaders(isolated)) == 2  # the old one serves its instance still
         await old.stop()
         await old.wait_gone()
         launcher.preload_idle_s = 0.0
-        await until(lambda: len(launcher.zygotes()) == 1, message="the old preloader closed")
+        await until(lambda: len(preloaders(isolated)) == 1, message="the old preloader closed")
         assert json.loads((await isolated.invoke(new, {}, request_id="r3")).body)["env"] == "hello"
         await new.stop()
 

@@ -63,8 +63,8 @@ from ember.pool.preload import (
     PRELOAD_TIMEOUT_S,
     PRELOADED,
     PRELOADING,
-    PreloadInfo,
     PreloadPlan,
+    ZygoteInfo,
     memory_of,
     preload_modules,
 )
@@ -91,6 +91,7 @@ from ember.sandbox.bubblewrap import (
     View,
     choose_isolation,
 )
+from ember.sandbox.freezer import process_tree
 from ember.secrets.masking import Masker, masked
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ class _Preloader:
     sandbox: Sandbox
     server: asyncio.Server
     socket_path: Path
-    info: PreloadInfo
+    info: ZygoteInfo
     last_used: float = 0.0
     spawning: int = 0  # forks asked of it and not answered yet
     idle: asyncio.TimerHandle | None = None
@@ -1067,7 +1068,7 @@ class Launcher:
             self._hellos.pop(preloader_id, None)
             if hello.done() and not hello.cancelled():
                 self._unclaimed.discard(hello.result()[1][1])
-        info = PreloadInfo(view.function, view.version, pid, confinement.uid,
+        info = ZygoteInfo("preloader", view.function, view.version, pid, confinement.uid,
                            tuple(done.get("modules") or ()), dict(done.get("failed") or {}),
                            float(done.get("import_ms") or 0.0), int(done.get("threads") or 1))
         if not info.modules:
@@ -1157,11 +1158,20 @@ class Launcher:
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
 
-    def zygotes(self) -> list[PreloadInfo]:
-        """The preloaders running now, with their memory read now: RSS, PSS (what each
-        costs, its pages shared with its instances divided among them) and what its cgroup
-        counts."""
+    def zygotes(self) -> list[ZygoteInfo]:
+        """The sandboxed zygotes of function versions and their preloaders running now,
+        with their memory read now: RSS, PSS (what each costs, the pages it shares with
+        its instances divided among them) and, for a preloader, what its cgroup counts."""
         found = []
+        for view, zygote in self._view_zygotes.items():
+            if not zygote.alive:
+                continue
+            # The zygote's process is bwrap's: the interpreter runs below it.
+            pid = next((p for p in process_tree(zygote.pid) if _is_zygote(p)), zygote.pid)
+            info = ZygoteInfo("zygote", view.function, view.version, pid,
+                              children=zygote.children)
+            info.rss_bytes, info.pss_bytes = memory_of(pid)
+            found.append(info)
         for preloader in [*self._preloaders.values(), *self._retired]:
             info = preloader.info
             info.rss_bytes, info.pss_bytes = memory_of(info.pid)
@@ -1170,6 +1180,12 @@ class Launcher:
             found.append(info)
         return found
 
+
+def _is_zygote(pid: int) -> bool:
+    try:
+        return b"ember.runtime.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 async def _preloaded(reader: asyncio.StreamReader, importing: list[str]) -> dict[str, Any]:
     """Read a preloader's frames up to ``preloaded``; ``importing`` gets each module

@@ -96,14 +96,19 @@ class PreloadPlan:
 
 
 @dataclass
-class PreloadInfo:
-    """A preloader as the server sees it, for operators (``Launcher.zygotes``)."""
+class ZygoteInfo:
+    """A version's zygote or preloader as the server sees it, for operators
+    (``Launcher.zygotes``): ``kind`` is ``zygote`` or ``preloader``; ``pid`` as the server
+    sees it; ``modules``, ``failed``, ``import_ms``, ``threads``: what a preloader imported
+    (after ``import_ms``), what it could not import and why, its threads after importing
+    (native ones included: a fork copies only the calling one)."""
 
+    kind: str
     function: str
     version: str
     pid: int
-    uid: int
-    modules: tuple[str, ...]
+    uid: int = 0
+    modules: tuple[str, ...] = ()
     failed: dict[str, str] = field(default_factory=dict)
     import_ms: float = 0.0
     threads: int = 1
