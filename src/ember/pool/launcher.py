@@ -1182,10 +1182,12 @@ class Launcher:
 
 
 def _is_zygote(pid: int) -> bool:
+    """Whether ``pid`` runs the zygote module (bwrap's own processes only name it)."""
     try:
-        return b"ember.runtime.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
+    return not argv[0].endswith(b"bwrap") and b"ember.runtime.zygote" in argv
 
 async def _preloaded(reader: asyncio.StreamReader, importing: list[str]) -> dict[str, Any]:
     """Read a preloader's frames up to ``preloaded``; ``importing`` gets each module
