@@ -364,7 +364,7 @@ class AsyncInvoker:
         # the next claim records the attempt). The outcome cancels it or waits for it
         # (``_saved``), so the final state is always written last.
         self._saves[event.id] = asyncio.get_running_loop().call_later(
-            RUNNING_AFTER_S, self._save_running, replace(task, history=list(task.history)))
+            RUNNING_AFTER_S, self._save_running, task)
         started = now
         try:
             result = await self._router.invoke(
@@ -380,9 +380,11 @@ class AsyncInvoker:
         await self._succeeded(delivery, task, result, config, started)
 
     def _save_running(self, task: Task) -> None:
+        # Still running (an outcome would have cancelled the timer), so the task is as it
+        # was when the attempt began; the copy is what the write reads, whatever comes next.
         if task.id in self._saves:
             self._saves[task.id] = asyncio.get_running_loop().create_task(
-                self.queue.save_task(task))
+                self.queue.save_task(replace(task, history=list(task.history))))
 
     async def _saved(self, event_id: str) -> None:
         """The attempt's running state is not written if it has not begun to be; else
