@@ -12,6 +12,10 @@ forked child, while it still holds the few capabilities the zygote kept:
    every capability is dropped with the switch from root, and ``no_new_privs`` keeps
    them dropped.
 
+The preloader of a version with dependencies (``ember.runtime.preload``) takes both steps
+itself, as an instance would, before it imports them; the instances forked from it are
+then confined already (its mounts, its user id, no capability) and take neither.
+
 A leaf module: standard library only (``ctypes`` through ``ember.runtime.process``).
 """
 

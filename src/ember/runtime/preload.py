@@ -21,6 +21,11 @@ and, before any dependency code runs, confines itself exactly as an instance wou
    connection. Its children are instances with nothing left to take: they share its user
    id and its ``/tmp`` (the instances of one version, not those of others).
 
+Fork safety: unlike the zygote, a preloader may hold threads its imports started (OpenBLAS
+starts its pool when numpy loads); a fork copies only the calling thread. The libraries
+that do so re-create their threads in the child (``pthread_atfork``), as they do under
+``multiprocessing``'s fork; ``preloaded`` reports the count, and the server logs it.
+
 Conversation (server ⇄ preloader), after the ``spawn`` the version's zygote answered:
 
     preloader → server   hello       {"id": preloader_id, "pid": int}

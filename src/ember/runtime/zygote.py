@@ -13,6 +13,10 @@ because the imports are already done and their pages are shared copy-on-write.
 The zygote reaps its children and reports each exit (``exited`` with the status or the
 signal), which is how the server tells an out-of-memory kill or a crash from a clean exit.
 
+A ``spawn`` with ``"preload": true`` forks the version's preloader instead of an instance
+(``ember.runtime.preload``): it confines itself, imports the version's dependencies and
+serves the same ``spawn`` requests as this zygote, from its own connection.
+
 Fork safety: the zygote stays single-threaded — no reader threads, no event loop — so the
 child never inherits a lock held by a thread that does not exist after the fork. SIGCHLD
 is watched through ``signal.set_wakeup_fd`` and a ``selectors`` loop instead.

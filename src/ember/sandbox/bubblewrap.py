@@ -22,6 +22,15 @@ version — their ``/tmp`` and their user id — is taken by the forked child it
 (``ember.runtime.confine``) before any user code runs, with the capabilities the zygote
 keeps for that (``ZYGOTE_CAPABILITIES``; only when the server runs as root).
 
+A version whose dependencies were built (installed distributions on its import path) has,
+as root, a preloader between its zygote and its instances (``ember.pool.preload``,
+``ember.runtime.preload``): a child of the zygote that takes its own ``/tmp`` and a user
+id of the version's, drops every capability, and only then imports the dependencies, so
+that their code never runs with the zygote's capabilities. Instances forked from it have
+nothing left to take: the instances of such a version share its user id and its ``/tmp``
+(never another version's). They connect to a socket of that user's, in a directory the
+sandbox sees at ``SOCKETS_DIR/version``.
+
 Dependency builds run under ``bwrap`` too (``build_command``): pip and the build scripts of
 the packages it builds see the system, the runtime, the code and their own install directory
 (not ``<home>``), with the network but no capability; as ``BUILD_UID`` when the server is
