@@ -30,6 +30,7 @@ import msgpack
 sys.path.insert(0, str(Path(__file__).parent))
 import apikey
 import loadgen
+import wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -213,9 +214,54 @@ def row(label: str, p50: float, p99: float, base: float | None = None) -> str:
     return f"  {label:<58} p50 {p50:8.3f} ms   p99 {p99:8.3f} ms   {ratio}"
 
 
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def under_load(base_url: str, invoke_url: str, trigger_url: str, seconds: float,
+               runs: int = 3) -> None:
+    """Issue 11's targets: throughput and p99 at 32 connections against bare uvicorn, the
+    p50 added at 1 connection, the HTTP trigger path against direct invoke; each run
+    measures the baseline and Ember back to back, and the runs show how steady it is."""
+    print(f"\nwarm sync invoke under load ({wrk.tool()}, {runs} runs of {seconds:g} s each, "
+          "baseline and Ember back to back)")
+    for url in (base_url, invoke_url, trigger_url):  # instances up, connections warm
+        wrk.run(url, connections=32, seconds=1)
+    for connections in (1, 32):
+        ratios, p99s, added = [], [], []
+        for i in range(runs):
+            base = wrk.run(base_url, connections=connections, seconds=seconds)
+            ember = wrk.run(invoke_url, connections=connections, seconds=seconds)
+            ratios.append(ember.rate / base.rate)
+            p99s.append(ember.p99_ms / base.p99_ms)
+            added.append(ember.p50_ms - base.p50_ms)
+            print(f"  {connections:>2} conn. run {i + 1}: bare uvicorn {base.rate:7.0f}/s "
+                  f"p50 {base.p50_ms:6.3f} p99 {base.p99_ms:6.2f} ms | ember "
+                  f"{ember.rate:7.0f}/s p50 {ember.p50_ms:6.3f} p99 {ember.p99_ms:6.2f} ms | "
+                  f"ratio {ember.rate / base.rate:4.2f}")
+        if connections == 1:
+            print(f"  => 1 connection: p50 added over bare uvicorn {median(added):.3f} ms "
+                  "(target <= 0.15 ms)")
+        else:
+            print(f"  => 32 connections: throughput {median(ratios):.2f} of bare uvicorn "
+                  f"(target >= 0.50; runs {min(ratios):.2f}-{max(ratios):.2f}), p99 "
+                  f"{median(p99s):.1f}x bare uvicorn's (target <= 3x)")
+    trigger_ratios = []
+    for i in range(runs):
+        direct = wrk.run(invoke_url, connections=32, seconds=seconds)
+        trigger = wrk.run(trigger_url, connections=32, seconds=seconds)
+        trigger_ratios.append(trigger.rate / direct.rate)
+        print(f"  HTTP trigger run {i + 1}: direct invoke {direct.rate:7.0f}/s p99 "
+              f"{direct.p99_ms:6.2f} ms | through the trigger {trigger.rate:7.0f}/s p99 "
+              f"{trigger.p99_ms:6.2f} ms | ratio {trigger.rate / direct.rate:4.2f}")
+    print(f"  => HTTP trigger path {median(trigger_ratios):.2f} of direct invoke "
+          "(target >= 0.90)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer samples")
+    parser.add_argument("--warm-only", action="store_true", help="skip the cold starts")
     args = parser.parse_args()
     n_cold = 20 if args.quick else 60
     n_warm = 500 if args.quick else 3000
@@ -224,6 +270,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ember-bench-"))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
 
+    if not args.warm_only:
+        cold(tmp, n_cold)
+    warm(tmp, n_warm, seconds)
+
+
+def cold(tmp: Path, n_cold: int) -> None:
     print("\ncold start (client-measured first invoke of a new instance)")
     fork = raw_fork_ms(200)
     interp = raw_interpreter_ms(20)
@@ -260,6 +312,8 @@ def main() -> None:
         print(f"  {label} vs fresh interpreter overhead: "
               f"{fresh / max(pct(results[label], 50), 1e-6):.1f}x faster")
 
+
+def warm(tmp: Path, n_warm: int, seconds: float) -> None:
     print("\nwarm sync invoke over HTTP (sequential, keep-alive)")
     raw = raw_unix_roundtrip_ms(5000)
     base_proc, base_url = start_baseline()
@@ -274,12 +328,11 @@ def main() -> None:
         print(row("ember invoke", pct(ember, 50), pct(ember, 99), pct(base, 50)))
         print(f"  ember overhead above raw uvicorn: p50 {pct(ember, 50) - pct(base, 50):.3f} ms")
 
-        print("\nthroughput (requests/s)")
-        for clients in (1, 32):
-            b = throughput(base_url, clients, seconds)
-            e = throughput(invoke_url, clients, seconds)
-            print(f"  {clients:>2} clients: raw uvicorn {b:8.0f}/s   ember {e:8.0f}/s   "
-                  f"ratio {e / b:5.2f}")
+        apikey.post(f"{url}/triggers", json={
+            "name": "warm-http", "function": "warm",
+            "source": {"kind": "http", "path": "/warm", "methods": ["POST"]},
+        }).raise_for_status()
+        under_load(base_url, invoke_url, f"{url}/http/warm", seconds)
     finally:
         proc.terminate()
         base_proc.terminate()

@@ -21,7 +21,7 @@ def request_bytes(url: str, body: bytes, headers: dict[str, str]) -> tuple[str, 
     return parts.hostname or "127.0.0.1", parts.port or 80, raw
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     length = 0
@@ -57,7 +57,7 @@ async def run(
                 elif stop_at is not None and time.perf_counter() >= stop_at:
                     return
                 writer.write(raw)
-                status, answer = await _read_response(reader)
+                status, answer = await read_response(reader)
                 if not 200 <= status < 300:
                     raise RuntimeError(f"{status}: {answer[:200]!r}")
                 bodies.append(answer)

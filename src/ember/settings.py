@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     )
     log_retention: int = Field(default=10_000, ge=100, description="log lines kept per function")
     log_level: str = "info"
+    access_log: bool = Field(
+        default=False,
+        description="log every HTTP request (uvicorn's access log); invocations are recorded "
+        "either way (stats, invocation records, audit of changes)",
+    )
     master_key: SecretStr | None = Field(
         default=None, description="base64 of 32 bytes: the key secrets are encrypted with; "
         "when unset, the one in <home>/master.key (made with mode 0600 at first start)",

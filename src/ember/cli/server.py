@@ -86,8 +86,10 @@ def server(
     if settings.tls_cert is not None and settings.tls_key is not None:
         tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
     try:
+        # No access log unless asked: uvicorn formats its arguments on every response
+        # even when the level filters the line out.
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                    **tls)
+                    access_log=settings.access_log, **tls)
     finally:
         home_lock.release()
 
