@@ -295,6 +295,9 @@ class Trigger:
     workflow: str | None = None
 
 
+_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
+
+
 def cloud_event(
     *, id: str, source: str, type: str, time: str, data: Any = None,
     data_base64: str | None = None, subject: str | None = None,
@@ -313,7 +316,7 @@ def cloud_event(
     else:
         event["data"] = data
     for name, value in (extensions or {}).items():
-        if not re.fullmatch(r"[a-z0-9]{1,20}", name):
+        if not _EXTENSION_NAME.fullmatch(name):
             raise ValueError(f"CloudEvents extension name {name!r} is invalid")
         event[name] = value
     return event
