@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -119,8 +120,34 @@ class BatchWriter:
         try:
             with conn:
                 for sql, rows in batch.items():
-                    conn.executemany(sql, rows)
+                    _execute(conn, sql, rows)
             for task in self._maintenance:
                 task(conn)
         except sqlite3.Error:
             log.exception("could not write %d observability rows to %s", count, self._path)
+
+
+# Rows per multi-row INSERT: SQLite takes at most 999 parameters per statement in older
+# builds; 64 rows of up to 15 columns stay under that.
+_ROWS_PER_INSERT = 64
+_VALUES = re.compile(r"^(INSERT INTO .*\bVALUES\s*)(\([?,\s]*\))\s*$", re.DOTALL)
+
+
+def _execute(conn: sqlite3.Connection, sql: str, rows: list[Sequence[Any]]) -> None:
+    """``executemany``, with INSERTs sent as multi-row statements: executemany steps once
+    per row, and the sqlite3 module lets go of the GIL and takes it back at every step —
+    a handoff with the event loop's thread per row, which under load costs the loop more
+    than the rows do. One statement of 64 rows is one step."""
+    found = _VALUES.match(sql)
+    if found is None or len(rows) < _ROWS_PER_INSERT or len(rows[0]) * _ROWS_PER_INSERT > 999:
+        conn.executemany(sql, rows)
+        return
+    head, group = found.groups()
+    many = head + ", ".join([group] * _ROWS_PER_INSERT)
+    whole = len(rows) - len(rows) % _ROWS_PER_INSERT
+    for start in range(0, whole, _ROWS_PER_INSERT):
+        conn.execute(many, [value for row in rows[start:start + _ROWS_PER_INSERT]
+                            for value in row])
+    if whole < len(rows):
+        conn.executemany(sql, rows[whole:])
+
