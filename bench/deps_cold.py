@@ -155,9 +155,10 @@ async def launcher_cold_starts(package: str, deps: Path, work: Path, *, preload:
         assert last is not None
         await asyncio.sleep(0.5)
         for info in launcher.zygotes():
-            extra = (f", cgroup {mib(info.cgroup_bytes)}, {len(info.modules)} modules "
-                     f"imported in {info.import_ms:.0f} ms, {info.threads} threads"
-                     if info.kind == "preloader" else "")
+            extra = (f", cgroup {mib(info.cgroup_bytes)}, imported "
+                     f"{', '.join(info.modules)} in {info.import_ms:.0f} ms"
+                     f"{' (failed: ' + ', '.join(info.failed) + ')' if info.failed else ''}"
+                     f", {info.threads} threads" if info.kind == "preloader" else "")
             memory.append(f"  idle {info.kind:<9} RSS {mib(info.rss_bytes):>10}  PSS "
                           f"{mib(info.pss_bytes):>10}{extra}")
         rss, pss = memory_of(last.pid)
