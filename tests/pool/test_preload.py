@@ -46,6 +46,14 @@ import probe
 def handler(event, context):
     answer = {"loaded_by": probe.LOADED_BY, "pid": os.getpid(), "uid": os.getuid(),
               "caps": probe.CAPS, "import_uid": probe.UID, "env": probe.ENV}
+    if event and event.get("peek"):
+        # The preloader (its parent) holds the same user id: its memory and environment
+        # must still be out of reach (not dumpable since it left root).
+        try:
+            open(f"/proc/{os.getppid()}/environ", "rb").read()
+            answer["peek"] = "read"
+        except OSError as exc:
+            answer["peek"] = type(exc).__name__
     if event and event.get("import"):
         try:
             __import__(event["import"])
@@ -125,7 +133,7 @@ def test_instances_fork_from_a_confined_preloader(isolated: Harness) -> None:
         launcher = isolated.launcher
         first = await launcher.launch(spec)
         second = await launcher.launch(spec)
-        one = json.loads((await isolated.invoke(first, {})).body)
+        one = json.loads((await isolated.invoke(first, {"peek": True})).body)
         two = json.loads((await isolated.invoke(second, {}, request_id="r2")).body)
         # Imported once, by the preloader, not by the instances.
         assert one["loaded_by"] == two["loaded_by"]
@@ -135,6 +143,7 @@ def test_instances_fork_from_a_confined_preloader(isolated: Harness) -> None:
         assert one["import_uid"] == one["uid"] == two["uid"] != 0
         assert one["caps"] == ["0000000000000000", "0000000000000000"]
         assert one["env"] == "hi"
+        assert one["peek"] == "PermissionError"
         zygote, info = launcher.zygotes()
         assert zygote.kind == "zygote" and zygote.children == 1  # the preloader
         assert zygote.rss_bytes and zygote.rss_bytes > 8 << 20 and zygote.pss_bytes  # python
