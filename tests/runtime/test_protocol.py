@@ -111,3 +111,25 @@ def test_async_clean_end_of_stream() -> None:
         await writer.wait_closed()
 
     asyncio.run(scenario())
+
+
+def test_a_frame_buffer_takes_whole_frames_wherever_the_reads_cut_them() -> None:
+    messages = [{"t": "result", "id": str(i), "body": b"x" * i} for i in range(50)]
+    stream = b"".join(protocol.encode(m) for m in messages)
+    for step in (1, 3, 7, 64, len(stream)):
+        frames = protocol.FrameBuffer()
+        got = []
+        for start in range(0, len(stream), step):
+            got += frames.feed(stream[start:start + step])
+        assert got == messages
+        assert not frames.partial
+
+
+def test_a_frame_buffer_holds_a_cut_frame_and_refuses_an_oversized_one() -> None:
+    frames = protocol.FrameBuffer()
+    encoded = protocol.encode({"t": "log", "line": "hello"})
+    assert frames.feed(encoded[:-1]) == []
+    assert frames.partial
+    assert frames.feed(encoded[-1:]) == [{"t": "log", "line": "hello"}]
+    with pytest.raises(protocol.ProtocolError, match="over the"):
+        protocol.FrameBuffer().feed((protocol.MAX_FRAME_BYTES + 1).to_bytes(4, "big"))

@@ -48,7 +48,7 @@ from ember.errors import (
 from ember.model.key import RoleGrant
 from ember.pool.zygote import ExitStatus, ProcessHandle
 from ember.runtime import protocol
-from ember.runtime.protocol import Message, read_frame_async, write_frame_async
+from ember.runtime.protocol import Message, write_frame_async
 from ember.runtime.spec import HealthCheck, InitSpec, StartupProbe
 from ember.sandbox import Limits, Sandbox
 from ember.sandbox.freezer import Freezer, SignalFreezer, fatal_signal_pending
@@ -80,6 +80,9 @@ _FREEZE_SETTLE_S = 2.0
 # How often a frozen instance whose freezer holds signals (cgroup v1) is checked for a
 # SIGKILL from outside, which it would not die of before being thawed.
 _FROZEN_CHECK_S = 0.25
+# Bytes asked of the instance's connection at a time: whatever frames have arrived.
+_READ_BYTES = 256 * 1024
+_DRAIN_ABOVE = 64 * 1024
 
 
 class InstanceState(enum.Enum):
@@ -675,7 +678,10 @@ class Instance:
         # A failed write means the process is dying: the reader resolves the wait.
         with contextlib.suppress(ConnectionError, OSError):
             self._writer.write(frame)
-            await self._writer.drain()
+            # Waiting for the socket is for frames it cannot take at once (a large
+            # payload); most are sent by write() itself.
+            if self._writer.transport.get_write_buffer_size() > _DRAIN_ABOVE:
+                await self._writer.drain()
         if pending.frames is not None:
             return await asyncio.wait_for(pending.frames.get(), max(timeout_s, 0.0))
         future = pending.future
@@ -827,17 +833,22 @@ class Instance:
     # -- reading -------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
+        frames = protocol.FrameBuffer()
         try:
             while True:
-                message = await read_frame_async(self._reader)
-                if message is None:
+                chunk = await self._reader.read(_READ_BYTES)
+                if not chunk:
+                    if frames.partial:
+                        raise protocol.ProtocolError(
+                            "connection closed in the middle of a frame")
                     break
-                if message["t"] == protocol.LOG:
-                    self._log(message)
-                    continue
-                pending = self._pending.get(message.get("id"))
-                if pending is not None:  # else an answer nobody waits for any more
-                    pending.deliver(message)
+                for message in frames.feed(chunk):
+                    if message["t"] == protocol.LOG:
+                        self._log(message)
+                        continue
+                    pending = self._pending.get(message.get("id"))
+                    if pending is not None:  # else an answer nobody waits for any more
+                        pending.deliver(message)
         except (ConnectionError, OSError, protocol.ProtocolError) as exc:
             logger.warning("instance %s: connection lost: %s", self.id, exc)
         finally:

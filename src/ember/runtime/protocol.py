@@ -235,6 +235,40 @@ async def read_frame_async(reader: asyncio.StreamReader) -> Message | None:
     return decode(body)
 
 
+class FrameBuffer:
+    """Splits a byte stream into messages: ``feed`` what arrived, take the whole frames
+    in it; a frame cut across reads waits for the rest. One read of a stream can then
+    carry any number of frames, where reading each header and body apart costs two
+    awaits a frame."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+
+    def feed(self, chunk: bytes) -> list[Message]:
+        data = self._data
+        data += chunk
+        messages = []
+        start, size = 0, len(data)
+        while size - start >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(data, start)
+            if length > MAX_FRAME_BYTES:
+                raise ProtocolError(
+                    f"frame of {length} bytes is over the {MAX_FRAME_BYTES} limit")
+            end = start + _HEADER.size + length
+            if end > size:
+                break
+            messages.append(decode(bytes(data[start + _HEADER.size:end])))
+            start = end
+        if start:
+            del data[:start]
+        return messages
+
+    @property
+    def partial(self) -> bool:
+        """Whether part of a frame is held (at the end of the stream: a cut frame)."""
+        return bool(self._data)
+
+
 def write_frame_async(writer: asyncio.StreamWriter, message: Message) -> None:
     """Queue one frame on an asyncio stream (the caller drains when it needs to)."""
     writer.write(encode(message))
