@@ -133,3 +133,27 @@ def test_a_frame_buffer_holds_a_cut_frame_and_refuses_an_oversized_one() -> None
     assert frames.feed(encoded[-1:]) == [{"t": "log", "line": "hello"}]
     with pytest.raises(protocol.ProtocolError, match="over the"):
         protocol.FrameBuffer().feed((protocol.MAX_FRAME_BYTES + 1).to_bytes(4, "big"))
+
+
+def test_a_buffered_frame_socket_reads_frames_that_arrived_together() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        reader = FrameSocket(right, buffered=True)
+        messages = [{"t": "invoke", "id": str(i)} for i in range(3)]
+        left.sendall(b"".join(protocol.encode(m) for m in messages))
+        assert [reader.recv() for _ in messages] == messages
+        cut = protocol.encode({"t": "invoke", "id": "cut"})
+        left.sendall(cut[:-2])
+        left.shutdown(socket.SHUT_WR)
+        with pytest.raises(ProtocolError, match="middle of a frame"):
+            reader.recv()
+
+
+def test_a_buffered_frame_socket_sees_a_clean_end() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        reader = FrameSocket(right, buffered=True)
+        FrameSocket(left).send({"t": "stop"})
+        left.shutdown(socket.SHUT_WR)
+        assert reader.recv() == {"t": "stop"}
+        assert reader.recv() is None

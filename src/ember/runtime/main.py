@@ -432,7 +432,7 @@ def run(connect_path: str, instance_id: str, parent_pid: int,
             print(f"ember instance {instance_id}: cannot enter its sandbox: {exc}",
                   file=sys.stderr)
             return 3
-    conn = FrameSocket(sock)
+    conn = FrameSocket(sock, buffered=True)
     # A process the handler forks (a daemon, a worker) must not keep the conversation open
     # after this one ends, nor write frames into it: its copy of the socket is closed.
     os.register_at_fork(after_in_child=sock.close)

@@ -63,6 +63,7 @@ take duck-typed streams so that importing this module never imports asyncio.
 
 from __future__ import annotations
 
+import collections
 import socket
 import struct
 import threading
@@ -117,6 +118,7 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"up
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 _HEADER = struct.Struct(">I")
+_RECV_BYTES = 256 * 1024
 # Frames of the runtime's own files are left out of the tracebacks a user sees.
 _RUNTIME_DIR = str(Path(__file__).resolve().parent)
 
@@ -201,9 +203,14 @@ class FrameSocket:
     their frames from interleaving.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, *, buffered: bool = False) -> None:
+        """``buffered``: read whatever has arrived and keep the frames beyond the first
+        (one system call a frame instead of two); only for a socket that nothing else
+        reads, in this process or a child."""
         self.sock = sock
         self._lock = threading.Lock()
+        self._frames = FrameBuffer() if buffered else None
+        self._ready: collections.deque[Message] = collections.deque()
 
     def send(self, message: Message) -> None:
         """Send one frame; raises ``OSError`` when the server is gone."""
@@ -213,7 +220,16 @@ class FrameSocket:
 
     def recv(self) -> Message | None:
         """Read one frame; only one thread (the main loop) reads."""
-        return read_frame(self.sock)
+        if self._frames is None:
+            return read_frame(self.sock)
+        while not self._ready:
+            chunk = self.sock.recv(_RECV_BYTES)
+            if not chunk:
+                if self._frames.partial:
+                    raise ProtocolError("connection closed in the middle of a frame")
+                return None
+            self._ready.extend(self._frames.feed(chunk))
+        return self._ready.popleft()
 
     def close(self) -> None:
         self.sock.close()
