@@ -211,3 +211,29 @@ def test_a_failing_write_in_a_batch_is_undone_alone(tmp_path: Path) -> None:
             await db.close()
 
     asyncio.run(main())
+
+
+def test_only_a_batch_of_settling_writes_commits_without_waiting_for_the_disk(
+        tmp_path: Path) -> None:
+    def setup(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE t (x INTEGER)")
+
+    def mode(conn: sqlite3.Connection) -> int:
+        (level,) = conn.execute("PRAGMA synchronous").fetchone()
+        return int(level)
+
+    async def main() -> None:
+        db = SqliteThreads(tmp_path / "t.db", name="test")
+        await db.start(setup)
+        try:
+            full, normal = 2, 1
+            assert await db.write(mode) == full
+            assert await db.write(mode, durable=False) == normal
+            assert await db.write(mode) == full
+            # One durable write in a batch makes the whole commit durable.
+            assert await asyncio.gather(db.write(mode, durable=False), db.write(mode)) in (
+                [full, full], [normal, full])
+        finally:
+            await db.close()
+
+    asyncio.run(main())

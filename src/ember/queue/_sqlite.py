@@ -4,7 +4,10 @@ Every write is a function of the writer's connection, run on one dedicated threa
 writes are serialized without locks and the event loop never waits on the disk. Writes that
 arrive while a commit is in progress are applied together in the next transaction — group
 commit — so that ``synchronous=FULL`` costs one fsync per batch rather than one per write,
-and each caller's future resolves only after the commit that holds its change. Reads run on
+and each caller's future resolves only after the commit that holds its change. A batch of
+only non-durable writes (``write(…, durable=False)``) commits with ``synchronous=NORMAL``:
+it is in the WAL, so it survives the process being killed, but a power cut may undo it; the
+next durable commit makes it durable too (the WAL is written in order). Reads run on
 a second thread with its own connection; WAL lets them proceed while the writer commits.
 """
 
@@ -38,6 +41,7 @@ class _Job:
     fn: Callable[[sqlite3.Connection], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    durable: bool
 
 
 def _storage_error(exc: Exception, path: Path) -> EmberError:
@@ -62,6 +66,7 @@ class SqliteThreads:
         self._reader: ThreadPoolExecutor | None = None
         self._reader_conn: sqlite3.Connection | None = None
         self._closed = False
+        self._synchronous = "FULL"  # the writer connection's setting (connect sets FULL)
 
     def connect(self) -> sqlite3.Connection:
         """A new connection with the settings every user of the file needs."""
@@ -91,8 +96,10 @@ class SqliteThreads:
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self._name}-reader")
         await self.write(setup)
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in the next write transaction and return its result once committed.
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run ``fn`` in the next write transaction and return its result once committed:
+        on disk, or with ``durable=False`` in the WAL only (kept if the process is killed,
+        not necessarily after a power cut) unless the batch also holds a durable write.
 
         If ``fn`` raises, its own changes are undone, the error reaches this caller, and
         the rest of the batch still commits (the batch is then run again with a savepoint
@@ -103,7 +110,7 @@ class SqliteThreads:
             raise ServiceUnavailable("the queue is not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(fn, loop, future))
+        self._jobs.put(_Job(fn, loop, future, durable))
         return await future
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -176,6 +183,10 @@ class SqliteThreads:
 
     def _apply(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         try:
+            wanted = "FULL" if any(job.durable for job in batch) else "NORMAL"
+            if wanted != self._synchronous:  # applies to the transactions that follow
+                conn.execute(f"PRAGMA synchronous={wanted}")
+                self._synchronous = wanted
             outcomes = self._apply_unguarded(conn, batch)
             if outcomes is None:
                 outcomes = self._apply_guarded(conn, batch)

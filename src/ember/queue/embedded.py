@@ -1,9 +1,14 @@
 """The Queue on one SQLite file in $EMBER_HOME: the default backend, for one server.
 
-Events, tasks and dead letters live in one WAL database written with ``synchronous=FULL``,
-so an accepted submit survives a power cut. All writes go through one thread that commits
-concurrent writes together (see ``_sqlite.py``); each method below is one function applied
-inside that thread's transaction, which is what makes it atomic.
+Events, tasks and dead letters live in one WAL database. What the queue answers a caller
+about — a submit (the 202), a stop, a redrive, a saved task — commits with
+``synchronous=FULL``, so it survives a power cut. The writes that settle events (claims,
+lease extensions, acks, retries, dead letters) commit to the WAL without waiting for the
+disk: a killed server keeps them, and a power cut can only undo the last of them, which
+makes their events run again — at least once still holds, and nothing accepted is lost.
+All writes go through one thread that commits concurrent writes together (see
+``_sqlite.py``); each method below is one function applied inside that thread's
+transaction, which is what makes it atomic.
 
 Leases: a claim writes a fresh random ``lease_token`` and ``lease_until`` on the event row. An
 event is claimable when it is due and ``lease_until`` is unset or in the past, so an event
@@ -342,7 +347,7 @@ class EmbeddedQueue:
                 deliveries.append(Delivery(event, row[1], redelivered, tasks.get(event.id)))
             return deliveries
 
-        return await self._db.write(work)
+        return await self._db.write(work, durable=False)
 
     async def extend(self, delivery: Delivery, lease_s: float, *, now: float) -> None:
         """Lease the event until ``now + lease_s``; nothing if the delivery is stale."""
@@ -350,7 +355,7 @@ class EmbeddedQueue:
             conn.execute("UPDATE events SET lease_until = ? WHERE id = ? AND lease_token = ?",
                          (now + lease_s, delivery.event.id, delivery.token))
 
-        await self._db.write(work)
+        await self._db.write(work, durable=False)
 
     async def ack(self, delivery: Delivery, task: Task) -> None:
         """Remove the event and store ``task``; nothing at all if the delivery is stale."""
@@ -360,7 +365,7 @@ class EmbeddedQueue:
             if gone.rowcount:
                 _update_task(conn, task)
 
-        await self._db.write(work)
+        await self._db.write(work, durable=False)
 
     async def retry(self, delivery: Delivery, task: Task, *, delay_s: float, now: float) -> None:
         """Attempt + 1, due at ``now + delay_s``, lease released, ``task`` stored; nothing at
@@ -387,7 +392,7 @@ class EmbeddedQueue:
             if moved.rowcount and task is not None:
                 _update_task(conn, task)
 
-        await self._db.write(work)
+        await self._db.write(work, durable=False)
 
     async def dead_letter(self, delivery: Delivery, task: Task, reason: dict[str, object],
                           *, now: float) -> None:
@@ -412,7 +417,7 @@ class EmbeddedQueue:
             )
             _update_task(conn, stored)
 
-        await self._db.write(work)
+        await self._db.write(work, durable=False)
 
     async def get_task(self, task_id: str) -> Task:
         task = await self._db.read(lambda conn: _load_task(conn, task_id))
