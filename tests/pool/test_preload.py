@@ -7,6 +7,7 @@ dependency directories are made by hand as ``pip install --target`` leaves them 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -262,3 +263,21 @@ def test_the_server_names_the_preloader_frames_as_the_runtime_does() -> None:
 
     assert (server.PRELOAD, server.PRELOADING, server.PRELOADED) == (
         runtime.PRELOAD, runtime.PRELOADING, runtime.PRELOADED)
+
+
+@needs_root_bubblewrap
+def test_closing_does_not_wait_for_a_preloader_still_importing(tmp_path: Path) -> None:
+    with running_harness(tmp_path, use_zygote=True, isolation="bubblewrap") as harness:
+        deps = dependencies(harness.base, stuck="import time\ntime.sleep(3600)\n")
+        spec = replace(harness.spec(_HANDLER, layer_dirs=(deps,), version="1"),
+                       initializer_timeout_s=600.0)  # bounded at PRELOAD_TIMEOUT_S: 30 s
+        launcher = harness.launcher
+
+        async def scenario() -> None:
+            launcher.prewarm(spec)
+            await until(lambda: any(z.children for z in launcher._view_zygotes.values()),
+                        message="the preloader forked")
+            await asyncio.wait_for(launcher.close(), 20.0)  # not the import's 30 s
+            assert launcher.zygotes() == []
+
+        harness.run(scenario())

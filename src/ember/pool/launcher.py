@@ -234,6 +234,8 @@ class Launcher:
         self._preloaders: dict[View, _Preloader] = {}
         self._retired: list[_Preloader] = []
         self._watchers: set[asyncio.Task[Any]] = set()  # exits of preloaded instances
+        self._prewarms: set[asyncio.Task[None]] = set()
+        self._starting: set[ZygoteChild] = set()  # preloaders not ready yet
         self._preload_locks: dict[View, asyncio.Lock] = {}
         self._preload_off: dict[View, str] = {}
         self._preload_unsupported_said = False
@@ -429,6 +431,8 @@ class Launcher:
         task = asyncio.get_running_loop().create_task(self._prewarm(view, spec.tmp_mb, plan))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        self._prewarms.add(task)
+        task.add_done_callback(self._prewarms.discard)
 
     async def _prewarm(self, view: View, tmp_mb: int, plan: PreloadPlan | None) -> None:
         try:
@@ -658,6 +662,11 @@ class Launcher:
     async def close(self) -> None:
         """Kill every instance and the zygote, and release sockets and cgroups."""
         self._closed = True
+        # A preloader importing meanwhile may take up to its time bound: not worth waiting.
+        for prewarm in list(self._prewarms):
+            prewarm.cancel()
+        for starting in list(self._starting):
+            starting.kill()
         if self._refilling is not None:
             self._refilling.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -1032,6 +1041,11 @@ class Launcher:
             child = await zygote.spawn(preloader_id, str(SOCKETS_DIR / "instances.sock"),
                                        self.spawn_timeout_s, confinement.to_message(),
                                        preload=True)
+            # From here close() kills it; before, it may have come and gone (and a
+            # cancellation arriving with the answer is lost in wait_for on Python 3.11).
+            self._starting.add(child)
+            if self._closed:
+                raise PreloadFailed("the launcher closed")
             pid, (reader, writer) = await self._await_hello(preloader_id, hello, child,
                                                             sandboxed=True)
             self._unclaimed.discard(writer)
@@ -1068,6 +1082,8 @@ class Launcher:
             self._hellos.pop(preloader_id, None)
             if hello.done() and not hello.cancelled():
                 self._unclaimed.discard(hello.result()[1][1])
+            if child is not None:
+                self._starting.discard(child)
         info = ZygoteInfo("preloader", view.function, view.version, pid, confinement.uid,
                            tuple(done.get("modules") or ()), dict(done.get("failed") or {}),
                            float(done.get("import_ms") or 0.0), int(done.get("threads") or 1))
