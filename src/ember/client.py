@@ -107,6 +107,7 @@ from ember.api.schemas import (
     WorkflowDeployOut,
     WorkflowList,
     WorkflowOut,
+    ZygoteOut,
 )
 from ember.errors import EmberError, ServiceUnavailable
 from ember.model.invocation import FINAL_STATUSES
@@ -176,6 +177,7 @@ __all__ = [
     "WorkflowDeployOut",
     "WorkflowList",
     "WorkflowOut",
+    "ZygoteOut",
     "decode_body",
     "task_error",
 ]

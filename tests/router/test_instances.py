@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from ember.client import AsyncClient
 from tests.auth.test_keys import as_key, make_key
@@ -151,5 +152,22 @@ def test_warm_starts_instances_of_a_qualifier_now(run: Run) -> None:
         unaliased = await ember.http.post("/functions/hello/warm",
                                           json={"qualifier": "gone", "instances": 1})
         assert unaliased.json()["error"]["code"] == "AliasNotFound"
+
+    run(scenario)
+
+
+def test_the_version_zygote_is_listed_with_its_memory(run: Run) -> None:
+    async def scenario(ember: Ember) -> None:
+        if ember.services.launcher.isolation is None:
+            pytest.skip("without bubblewrap, versions share the server's zygote: none listed")
+        await ember.deploy("hello", HELLO["main.py"])
+        assert (await ember.invoke("hello", {})).status_code == 200
+        now = await instances(ember, "hello")
+        [zygote] = [z for z in now["zygotes"] if z["kind"] == "zygote"]
+        assert zygote["version"] == "latest"
+        assert zygote["children"] >= 1  # the instance (and a spare) forked from it
+        assert zygote["rss_mb"] > zygote["pss_mb"] > 0
+        assert zygote["node"] == ember.services.nodes.id
+        assert zygote["modules"] == [] and zygote["import_ms"] is None
 
     run(scenario)

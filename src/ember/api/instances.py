@@ -5,6 +5,7 @@ the node asked)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from ember.api.schemas import InstanceOut, InstancesOut, PoolOut, WarmIn, WarmOut
+from ember.api.schemas import (
+    InstanceOut,
+    InstancesOut,
+    PoolOut,
+    WarmIn,
+    WarmOut,
+    ZygoteOut,
+)
 from ember.cluster.peers import node_scope
 
 router = APIRouter(tags=["functions"])
@@ -43,15 +51,19 @@ async def list_instances(name: str, request: Request) -> InstancesOut:
         local.pools += [p.model_copy(update={"node": answer.node}) for p in theirs.pools]
         local.instances += [i.model_copy(update={"node": answer.node})
                             for i in theirs.instances]
+        local.zygotes += [z.model_copy(update={"node": answer.node}) for z in theirs.zygotes]
     local.nodes += out.nodes
     local.unreachable = out.unreachable
     return local
 
 
 async def _local(services: Any, name: str) -> InstancesOut:
-    """This node's pools and instances."""
+    """This node's pools, instances and zygotes."""
     now = await services.router.instances(name)
     node = services.nodes.id
+    # Memory is read from /proc (smaps_rollup): off the event loop.
+    parents = [z for z in await asyncio.to_thread(services.launcher.zygotes)
+               if z.function == name]
     return InstancesOut(
         function=now.function,
         pools=[PoolOut(version=p.version, qualifiers=list(p.qualifiers), current=p.current,
@@ -64,8 +76,19 @@ async def _local(services: Any, name: str) -> InstancesOut:
                                last_used_at=_when(i.last_used_at), memory_mb=i.memory_mb,
                                node=node)
                    for i in now.instances],
+        zygotes=[ZygoteOut(kind=z.kind, version=z.version, pid=z.pid, children=z.children,
+                           rss_mb=_mib(z.rss_bytes), pss_mb=_mib(z.pss_bytes),
+                           cgroup_mb=_mib(z.cgroup_bytes), modules=list(z.modules),
+                           failed=dict(z.failed),
+                           import_ms=round(z.import_ms, 1) if z.kind == "preloader" else None,
+                           node=node)
+                 for z in parents],
         nodes=[node],
     )
+
+
+def _mib(size: int | None) -> float | None:
+    return None if size is None else round(size / (1024 * 1024), 1)
 
 
 @router.post("/functions/{name}/warm", response_model=WarmOut)

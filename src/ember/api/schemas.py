@@ -562,10 +562,32 @@ class InstanceOut(BaseModel):
     node: str | None = Field(default=None, description="the node it runs on")
 
 
+class ZygoteOut(BaseModel):
+    """A version's zygote (the warm parent its instances fork from) or its preloader (a
+    confined child of the zygote that imported the version's dependencies first)."""
+
+    kind: Literal["zygote", "preloader"]
+    version: str
+    pid: int = Field(description="as the server sees it")
+    children: int = Field(description="instances (and spares) forked from it, alive now")
+    rss_mb: float | None = Field(description="resident memory, shared pages included")
+    pss_mb: float | None = Field(description="what it costs: each page it shares with its "
+                                 "instances divided among them")
+    cgroup_mb: float | None = Field(default=None, description="what a preloader's cgroup "
+                                    "counts")
+    modules: list[str] = Field(default_factory=list, description="what a preloader imported")
+    failed: dict[str, str] = Field(default_factory=dict,
+                                   description="modules a preloader could not import, and why")
+    import_ms: float | None = Field(default=None, description="how long its imports took")
+    node: str | None = Field(default=None, description="the node it runs on")
+
+
 class InstancesOut(BaseModel):
     function: str
     pools: list[PoolOut]
     instances: list[InstanceOut]
+    zygotes: list[ZygoteOut] = Field(default_factory=list, description="the warm parents "
+                                     "of the function's versions on each node, with memory")
     nodes: list[str] = Field(default_factory=list, description="the nodes listed")
     unreachable: list[str] = Field(default_factory=list, description="the nodes whose "
                                    "pools are missing: down, or too slow to answer")

@@ -437,6 +437,10 @@ def invocations_table(invocations: Iterable[InvocationOut], *, node: bool = Fals
     return table
 
 
+def _mb(size: float | None) -> str | None:
+    return None if size is None else f"{size:.1f} MB"
+
+
 def instances_view(now: InstancesOut) -> Group:
     """The function's pools (what each version has and wants, and why), then one row per
     instance: its state, requests in flight, start, last use and memory."""
@@ -458,6 +462,16 @@ def instances_view(now: InstancesOut) -> Group:
                                   i.in_flight, when(i.started_at), when(i.last_used_at),
                                   memory))
     parts: list[Any] = [pools, Text(), instances]
+    if now.zygotes:
+        parents = _table(*node, "KIND", "VERSION", "PID", "CHILDREN", "RSS", "PSS",
+                         "PRELOADED", title="zygotes")
+        for z in now.zygotes:
+            preloaded = ", ".join(z.modules) if z.kind == "preloader" else None
+            if z.failed:
+                preloaded = f"{preloaded or ''} (failed: {', '.join(z.failed)})"
+            parents.add_row(*_cells(*([z.node] if several else []), z.kind, z.version, z.pid,
+                                    z.children, _mb(z.rss_mb), _mb(z.pss_mb), preloaded))
+        parts += [Text(), parents]
     if now.unreachable:
         parts.append(Text(f"nodes not reached: {', '.join(now.unreachable)}", style="yellow"))
     return Group(*parts)
