@@ -187,19 +187,20 @@ def test_a_fork_bomb_stops_at_the_pids_limit_and_the_sandbox_still_closes(
 
 
 @pytest.mark.parametrize(
-    ("limits", "quota"),
+    ("limits", "cores"),
     [
-        (Limits(memory_mb=1769), 100_000),  # one core per 1769 MB, as AWS Lambda
-        (Limits(memory_mb=128), 7_235),
-        (Limits(memory_mb=16), 1_000),  # never under the kernel's 1 ms
-        (Limits(memory_mb=128, cpu=0.25), 25_000),
-        (Limits(memory_mb=128, cpu=1.5), 150_000),
+        (Limits(memory_mb=1769), 1.0),  # one core per 1769 MB, as AWS Lambda
+        (Limits(memory_mb=128), 128 / 1769),
+        (Limits(memory_mb=16), 0.0),  # never under the kernel's 1 ms
+        (Limits(memory_mb=128, cpu=0.25), 0.25),
+        (Limits(memory_mb=128, cpu=1.5), 1.5),
     ],
     ids=["1769MB", "128MB", "16MB", "cpu0.25", "cpu1.5"],
 )
 def test_the_cpu_quota_follows_memory_or_the_cpu_named(
-    factory: CgroupSandboxFactory, limits: Limits, quota: int
+    factory: CgroupSandboxFactory, limits: Limits, cores: float
 ) -> None:
+    quota = max(1_000, int(cores * CPU_PERIOD_US))
     sandbox = factory.create("cpu", limits)
     assert _cpu_quota(_place(factory, sandbox, "cpu")) == _expected_quota(factory, quota)
     sandbox.close()
@@ -217,11 +218,11 @@ def test_set_limits_lowers_and_raises_every_limit(factory: CgroupSandboxFactory)
             assert str(process.pid) in (directory / "cgroup.procs").read_text().split()
         sandbox.set_limits(Limits(memory_mb=128, pids=1, cpu=0.5))  # pids below: refused
         assert (_memory_limit(sandbox), _pids_max(pids)) == ((128 + CGROUP_HEADROOM_MB) * MIB, 1)
-        assert _cpu_quota(cpu) == _expected_quota(factory, 50_000)
+        assert _cpu_quota(cpu) == _expected_quota(factory, CPU_PERIOD_US // 2)
         sandbox.set_limits(Limits(memory_mb=1024, pids=1000, cpu=2.0))
         assert _memory_limit(sandbox) == (1024 + CGROUP_HEADROOM_MB) * MIB
         assert _pids_max(pids) == 1000
-        assert _cpu_quota(cpu) == _expected_quota(factory, 200_000)
+        assert _cpu_quota(cpu) == _expected_quota(factory, 2 * CPU_PERIOD_US)
         sandbox.close()
         assert process.wait() == -signal.SIGKILL
     _closed(sandbox)
