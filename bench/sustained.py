@@ -36,7 +36,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="ember-sustained-"))
     proc, url = start_ember(home, True)
     try:
-        deploy(url, "steady", max_instances=64)
+        deploy(url, "steady", max_instances=64, cpu=1.0)
         invoke_url = f"{url}/functions/steady/invoke"
         wrk.run(invoke_url, connections=args.connections, seconds=2)  # instances up
         print(f"sustained warm sync invoke: {args.connections} connections for "
