@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ember.errors import InstanceCrashed
-from ember.pool.zygote import Zygote, ZygoteDied
+from ember.pool.zygote import Zygote, ZygoteDied, listen_unix
 from ember.runtime import protocol
 from ember.runtime.protocol import read_frame_async
 from tests.pool.conftest import Harness, running_harness
@@ -172,3 +173,21 @@ def test_launcher_falls_back_to_fresh_interpreters(zygote: Harness, tmp_path: Pa
         assert (await zygote.invoke(instance, "ok")).body == b"ok"
 
     zygote.run(scenario())
+
+
+def test_a_listener_cancelled_while_it_starts_leaves_no_socket_open(tmp_path: Path) -> None:
+    """A closing launcher cancels its prewarms: one cancelled as its zygote's socket was
+    being made left that socket open (a ResourceWarning, an error in this suite)."""
+
+    async def scenario() -> None:
+        starting = asyncio.ensure_future(listen_unix(lambda r, w: w.close(), tmp_path / "z.sock"))
+        await asyncio.sleep(0)  # it waits in start_serving now
+        starting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+        server = await listen_unix(lambda r, w: w.close(), tmp_path / "z.sock")  # path free
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(scenario())
+    gc.collect()  # an unclosed socket would warn here

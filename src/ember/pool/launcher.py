@@ -74,6 +74,7 @@ from ember.pool.zygote import (
     Zygote,
     ZygoteChild,
     ZygoteDied,
+    listen_unix,
     start_runtime_process,
 )
 from ember.runtime import protocol
@@ -307,7 +308,7 @@ class Launcher:
         self.choose_sandbox()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-        self._server = await asyncio.start_unix_server(self._on_connect, path=str(self.socket_path))
+        self._server = await listen_unix(self._on_connect, self.socket_path)
         os.chmod(self.socket_path, 0o600)
         bound = os.stat(self.socket_path)
         self._socket_id = (bound.st_dev, bound.st_ino)
@@ -1031,7 +1032,7 @@ class Launcher:
         try:
             with contextlib.suppress(FileNotFoundError):
                 socket_path.unlink()
-            server = await asyncio.start_unix_server(self._on_connect, path=str(socket_path))
+            server = await listen_unix(self._on_connect, socket_path)
             # Only the version's user (its preloader's instances) may connect.
             os.chown(socket_path, confinement.uid, confinement.uid)
             os.chmod(socket_path, 0o600)

@@ -193,6 +193,22 @@ class ZygoteProcess(Protocol):
     async def wait(self) -> object: ...
 
 
+async def listen_unix(
+    on_connect: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any], path: Path,
+) -> asyncio.Server:
+    """``asyncio.start_unix_server`` on ``path``, safe to cancel: it yields once after it
+    made its listening socket, and a cancellation then (a closing launcher cancels its
+    prewarms) lost the server with its socket open. Made without serving, the server is
+    ours before anything can be cancelled, and closed if starting to serve is."""
+    server = await asyncio.start_unix_server(on_connect, path=str(path), start_serving=False)
+    try:
+        await server.start_serving()
+    except BaseException:
+        server.close()
+        raise
+    return server
+
+
 class Zygote:
     """A running zygote and its control connection.
 
@@ -261,7 +277,7 @@ class Zygote:
 
         with contextlib.suppress(FileNotFoundError):
             socket_path.unlink()
-        server = await asyncio.start_unix_server(on_connect, path=str(socket_path))
+        server = await listen_unix(on_connect, socket_path)
         process: asyncio.subprocess.Process | None = None
         try:
             os.chmod(socket_path, 0o600)
