@@ -274,14 +274,7 @@ class AsyncInvoker:
                         self._found_nothing(number)
             for delivery in deliveries:
                 self._begin(delivery)
-            if deliveries:
-                continue
-            if free <= 0 and not self._draining:
-                # Every slot is taken: only an attempt that ends (or close, pause, drain)
-                # makes a claim worth making, and each of those sets the event. No timer:
-                # under load this is the wait of nearly every turn of the loop.
-                await self._wake.wait()
-            else:
+            if not deliveries:
                 with contextlib.suppress(TimeoutError):
                     await wait_for(self._clock, self._wake.wait(),
                                    self._settings.poll_interval_s)
