@@ -269,9 +269,11 @@ class Zygote:
         connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
         connected = loop.create_future()
 
+        accepting = True
+
         def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            if connected.done():
-                writer.close()  # one zygote, one connection
+            if not accepting or connected.done():
+                writer.close()  # one zygote, one connection; none after we gave up
             else:
                 connected.set_result((reader, writer))
 
@@ -303,11 +305,17 @@ class Zygote:
                 writer.close()
                 raise ZygoteDied("the zygote closed its connection before saying hello")
         except BaseException:
+            # Cancelled (a closing launcher) or failed after the zygote connected: its
+            # connection is ours to close, or its socket outlives us.
+            accepting = False
+            if connected.done():
+                connected.result()[1].close()
             if process is not None and process.returncode is None:
                 process.kill()
                 await process.wait()
             raise
         finally:
+            accepting = False
             server.close()
             with contextlib.suppress(FileNotFoundError):
                 socket_path.unlink()
