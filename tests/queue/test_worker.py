@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from ember.clock import ManualClock
+from ember.cluster.slots import RedisSlots, SlotsTaken
+from ember.pool.pool import pool_key_text
 from tests.conftest import HOST_FILES
 from tests.inprocess import Ember
 
@@ -533,3 +535,50 @@ def test_an_alias_has_async_settings_of_its_own(run_async: Run) -> None:
         assert (await wait(ember, again["request_id"]))["status"] == "succeeded"
 
     run_async(scenario)
+
+
+def test_an_event_waits_without_retries_while_other_nodes_hold_max_instances(
+        run: Run, queue_settings: dict[str, Any]) -> None:
+    """Every slot of max_instances held by another node of the cluster is no failure of
+    the event: it goes back to the queue as it was (no attempt, no backoff) until a slot
+    comes free."""
+    if "queue_url" not in queue_settings:
+        pytest.skip("the slots of max_instances are shared through the Redis queue")
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("echo", ECHO, max_instances=1)
+        slots = ember.services.slots
+        assert slots is not None
+        refused = asyncio.Event()
+        refusals = 0
+        take = slots.take
+
+        async def counting_take(pool: str, limit: int) -> str:
+            nonlocal refusals
+            try:
+                return await take(pool, limit)
+            except SlotsTaken:
+                refusals += 1
+                if refusals >= 3:
+                    refused.set()
+                raise
+
+        slots.take = counting_take  # type: ignore[method-assign]
+        pool = pool_key_text((await ember.services.router.pick("echo", None)).key)
+        other = RedisSlots(queue_settings["queue_url"], queue_settings["queue_prefix"],
+                           "other-node", ttl_s=60)
+        token = await other.take(pool, 1)
+        try:
+            accepted = await submit(ember, "echo", {"n": 1})
+            await asyncio.wait_for(refused.wait(), 60)
+            task = (await ember.http.get(f"/tasks/{accepted['request_id']}")).json()
+            assert task["status"] == "queued" and task["history"] == [], task
+        finally:
+            await other.give(pool, token)
+            await other.close()
+        done = await wait(ember, accepted["request_id"])
+        assert done["status"] == "succeeded", done
+        assert done["attempts"] == 1
+        assert [a["outcome"] for a in done["history"]] == ["success"]
+
+    run(scenario, **queue_settings)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import orjson
 
 from ember.clock import Clock, wait_for
+from ember.cluster.slots import SlotsTaken
 from ember.control import FunctionService
 from ember.errors import EmberError, FunctionNotFound, InvalidSpec, PayloadTooLarge
 from ember.ids import new_id
@@ -33,6 +34,9 @@ _DELETE_WAIT_S = 30.0
 # those who look at the task see, not part of any rule); a shorter attempt goes straight to
 # its outcome, one write instead of two.
 RUNNING_AFTER_S = 0.05
+# An event whose function has every instance of its max_instances up on other nodes goes
+# back to the queue for this long: those nodes (or this one, once slots come free) take it.
+SLOTS_TAKEN_DELAY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -372,6 +376,16 @@ class AsyncInvoker:
                 request_id=event.id, mode="async", attempt=event.attempt + 1, background=True,
                 trigger=_trigger_of(event),
             )
+        except SlotsTaken:
+            # max_instances are all up on other nodes (or held by one that died, until its
+            # slots lapse): the event waits for them, as for a paused function — no
+            # attempt counted, no backoff that grows while the slots come free.
+            if await self._saved(event.id):
+                task.status, task.attempts = "queued", event.attempt
+                await self.queue.save_task(task)
+            await self.queue.postpone(delivery, delay_s=SLOTS_TAKEN_DELAY_S,
+                                      now=self._clock.time())
+            return
         except EmberError as err:
             await self._saved(event.id)
             await self._failed_attempt(delivery, task, err, config, started)
@@ -386,19 +400,20 @@ class AsyncInvoker:
             self._saves[task.id] = asyncio.get_running_loop().create_task(
                 self.queue.save_task(replace(task, history=list(task.history))))
 
-    async def _saved(self, event_id: str) -> None:
+    async def _saved(self, event_id: str) -> bool:
         """The attempt's running state is not written if it has not begun to be; else
-        wait for that write to end."""
+        wait for that write to end. Whether it was written."""
         saving = self._saves.pop(event_id, None)
         if saving is None:
-            return
+            return False
         if not isinstance(saving, asyncio.Future):  # the timer (uvloop has its own class)
             saving.cancel()
-            return
+            return False
         try:
             await saving
         except EmberError as exc:
             log.warning("cannot store the running state of task %s: %s", event_id, exc)
+        return True
 
     async def _config(self, function: str, qualifier: str) -> AsyncConfig:
         key = (function, qualifier)
