@@ -30,6 +30,7 @@ from ember.api import (
 )
 from ember.api.auth import Authenticate
 from ember.api.guard import RequestGuard
+from ember.api.hot import HotInvoke
 from ember.api.limits import BodyLimit
 from ember.api.schemas import ErrorBody, Health
 from ember.console import routes as console
@@ -118,7 +119,10 @@ def create_app(services: Services) -> FastAPI:
         authenticated = Authenticate(limited, services.keys, services.audit.record,
                                      services.sessions,
                                      peers.credential if peers is not None else None)
-        return RequestGuard(authenticated, [*allowed_hosts, *_origin_hosts(origins)])
+        guard = RequestGuard(authenticated, [*allowed_hosts, *_origin_hosts(origins)])
+        return HotInvoke(guard, services, guard, services.keys,
+                         peers.credential if peers is not None else None,
+                         limits.max_sync_payload_bytes)
 
     app.front = front
     return app
