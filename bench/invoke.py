@@ -92,10 +92,12 @@ def start_ember(
     return proc, url
 
 
-def start_baseline() -> tuple[subprocess.Popen[bytes], str]:
+def start_baseline(module: str = "baseline_app") -> tuple[subprocess.Popen[bytes], str]:
+    """``baseline_app``: the bare app; ``floor_app``: the bare app handing each request
+    to a worker process (the hop every out-of-process function pays)."""
     port = free_port()
     proc = subprocess.Popen(
-        [PY, "-m", "uvicorn", "baseline_app:app", "--port", str(port), "--log-level",
+        [PY, "-m", "uvicorn", f"{module}:app", "--port", str(port), "--log-level",
          "warning", "--no-access-log"],
         cwd=ROOT / "bench", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -219,34 +221,45 @@ def median(values: list[float]) -> float:
 
 
 def under_load(base_url: str, invoke_url: str, trigger_url: str, seconds: float,
-               runs: int = 3) -> None:
+               runs: int = 3, floor_url: str | None = None) -> None:
     """Issue 11's targets: throughput and p99 at 32 connections against bare uvicorn, the
     p50 added at 1 connection, the HTTP trigger path against direct invoke; each run
-    measures the baseline and Ember back to back, and the runs show how steady it is."""
+    measures the baseline, the floor (``floor_url``: the bare app with a worker process
+    hop) and Ember back to back, and the runs show how steady it is."""
     print(f"\nwarm sync invoke under load ({wrk.tool()}, {runs} runs of {seconds:g} s each, "
-          "baseline and Ember back to back; the function has cpu: 1, a core per instance "
-          "like the bare app's process: the default 256 MB gets 0.145 cores)")
-    for url in (base_url, invoke_url, trigger_url):  # instances up, connections warm
-        wrk.run(url, connections=32, seconds=1)
+          "baseline, floor and Ember back to back; the function has cpu: 1, a core per "
+          "instance like the bare app's process: the default 256 MB gets 0.145 cores)")
+    for url in (base_url, floor_url, invoke_url, trigger_url):  # instances up, warm
+        if url is not None:
+            wrk.run(url, connections=32, seconds=1)
     for connections in (1, 32):
-        ratios, p99s, added = [], [], []
+        ratios, p99s, added, floors = [], [], [], []
         for i in range(runs):
             base = wrk.run(base_url, connections=connections, seconds=seconds)
+            floor = (wrk.run(floor_url, connections=connections, seconds=seconds)
+                     if floor_url else None)
             ember = wrk.run(invoke_url, connections=connections, seconds=seconds)
             ratios.append(ember.rate / base.rate)
             p99s.append(ember.p99_ms / base.p99_ms)
             added.append(ember.p50_ms - base.p50_ms)
-            print(f"  {connections:>2} conn. run {i + 1}: bare uvicorn {base.rate:7.0f}/s "
-                  f"p50 {base.p50_ms:6.3f} p99 {base.p99_ms:6.2f} ms | ember "
-                  f"{ember.rate:7.0f}/s p50 {ember.p50_ms:6.3f} p99 {ember.p99_ms:6.2f} ms | "
-                  f"ratio {ember.rate / base.rate:4.2f}")
+            line = (f"  {connections:>2} conn. run {i + 1}: bare uvicorn {base.rate:7.0f}/s "
+                    f"p50 {base.p50_ms:6.3f} p99 {base.p99_ms:6.2f} ms | ")
+            if floor is not None:
+                floors.append(floor.rate / base.rate)
+                line += (f"floor {floor.rate:7.0f}/s p50 {floor.p50_ms:6.3f} p99 "
+                         f"{floor.p99_ms:6.2f} ms | ")
+            print(line + f"ember {ember.rate:7.0f}/s p50 {ember.p50_ms:6.3f} p99 "
+                  f"{ember.p99_ms:6.2f} ms | ratio {ember.rate / base.rate:4.2f}")
+        floor_note = (f"; the floor (a process hop, no platform) {median(floors):.2f}, "
+                      f"ember {median(ratios) / median(floors):.2f} of the floor"
+                      if floors else "")
         if connections == 1:
             print(f"  => 1 connection: p50 added over bare uvicorn {median(added):.3f} ms "
                   "(target <= 0.15 ms)")
         else:
             print(f"  => 32 connections: throughput {median(ratios):.2f} of bare uvicorn "
-                  f"(target >= 0.50; runs {min(ratios):.2f}-{max(ratios):.2f}), p99 "
-                  f"{median(p99s):.1f}x bare uvicorn's (target <= 3x)")
+                  f"(target >= 0.50; runs {min(ratios):.2f}-{max(ratios):.2f}){floor_note}, "
+                  f"p99 {median(p99s):.1f}x bare uvicorn's (target <= 3x)")
     trigger_ratios = []
     for i in range(runs):
         direct = wrk.run(invoke_url, connections=32, seconds=seconds)
@@ -333,7 +346,13 @@ def warm(tmp: Path, n_warm: int, seconds: float) -> None:
             "name": "warm-http", "function": "warm",
             "source": {"kind": "http", "path": "/warm", "methods": ["POST"]},
         }).raise_for_status()
-        under_load(base_url, invoke_url, f"{url}/http/warm", seconds)
+        floor_proc, floor_url = start_baseline("floor_app")
+        try:
+            under_load(base_url, invoke_url, f"{url}/http/warm", seconds,
+                       floor_url=floor_url)
+        finally:
+            floor_proc.terminate()
+            floor_proc.wait()
     finally:
         proc.terminate()
         base_proc.terminate()

@@ -21,7 +21,8 @@ Scenario = Callable[[Ember, list[str]], Awaitable[None]]
 
 
 def run(settings: Settings, monkeypatch: pytest.MonkeyPatch, scenario: Scenario) -> None:
-    """Run ``scenario`` with the list of functions the warm path ran (one entry a run)."""
+    """Run ``scenario`` with what the warm path served: a function's name for an invoke,
+    the path for a trigger's request."""
     served: list[str] = []
     real = ember.api.hot.run_invoke
 
@@ -30,6 +31,13 @@ def run(settings: Settings, monkeypatch: pytest.MonkeyPatch, scenario: Scenario)
         return await real(services, name, *args, **kwargs)
 
     monkeypatch.setattr(ember.api.hot, "run_invoke", counting)
+    real_trigger = ember.api.hot.serve_http_trigger
+
+    async def counting_trigger(services: Any, path: str, request: Any) -> Any:
+        served.append(f"/http{path}")
+        return await real_trigger(services, path, request)
+
+    monkeypatch.setattr(ember.api.hot, "serve_http_trigger", counting_trigger)
 
     async def main() -> None:
         async with running(settings) as server:
@@ -138,5 +146,35 @@ def test_browsers_foreign_hosts_and_large_bodies_get_the_full_stacks_answer(
             nul = await http.post("/functions/hello/invoke?qualifier=%00", json={})
             assert nul.status_code == 400
         assert served == []
+
+    run(settings, monkeypatch, scenario)
+
+
+def test_http_triggers_are_served_on_the_warm_path_and_keep_their_own_auth(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario(server: Ember, served: list[str]) -> None:
+        await server.deploy("hello", HELLO["main.py"])
+        for name, source in (("open", {"kind": "http", "path": "/open"}),
+                             ("guarded", {"kind": "http", "path": "/guarded",
+                                          "auth": "api_key", "api_key": "k" * 24})):
+            created = await server.http.post("/triggers", json={
+                "name": name, "function": "hello", "source": source})
+            assert created.status_code == 201, created.text
+        await server.settle()
+        async with client(server) as anonymous:  # an API key means nothing to a trigger
+            answer = await anonymous.post("/http/open", json={"n": 1})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["hello"]["type"] == "dev.ember.http.request"
+            assert (await anonymous.get("/http/guarded")).status_code == 401
+            ok = await anonymous.get("/http/guarded", headers={"x-api-key": "k" * 24})
+            assert ok.status_code == 200
+            assert (await anonymous.get("/http/nowhere")).status_code == 404
+        assert served == ["/http/open", "/http/guarded", "/http/guarded", "/http/nowhere"]
+        async with client(server, origin="http://attacker.example") as browser:
+            answer = await browser.post("/http/open", json={})
+            assert answer.status_code == 403 and answer.json()["error"]["code"] == "Forbidden"
+        async with client(server, host="attacker.example") as rebound:
+            assert (await rebound.post("/http/open", json={})).status_code == 400
+        assert len(served) == 4
 
     run(settings, monkeypatch, scenario)

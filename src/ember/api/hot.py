@@ -1,29 +1,35 @@
-"""The warm path of ``POST /functions/{name}/invoke``, in front of everything.
+"""The warm paths of ``POST /functions/{name}/invoke`` and of HTTP triggers
+(``/http/...``), in front of everything.
 
 A program invoking a function (the SDK, the CLI, curl, a load balancer) sends the same
 few headers every time: a host Ember serves, a bearer API key already checked once, a
 declared body within the limit. ``HotInvoke`` checks exactly that in one pass over the
 headers and runs the invocation: the same checks the request guard, the key check, the
 body limit and ``InvokeFastPath`` make one after another (each reading the headers again,
-each wrapping ``receive`` and ``send``), which cost a third of a warm invocation's CPU in
-the server.
+each wrapping ``receive`` and ``send``). A request to an HTTP trigger is checked the same
+way, less the key: the trigger's own ``auth`` decides who may call it.
 
 It never refuses anything itself: a request it is not sure of — another method or path,
 no key or one not seen yet, a key that may not invoke the function, a browser's
 ``Origin`` or cookie, another node's credential, a chunked or oversized body, a host not
-served — goes on through the full stack, which answers it as it always has.
+served, a NUL character — goes on through the full stack, which answers it as it always
+has.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ember.api.errors import error_response, unexpected_response
 from ember.api.guard import RequestGuard, host_name
 from ember.api.invoke import run_invoke
+from ember.api.triggers import serve_http_trigger
 from ember.auth.keys import KeyService, Principal
 from ember.auth.policy import check
 from ember.cluster.peers import NodeCredential
@@ -59,13 +65,14 @@ class HotInvoke:
         self._hosts: dict[bytes, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
         path: str = scope["path"]
         name = path[len(_PREFIX):-len(_SUFFIX)]
-        if (not path.startswith(_PREFIX) or not path.endswith(_SUFFIX) or not name
-                or "/" in name or "\x00" in name):
+        trigger = path.startswith("/http/")
+        if not trigger and (scope["method"] != "POST" or not path.startswith(_PREFIX)
+                            or not path.endswith(_SUFFIX) or not name or "/" in name):
             await self._app(scope, receive, send)
             return
         host = authorization = length = None
@@ -82,11 +89,23 @@ class HotInvoke:
                 return
             elif key == b"content-type" or key.startswith(b"x-ember-"):
                 extra[key.decode("latin-1")] = value.decode("latin-1")
-        principal = self._principal(authorization, path)
         query: bytes = scope.get("query_string", b"")
-        if (principal is None or host is None or not self._serves(host)
-                or length is None or not length.isdigit() or int(length) > self._max_body
-                or b"%00" in query):
+        # Without Content-Length (nor Transfer-Encoding, which goes to the full stack)
+        # a request has no body.
+        if (host is None or not self._serves(host) or "\x00" in path or b"%00" in query
+                or (length is not None
+                    and (not length.isdigit() or int(length) > self._max_body))):
+            await self._app(scope, receive, send)
+            return
+        if trigger:
+            # An HTTP trigger's own ``auth`` decides who may call it, not API keys.
+            await self._respond(
+                lambda: serve_http_trigger(self._services, path[len("/http"):],
+                                           Request(scope, receive)),
+                scope, receive, send)
+            return
+        principal = self._principal(authorization, path)
+        if principal is None:
             await self._app(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
@@ -99,19 +118,31 @@ class HotInvoke:
             if not message.get("more_body"):
                 break
         services = self._services
-        try:
+
+        async def invoke() -> Response:
+            headers = extra
             if services.placement is not None:
                 # A cluster may forward the request: with every header, as the full stack.
-                extra = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            response = await run_invoke(
-                services, name, qualifier, b"".join(chunks),
-                extra.get("content-type"), extra.get("x-ember-invocation-type"),
-                extra.get("x-ember-log-type"), extra.get("x-ember-idempotency-key"), extra,
+                headers = {k.decode("latin-1"): v.decode("latin-1")
+                           for k, v in scope["headers"]}
+            return await run_invoke(
+                services, name, qualifier, b"".join(chunks), headers.get("content-type"),
+                headers.get("x-ember-invocation-type"), headers.get("x-ember-log-type"),
+                headers.get("x-ember-idempotency-key"), headers,
             )
+
+        await self._respond(invoke, scope, receive, send)
+
+    @staticmethod
+    async def _respond(serve: Callable[[], Awaitable[Response]], scope: Scope,
+                       receive: Receive, send: Send) -> None:
+        try:
+            response = await serve()
         except EmberError as err:
             response = error_response(err)
         except Exception as exc:
-            response = unexpected_response(exc, scope["method"], path, scope["headers"])
+            response = unexpected_response(exc, scope["method"], scope["path"],
+                                           scope["headers"])
         await response(scope, receive, send)
 
     def _principal(self, authorization: bytes | None, path: str) -> Principal | None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ember.observability.db import BatchWriter
 
@@ -66,8 +66,10 @@ THROTTLED = "throttled"
 OUTCOMES = (SUCCESS, ERROR, TIMEOUT, THROTTLED)
 
 
-@dataclass(frozen=True)
-class InvocationRecord:
+class InvocationRecord(NamedTuple):
+    """One invocation as it is recorded: made on every one, so a tuple (a frozen
+    dataclass spent 2 µs of a warm invocation setting its fields one by one)."""
+
     ts: float
     function: str
     version: str
@@ -153,12 +155,11 @@ class StatsStore:
         self._writer.add_maintenance(self._trim)
 
     def record(self, r: InvocationRecord) -> None:
-        self._writer.put(
-            _INSERT,
-            (r.ts, r.function, r.version, r.request_id, r.mode, int(r.cold), r.init_ms,
-             r.run_ms, r.total_ms, r.outcome, r.error_code, r.attempt,
-             None if r.error_message is None else r.error_message[:MAX_ERROR_MESSAGE]),
-        )
+        # The record is the row, its fields in the columns' order (cold, a bool, is stored
+        # as 0 or 1).
+        if r.error_message is not None and len(r.error_message) > MAX_ERROR_MESSAGE:
+            r = r._replace(error_message=r.error_message[:MAX_ERROR_MESSAGE])
+        self._writer.put(_INSERT, r)
 
     def flush(self) -> None:
         self._writer.flush()
