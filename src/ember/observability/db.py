@@ -2,7 +2,8 @@
 
 Logs and invocation records are node-local and far more frequent than metadata changes, so
 they stay out of the metadata store and never block the event loop: producers append rows
-to a deque, a writer thread flushes them with ``executemany`` every few milliseconds.
+to a deque, a writer thread flushes them every few milliseconds (INSERTs as multi-row
+statements).
 
 Adding a row must cost the producer (the event loop, once per invocation) next to nothing:
 it appends and, only when the writer sleeps, wakes it once. The writer then waits out the

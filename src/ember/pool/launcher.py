@@ -61,8 +61,6 @@ from ember.pool.instance import Instance, InstanceSpec, LogSink
 from ember.pool.preload import (
     PRELOAD_IDLE_S,
     PRELOAD_TIMEOUT_S,
-    PRELOADED,
-    PRELOADING,
     PreloadPlan,
     ZygoteInfo,
     memory_of,
@@ -78,7 +76,12 @@ from ember.pool.zygote import (
     start_runtime_process,
 )
 from ember.runtime import protocol
-from ember.runtime.protocol import read_frame_async, write_frame_async
+from ember.runtime.protocol import (
+    PRELOADED,
+    PRELOADING,
+    read_frame_async,
+    write_frame_async,
+)
 from ember.runtime.spec import Confinement
 from ember.sandbox import Limits, Sandbox, SandboxFactory, choose_sandbox_factory
 from ember.sandbox.bubblewrap import (

@@ -24,11 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# The preloader's frames (``ember.runtime.preload`` describes the conversation; the server
-# shares only the protocol and the spec with the runtime, so they are named again here).
-PRELOAD = "preload"
-PRELOADING = "preloading"
-PRELOADED = "preloaded"
+from ember.runtime.protocol import PRELOAD
+
 # Installed beside what a function needs without being what it imports.
 _NEVER = frozenset({
     "pip", "setuptools", "pkg_resources", "wheel", "distutils", "easy_install", "test",

@@ -50,12 +50,16 @@ from collections.abc import Callable
 
 from ember.runtime import confine
 from ember.runtime.process import set_parent_death_signal
-from ember.runtime.protocol import HELLO, FrameSocket, Message, ProtocolError
+from ember.runtime.protocol import (
+    HELLO,
+    PRELOAD,
+    PRELOADED,
+    PRELOADING,
+    FrameSocket,
+    Message,
+    ProtocolError,
+)
 from ember.runtime.spec import Confinement
-
-PRELOAD = "preload"
-PRELOADING = "preloading"
-PRELOADED = "preloaded"
 
 
 def import_modules(modules: list[str],

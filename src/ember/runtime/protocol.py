@@ -97,6 +97,11 @@ SPAWNED = "spawned"
 SPAWN_ERROR = "spawn_error"
 EXITED = "exited"
 KILL = "kill"
+# A version's preloader (``ember.runtime.preload``): what to import, each import as it
+# starts, the outcome.
+PRELOAD = "preload"
+PRELOADING = "preloading"
+PRELOADED = "preloaded"
 
 # Error kinds an instance reports, so the server can pick the right Ember error without
 # parsing messages: the handler raised, the payload could not be decoded, the return value
