@@ -257,14 +257,6 @@ def test_a_changed_environment_gets_a_preloader_of_its_own(isolated: Harness) ->
     isolated.run(scenario())
 
 
-def test_the_server_names_the_preloader_frames_as_the_runtime_does() -> None:
-    from ember.pool import preload as server
-    from ember.runtime import preload as runtime
-
-    assert (server.PRELOAD, server.PRELOADING, server.PRELOADED) == (
-        runtime.PRELOAD, runtime.PRELOADING, runtime.PRELOADED)
-
-
 @needs_root_bubblewrap
 def test_closing_does_not_wait_for_a_preloader_still_importing(tmp_path: Path) -> None:
     with running_harness(tmp_path, use_zygote=True, isolation="bubblewrap") as harness:
