@@ -191,3 +191,21 @@ def test_a_listener_cancelled_while_it_starts_leaves_no_socket_open(tmp_path: Pa
 
     asyncio.run(scenario())
     gc.collect()  # an unclosed socket would warn here
+
+
+@pytest.mark.parametrize("use_zygote", [True, False], ids=["zygote", "fresh"])
+def test_instances_yield_to_the_server_when_woken(tmp_path: Path, use_zygote: bool) -> None:
+    """A handler sees its process run under SCHED_BATCH (woken by a frame, it waits for
+    its turn rather than preempting the server that wrote it), forked from the zygote or
+    started fresh."""
+    source = "import os\n\ndef handler(event, context):\n    return os.sched_getscheduler(0)\n"
+    with running_harness(tmp_path, use_zygote=use_zygote) as harness:
+        async def scenario() -> object:
+            instance = await harness.launcher.launch(harness.spec(source))
+            try:
+                answer = await instance.invoke("r1", b"null", "application/json")
+            finally:
+                await instance.stop()
+            return json.loads(answer.body)
+
+        assert harness.run(scenario()) == os.SCHED_BATCH

@@ -33,7 +33,7 @@ from typing import Any
 from ember.runtime import confine, protocol
 from ember.runtime.capture import LogCapture, log_uncaught
 from ember.runtime.context import Context, function_logger
-from ember.runtime.process import set_parent_death_signal
+from ember.runtime.process import set_parent_death_signal, yield_to_the_server
 from ember.runtime.protocol import FrameSocket, Message, describe_error
 from ember.runtime.spec import Confinement, InitSpec
 
@@ -418,6 +418,7 @@ def run(connect_path: str, instance_id: str, parent_pid: int,
     entered once connected (the server's socket is not the instance user's to open).
     """
     set_parent_death_signal(parent_pid)
+    yield_to_the_server()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(connect_path)

@@ -169,6 +169,7 @@ class Zygote:
 def run(socket_path: str, parent_pid: int) -> int:
     """Be the zygote: connect to the server and serve spawn requests."""
     process.set_parent_death_signal(parent_pid)
+    process.yield_to_the_server()  # its forks, the instances, inherit the policy
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(socket_path)
