@@ -95,3 +95,35 @@ def test_wait_for_on_the_system_clock() -> None:
             await wait_for(SystemClock(), asyncio.Event().wait(), 0)
 
     asyncio.run(scenario())
+
+
+def test_wait_for_a_future_on_the_system_clock() -> None:
+    """A future on real time takes a timer of the loop's: same answers as the general
+    case — the result, a timeout that cancels the future, a cancellation passed on."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[str] = loop.create_future()
+        loop.call_soon(answered.set_result, "done")
+        assert await wait_for(SystemClock(), answered, 30) == "done"
+        assert await wait_for(SystemClock(), answered, 0) == "done"  # already done
+
+        silent: asyncio.Future[str] = loop.create_future()
+        with pytest.raises(TimeoutError):
+            await wait_for(SystemClock(), silent, 0.01)
+        assert silent.cancelled()
+
+        waited: asyncio.Future[str] = loop.create_future()
+        waiter = asyncio.ensure_future(wait_for(SystemClock(), waited, 30))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert waited.cancelled()
+
+        failed: asyncio.Future[str] = loop.create_future()
+        failed.set_exception(ValueError("no"))
+        with pytest.raises(ValueError):
+            await wait_for(SystemClock(), failed, 30)
+
+    asyncio.run(scenario())

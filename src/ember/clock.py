@@ -32,6 +32,8 @@ async def wait_for(clock: Clock, awaitable: Awaitable[T], seconds: float) -> T:
     """``asyncio.wait_for`` on ``clock``'s time: the result of ``awaitable``, or TimeoutError
     once ``seconds`` have passed on ``clock`` first (``awaitable`` is then cancelled).
     A result that arrives in the same loop step as the deadline wins."""
+    if isinstance(clock, SystemClock) and isinstance(awaitable, asyncio.Future):
+        return await _wait_future(awaitable, seconds)
     inner = asyncio.ensure_future(awaitable)
     timer = asyncio.ensure_future(clock.sleep(seconds))
     try:
@@ -45,6 +47,31 @@ async def wait_for(clock: Clock, awaitable: Awaitable[T], seconds: float) -> T:
         return inner.result()
     inner.cancel()
     raise TimeoutError
+
+
+async def _wait_future(future: asyncio.Future[T], seconds: float) -> T:
+    """``wait_for`` of a future on real time: one timer, where the general case makes a
+    task of a sleep and waits on both (a pool's waiting requests take this path, an
+    async event behind every busy instance among them)."""
+    if future.done():
+        return future.result()
+    timed_out = False
+
+    def expire() -> None:
+        nonlocal timed_out
+        if not future.done():
+            timed_out = True
+            future.cancel()
+
+    timer = asyncio.get_running_loop().call_later(max(seconds, 0.0), expire)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        if timed_out:
+            raise TimeoutError from None
+        raise
+    finally:
+        timer.cancel()
 
 
 class SystemClock:

@@ -97,6 +97,7 @@ class Metrics:
 
         # (function, version, outcome) → its invocations, duration, cold and init series.
         self._series: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
+        self._async_series: dict[tuple[str, str], Any] = {}
         self._async = Counter(
             "ember_async_events", "Async events by what became of an attempt",
             ["function", "outcome"], registry=self.registry,
@@ -117,7 +118,11 @@ class Metrics:
         }
 
     def async_outcome(self, function: str, outcome: str) -> None:
-        self._async.labels(function, outcome).inc()
+        key = (function, outcome)
+        series = self._async_series.get(key)
+        if series is None:
+            series = self._async_series[key] = self._async.labels(function, outcome)
+        series.inc()
 
     async def refresh_queue(self, queue: Queue, functions: list[str], now: float) -> None:
         """Read the queue's figures for every function (Prometheus asks on its schedule)."""
