@@ -961,14 +961,19 @@ class Instance:
             await asyncio.sleep(0.01)
 
     async def _close(self, killed: bool = False) -> ExitStatus:
-        if killed:
-            await self._sweep()
         try:
-            status = await asyncio.wait_for(asyncio.shield(self._process.wait()), _EXIT_GRACE_S)
-        except TimeoutError:
-            # The socket closed but the process lingers (it closed the fd itself?): end it.
-            self._process.kill()
-            status = await self._process.wait()
+            if killed:
+                await self._sweep()
+            try:
+                status = await asyncio.wait_for(asyncio.shield(self._process.wait()),
+                                                _EXIT_GRACE_S)
+            except TimeoutError:
+                # The socket closed but the process lingers (it closed the fd itself?).
+                self._process.kill()
+                status = await self._process.wait()
+        except asyncio.CancelledError:
+            self._writer.close()  # the loop is closing: the connection must not outlive it
+            raise
         self.exit_status = status
         with contextlib.suppress(OSError):
             self.out_of_memory = status.signal == signal.SIGKILL and self._sandbox.out_of_memory()

@@ -710,6 +710,11 @@ class Launcher:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
+        # Connections accepted while closing (a process forked just before its zygote
+        # went): nobody will claim them now.
+        late, self._unclaimed = list(self._unclaimed), set()
+        for writer in late:
+            writer.close()
         if self.sandboxes is not None:
             self.sandboxes.close()
         if self._temp_dir is not None:
@@ -898,6 +903,11 @@ class Launcher:
             message = await asyncio.wait_for(read_frame_async(reader), _HELLO_TIMEOUT_S)
         except (TimeoutError, ConnectionError, OSError, protocol.ProtocolError):
             message = None
+        except BaseException:
+            # Cancelled before the hello (the loop is closing): nobody else will close it.
+            self._unclaimed.discard(writer)
+            writer.close()
+            raise
         waiting = None
         if message is not None and message["t"] == protocol.HELLO:
             waiting = self._hellos.get(str(message.get("id")))
