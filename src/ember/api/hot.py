@@ -18,7 +18,6 @@ has.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
@@ -26,9 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ember.api.errors import error_response, unexpected_response
 from ember.api.guard import RequestGuard, host_name
-from ember.api.invoke import run_invoke
+from ember.api.invoke import read_body, respond, run_invoke
 from ember.api.triggers import serve_http_trigger
 from ember.auth.keys import KeyService, Principal
 from ember.auth.policy import check
@@ -99,7 +97,7 @@ class HotInvoke:
             return
         if trigger:
             # An HTTP trigger's own ``auth`` decides who may call it, not API keys.
-            await self._respond(
+            await respond(
                 lambda: serve_http_trigger(self._services, path[len("/http"):],
                                            Request(scope, receive)),
                 scope, receive, send)
@@ -111,12 +109,7 @@ class HotInvoke:
         scope.setdefault("state", {})["principal"] = principal
         qualifier = (parse_qs(query.decode("latin-1")).get("qualifier", [None])[-1]
                      if query else None)
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         services = self._services
 
         async def invoke() -> Response:
@@ -126,24 +119,12 @@ class HotInvoke:
                 headers = {k.decode("latin-1"): v.decode("latin-1")
                            for k, v in scope["headers"]}
             return await run_invoke(
-                services, name, qualifier, b"".join(chunks), headers.get("content-type"),
+                services, name, qualifier, body, headers.get("content-type"),
                 headers.get("x-ember-invocation-type"), headers.get("x-ember-log-type"),
                 headers.get("x-ember-idempotency-key"), headers,
             )
 
-        await self._respond(invoke, scope, receive, send)
-
-    @staticmethod
-    async def _respond(serve: Callable[[], Awaitable[Response]], scope: Scope,
-                       receive: Receive, send: Send) -> None:
-        try:
-            response = await serve()
-        except EmberError as err:
-            response = error_response(err)
-        except Exception as exc:
-            response = unexpected_response(exc, scope["method"], scope["path"],
-                                           scope["headers"])
-        await response(scope, receive, send)
+        await respond(invoke, scope, receive, send)
 
     def _principal(self, authorization: bytes | None, path: str) -> Principal | None:
         """The caller, when its bearer key is an API key already seen that may invoke at

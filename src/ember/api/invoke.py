@@ -196,36 +196,43 @@ class InvokeFastPath:
         self, serve: Callable[[], Awaitable[Response]], scope: Scope, receive: Receive,
         send: Send,
     ) -> None:
-        try:
-            response = await serve()
-        except EmberError as err:
-            response = error_response(err)
-        except Exception as exc:
-            response = unexpected_response(exc, scope["method"], scope["path"], scope["headers"])
-        await response(scope, receive, send)
+        await respond(serve, scope, receive, send)
 
     async def _invoke(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         raw_query = scope.get("query_string", b"")
         query = parse_qs(raw_query.decode("latin-1")) if raw_query else {}
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        try:
-            response = await run_invoke(
-                self._services, name, query.get("qualifier", [None])[-1], b"".join(chunks),
+        body = await read_body(receive)
+        await respond(
+            lambda: run_invoke(
+                self._services, name, query.get("qualifier", [None])[-1], body,
                 headers.get("content-type"), headers.get("x-ember-invocation-type"),
                 headers.get("x-ember-log-type"), headers.get("x-ember-idempotency-key"),
                 headers, _forwarded(scope, headers),
-            )
-        except EmberError as err:
-            response = error_response(err)
-        except Exception as exc:
-            response = unexpected_response(exc, scope["method"], scope["path"], scope["headers"])
-        await response(scope, receive, send)
+            ),
+            scope, receive, send)
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole body of a request, as the ASGI server hands it in."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def respond(serve: Callable[[], Awaitable[Response]], scope: Scope, receive: Receive,
+                  send: Send) -> None:
+    """Send what ``serve`` answers, or the error it raises as the API renders errors."""
+    try:
+        response = await serve()
+    except EmberError as err:
+        response = error_response(err)
+    except Exception as exc:
+        response = unexpected_response(exc, scope["method"], scope["path"], scope["headers"])
+    await response(scope, receive, send)
 
 
 def _forwarded(scope: Scope, headers: Mapping[str, str]) -> bool:

@@ -22,7 +22,6 @@ import contextlib
 import importlib
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -33,7 +32,7 @@ from typing import Any
 from ember.runtime import confine, protocol
 from ember.runtime.capture import LogCapture, log_uncaught
 from ember.runtime.context import Context, function_logger
-from ember.runtime.process import set_parent_death_signal, yield_to_the_server
+from ember.runtime.process import connect, set_parent_death_signal, yield_to_the_server
 from ember.runtime.protocol import FrameSocket, Message, describe_error
 from ember.runtime.spec import Confinement, InitSpec
 
@@ -419,12 +418,8 @@ def run(connect_path: str, instance_id: str, parent_pid: int,
     """
     set_parent_death_signal(parent_pid)
     yield_to_the_server()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(connect_path)
-    except OSError as exc:
-        print(f"ember instance {instance_id}: cannot connect to {connect_path}: {exc}",
-              file=sys.stderr)
+    sock = connect(connect_path, f"ember instance {instance_id}")
+    if sock is None:
         return 2
     if confinement is not None:
         try:

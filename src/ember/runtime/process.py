@@ -11,6 +11,7 @@ import contextlib
 import functools
 import os
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -58,3 +59,16 @@ def yield_to_the_server() -> None:
         return
     with contextlib.suppress(OSError):
         os.sched_setscheduler(0, batch, os.sched_param(0))
+
+
+def connect(path: str, who: str) -> socket.socket | None:
+    """A Unix stream connection to the server at ``path``, or None when it cannot be
+    made (said on stderr, naming ``who``: the process has nothing else to say it with)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        print(f"{who}: cannot connect to {path}: {exc}", file=sys.stderr)
+        return None
+    return sock

@@ -170,11 +170,8 @@ def run(socket_path: str, parent_pid: int) -> int:
     """Be the zygote: connect to the server and serve spawn requests."""
     process.set_parent_death_signal(parent_pid)
     process.yield_to_the_server()  # its forks, the instances, inherit the policy
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(socket_path)
-    except OSError as exc:
-        print(f"ember zygote: cannot connect to {socket_path}: {exc}", file=sys.stderr)
+    sock = process.connect(socket_path, "ember zygote")
+    if sock is None:
         return 2
     conn = FrameSocket(sock)
     try:
