@@ -537,13 +537,13 @@ def test_an_alias_has_async_settings_of_its_own(run_async: Run) -> None:
     run_async(scenario)
 
 
+# The slots of max_instances are shared through the Redis queue: a cluster's.
+@pytest.mark.parametrize("queue_settings", ["redis"], indirect=True)
 def test_an_event_waits_without_retries_while_other_nodes_hold_max_instances(
         run: Run, queue_settings: dict[str, Any]) -> None:
     """Every slot of max_instances held by another node of the cluster is no failure of
     the event: it goes back to the queue as it was (no attempt, no backoff) until a slot
     comes free."""
-    if "queue_url" not in queue_settings:
-        pytest.skip("the slots of max_instances are shared through the Redis queue")
 
     async def scenario(ember: Ember) -> None:
         await ember.deploy("echo", ECHO, max_instances=1)
