@@ -120,7 +120,7 @@ def create_app(services: Services) -> FastAPI:
                                      services.sessions,
                                      peers.credential if peers is not None else None)
         guard = RequestGuard(authenticated, [*allowed_hosts, *_origin_hosts(origins)])
-        return HotInvoke(guard, services, guard, services.keys,
+        return HotInvoke(guard, services, services.keys,
                          peers.credential if peers is not None else None,
                          limits.max_sync_payload_bytes)
 

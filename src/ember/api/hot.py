@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from ember.api.guard import RequestGuard, host_name
 from ember.api.invoke import read_body, respond, run_invoke
@@ -49,12 +49,12 @@ _MAX_HOSTS = 64
 class HotInvoke:
     """Pure ASGI middleware, outermost: see the module's docstring.
 
-    ``app``: the full stack; ``guard``: its request guard (for the host names it serves);
-    ``max_body``: the body limit of the invoke route."""
+    ``guard``: the full stack, whose request guard also says which host names are
+    served; ``max_body``: the body limit of the invoke route."""
 
-    def __init__(self, app: ASGIApp, services: Services, guard: RequestGuard, keys: KeyService,
+    def __init__(self, guard: RequestGuard, services: Services, keys: KeyService,
                  nodes: NodeCredential | None, max_body: int) -> None:
-        self._app = app
+        self._app = guard
         self._services = services
         self._guard = guard
         self._keys = keys

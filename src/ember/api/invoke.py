@@ -180,7 +180,7 @@ class InvokeFastPath:
                     return
             if direct is not None:
                 request = Request(scope, receive)
-                await self._respond(
+                await respond(
                     lambda: serve_direct_http(self._services, *direct, request),
                     scope, receive, send,
                 )
@@ -189,14 +189,8 @@ class InvokeFastPath:
 
     async def _http_trigger(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        await self._respond(lambda: serve_http_trigger(self._services, path, request),
-                            scope, receive, send)
-
-    async def _respond(
-        self, serve: Callable[[], Awaitable[Response]], scope: Scope, receive: Receive,
-        send: Send,
-    ) -> None:
-        await respond(serve, scope, receive, send)
+        await respond(lambda: serve_http_trigger(self._services, path, request),
+                      scope, receive, send)
 
     async def _invoke(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
