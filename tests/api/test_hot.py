@@ -33,9 +33,9 @@ def run(settings: Settings, monkeypatch: pytest.MonkeyPatch, scenario: Scenario)
     monkeypatch.setattr(ember.api.hot, "run_invoke", counting)
     real_trigger = ember.api.hot.serve_http_trigger
 
-    async def counting_trigger(services: Any, path: str, request: Any) -> Any:
+    async def counting_trigger(services: Any, path: str, request: Any, body: bytes) -> Any:
         served.append(f"/http{path}")
-        return await real_trigger(services, path, request)
+        return await real_trigger(services, path, request, body)
 
     monkeypatch.setattr(ember.api.hot, "serve_http_trigger", counting_trigger)
 

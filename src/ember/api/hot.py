@@ -97,9 +97,9 @@ class HotInvoke:
             return
         if trigger:
             # An HTTP trigger's own ``auth`` decides who may call it, not API keys.
+            request, body = Request(scope, receive), await read_body(receive)
             await respond(
-                lambda: serve_http_trigger(self._services, path[len("/http"):],
-                                           Request(scope, receive)),
+                lambda: serve_http_trigger(self._services, path[len("/http"):], request, body),
                 scope, receive, send)
             return
         principal = self._principal(authorization, path)

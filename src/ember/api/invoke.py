@@ -30,6 +30,7 @@ from ember.cluster.slots import SlotsTaken
 from ember.errors import EmberError, InvalidRequest, InvalidSpec
 from ember.observability.cluster import ClusterView, LogFilters
 from ember.observability.logs import level_number
+from ember.triggers.http import Answer
 
 if TYPE_CHECKING:
     from ember.bootstrap import Services
@@ -111,25 +112,7 @@ async def run_invoke(
     answer[RAN_ON_HEADER] = services.nodes.id
     if tail and result.log_tail is not None:
         answer["X-Ember-Log-Tail"] = base64.b64encode(result.log_tail.encode()).decode()
-    return _Answer(result.body, result.content_type, answer)
-
-
-class _Answer(Response):
-    """A function's answer: the Response Starlette would make of ``body``, ``media_type``
-    and ``headers`` (``X-Ember-*``, plain ASCII names and values), its raw headers made in
-    one pass — this runs on every warm invocation."""
-
-    def __init__(self, body: bytes, media_type: str, headers: dict[str, str]) -> None:
-        self.status_code = 200
-        self.media_type = media_type
-        self.background = None
-        self.body = body
-        if media_type.startswith("text/") and "charset=" not in media_type.lower():
-            media_type += "; charset=" + self.charset
-        self.raw_headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
-                            for name, value in headers.items()]
-        self.raw_headers += [(b"content-length", str(len(body)).encode("latin-1")),
-                             (b"content-type", media_type.encode("latin-1"))]
+    return Answer(result.body, result.content_type, answer)
 
 
 async def _accept(
@@ -180,8 +163,9 @@ class InvokeFastPath:
                     return
             if direct is not None:
                 request = Request(scope, receive)
+                body = await read_body(receive)
                 await respond(
-                    lambda: serve_direct_http(self._services, *direct, request),
+                    lambda: serve_direct_http(self._services, *direct, request, body),
                     scope, receive, send,
                 )
                 return
@@ -189,7 +173,8 @@ class InvokeFastPath:
 
     async def _http_trigger(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        await respond(lambda: serve_http_trigger(self._services, path, request),
+        body = await read_body(receive)
+        await respond(lambda: serve_http_trigger(self._services, path, request, body),
                       scope, receive, send)
 
     async def _invoke(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:

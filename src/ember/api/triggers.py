@@ -102,16 +102,18 @@ _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 async def http_trigger(path: str, request: Request) -> Response:
     """Requests that HTTP triggers serve: ``/http{trigger path}/...``."""
-    return await serve_http_trigger(_service(request), path, request)
+    return await serve_http_trigger(_service(request), path, request, await request.body())
 
 
-async def serve_http_trigger(services: Any, path: str, request: Request) -> Response:
-    """Serve ``/http{path}`` (also called by the API's fast path, before routing)."""
+async def serve_http_trigger(services: Any, path: str, request: Request,
+                             body: bytes) -> Response:
+    """Serve ``/http{path}`` whose ``body`` was read (also called by the API's fast path,
+    before routing)."""
     route = services.supervisor.http_route(path or "/")
     if route is None or not isinstance(route[0], HttpTriggerSource):
         raise NotFound(f"no HTTP trigger serves {path or '/'}", {"path": path or "/"})
     source, rest = route
-    return await handle(source, request, rest, services.router)
+    return await handle(source, request, body, rest, services.router)
 
 
 for _method in _METHODS:
@@ -125,13 +127,15 @@ async def direct_http(name: FunctionName, path: str, request: Request) -> Respon
     """A request straight to a web or custom function, no trigger in between (for
     debugging): the app sees it below ``/functions/{name}/http``; the ``X-Ember-Qualifier``
     header picks the version or alias (``latest`` by default)."""
-    return await serve_direct_http(_service(request), name, path, request)
+    return await serve_direct_http(_service(request), name, path, request, await request.body())
 
 
-async def serve_direct_http(services: Any, name: str, path: str, request: Request) -> Response:
-    """Serve ``/functions/{name}/http{path}`` (also called by the API's fast path)."""
+async def serve_direct_http(services: Any, name: str, path: str, request: Request,
+                            body: bytes) -> Response:
+    """Serve ``/functions/{name}/http{path}`` whose ``body`` was read (also called by the
+    API's fast path)."""
     return await forward(services.router, name, request.headers.get("x-ember-qualifier"),
-                         request, path or "/", f"/functions/{name}/http")
+                         request, body, path or "/", f"/functions/{name}/http")
 
 
 def direct_http_target(path: str) -> tuple[str, str] | None:

@@ -3,6 +3,7 @@ workflow event bus, and the one envelope (CloudEvents 1.0) every event reaches a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -316,7 +317,13 @@ def cloud_event(
     else:
         event["data"] = data
     for name, value in (extensions or {}).items():
-        if not _EXTENSION_NAME.fullmatch(name):
+        if not _valid_extension_name(name):
             raise ValueError(f"CloudEvents extension name {name!r} is invalid")
         event[name] = value
     return event
+
+
+@functools.lru_cache(maxsize=256)
+def _valid_extension_name(name: str) -> bool:
+    # Sources name the same few extensions on every event.
+    return _EXTENSION_NAME.fullmatch(name) is not None
