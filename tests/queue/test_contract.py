@@ -321,6 +321,32 @@ def test_ack_removes_the_event_and_stores_the_final_task(with_queue: WithQueue) 
     with_queue(scenario)
 
 
+def test_figures_count_each_function_apart_and_all_together(with_queue: WithQueue) -> None:
+    async def scenario(queue: Queue) -> None:
+        assert await queue.figures("a", now=T0) == QueueFigures(0, 0, 0, None, 0)
+        for at in (T0 + 1, T0 + 2, T0 + 3):
+            await submit(queue, event("a", at=at))
+        await submit(queue, event("b", at=T0 + 4))
+        leased = await claim_one(queue, now=T0 + 10)  # a's oldest, leased until T0 + 40
+        assert leased.event.function == "a"
+        delayed = await claim_one(queue, now=T0 + 10)
+        task = await queue.get_task(delayed.event.id)
+        await queue.retry(delayed, task, delay_s=100, now=T0 + 10)  # due at T0 + 110
+        a = await queue.figures("a", now=T0 + 20)
+        assert (a.depth, a.leased, a.delayed, a.dead_letters) == (3, 1, 1, 0)
+        assert a.oldest_age_s == pytest.approx(19.0)
+        b = await queue.figures("b", now=T0 + 20)
+        assert (b.depth, b.leased, b.delayed, b.oldest_age_s) == (1, 0, 0, pytest.approx(16.0))
+        every = await queue.figures(now=T0 + 20)
+        assert (every.depth, every.leased, every.delayed) == (4, 1, 1)
+        assert every.oldest_age_s == pytest.approx(19.0)
+        # A lease that ran out no longer counts as leased; the event is still queued.
+        later = await queue.figures("a", now=T0 + 50)
+        assert (later.depth, later.leased, later.delayed) == (3, 0, 1)
+
+    with_queue(scenario)
+
+
 def test_retry_counts_the_attempt_and_waits_the_delay(with_queue: WithQueue) -> None:
     async def scenario(queue: Queue) -> None:
         ev = event()

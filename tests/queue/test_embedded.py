@@ -237,3 +237,35 @@ def test_only_a_batch_of_settling_writes_commits_without_waiting_for_the_disk(
             await db.close()
 
     asyncio.run(main())
+
+
+def test_figures_read_indexes_only_never_the_rows_that_hold_payloads(tmp_path: Path) -> None:
+    # A deep queue's stats are polled (the console, Prometheus): a count that read the
+    # rows would read every payload each time.
+    async def scenario(queue: EmbeddedQueue) -> None:
+        for _ in range(3):
+            await queue.submit(event(), idempotency_key=None, dedup_window_s=0, now=T0)
+        statements: list[str] = []
+        real_read = queue._db.read
+
+        async def traced(fn: Callable[[sqlite3.Connection], object]) -> object:
+            def wrapped(conn: sqlite3.Connection) -> object:
+                conn.set_trace_callback(statements.append)
+                try:
+                    return fn(conn)
+                finally:
+                    conn.set_trace_callback(None)
+
+            return await real_read(wrapped)
+
+        queue._db.read = traced  # type: ignore[method-assign,assignment]
+        assert (await queue.figures("fn", now=T0)).depth == 3
+        assert (await queue.figures(now=T0)).depth == 3
+        selects = [s for s in statements if s.startswith("SELECT")]
+        assert selects
+        with closing(sqlite3.connect(queue.path)) as conn:
+            for sql in selects:
+                plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+                assert all("COVERING INDEX" in step for step in plan), (sql, plan)
+
+    run(tmp_path / "queue.db", scenario)
