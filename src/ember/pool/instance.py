@@ -246,18 +246,28 @@ class InvokeResult:
 
 @dataclass
 class _Pending:
-    """A request waiting for its answer: one reply (``future``), or a stream of frames
-    (``frames``, ended by ``None`` when the connection goes)."""
+    """A request waiting for its answer: its first frame (``future``; ``None`` when the
+    connection goes) and, for a ``stream``, the frames after it (``rest()``, ended by
+    ``None`` when the connection goes). The first frame is awaited as a handler's reply
+    is: most responses are that one frame, and a queue's ``get`` under ``wait_for`` is a
+    task and a loop turn more on every request."""
 
     request_id: str | None
-    future: asyncio.Future[Message | None] | None = field(default=None, repr=False)
-    frames: asyncio.Queue[Message | None] | None = field(default=None, repr=False)
+    future: asyncio.Future[Message | None] = field(repr=False)
+    stream: bool = False
+    _rest: asyncio.Queue[Message | None] | None = field(default=None, repr=False)
 
     def deliver(self, message: Message | None) -> None:
-        if self.frames is not None:
-            self.frames.put_nowait(message)
-        elif self.future is not None and not self.future.done():
+        if not self.future.done():
             self.future.set_result(message)
+        elif self.stream:
+            self.rest().put_nowait(message)
+
+    def rest(self) -> asyncio.Queue[Message | None]:
+        """The frames after the first (made on first use)."""
+        if self._rest is None:
+            self._rest = asyncio.Queue()
+        return self._rest
 
 
 def _time_out(future: asyncio.Future[Message | None]) -> None:
@@ -313,8 +323,7 @@ class HttpExchange:
                 yield self.first
                 self.instance._ack(self.request_id, len(self.first))
             while self.more:
-                frames = self._pending.frames
-                assert frames is not None
+                frames = self._pending.rest()
                 try:
                     frame = await asyncio.wait_for(frames.get(),
                                                    max(self._deadline - time.time(), 0.0))
@@ -598,10 +607,7 @@ class Instance:
             )
 
     def _begin(self, request_id: str, *, stream: bool = False) -> _Pending:
-        if stream:
-            pending = _Pending(request_id, frames=asyncio.Queue())
-        else:
-            pending = _Pending(request_id, future=asyncio.get_running_loop().create_future())
+        pending = _Pending(request_id, asyncio.get_running_loop().create_future(), stream)
         self._pending[request_id] = pending
         self.inflight += 1
         self.state = InstanceState.BUSY
@@ -682,10 +688,7 @@ class Instance:
             # payload); most are sent by write() itself.
             if self._writer.transport.get_write_buffer_size() > _DRAIN_ABOVE:
                 await self._writer.drain()
-        if pending.frames is not None:
-            return await asyncio.wait_for(pending.frames.get(), max(timeout_s, 0.0))
         future = pending.future
-        assert future is not None
         if future.done():
             return future.result()
         if timeout_s <= 0:

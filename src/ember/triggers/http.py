@@ -194,20 +194,21 @@ async def forward(
     it at ``rest`` below ``root_path``, with ``X-Ember-Request-Id`` (and
     ``X-Ember-Trigger``) added; its response streams back."""
     request_id = new_id()
-    headers = [(k, v) for k, v in request.headers.raw
+    scope = request.scope  # read as it is: Starlette's views of it cost more than this
+    headers = [(k, v) for k, v in scope["headers"]
                if k not in HOP_BY_HOP and not k.startswith(b"x-ember-")]
     headers.append((b"x-ember-request-id", request_id.encode()))
     if trigger is not None:
         headers.append((b"x-ember-trigger", trigger.encode()))
-    client = (request.client.host, request.client.port) if request.client else None
+    client = scope.get("client")
     forwarded = HttpRequest(
-        method=request.method,
+        method=scope["method"],
         path=rest,
         root_path=root_path,
-        query=request.scope.get("query_string", b""),
+        query=scope.get("query_string", b""),
         headers=headers,
         body=body,
-        client=client,
+        client=(str(client[0]), int(client[1])) if client else None,
     )
     return StreamedResponse(
         await router.invoke_http(function, qualifier, forwarded, request_id=request_id)
@@ -219,7 +220,10 @@ class StreamedResponse(Response):
     slot) is closed however the sending ends, a client gone away included."""
 
     def __init__(self, answer: HttpResponse) -> None:
-        super().__init__(status_code=answer.exchange.status)
+        # Not Response.__init__: the headers it makes (an empty body's) are replaced here.
+        self.status_code = answer.exchange.status
+        self.background = None
+        self.body = b""
         self.answer = answer
         ours = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                 for k, v in answer.headers().items()]
