@@ -7,11 +7,12 @@ import contextlib
 import inspect
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from ember.runtime.capture import current_request
-from ember.runtime.protocol import Message
+from ember.runtime.protocol import FrameSocket, Message
 from ember.runtime.responders import Cancelled, Responder
 from ember.runtime.web import probe, request_headers, server_address
 
@@ -36,6 +37,7 @@ class AsgiServer:
         self.loop = asyncio.new_event_loop()
         self.state: dict[str, Any] = {}
         self._tasks: dict[str, Any] = {}
+        self._starting: set[Any] = set()  # tasks made on the loop, until they end
         self._thread = threading.Thread(target=self._run, name="ember-asgi", daemon=True)
         self._lifespan: Any = None
         self._lifespan_in: Any = None
@@ -98,7 +100,35 @@ class AsgiServer:
             await self._lifespan_out.put(None)
 
     def submit(self, request: Message, responder: Responder) -> None:
-        self._asyncio.run_coroutine_threadsafe(self._serve(request, responder), self.loop)
+        coroutine = self._serve(request, responder)
+        if threading.get_ident() == self._thread.ident:  # frames read on the loop
+            task = self.loop.create_task(coroutine)
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+        else:  # a health check's probe
+            self._asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def read_frames(self, conn: FrameSocket, on_frame: Callable[[Message], None],
+                    on_end: Callable[[BaseException | None], None]) -> None:
+        """From now on read ``conn``'s frames on the app's loop and hand each to
+        ``on_frame`` there, so that a request starts on the thread that serves it: no
+        second thread to wake for every request. ``on_end`` is called there once, when
+        the stream ends: with the error that ended it, or None at its clean end."""
+        fd = conn.sock.fileno()
+
+        def readable() -> None:
+            try:
+                for message in conn.recv_ready():
+                    if message is None:
+                        self.loop.remove_reader(fd)
+                        on_end(None)
+                        return
+                    on_frame(message)
+            except BaseException as exc:  # reading or handling: the instance cannot go on
+                self.loop.remove_reader(fd)
+                on_end(exc)
+
+        self.loop.call_soon_threadsafe(self.loop.add_reader, fd, readable)
 
     async def _serve(self, request: Message, responder: Responder) -> None:
         asyncio = self._asyncio

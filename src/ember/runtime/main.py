@@ -34,7 +34,9 @@ from ember.runtime.capture import LogCapture, log_uncaught
 from ember.runtime.context import Context, function_logger
 from ember.runtime.process import connect, set_parent_death_signal, yield_to_the_server
 from ember.runtime.protocol import FrameSocket, Message, describe_error
+from ember.runtime.responders import InvokeResponder, StreamResponder
 from ember.runtime.spec import Confinement, InitSpec
+from ember.runtime.web import invoke_request
 
 # A result must fit in one frame, with room for the frame's other fields.
 MAX_RESULT_BYTES = protocol.MAX_FRAME_BYTES - 64 * 1024
@@ -329,42 +331,83 @@ class Runtime:
     # -- web and custom functions: several requests at once ---------------------------------
 
     def serve_http(self) -> None:
-        """Hand requests to the web server as they come, until ``stop`` or the end."""
-        from ember.runtime.responders import InvokeResponder, StreamResponder
-        from ember.runtime.web import invoke_request
+        """Hand requests to the web server as they come, until ``stop`` or the end.
 
+        An ASGI app's loop reads the frames itself (``read_frames``) and starts each
+        request where it runs; this thread then only takes what must not run on that
+        loop: ``freeze`` and ``stop`` (their hooks, the app's shutdown), and the end."""
+        if hasattr(self.server, "read_frames"):
+            self._serve_on_loop()
+            return
         while True:
             message = self.conn.recv()
             if message is None:
                 self._stop_health()
                 self.server.stop(0.5)
                 return
-            kind = message["t"]
-            if kind == protocol.ACK:
-                found = self._responders.get(message["id"])
-                if found is not None:
-                    found.credit(int(message.get("n", 0)))
-            elif kind == protocol.HTTP:
-                stream = StreamResponder(self.conn, message["id"], self)
-                self._begin(message["id"], stream)
-                self.server.submit(message, stream)
-            elif kind == protocol.INVOKE:
-                responder = InvokeResponder(self.conn, message["id"], self, MAX_RESULT_BYTES)
-                self._begin(message["id"], responder)
-                self.server.submit(invoke_request(message), responder)
-            elif kind == protocol.CANCEL:
-                found = self._responders.get(message["id"])
-                if found is not None:
-                    found.cancel()
-                self.server.cancel(message["id"])
-            elif kind == protocol.FREEZE:
-                self.freeze(message)  # none in flight: the server sends it to idle ones only
-            elif kind == protocol.STOP:
-                grace_s = float(message.get("grace_s") or 5.0)
-                self._stop_health()
-                self.server.stop(grace_s)
-                self.stop(grace_s)
+            if not self._dispatch(message) and self._control(message):
                 return
+
+    def _serve_on_loop(self) -> None:
+        import queue
+
+        handed: queue.SimpleQueue[Message | BaseException | None] = queue.SimpleQueue()
+
+        def on_frame(message: Message) -> None:
+            if not self._dispatch(message):
+                handed.put(message)
+
+        self.server.read_frames(self.conn, on_frame, handed.put)
+        while True:
+            item = handed.get()
+            if isinstance(item, BaseException):
+                self._stop_health()
+                self.server.stop(0.5)
+                raise item
+            if item is None:
+                self._stop_health()
+                self.server.stop(0.5)
+                return
+            if self._control(item):
+                return
+
+    def _dispatch(self, message: Message) -> bool:
+        """Start or steer a request (on whichever thread reads the frames); False for
+        a message that is not about one."""
+        kind = message["t"]
+        if kind == protocol.ACK:
+            found = self._responders.get(message["id"])
+            if found is not None:
+                found.credit(int(message.get("n", 0)))
+        elif kind == protocol.HTTP:
+            stream = StreamResponder(self.conn, message["id"], self)
+            self._begin(message["id"], stream)
+            self.server.submit(message, stream)
+        elif kind == protocol.INVOKE:
+            responder = InvokeResponder(self.conn, message["id"], self, MAX_RESULT_BYTES)
+            self._begin(message["id"], responder)
+            self.server.submit(invoke_request(message), responder)
+        elif kind == protocol.CANCEL:
+            found = self._responders.get(message["id"])
+            if found is not None:
+                found.cancel()
+            self.server.cancel(message["id"])
+        else:
+            return False
+        return True
+
+    def _control(self, message: Message) -> bool:
+        """``freeze`` or ``stop``, on the main thread; True once the instance stops."""
+        kind = message["t"]
+        if kind == protocol.FREEZE:
+            self.freeze(message)  # none in flight: the server sends it to idle ones only
+        elif kind == protocol.STOP:
+            grace_s = float(message.get("grace_s") or 5.0)
+            self._stop_health()
+            self.server.stop(grace_s)
+            self.stop(grace_s)
+            return True
+        return False
 
     def _stop_health(self) -> None:
         if self.health is not None:

@@ -236,6 +236,25 @@ class FrameSocket:
             self._ready.extend(self._frames.feed(chunk))
         return self._ready.popleft()
 
+    def recv_ready(self) -> list[Message | None]:
+        """The frames that have arrived, without waiting (buffered sockets only): what the
+        socket holds now, read once; ``None`` last at the end of the stream. For a reader
+        that an event loop wakes when the socket is readable."""
+        assert self._frames is not None, "recv_ready needs a buffered FrameSocket"
+        messages: list[Message | None] = [*self._ready]
+        self._ready.clear()
+        try:
+            chunk = self.sock.recv(_RECV_BYTES, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return messages
+        if not chunk:
+            if self._frames.partial:
+                raise ProtocolError("connection closed in the middle of a frame")
+            messages.append(None)
+            return messages
+        messages.extend(self._frames.feed(chunk))
+        return messages
+
     def close(self) -> None:
         self.sock.close()
 
