@@ -301,6 +301,24 @@ def pre_freeze():
     print("web pre_freeze")
 """
 
+ASGI_APP = """
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                print("asgi shutdown")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"asgi " + scope["path"].encode()})
+
+async def pre_freeze():
+    print("asgi pre_freeze")
+"""
+
 CUSTOM_SERVER = """
 import http.server, os
 
@@ -348,5 +366,22 @@ def test_web_and_custom_functions_freeze_and_thaw(harness: Harness) -> None:
         custom.thaw()
         assert await _get(custom, "/b") == b"custom /b"
         assert (await harness.invoke(custom, 1)).body == b"custom /invoke"
+
+    harness.run(scenario())
+
+
+def test_an_asgi_app_freezes_thaws_and_shuts_down(harness: Harness) -> None:
+    # Its loop reads the instance's frames; freeze and stop still run on the main thread
+    # (the hook, then the app's lifespan shutdown).
+    async def scenario() -> None:
+        web = await harness.launcher.launch(harness.spec(
+            ASGI_APP, kind="web", app="main:app", pre_freeze="main.pre_freeze"))
+        assert await _get(web, "/a") == b"asgi /a"
+        assert await web.freeze()
+        assert lines(harness, "asgi pre_freeze") == [None]
+        web.thaw()
+        assert await _get(web, "/b") == b"asgi /b"
+        await web.stop()
+        assert lines(harness, "asgi shutdown") == [None]
 
     harness.run(scenario())

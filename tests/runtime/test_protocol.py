@@ -157,3 +157,29 @@ def test_a_buffered_frame_socket_sees_a_clean_end() -> None:
         left.shutdown(socket.SHUT_WR)
         assert reader.recv() == {"t": "stop"}
         assert reader.recv() is None
+
+
+def test_recv_ready_takes_what_arrived_without_waiting() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        reader = FrameSocket(right, buffered=True)
+        assert reader.recv_ready() == []  # nothing yet: no wait
+        first, second = {"t": "http", "id": "1"}, {"t": "ack", "id": "1", "n": 3}
+        cut = protocol.encode(second)
+        left.sendall(protocol.encode(first) + cut[:3])
+        assert reader.recv_ready() == [first]  # the cut frame waits for its rest
+        left.sendall(cut[3:])
+        assert reader.recv_ready() == [second]
+        left.shutdown(socket.SHUT_WR)
+        assert reader.recv_ready() == [None]
+
+
+def test_recv_ready_refuses_a_stream_cut_in_a_frame() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        reader = FrameSocket(right, buffered=True)
+        left.sendall(protocol.encode({"t": "http", "id": "cut"})[:-1])
+        assert reader.recv_ready() == []
+        left.shutdown(socket.SHUT_WR)
+        with pytest.raises(ProtocolError, match="middle of a frame"):
+            reader.recv_ready()
