@@ -27,6 +27,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 import apikey
 import invoke
+import wrk
 from invoke import pct, row
 
 BENCH = Path(__file__).resolve().parent
@@ -93,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     n_warm = 300 if args.quick else 1500
     n_cold = 5 if args.quick else 12
-    seconds = 1.0 if args.quick else 2.5
+    seconds = 1.0 if args.quick else 5.0
 
     tmp = Path(tempfile.mkdtemp(prefix="ember-bench-web-"))
     (tmp / "tiny_app.py").write_text(TINY)
@@ -114,11 +115,14 @@ def main() -> None:
                   pct(ember, 99), pct(base, 50)))
         print(f"  ember overhead above raw uvicorn: p50 {pct(ember, 50) - pct(base, 50):.3f} ms")
 
-        print("\nweb function throughput (requests/s, keep-alive connections)")
+        print(f"\nweb function throughput (requests/s, keep-alive connections, {wrk.tool()}; "
+              "target at 32 connections: >= 0.50 of raw uvicorn)")
         for clients in (1, 32):
-            b = invoke.throughput(base_url, clients, seconds)
-            e1 = invoke.throughput(one, clients, seconds)
-            e32 = invoke.throughput(many, clients, seconds)
+            for target in (base_url, one, many):  # warm: instances up
+                wrk.run(target, connections=clients, seconds=0.5)
+            b = wrk.run(base_url, connections=clients, seconds=seconds).rate
+            e1 = wrk.run(one, connections=clients, seconds=seconds).rate
+            e32 = wrk.run(many, connections=clients, seconds=seconds).rate
             print(f"  {clients:>2} connections: raw uvicorn {b:7.0f}/s   "
                   f"ember concurrency 1 {e1:7.0f}/s ({e1 / b:4.2f}x)   "
                   f"concurrency 32 {e32:7.0f}/s ({e32 / b:4.2f}x)")
