@@ -40,6 +40,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ember.errors import Conflict, DeadLetterNotFound, InvalidRequest, TaskNotFound
 from ember.model.invocation import FINAL_STATUSES, Attempt, DeadLetter, Event, Task
 from ember.queue._sqlite import SqliteThreads
@@ -174,13 +176,19 @@ def _create_tables(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
+def _dumps(value: Any) -> str:
+    """JSON text of a task's error and history, a dead letter's reason (attempts are
+    dataclasses): orjson, since this runs in the writer thread for every event settled."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def _task_values(task: Task) -> tuple[Any, ...]:
     return (
         task.id, task.function, task.qualifier, task.status, task.created_at,
         task.updated_at, task.idempotency_key, task.attempts, task.started_at,
         task.finished_at, task.version, task.result, task.result_content_type,
-        None if task.error is None else json.dumps(task.error),
-        json.dumps([a.to_json() for a in task.history]),
+        None if task.error is None else _dumps(task.error),
+        _dumps(task.history),
         int(task.stop_requested), int(task.dead_lettered),
     )
 
@@ -194,8 +202,8 @@ def _task_from(row: tuple[Any, ...]) -> Task:
         created_at=created_at, updated_at=updated_at, idempotency_key=key,
         attempts=attempts, started_at=started_at, finished_at=finished_at, version=version,
         result=result, result_content_type=result_type,
-        error=None if error is None else json.loads(error),
-        history=[Attempt(**a) for a in json.loads(history)],
+        error=None if error is None else orjson.loads(error),
+        history=[Attempt(**a) for a in orjson.loads(history)],
         stop_requested=bool(stop_requested), dead_lettered=bool(dead_lettered),
     )
 
@@ -220,7 +228,7 @@ def _dead_from(row: tuple[Any, ...]) -> DeadLetter:
     id_, function, qualifier, payload, content_type, enqueued_at, dead_at, reason = row
     return DeadLetter(id=id_, function=function, qualifier=qualifier, payload=payload,
                       content_type=content_type, enqueued_at=enqueued_at, dead_at=dead_at,
-                      reason=json.loads(reason))
+                      reason=orjson.loads(reason))
 
 
 def _encode_cursor(at: float, seq: int) -> str:
@@ -402,7 +410,7 @@ class EmbeddedQueue:
         """Move the event to the dead letters and store ``task`` with ``dead_lettered``
         set; nothing at all if the delivery is stale."""
         stored = replace(task, dead_lettered=True)
-        reason_json = json.dumps(reason)
+        reason_json = _dumps(reason)
 
         def work(conn: sqlite3.Connection) -> None:
             row = conn.execute(
