@@ -28,6 +28,22 @@ def test_manual_sleepers_wake_when_the_clock_passes_their_deadline() -> None:
     asyncio.run(scenario())
 
 
+def test_sleeping_for_counts_the_sleepers_of_one_duration_from_now() -> None:
+    async def scenario() -> None:
+        clock = ManualClock(start=100.0)
+        clock.advance(0.3)
+        sleeps = [asyncio.create_task(clock.sleep(s)) for s in (30, 30, 10)]
+        await until(lambda: clock.sleeping() == 3)
+        assert (clock.sleeping_for(30), clock.sleeping_for(10), clock.sleeping_for(5)) == (2, 1, 0)
+        clock.advance(10)
+        assert (clock.sleeping_for(20), clock.sleeping_for(30)) == (2, 0)
+        for task in sleeps:
+            task.cancel()
+        await asyncio.gather(*sleeps, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
 def test_wait_for_returns_the_result_that_comes_first() -> None:
     async def scenario() -> None:
         clock = ManualClock()

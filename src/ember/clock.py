@@ -120,6 +120,12 @@ class ManualClock:
         under test is asleep."""
         return len(self._sleepers)
 
+    def sleeping_for(self, seconds: float) -> int:
+        """How many sleepers wake once the clock has moved ``seconds`` more: for a test
+        that waits for one particular sleep, where another loop going back to sleep would
+        also raise ``sleeping()``."""
+        return sum(1 for t, _ in self._sleepers if abs(t - self._mono - seconds) < 1e-9)
+
     def advance(self, seconds: float) -> None:
         self._now += seconds
         self._mono += seconds

@@ -157,9 +157,11 @@ def test_queue_wait_bounded(run: Run, tmp_path: Path) -> None:
         await ember.deploy("slow", GATED, max_instances=1)
         busy = asyncio.create_task(ember.invoke("slow", {"until": str(gate)}))
         await until(lambda: ember.busy("slow") == 1, message="the first request running")
-        asleep = clock.sleeping()
+        # Its own 30 s wait, not any other loop of the server going back to sleep: the
+        # clock must not move before that wait has begun.
+        asleep = clock.sleeping_for(30)
         waited = asyncio.create_task(ember.invoke("slow", {"until": str(gate)}))
-        await until(lambda: ember.waiting("slow") and clock.sleeping() > asleep,
+        await until(lambda: ember.waiting("slow") and clock.sleeping_for(30) > asleep,
                     message="the second request waiting")
         clock.advance(29.9)
         await asyncio.sleep(0)
