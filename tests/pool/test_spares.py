@@ -79,3 +79,37 @@ def handler(event, context):
             raise AssertionError("a 300 MiB allocation passed a 96 MiB limit")
 
     sandboxed.run(scenario())
+
+
+def test_a_start_whose_process_vanished_before_its_sandbox_is_tried_again(
+        zygote: Harness) -> None:
+    # Its zygote closed under it, say: no code of the function ran, so it is the
+    # platform's to start again, not an error for the caller.
+    async def scenario() -> None:
+        await _spare_ready(zygote)
+        launcher = zygote.launcher
+        launcher.spares = 0
+        spare, launcher._spare = launcher._spare, None
+        assert spare is not None
+        launcher._discard(spare)
+        create = launcher.sandboxes.create
+        failed: list[str] = []
+
+        def create_failing_once(instance_id: str, limits: object) -> object:
+            sandbox = create(instance_id, limits)
+            if not failed:
+                failed.append(instance_id)
+
+                def attach(pid: int) -> None:
+                    raise ProcessLookupError(3, "No such process")
+
+                sandbox.attach = attach
+            return sandbox
+
+        launcher.sandboxes.create = create_failing_once
+        instance = await zygote.start(HANDLER)
+        assert failed and instance.id != failed[0]
+        assert (await zygote.invoke(instance)).body == str(instance.pid).encode()
+        await instance.stop()
+
+    zygote.run(scenario())

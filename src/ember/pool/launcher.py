@@ -142,6 +142,11 @@ class SecretValues(Protocol):
         ...
 
 
+class _Vanished(EmberError):
+    """A started process exited before it was put in its sandbox: nothing of the
+    function ran yet, so the start is tried once more."""
+
+
 class PreloadFailed(Exception):
     """A version's preloader could not start or import (the message says why)."""
 
@@ -416,7 +421,13 @@ class Launcher:
                 logger.info("a spare instance was gone before its init: %s", err.message)
                 prepared = None
         if prepared is None:
-            prepared = await self._prepare(_init_limits(spec), view, spec.tmp_mb, plan)
+            try:
+                prepared = await self._prepare(_init_limits(spec), view, spec.tmp_mb, plan)
+            except _Vanished as exc:
+                # Gone before any code of the function ran (its zygote closed under it,
+                # or the kernel killed it): a start of the platform's, tried once more.
+                logger.info("%s: starting another", exc.message)
+                prepared = await self._prepare(_init_limits(spec), view, spec.tmp_mb, plan)
             instance = await self._initialize(prepared, spec, request_id, log_sink,
                                               secret_env)
         instance.start_ms = (time.perf_counter() - started) * 1000
@@ -585,6 +596,11 @@ class Launcher:
                 # In a thread: moving a process into a cgroup waits for an RCU grace period
                 # (~15 ms), which would stall every request the loop serves meanwhile.
                 await asyncio.to_thread(sandbox.attach, pid)
+            except ProcessLookupError as exc:
+                writer.close()
+                raise _Vanished(
+                    f"instance {instance_id} exited before it was put in its sandbox"
+                ) from exc
             except OSError as exc:
                 writer.close()
                 raise EmberError(
@@ -780,7 +796,7 @@ class Launcher:
     async def _evict_zygotes(self) -> None:
         while len(self._view_zygotes) >= MAX_VERSION_ZYGOTES:
             idle = next((v for v, z in self._view_zygotes.items()
-                         if z.children == 0 or not z.alive), None)
+                         if (z.children == 0 and not z.spawning) or not z.alive), None)
             if idle is None:
                 return  # every one serves instances: keep them
             await self._close_preloader(idle)

@@ -326,6 +326,12 @@ class Zygote:
         """How many of its children are alive (their exits not reported yet)."""
         return len(self._exits)
 
+    @property
+    def spawning(self) -> int:
+        """How many forks were asked of it and not answered yet: a zygote with one in
+        flight is not idle, though it has no child yet."""
+        return len(self._spawns)
+
     def kill_child(self, pid: int) -> None:
         """Ask the zygote to SIGKILL its child ``pid`` (a pid of its namespace)."""
         if self._dead:
