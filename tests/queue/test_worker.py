@@ -457,6 +457,52 @@ def handler(event, context):
     run_async(scenario)
 
 
+def test_a_stop_that_meets_the_attempt_settling_stops_the_retry_it_left(run_async: Run
+                                                                         ) -> None:
+    """The stop finds the event leased and cancels its attempt just as that attempt's retry
+    is written: the stop's acknowledgement then holds a spent lease, and the event, back in
+    the queue, must be stopped there rather than run again."""
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("flaky", FLAKY, **{"async": {"max_retries": 5}})
+        invoker = ember.services.invoker
+        queue = invoker.queue
+        loop = asyncio.get_running_loop()
+        retrying, cancelled = asyncio.Event(), asyncio.Event()
+        writes: list[asyncio.Task[None]] = []
+        original_retry, original_ack = queue.retry, queue.ack
+
+        async def retry(delivery: Any, task: Any, **kwargs: Any) -> None:
+            async def write() -> None:
+                await cancelled.wait()
+                await original_retry(delivery, task, **kwargs)
+
+            writes.append(loop.create_task(write()))
+            retrying.set()
+            try:
+                await asyncio.shield(writes[-1])
+            except asyncio.CancelledError:
+                cancelled.set()  # the stop cancelled the attempt: the retry goes out now
+                raise
+
+        async def ack(delivery: Any, task: Any) -> None:
+            if writes:
+                await writes[-1]  # the retry is written before the stop's acknowledgement
+            await original_ack(delivery, task)
+
+        queue.retry, queue.ack = retry, ack  # type: ignore[method-assign]
+        accepted = await submit(ember, "flaky", {"succeed_on": 2})
+        await retrying.wait()
+        stopped = await ember.http.post(f"/tasks/{accepted['request_id']}/stop")
+        assert stopped.status_code == 200, stopped.text
+        assert stopped.json()["status"] == "stopped", stopped.json()
+        await ember.services.invoker.quiet()  # the retry came due: nothing runs it
+        later = (await ember.http.get(f"/tasks/{accepted['request_id']}")).json()
+        assert later["status"] == "stopped" and later["attempts"] == 1, later
+
+    run_async(scenario)
+
+
 def test_payload_over_the_async_limit_is_refused(run_async: Run) -> None:
     async def scenario(ember: Ember) -> None:
         await ember.deploy("echo", ECHO)

@@ -50,6 +50,11 @@ class WorkerSettings:
     purge_interval_s: float = 3600.0    # how often those older than that are deleted
 
 
+# How many times a stop looks for its task's event, which may move between the queue and an
+# attempt of this server's while it looks.
+_STOP_LOOKS = 3
+
+
 class AsyncInvoker:
     """Accepts async invocations into the queue and runs them with at-least-once delivery."""
 
@@ -225,24 +230,34 @@ class AsyncInvoker:
 
     async def stop(self, task_id: str) -> Task:
         """Stop a task: a queued one never runs; a running one's instance is killed."""
-        task = await self.queue.stop_queued(task_id, now=self._clock.time())
-        if task is not None:
-            if task.status == "stopped":
-                self._ended(task)
-            return task
-        task = await self.queue.get_task(task_id)
-        running = self._running.get(task_id)
-        if running is None:
-            # Leased by an attempt this server does not run (another node, or one that died
-            # and has not been redelivered yet): it stops when it is next claimed.
-            task.stop_requested = True
-            await self.queue.save_task(task)
-            return task
-        self._stopping.add(task_id)
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-        return await self.queue.get_task(task_id)
+        look = 0
+        while True:
+            look += 1
+            task = await self.queue.stop_queued(task_id, now=self._clock.time())
+            if task is not None:
+                if task.status == "stopped":
+                    self._ended(task)
+                return task
+            running = self._running.get(task_id)
+            if running is None:
+                if look < _STOP_LOOKS:
+                    continue  # its attempt here may have settled since: look again
+                # Leased by an attempt this server does not run (another node, or one that
+                # died and has not been redelivered yet): it stops when it is next claimed.
+                task = await self.queue.get_task(task_id)
+                task.stop_requested = True
+                await self.queue.save_task(task)
+                return task
+            self._stopping.add(task_id)
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            task = await self.queue.get_task(task_id)
+            if task.final or look == _STOP_LOOKS:
+                return task
+            # The attempt settled just as it was cancelled (its retry or postponement was
+            # written, and the stop's acknowledgement then held a spent lease): the event
+            # is back in the queue, so stop it there.
 
     # consuming ---------------------------------------------------------------------------
 
@@ -312,11 +327,14 @@ class AsyncInvoker:
         self._running[delivery.event.id] = task
         self._leases[delivery.event.id] = delivery
 
-        def done(_: asyncio.Task[None]) -> None:
-            self._running.pop(delivery.event.id, None)
-            self._leases.pop(delivery.event.id, None)
-            self._saves.pop(delivery.event.id, None)
-            self._stopping.discard(delivery.event.id)
+        def done(finished: asyncio.Task[None]) -> None:
+            # The event may be claimed again (its retry came due) before an attempt that
+            # settled it is done: that attempt leaves the new one's entries alone.
+            if self._running.get(delivery.event.id) is finished:
+                del self._running[delivery.event.id]
+                self._leases.pop(delivery.event.id, None)
+                self._saves.pop(delivery.event.id, None)
+                self._stopping.discard(delivery.event.id)
             self._wake.set()
 
         task.add_done_callback(done)
