@@ -40,6 +40,8 @@ from ember.runtime.web import invoke_request
 
 # A result must fit in one frame, with room for the frame's other fields.
 MAX_RESULT_BYTES = protocol.MAX_FRAME_BYTES - 64 * 1024
+# ``json.dumps`` with these options would make an encoder per call.
+_RESULT_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 
 
 def load_entrypoint(entry: str) -> Callable[..., Any]:
@@ -78,6 +80,8 @@ def write_secret_files(directory: str, files: dict[str, str]) -> None:
 
 def is_json(content_type: str) -> bool:
     """``application/json`` or any ``+json`` media type, parameters ignored."""
+    if content_type == "application/json":
+        return True
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
 
@@ -105,8 +109,7 @@ def encode_result(value: Any) -> tuple[bytes, str]:
         return bytes(value), "application/octet-stream"
     if isinstance(value, str):
         return value.encode("utf-8"), "text/plain; charset=utf-8"
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
-    return text.encode("utf-8"), "application/json"
+    return _RESULT_ENCODER.encode(value).encode("utf-8"), "application/json"
 
 
 class Runtime:
