@@ -17,6 +17,7 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -271,5 +272,35 @@ def test_closing_does_not_wait_for_a_preloader_still_importing(tmp_path: Path) -
                         message="the preloader forked")
             await asyncio.wait_for(launcher.close(), 20.0)  # not the import's 30 s
             assert launcher.zygotes() == []
+
+        harness.run(scenario())
+
+
+def test_a_preloader_given_up_on_after_its_hello_has_its_connection_closed(tmp_path: Path
+                                                                           ) -> None:
+    """The start is cancelled just as the preloader says hello: the connection is not yet
+    the start's own, and must not be left open (it was: a writer that outlived its loop)."""
+    with running_harness(tmp_path, use_zygote=True, isolation="bubblewrap") as harness:
+        deps = dependencies(harness.base, probe=_PROBE)
+        spec = harness.spec(_HANDLER, layer_dirs=(deps,), version="1")
+        launcher = harness.launcher
+        real = launcher._await_hello
+        connections: list[asyncio.StreamWriter] = []
+
+        async def given_up(instance_id: str, hello: asyncio.Future[Any], process: Any, *,
+                           sandboxed: bool = False) -> Any:
+            if not instance_id.startswith("preload-"):
+                return await real(instance_id, hello, process, sandboxed=sandboxed)
+            await hello  # it connected and said hello, as the start was cancelled
+            connections.append(hello.result()[1][1])
+            raise asyncio.CancelledError
+
+        launcher._await_hello = given_up  # type: ignore[method-assign]
+
+        async def scenario() -> None:
+            launcher.prewarm(spec)
+            await until(lambda: connections, message="the preloader said hello")
+            await until(lambda: connections[0].is_closing(),
+                        message="the connection of the start given up on closed")
 
         harness.run(scenario())

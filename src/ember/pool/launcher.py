@@ -1085,8 +1085,11 @@ class Launcher:
             await writer.drain()
             done = await asyncio.wait_for(_preloaded(reader, importing), plan.timeout_s)
         except BaseException as exc:
-            if writer is not None:
-                writer.close()
+            if hello.done() and not hello.cancelled():
+                # Connected, then given up on (``writer`` is unset when that happened while
+                # the hello was awaited): the finally below takes it from ``_unclaimed``,
+                # so nothing else would close it.
+                hello.result()[1][1].close()
             if child is not None:
                 child.kill()
                 with contextlib.suppress(Exception):
