@@ -1058,6 +1058,7 @@ class Launcher:
         child: ZygoteChild | None = None
         writer: asyncio.StreamWriter | None = None
         importing: list[str] = []
+        started = False
         try:
             with contextlib.suppress(FileNotFoundError):
                 socket_path.unlink()
@@ -1084,12 +1085,8 @@ class Launcher:
             write_frame_async(writer, plan.message())
             await writer.drain()
             done = await asyncio.wait_for(_preloaded(reader, importing), plan.timeout_s)
+            started = True
         except BaseException as exc:
-            if hello.done() and not hello.cancelled():
-                # Connected, then given up on (``writer`` is unset when that happened while
-                # the hello was awaited): the finally below takes it from ``_unclaimed``,
-                # so nothing else would close it.
-                hello.result()[1][1].close()
             if child is not None:
                 child.kill()
                 with contextlib.suppress(Exception):
@@ -1112,9 +1109,16 @@ class Launcher:
             where = f" while importing {importing[-1]}" if importing else ""
             raise PreloadFailed(f"the preloader failed{where}: {exc}") from exc
         finally:
+            # After every wait of the failure path: the process may say hello during any
+            # of them (before it dies), and from here no hello can find this start.
             self._hellos.pop(preloader_id, None)
             if hello.done() and not hello.cancelled():
-                self._unclaimed.discard(hello.result()[1][1])
+                connection = hello.result()[1][1]
+                self._unclaimed.discard(connection)
+                if not started:
+                    # Connected, then given up on: out of ``_unclaimed``, so nothing else
+                    # would close it.
+                    connection.close()
             if child is not None:
                 self._starting.discard(child)
         info = ZygoteInfo("preloader", view.function, view.version, pid, confinement.uid,
