@@ -142,6 +142,39 @@ def test_http_trigger_passes_the_request_and_the_answer(run: Run) -> None:
     run(scenario)
 
 
+def test_a_request_takes_the_http_trigger_with_the_longest_path_above_it(run: Run) -> None:
+    which = "def handler(event, context):\n    return [context.trigger, event['data']['path']]\n"
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("which", which)
+        for name, path in (("root", "/"), ("shop", "/shop"), ("items", "/shop/items"),
+                           ("other", "/shopping")):
+            await trigger(ember, name, "which", {"kind": "http", "path": path})
+
+        async def route(path: str) -> list[str]:
+            answer = await ember.http.get(f"/http{path}")
+            assert answer.status_code == 200, answer.text
+            return list(answer.json())
+
+        assert await route("/") == ["root", "/"]
+        assert await route("/elsewhere/x") == ["root", "/elsewhere/x"]
+        assert await route("/shop") == ["shop", "/"]
+        assert await route("/shop/cart") == ["shop", "/cart"]
+        assert await route("/shopping/list") == ["other", "/list"]
+        assert await route("/shopx") == ["root", "/shopx"]
+        assert await route("/shop/items") == ["items", "/"]
+        assert await route("/shop/items/7") == ["items", "/7"]
+        assert await route("/shop/items/") == ["items", "/"]
+        await ember.http.post("/triggers/items/disable")
+        assert await route("/shop/items/7") == ["shop", "/items/7"]
+        await ember.http.delete("/triggers/shop")
+        assert await route("/shop/items/7") == ["root", "/shop/items/7"]
+        await ember.http.post("/triggers/items/enable")
+        assert await route("/shop/items/7") == ["items", "/7"]
+
+    run(scenario)
+
+
 def test_http_trigger_api_key(run: Run) -> None:
     async def scenario(ember: Ember) -> None:
         await ember.deploy("api", "def handler(event, context):\n    return 'secret'\n")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 from ember.clock import Clock
@@ -64,6 +64,10 @@ class Supervisor:
         self._publish = publish
         self._run_workflow = run_workflow
         self._running: dict[str, _Running] = {}
+        # The running HTTP triggers by path, made again on the first request after any
+        # change to ``_running``: a request looks up the prefixes of its path, whatever
+        # the number of triggers.
+        self._routes: dict[str, list[_Running]] | None = None
         # Every trigger that is enabled or paused, as last read: its source runs here when
         # this node holds its lease (always, for HTTP).
         self._wanted: dict[str, Trigger] = {}
@@ -91,6 +95,7 @@ class Supervisor:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         async with self._lock:
             running, self._running = list(self._running.values()), {}
+            self._routes = None
         await asyncio.gather(*(self._stop(r) for r in running), return_exceptions=True)
         await self.leases.close()
 
@@ -109,6 +114,7 @@ class Supervisor:
         """``name``'s lease is lost or handed over: stop its source (``leases.Owner``)."""
         async with self._lock:
             running = self._running.pop(name, None)
+            self._routes = None
             if running is not None:
                 await self._stop(running)
 
@@ -185,6 +191,7 @@ class Supervisor:
                 or _binding(running.trigger) != _binding(trigger)
             ):
                 del self._running[name]
+                self._routes = None
                 await self._stop(running)
                 if running.context.retired:
                     self._statuses.pop(name, None)  # a new trigger of the same name
@@ -228,6 +235,7 @@ class Supervisor:
                 await self.leases.release(name)
             return
         self._running[name] = _Running(trigger, source, context)
+        self._routes = None
         if trigger.state == "paused":
             await source.pause()
 
@@ -258,26 +266,39 @@ class Supervisor:
     def http_route(self, path: str) -> tuple[Source, str] | None:
         """The source of the HTTP trigger whose path is the longest prefix of ``path`` (on a
         ``/`` boundary), and the rest of the path below that prefix."""
-        best: tuple[str, Source] | None = None
-        for running in self._running.values():
-            source = running.trigger.source
-            if not isinstance(source, HttpSource) or running.context.retired:
-                continue
-            prefix = source.path
-            matches = prefix == "/" or path == prefix or path.startswith(prefix + "/")
-            if matches and (best is None or len(prefix) > len(best[0])):
-                best = (prefix, running.source)
-        if best is None:
+        routes = self._routes
+        if routes is None:
+            routes = {}
+            for running in self._running.values():
+                source = running.trigger.source
+                if isinstance(source, HttpSource):
+                    routes.setdefault(source.path, []).append(running)
+            self._routes = routes
+        if not routes:
             return None
-        prefix, source_of_route = best
-        rest = path if prefix == "/" else path[len(prefix):]
-        return source_of_route, rest or "/"
+        for prefix in _prefixes(path):
+            for running in routes.get(prefix, ()):
+                if not running.context.retired:
+                    rest = path if prefix == "/" else path[len(prefix):]
+                    return running.source, rest or "/"
+        return None
 
     async def wait_settled(self) -> None:
         """Let pending change notifications finish (tests and the API's read-your-writes)."""
         while self._tasks:
             with contextlib.suppress(Exception):
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _prefixes(path: str) -> Iterator[str]:
+    """``path`` and each of its prefixes that ends before a ``/``, longest first, then
+    ``/``: every path an HTTP trigger may have to take ``path``."""
+    yield path
+    end = len(path)
+    while (end := path.rfind("/", 0, end)) > 0:
+        yield path[:end]
+    if path != "/":
+        yield "/"
 
 
 def _leased(trigger: Trigger) -> bool:
