@@ -191,7 +191,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     functions = FunctionService(store, artifacts, clock, layers, builds, secrets,
                                 changes=changes)
     logs = LogStore(settings.home / "logs.db", retention=settings.log_retention)
-    stats = StatsStore(settings.home / "stats.db")
+    stats = StatsStore(settings.home / "stats.db", retention_s=settings.stats_retention_s,
+                       now=clock.time)
     functions.on_delete(logs.delete_function, each_node=True)
     functions.on_delete(stats.delete_function, each_node=True)
     functions.on_delete(builds.delete_function)

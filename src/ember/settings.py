@@ -116,6 +116,11 @@ class Settings(BaseSettings):
         default=600, gt=0, le=3600,
         description="longest pip install of a function's requirements.txt",
     )
+    stats_retention_s: float = Field(
+        default=7 * 24 * 3600, ge=60, le=366 * 24 * 3600,
+        description="how long invocation records are kept: the statistics, their time series "
+        "and the invocation lists read them (one row an invocation, ~150 bytes)",
+    )
     log_retention: int = Field(default=10_000, ge=100, description="log lines kept per function")
     log_level: str = "info"
     access_log: bool = Field(

@@ -3,8 +3,10 @@ and failure, with its timings and error."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
+from ember.clock import ManualClock
 from tests.inprocess import Ember
 
 SOURCE = """
@@ -86,3 +88,30 @@ def test_invocations_refuse_unknown_functions_and_bad_filters(run: Callable[...,
             assert bad.json()["error"]["code"] == "InvalidSpec"
 
     run(scenario)
+
+
+def test_invocation_records_are_kept_for_the_configured_retention(
+        run: Callable[..., None]) -> None:
+    clock = ManualClock()
+
+    async def scenario(ember: Ember) -> None:
+        await ember.deploy("f", SOURCE)
+
+        async def invoke(n: int) -> list[str]:
+            ids = []
+            for _ in range(n):
+                answer = await ember.invoke("f", {})
+                assert answer.status_code == 200, answer.text
+                ids.append(answer.headers["X-Ember-Request-Id"])
+                # A write of its own for each: old records go every 50 writes.
+                await asyncio.to_thread(ember.services.stats.flush)
+            return ids
+
+        await invoke(50)
+        clock.advance(601)  # past the retention of the first ones
+        recent = await invoke(50)
+        answer = await ember.http.get("/functions/f/invocations", params={"limit": 100})
+        listed = [i["request_id"] for i in answer.json()["invocations"]]
+        assert listed == recent[::-1]
+
+    run(scenario, clock=clock, stats_retention_s=600)
