@@ -4,7 +4,11 @@ a fresh database is created for the run and emptied before each test."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import io
 import os
+import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +30,45 @@ ADMIN_KEY = "ember-test-admin-key-8f3c2a7d41e9b605"
 os.environ["EMBER_ADMIN_KEY"] = ADMIN_KEY
 os.environ["EMBER_API_KEY"] = ADMIN_KEY
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+# pytest-timeout prints the threads of a test that runs too long; in an asyncio test they
+# show an idle loop. Shortly before the timeout, the stacks of every asyncio task are
+# printed too (the test's captured stderr, shown with its failure): what each one awaits.
+_TASKS_DUMPED_AT = 0.85  # of the test's timeout
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    marker = item.get_closest_marker("timeout")
+    timeout = float(marker.args[0]) if marker and marker.args else float(
+        item.config.getini("timeout") or 0)
+    if timeout <= 0:
+        yield
+        return
+    timer = threading.Timer(timeout * _TASKS_DUMPED_AT, _dump_asyncio_tasks)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _dump_asyncio_tasks() -> None:
+    """From the timer's thread: have every running loop print its tasks' stacks."""
+    for loop in [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)]:
+        if loop.is_running():
+            loop.call_soon_threadsafe(_print_tasks)
+
+
+def _print_tasks() -> None:
+    out = io.StringIO()
+    out.write("~~~ asyncio tasks of a test near its timeout ~~~\n")
+    for task in asyncio.all_tasks():
+        out.write(f"--- {task!r}\n")
+        task.print_stack(file=out)
+    print(out.getvalue(), file=sys.stderr, flush=True)
 
 
 def _admin_url(url: str) -> str:
