@@ -68,6 +68,7 @@ from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
+from ember.aio import cancel_and_wait
 from ember.clock import Clock
 from ember.cluster.nodes import preferred
 
@@ -306,11 +307,10 @@ class PostgresLeases:
             await self._hand_over(set(self._held))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        # A beat's query may swallow the cancellation (``cancel_and_wait``): the loop would
+        # then go back to sleep, and on a manual clock never wake.
+        await cancel_and_wait(self._task)
+        self._task = None
         async with self._lock:
             conn, self._conn = self._conn, None
             self._held.clear()

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
 
+from ember.aio import cancel_and_wait
 from ember.clock import Clock
 from ember.errors import (
     AliasNotFound,
@@ -366,16 +367,7 @@ class BackgroundSource(abc.ABC):
         self.running.set()
 
     async def stop(self) -> None:
-        # On Python 3.11 asyncio.wait_for (used inside client libraries) can swallow a
-        # cancellation that lands as its inner call finishes: cancel until the task ends.
-        task = self._task
-        while task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), 1.0)
-        if task is not None and task.done() and not task.cancelled():
-            with contextlib.suppress(Exception):
-                task.result()
+        await cancel_and_wait(self._task)
         self.context.status.connected = False
 
 
